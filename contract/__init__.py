@@ -1,0 +1,112 @@
+"""The serving contract: every tensor name, dtype, default and limit, stated once.
+
+Shared by the Triton models, the export CLI, the clients and perf_analyzer input
+generation. Dependency-free on purpose: clients import it without torch or numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# f5-tts works at 24 kHz with 100-band mels and hop 256 (f5_tts.infer.utils_infer).
+SAMPLE_RATE = 24_000
+N_MELS = 100
+HOP_LENGTH = 256
+
+# Model names inside the exported repository.
+TTS_MODEL = "f5_tts"
+VOCODER_MODEL = "vocoder"
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # Triton dtype name, e.g. "FP32", "BYTES"
+    dims: tuple[int, ...]  # per-request dims, without the batch dimension
+    optional: bool = False
+    ragged: bool = False  # lengths differ between requests of one dynamic batch
+    doc: str = ""
+
+
+# --- f5_tts inputs -----------------------------------------------------------------
+REFERENCE_AUDIO = "reference_audio"
+REFERENCE_SAMPLE_RATE = "reference_sample_rate"
+REFERENCE_TEXT = "reference_text"
+TARGET_TEXT = "target_text"
+NFE_STEP = "nfe_step"
+CFG_STRENGTH = "cfg_strength"
+SWAY_SAMPLING_COEF = "sway_sampling_coef"
+SPEED = "speed"
+SEED = "seed"
+DURATION = "duration"
+
+# --- f5_tts outputs ----------------------------------------------------------------
+WAVEFORM = "waveform"
+SAMPLE_RATE_OUT = "sample_rate"
+
+# --- vocoder tensors ---------------------------------------------------------------
+MEL = "mel"
+
+TTS_INPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(REFERENCE_AUDIO, "FP32", (-1, -1), ragged=True,
+               doc="reference speech, [channels, samples], any channel count (downmixed)"),
+    TensorSpec(REFERENCE_SAMPLE_RATE, "INT32", (1,),
+               doc="sample rate of reference_audio in Hz (resampled to 24000)"),
+    TensorSpec(REFERENCE_TEXT, "BYTES", (1,), doc="UTF-8 transcript of the reference audio"),
+    TensorSpec(TARGET_TEXT, "BYTES", (1,), doc="UTF-8 text to speak; long text is chunked"),
+    TensorSpec(NFE_STEP, "INT32", (1,), optional=True, doc="ODE steps (function evaluations)"),
+    TensorSpec(CFG_STRENGTH, "FP32", (1,), optional=True, doc="classifier-free guidance strength"),
+    TensorSpec(SWAY_SAMPLING_COEF, "FP32", (1,), optional=True, doc="sway sampling coefficient"),
+    TensorSpec(SPEED, "FP32", (1,), optional=True, doc="speaking rate, 1.0 = natural"),
+    TensorSpec(SEED, "INT64", (1,), optional=True,
+               doc="noise seed; -1 or absent = random. Same seed => same audio"),
+    TensorSpec(DURATION, "FP32", (1,), optional=True,
+               doc="total seconds including the reference (f5-tts fix_duration); 0 or absent = estimate"),
+)
+TTS_OUTPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(WAVEFORM, "FP32", (-1,), doc="generated speech, mono"),
+    TensorSpec(SAMPLE_RATE_OUT, "INT32", (1,), doc="sample rate of waveform (24000)"),
+)
+VOCODER_INPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(MEL, "FP32", (N_MELS, -1), doc="log-mel spectrogram, [100, frames]"),
+)
+VOCODER_OUTPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(WAVEFORM, "FP32", (-1,), doc="waveform at 24 kHz, frames * 256 samples"),
+)
+
+
+@dataclass(frozen=True)
+class SamplingDefaults:
+    """f5-tts's own inference defaults (f5_tts.infer.utils_infer)."""
+
+    nfe_step: int = 32
+    cfg_strength: float = 2.0
+    sway_sampling_coef: float = -1.0
+    speed: float = 1.0
+
+
+DEFAULTS = SamplingDefaults()
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a request may ask for. Each violation is answered with INVALID_ARG."""
+
+    max_target_text_bytes: int = 4000
+    max_reference_text_bytes: int = 1000
+    min_reference_seconds: float = 0.3
+    max_reference_seconds: float = 30.0  # accepted upload length
+    reference_clip_seconds: float = 12.0  # f5-tts clips references to 12 s
+    min_sample_rate: int = 4_000
+    max_sample_rate: int = 192_000
+    max_channels: int = 8
+    nfe_step: tuple[int, int] = (1, 128)
+    cfg_strength: tuple[float, float] = (0.0, 10.0)
+    sway_sampling_coef: tuple[float, float] = (-1.0, 1.0)
+    speed: tuple[float, float] = (0.3, 3.0)
+    duration: tuple[float, float] = (0.0, 120.0)  # seconds; 0 = estimate
+    seed: tuple[int, int] = (-1, 2**63 - 1)
+    max_total_frames: int = 120 * SAMPLE_RATE // HOP_LENGTH  # mel frames per chunk incl. reference
+
+
+LIMITS = Limits()

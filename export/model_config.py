@@ -1,0 +1,113 @@
+"""config.pbtxt generated from one typed spec, through tritonclient's model_config_pb2.
+
+The contract (contract/) names the tensors; ServingOptions holds what the export CLI
+lets a user choose. Text is produced by protobuf itself and checked by a parse round trip,
+so a config that Triton cannot read is never written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+import contract
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    device: str = "cpu"  # cpu | gpu
+    instances: int = 1
+    max_batch_size: int = 8
+    max_queue_delay_us: int = 5000
+    dtype: str = "fp32"
+    defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
+    max_batch_chunks: int = 16
+    demo: bool = False
+    model_name: str = ""
+
+    def check(self) -> None:
+        if self.device not in ("cpu", "gpu"):
+            raise ValueError(f"device must be cpu or gpu, got {self.device!r}")
+        if self.instances < 1:
+            raise ValueError(f"instances must be >= 1, got {self.instances}")
+        if not 1 <= self.max_batch_size <= 256:
+            raise ValueError(f"max batch size must be in [1, 256], got {self.max_batch_size}")
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            raise ValueError(f"dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
+        if self.dtype != "fp32" and self.device == "cpu":
+            raise ValueError(f"dtype {self.dtype} needs --device gpu (half precision is slow or unsupported on CPU)")
+
+
+_TYPES = {"FP32": pb.TYPE_FP32, "INT32": pb.TYPE_INT32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}
+
+# Warm-up request made from real speech (the reference audio shipped with f5-tts).
+WARMUP_NAME = "real_speech"
+WARMUP_TARGET_TEXT = "Warming up the model."
+WARMUP_NFE_STEP = 2  # warm-up primes kernels and allocators; the step count does not matter
+
+
+def _io(spec: contract.TensorSpec, cls):
+    msg = cls(name=spec.name, data_type=_TYPES[spec.dtype], dims=list(spec.dims))
+    if cls is pb.ModelInput:
+        msg.optional = spec.optional
+        msg.allow_ragged_batch = spec.ragged
+    return msg
+
+
+def _instance_group(options: ServingOptions) -> pb.ModelInstanceGroup:
+    kind = pb.ModelInstanceGroup.KIND_GPU if options.device == "gpu" else pb.ModelInstanceGroup.KIND_CPU
+    return pb.ModelInstanceGroup(count=options.instances, kind=kind)
+
+
+def _params(values: dict[str, object]) -> dict[str, pb.ModelParameter]:
+    return {k: pb.ModelParameter(string_value=str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in values.items()}
+
+
+def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None) -> pb.ModelConfig:
+    cfg = pb.ModelConfig(
+        name=contract.TTS_MODEL, backend="python", max_batch_size=options.max_batch_size,
+        input=[_io(s, pb.ModelInput) for s in contract.TTS_INPUTS],
+        output=[_io(s, pb.ModelOutput) for s in contract.TTS_OUTPUTS],
+        instance_group=[_instance_group(options)],
+        dynamic_batching=pb.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
+    )
+    d = options.defaults
+    for key, value in _params({
+        "dtype": options.dtype, "max_batch_chunks": options.max_batch_chunks, "demo_model": options.demo,
+        "f5_model_name": options.model_name, "vocoder_file": "../vocoder/1/vocos.onnx",
+        "default_nfe_step": d.nfe_step, "default_cfg_strength": d.cfg_strength,
+        "default_sway_sampling_coef": d.sway_sampling_coef, "default_speed": d.speed,
+    }).items():
+        cfg.parameters[key].CopyFrom(value)
+    if warmup_dims is not None:
+        warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
+        for spec in contract.TTS_INPUTS:
+            if spec.name in warmup_dims:
+                warm.inputs[spec.name].CopyFrom(pb.ModelWarmup.Input(
+                    data_type=_TYPES[spec.dtype], dims=warmup_dims[spec.name], input_data_file=spec.name))
+        cfg.model_warmup.append(warm)
+    return cfg
+
+
+def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
+    cfg = pb.ModelConfig(
+        name=contract.VOCODER_MODEL, backend="python", max_batch_size=options.max_batch_size,
+        input=[_io(s, pb.ModelInput) for s in contract.VOCODER_INPUTS],
+        output=[_io(s, pb.ModelOutput) for s in contract.VOCODER_OUTPUTS],
+        instance_group=[_instance_group(options)],
+        dynamic_batching=pb.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
+    )
+    for key, value in _params({"onnx_file": "vocos.onnx"}).items():
+        cfg.parameters[key].CopyFrom(value)
+    return cfg
+
+
+def to_pbtxt(config: pb.ModelConfig) -> str:
+    text = text_format.MessageToString(config)
+    parsed = text_format.Parse(text, pb.ModelConfig())
+    if parsed != config:  # never write what Triton would read differently
+        raise AssertionError(f"config.pbtxt for {config.name} does not round-trip through model_config_pb2")
+    return text

@@ -1,0 +1,197 @@
+"""Write a ready-to-serve Triton model repository from an F5-TTS checkpoint and Vocos.
+
+Layout written (all generated; never committed):
+  f5_tts/config.pbtxt, f5_tts/1/{model.py, model.safetensors, model_config.yaml, vocab.txt},
+  f5_tts/warmup/<input files>, vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx},
+  manifest.json (sources with checksums, options, versions).
+The repository is built in a temporary sibling directory and moved into place at the end,
+so a failed export never leaves a half-written repository behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import struct
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+import contract
+from export import checkpoint as ckpt
+from export import model_config as mc
+from export import vocoder as voc
+from pipeline import synthesizer as synth
+from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
+from pipeline.vocoder import ONNX_FILE
+
+log = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATES = PROJECT_ROOT / "model_repository"
+REFERENCE_WAV = Path(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_en.wav")))
+REFERENCE_TEXT = "Some call me nature, others call me mother nature."
+
+
+@dataclass(frozen=True)
+class ExportSources:
+    checkpoint: Path
+    model_config: Path
+    vocab: Path
+    vocoder_dir: Path | None  # None: charactr/vocos-mel-24khz from the hub
+    use_ema: bool = True
+
+
+class Steps:
+    """Numbered progress lines with timings for the long steps of an export."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n = total, 0
+
+    def __call__(self, title: str):
+        self.n += 1
+        n, total = self.n, self.total
+
+        class _Step:
+            def __enter__(self_inner):
+                self_inner.t = time.monotonic()
+                print(f"[{n}/{total}] {title} ...", flush=True)
+
+            def __exit__(self_inner, exc_type, *_):
+                if exc_type is None:
+                    print(f"[{n}/{total}] {title}: done in {time.monotonic() - self_inner.t:.1f} s", flush=True)
+
+        return _Step()
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("f5-tts-triton", "f5-tts", "torch", "torchaudio", "vocos", "onnx", "onnxruntime", "onnxruntime-gpu",
+                "tritonclient", "numpy"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _write_bytes_tensor(path: Path, value: str) -> None:
+    data = value.encode("utf-8")  # Triton's BYTES serialisation: 4-byte LE length, then bytes
+    path.write_bytes(struct.pack("<I", len(data)) + data)
+
+
+def write_warmup(directory: Path, reference: np.ndarray, sample_rate: int) -> dict[str, list[int]]:
+    """model_warmup inputs from real speech; returns the dims of each input (batch excluded)."""
+    directory.mkdir(parents=True)
+    audio = np.ascontiguousarray(reference[None, :], dtype="<f4")  # [channels=1, samples]
+    (directory / contract.REFERENCE_AUDIO).write_bytes(audio.tobytes())
+    (directory / contract.REFERENCE_SAMPLE_RATE).write_bytes(np.array([sample_rate], "<i4").tobytes())
+    _write_bytes_tensor(directory / contract.REFERENCE_TEXT, REFERENCE_TEXT)
+    _write_bytes_tensor(directory / contract.TARGET_TEXT, mc.WARMUP_TARGET_TEXT)
+    (directory / contract.NFE_STEP).write_bytes(np.array([mc.WARMUP_NFE_STEP], "<i4").tobytes())
+    (directory / contract.SEED).write_bytes(np.array([0], "<i8").tobytes())
+    return {contract.REFERENCE_AUDIO: list(audio.shape), contract.REFERENCE_SAMPLE_RATE: [1],
+            contract.REFERENCE_TEXT: [1], contract.TARGET_TEXT: [1], contract.NFE_STEP: [1], contract.SEED: [1]}
+
+
+def _lock_down(root: Path) -> None:
+    """Nothing in the repository is writable by group or others."""
+    for path in [root, *root.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def prepare_output(output: Path, force: bool) -> Path:
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
+        raise FileExistsError(f"output {output} exists and is not empty; pass --force to replace it")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = output.parent / f".{output.name}.export-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    return staging
+
+
+def export_repository(sources: ExportSources, output: Path, options: mc.ServingOptions, *,
+                      force: bool = False, extra_manifest: dict | None = None) -> dict:
+    options.check()
+    output = Path(output).resolve()
+    staging = prepare_output(output, force)
+    step = Steps(6)
+    try:
+        with step("reading model config, vocab and checkpoint"):
+            model_cfg = ModelConfig.load(sources.model_config)
+            vocab_map, vocab_size = load_vocab(sources.vocab)
+            state = ckpt.read_state_dict(sources.checkpoint, use_ema=sources.use_ema)
+        with step(f"checking the checkpoint against {model_cfg.name}"):
+            cfm = build_cfm(model_cfg, vocab_map)
+            ckpt.check_fits(state, cfm, source=sources.checkpoint, vocab_size=vocab_size)
+            cfm.load_state_dict(state, strict=False)
+            n_params = sum(p.numel() for p in cfm.transformer.parameters())
+            print(f"      {n_params / 1e6:.1f} M parameters, vocab {vocab_size}")
+        tts_dir = staging / contract.TTS_MODEL / "1"
+        with step(f"writing DiT weights ({options.dtype})"):
+            from safetensors.torch import save_file
+
+            tts_dir.mkdir(parents=True)
+            dtype = DTYPES[options.dtype]
+            weights = {k: (v.to(dtype) if v.is_floating_point() and k.startswith("transformer.") else v).contiguous()
+                       for k, v in cfm.state_dict().items() if not k.startswith("mel_spec.")}
+            save_file(weights, str(tts_dir / synth.WEIGHTS_FILE))
+            shutil.copyfile(sources.model_config, tts_dir / synth.CONFIG_FILE)
+            shutil.copyfile(sources.vocab, tts_dir / synth.VOCAB_FILE)
+            shutil.copyfile(TEMPLATES / contract.TTS_MODEL / "1" / "model.py", tts_dir / "model.py")
+        voc_dir = staging / contract.VOCODER_MODEL / "1"
+        voc_dir.mkdir(parents=True)
+        reference, sample_rate = sf.read(str(REFERENCE_WAV), dtype="float32")
+        with step("exporting the Vocos vocoder to ONNX and checking it against PyTorch"):
+            vocos = voc.load_vocos(sources.vocoder_dir)
+            voc.export_onnx(vocos, voc_dir / ONNX_FILE)
+            with torch.no_grad():
+                mel = cfm.mel_spec(torch.from_numpy(reference)[None])  # real speech, f5-tts's mel front end
+            error = voc.check_onnx(vocos, voc_dir / ONNX_FILE, mel)
+            print(f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
+                  f"(limit {voc.MAX_ABS_ERROR:.0e})")
+            shutil.copyfile(TEMPLATES / contract.VOCODER_MODEL / "1" / "model.py", voc_dir / "model.py")
+        with step("writing config.pbtxt and warm-up samples"):
+            dims = write_warmup(staging / contract.TTS_MODEL / "warmup", reference, sample_rate)
+            (staging / contract.TTS_MODEL / "config.pbtxt").write_text(mc.to_pbtxt(mc.tts_config(options, dims)))
+            (staging / contract.VOCODER_MODEL / "config.pbtxt").write_text(mc.to_pbtxt(mc.vocoder_config(options)))
+        with step("writing manifest.json"):
+            manifest = {
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "demo_model": options.demo,
+                "model": model_cfg.name,
+                "parameters": n_params,
+                "sources": {name: {"path": str(path), "sha256": sha256(path)} for name, path in [
+                    ("checkpoint", sources.checkpoint), ("model_config", sources.model_config),
+                    ("vocab", sources.vocab)]},
+                "vocoder": {"source": str(sources.vocoder_dir or "hf://charactr/vocos-mel-24khz"),
+                            "onnx_sha256": sha256(voc_dir / ONNX_FILE), "onnx_max_abs_error": error},
+                "options": {**asdict(options), "use_ema": sources.use_ema},
+                "versions": _versions(),
+                **(extra_manifest or {}),
+            }
+            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        _lock_down(staging)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+        return manifest
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

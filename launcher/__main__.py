@@ -1,0 +1,62 @@
+"""Shell entry point: `python -m launcher --model-repository DIR [--http-port N ...]`.
+
+Starts tritonserver, waits until every model is ready, then keeps it in the
+foreground until Ctrl-C / SIGTERM. Exits non-zero with the model's own error line
+when a model fails to load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+from launcher.server import ServerError, TritonServer
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m launcher", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model-repository", type=Path, required=True)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--log-verbose", type=int, default=0)
+    p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for readiness")
+    p.add_argument("--log-file", type=Path, help="server log (default: a temp file)")
+    p.add_argument("--check", action="store_true", help="exit 0 once ready instead of serving")
+    p.add_argument("extra", nargs="*", help="extra tritonserver flags after --")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+    server = TritonServer(args.model_repository, http_port=args.http_port, grpc_port=args.grpc_port,
+                          metrics_port=args.metrics_port, log_verbose=args.log_verbose,
+                          ready_timeout=args.ready_timeout, extra_args=tuple(args.extra),
+                          log_path=args.log_file)
+    try:
+        server.start()
+    except ServerError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"tritonserver ready: pid {server.pid}, HTTP {server.http_url}, gRPC {server.grpc_url}, "
+          f"metrics {server.metrics_url}, log {server.log_path}", flush=True)
+    if args.check:
+        server.stop()
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        while server.process and server.process.poll() is None:
+            time.sleep(1)
+        print(f"error: tritonserver exited; log {server.log_path}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,249 @@
+"""Launch tritonserver with explicit flags, wait until ready, stop it by PID.
+
+Two server builds are supported: `tritonserver` on PATH (the official NGC container)
+and the one bundled in the nvidia-pytriton wheel (this project's venv). The bundled
+build needs the environment prepared by `python_stub_env()`; see DESIGN.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 15.0
+
+
+class ServerError(RuntimeError):
+    """The server could not be started or did not become ready."""
+
+
+@dataclass(frozen=True)
+class ServerBinary:
+    path: Path
+    backend_dir: Path | None  # None: the server's default (NGC layout)
+    lib_dirs: tuple[Path, ...] = ()
+
+
+def _bundled_root() -> Path | None:
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("pytriton")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    return root if (root / "bin" / "tritonserver").exists() else None
+
+
+def find_tritonserver() -> ServerBinary:
+    """The `tritonserver` on PATH (NGC image) wins; else the nvidia-pytriton bundled one."""
+    on_path = shutil.which("tritonserver")
+    if on_path:
+        return ServerBinary(Path(on_path), None)
+    root = _bundled_root()
+    if root is None:
+        raise ServerError(
+            "tritonserver not found: not on PATH and nvidia-pytriton is not installed. "
+            "Run `make setup` (or use the official Triton container)."
+        )
+    stub = root / "backends" / "python" / "triton_python_backend_stub"
+    if not stub.exists():
+        raise ServerError(
+            f"the Python backend stub is missing at {stub}; `make setup` copies the one "
+            f"for Python {sys.version_info.major}.{sys.version_info.minor} there"
+        )
+    libs = root.parent.parent / "nvidia_pytriton.libs"
+    return ServerBinary(root / "bin" / "tritonserver", root / "backends", (libs,))
+
+
+def python_stub_env(binary: ServerBinary, base: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment under which the Python stub finds this interpreter's venv.
+
+    The stub embeds libpython and runs isolated (PYTHONPATH is ignored), so the venv
+    must come first on PATH and its base interpreter's lib dir on LD_LIBRARY_PATH;
+    the bundled server additionally hangs at load without its own libs dir.
+    """
+    env = dict(os.environ if base is None else base)
+    env.pop("PYTHONPATH", None)
+    venv_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([venv_bin, env.get("PATH", "")])
+    lib_dirs = [str(p) for p in binary.lib_dirs] + [str(Path(sys.base_prefix) / "lib")]
+    if env.get("LD_LIBRARY_PATH"):
+        lib_dirs.append(env["LD_LIBRARY_PATH"])
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(lib_dirs)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# Noise the server prints on machines without a GPU; never the cause of a failure.
+_IRRELEVANT = ("NVML", "DCGM")
+
+
+def model_error_lines(log_text: str, limit: int = 6) -> list[str]:
+    """The server log lines that explain a failed start: each model's load failure first."""
+    lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not any(word in ln for word in _IRRELEVANT)]
+    failures = [ln.replace("\\n", " | ") for ln in lines if "failed to load '" in ln]
+    errors = [ln for ln in lines if re.match(r"^E\d{4} ", ln) and "failed to load '" not in ln]
+    fatal = [ln for ln in lines if ln.startswith("error:")]
+    return (failures + fatal + errors)[:limit]
+
+
+@dataclass
+class TritonServer:
+    """One tritonserver process. Use as a context manager or call start()/stop()."""
+
+    model_repository: Path
+    http_port: int = 0  # 0: pick a free port
+    grpc_port: int = 0
+    metrics_port: int = 0
+    log_verbose: int = 0
+    ready_timeout: float = 300.0
+    extra_args: tuple[str, ...] = ()
+    log_path: Path | None = None
+    process: subprocess.Popen | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.model_repository = Path(self.model_repository).resolve()
+        self.http_port = self.http_port or free_port()
+        self.grpc_port = self.grpc_port or free_port()
+        self.metrics_port = self.metrics_port or free_port()
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def command(self, binary: ServerBinary) -> list[str]:
+        cmd = [
+            str(binary.path),
+            f"--model-repository={self.model_repository}",
+            "--exit-on-error=true",
+            "--strict-readiness=true",
+            "--model-control-mode=none",
+            "--disable-auto-complete-config",
+            f"--http-port={self.http_port}",
+            f"--grpc-port={self.grpc_port}",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            f"--log-verbose={self.log_verbose}",
+        ]
+        if binary.backend_dir is not None:
+            cmd.append(f"--backend-directory={binary.backend_dir}")
+        return cmd + list(self.extra_args)
+
+    def log_text(self) -> str:
+        if self.log_path and self.log_path.exists():
+            return self.log_path.read_text(errors="replace")
+        return ""
+
+    def start(self) -> "TritonServer":
+        if not self.model_repository.is_dir():
+            raise ServerError(f"model repository {self.model_repository} is not a directory")
+        binary = find_tritonserver()
+        if self.log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self.log_path = Path(name)
+        cmd = self.command(binary)
+        log.info("starting %s", " ".join(cmd))
+        with open(self.log_path, "wb") as log_file:
+            # Own session: stop() can signal the server and its Python stubs as one group.
+            self.process = subprocess.Popen(
+                cmd, stdout=log_file, stderr=subprocess.STDOUT, env=python_stub_env(binary),
+                start_new_session=True,
+            )
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def is_ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+                return r.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def wait_ready(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            rc = self.process.poll()
+            if rc is not None:
+                raise ServerError(self._failure(f"tritonserver exited with code {rc} before it was ready"))
+            if self.is_ready():
+                log.info("tritonserver ready (pid %d, http %s, grpc %s)", self.pid, self.http_url, self.grpc_url)
+                return
+            time.sleep(0.25)
+        raise ServerError(self._failure(f"tritonserver not ready after {self.ready_timeout:.0f} s"))
+
+    def _failure(self, headline: str) -> str:
+        text = self.log_text()
+        errors = model_error_lines(text)
+        detail = "\n  ".join(errors) if errors else "\n  ".join(text.splitlines()[-15:])
+        return f"{headline}; server log {self.log_path}:\n  {detail}"
+
+    def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
+        """SIGTERM the server's process group, SIGKILL it after `grace` seconds."""
+        proc, self.process = self.process, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver pid %d ignored SIGTERM for %.0f s; killing", proc.pid, grace)
+                _signal_group(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # Stubs may outlive a killed server; the group signal reaches them too.
+        _signal_group(proc.pid, signal.SIGKILL)
+        return proc.returncode
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

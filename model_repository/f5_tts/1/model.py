@@ -1,0 +1,72 @@
+"""Triton Python-backend adapter for F5-TTS: tensors in -> pipeline -> tensors out.
+
+All logic lives in `pipeline/` (importable and tested without Triton). The vocoder runs
+in-process on the ONNX file of the `vocoder` model: warm-up at load cannot call another
+model (Triton loads models concurrently), and it saves a shared-memory round trip per chunk.
+"""
+
+import json
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+import contract
+from pipeline.parameters import TtsParameters, instance_device
+from pipeline.requests import RequestError, parse_request
+from pipeline.synthesizer import Synthesizer
+from pipeline.vocoder import OnnxVocoder
+
+class TritonPythonModel:
+    def initialize(self, args):
+        started = time.monotonic()
+        config = json.loads(args["model_config"])
+        self.params = TtsParameters.from_triton(config.get("parameters", {}))
+        device = instance_device(args)
+        model_dir = Path(args["model_repository"])
+        vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
+        self.synthesizer = Synthesizer.from_directory(
+            model_dir / args["model_version"], vocoder, device=device, dtype=self.params.dtype,
+            max_batch_chunks=self.params.max_batch_chunks)
+        if self.params.demo_model:
+            pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
+        pb_utils.Logger.log_info(f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}) loaded on {device} in "
+                     f"{time.monotonic() - started:.1f} s")
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        parsed = []
+        for i, request in enumerate(requests):
+            try:
+                tensors = {}
+                for spec in contract.TTS_INPUTS:
+                    tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
+                    tensors[spec.name] = None if tensor is None else tensor.as_numpy()
+                parsed.append((i, parse_request(tensors, self.params.defaults)))
+            except RequestError as e:
+                responses[i] = _error(str(e), pb_utils.TritonError.INVALID_ARG)
+        try:
+            results = self.synthesizer.synthesize([r for _, r in parsed])
+        except Exception:
+            pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
+            results = [RuntimeError("internal error during synthesis; see the server log")] * len(parsed)
+        for (i, _), result in zip(parsed, results):
+            if isinstance(result, RequestError):
+                responses[i] = _error(str(result), pb_utils.TritonError.INVALID_ARG)
+            elif isinstance(result, Exception):
+                responses[i] = _error(str(result), pb_utils.TritonError.INTERNAL)
+            else:
+                responses[i] = pb_utils.InferenceResponse([
+                    pb_utils.Tensor(contract.WAVEFORM, result[None].astype(np.float32)),
+                    pb_utils.Tensor(contract.SAMPLE_RATE_OUT, np.array([[contract.SAMPLE_RATE]], dtype=np.int32)),
+                ])
+        return responses
+
+    def finalize(self):
+        self.synthesizer = None
+
+
+def _error(message, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

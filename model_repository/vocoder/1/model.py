@@ -1,0 +1,43 @@
+"""Triton Python-backend adapter for the ONNX Vocos vocoder: mel [100, frames] -> waveform."""
+
+import json
+import traceback
+from pathlib import Path
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+import contract
+from pipeline.parameters import VocoderParameters, instance_device
+from pipeline.vocoder import OnnxVocoder
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        params = VocoderParameters.from_triton(json.loads(args["model_config"]).get("parameters", {}))
+        model_dir = Path(args["model_repository"]) / args["model_version"]
+        self.vocoder = OnnxVocoder(model_dir / params.onnx_file, device=instance_device(args))
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            mel = pb_utils.get_input_tensor_by_name(request, contract.MEL).as_numpy()
+            if not np.isfinite(mel).all():
+                responses.append(_error(f"input '{contract.MEL}' contains NaN or Inf",
+                                        pb_utils.TritonError.INVALID_ARG))
+                continue
+            try:
+                wave = self.vocoder.decode_batch(mel)
+                responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(contract.WAVEFORM, wave)]))
+            except Exception:
+                pb_utils.Logger.log_error(f"vocoder failed:\n{traceback.format_exc()}")
+                responses.append(_error("internal error in the vocoder; see the server log",
+                                        pb_utils.TritonError.INTERNAL))
+        return responses
+
+    def finalize(self):
+        self.vocoder = None
+
+
+def _error(message, code):
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))

@@ -1,0 +1,89 @@
+"""Model parameters from config.pbtxt, parsed once into frozen dataclasses.
+
+Triton hands parameters over as strings; an unknown, empty or malformed one fails
+initialize() with a message that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import contract
+
+# Parameters Triton itself interprets; allowed beside ours.
+_TRITON_RESERVED = {"EXECUTION_ENV_PATH"}
+
+
+class ParameterError(ValueError):
+    pass
+
+
+def _parse(cls, raw: Mapping[str, Any]):
+    values = {k: (v.get("string_value", "") if isinstance(v, Mapping) else str(v)) for k, v in raw.items()}
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields) - _TRITON_RESERVED)
+    if unknown:
+        raise ParameterError(f"unknown model parameter(s) {unknown}; known: {sorted(fields)}")
+    parsed = {}
+    for name, f in fields.items():
+        if name not in values:
+            continue
+        text = values[name].strip()
+        if not text:
+            raise ParameterError(f"model parameter '{name}' is empty")
+        kind = type(f.default)
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false"):
+                    raise ValueError("expected true or false")
+                parsed[name] = text.lower() == "true"
+            else:
+                parsed[name] = kind(text)
+        except ValueError as e:
+            raise ParameterError(f"model parameter '{name}' = {text!r} is not a valid {kind.__name__}: {e}") from None
+    return cls(**parsed)
+
+
+@dataclass(frozen=True)
+class TtsParameters:
+    dtype: str = "fp32"
+    max_batch_chunks: int = 16
+    demo_model: bool = False
+    f5_model_name: str = "unknown"
+    vocoder_file: str = "../vocoder/1/vocos.onnx"
+    default_nfe_step: int = contract.DEFAULTS.nfe_step
+    default_cfg_strength: float = contract.DEFAULTS.cfg_strength
+    default_sway_sampling_coef: float = contract.DEFAULTS.sway_sampling_coef
+    default_speed: float = contract.DEFAULTS.speed
+
+    @classmethod
+    def from_triton(cls, raw: Mapping[str, Any]) -> "TtsParameters":
+        self = _parse(cls, raw)
+        if self.dtype not in ("fp32", "fp16", "bf16"):
+            raise ParameterError(f"model parameter 'dtype' = {self.dtype!r}; allowed: fp32, fp16, bf16")
+        if self.max_batch_chunks < 1:
+            raise ParameterError(f"model parameter 'max_batch_chunks' = {self.max_batch_chunks}; must be >= 1")
+        return self
+
+    @property
+    def defaults(self) -> contract.SamplingDefaults:
+        return contract.SamplingDefaults(self.default_nfe_step, self.default_cfg_strength,
+                                         self.default_sway_sampling_coef, self.default_speed)
+
+
+@dataclass(frozen=True)
+class VocoderParameters:
+    onnx_file: str = "vocos.onnx"
+
+    @classmethod
+    def from_triton(cls, raw: Mapping[str, Any]) -> "VocoderParameters":
+        return _parse(cls, raw)
+
+
+def instance_device(args: Mapping[str, str]) -> str:
+    """torch device string for a Triton model instance (KIND_GPU -> cuda:N)."""
+    if args.get("model_instance_kind") == "GPU":
+        return f"cuda:{args.get('model_instance_device_id', '0')}"
+    return "cpu"

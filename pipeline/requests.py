@@ -1,0 +1,150 @@
+"""One synthesis request: parsed from Triton tensors and validated in one place.
+
+Every rejection raises RequestError with a message naming the input and what is
+allowed; model.py turns it into TritonError(INVALID_ARG) for that request alone.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+import contract
+
+LIMITS = contract.LIMITS
+
+
+class RequestError(ValueError):
+    """A request the server refuses; the message is sent back to the client."""
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    reference_audio: np.ndarray  # float32 [channels, samples], finite, not silent
+    reference_sample_rate: int
+    reference_text: str
+    target_text: str
+    nfe_step: int
+    cfg_strength: float
+    sway_sampling_coef: float
+    speed: float
+    seed: int | None  # None: random
+    duration: float | None  # total seconds incl. reference (f5-tts fix_duration); None: estimate
+
+    @property
+    def reference_seconds(self) -> float:
+        return self.reference_audio.shape[-1] / self.reference_sample_rate
+
+    @property
+    def sampling_key(self) -> tuple[int, float, float]:
+        """Requests with equal keys can share one batched ODE solve."""
+        return (self.nfe_step, self.cfg_strength, self.sway_sampling_coef)
+
+
+def _scalar(tensors: Mapping[str, np.ndarray | None], name: str, required: bool):
+    value = tensors.get(name)
+    if value is None:
+        if required:
+            raise RequestError(f"missing required input '{name}'")
+        return None
+    arr = np.asarray(value)
+    if arr.size != 1:
+        raise RequestError(f"input '{name}' must hold exactly one value per request, got shape {list(arr.shape)}")
+    return arr.reshape(-1)[0]
+
+
+def _text(tensors, name: str, max_bytes: int) -> str:
+    raw = _scalar(tensors, name, required=True)
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if not isinstance(raw, (bytes, np.bytes_)):
+        raise RequestError(f"input '{name}' must be BYTES (UTF-8 text), got {type(raw).__name__}")
+    if len(raw) > max_bytes:
+        raise RequestError(f"input '{name}' is {len(raw)} bytes; at most {max_bytes} bytes of UTF-8 are allowed")
+    try:
+        text = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RequestError(f"input '{name}' is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    if not text.strip():
+        raise RequestError(f"input '{name}' is empty or whitespace only")
+    return text
+
+
+def _number(tensors, name: str, default, bounds, kind=float):
+    raw = _scalar(tensors, name, required=False)
+    if raw is None:
+        return default
+    value = kind(raw)
+    lo, hi = bounds
+    if not (isinstance(value, int) or math.isfinite(value)) or not lo <= value <= hi:
+        raise RequestError(f"input '{name}' is {value}; allowed range is [{lo}, {hi}]")
+    return value
+
+
+def _reference_audio(tensors, sample_rate: int) -> np.ndarray:
+    name = contract.REFERENCE_AUDIO
+    audio = tensors.get(name)
+    if audio is None:
+        raise RequestError(f"missing required input '{name}'")
+    audio = np.asarray(audio)
+    if audio.dtype != np.float32:
+        raise RequestError(f"input '{name}' must be FP32, got {audio.dtype}")
+    if audio.ndim == 3:  # [batch, channels, samples] as sent with max_batch_size > 0
+        if audio.shape[0] != 1:
+            raise RequestError(f"input '{name}' has batch size {audio.shape[0]}; send one request per text "
+                               "(the server batches concurrent requests itself)")
+        audio = audio[0]
+    if audio.ndim != 2:
+        raise RequestError(f"input '{name}' must be [channels, samples], got shape {list(audio.shape)}")
+    channels, samples = audio.shape
+    if not 1 <= channels <= LIMITS.max_channels:
+        raise RequestError(f"input '{name}' has {channels} channels; 1 to {LIMITS.max_channels} are allowed "
+                           "(shape is [channels, samples])")
+    seconds = samples / sample_rate
+    if seconds < LIMITS.min_reference_seconds:
+        raise RequestError(f"input '{name}' is {seconds:.3f} s long; at least {LIMITS.min_reference_seconds} s "
+                           "of reference speech is needed")
+    if seconds > LIMITS.max_reference_seconds:
+        raise RequestError(f"input '{name}' is {seconds:.1f} s long; at most {LIMITS.max_reference_seconds} s is "
+                           f"accepted (it is clipped to {LIMITS.reference_clip_seconds} s anyway)")
+    if not np.isfinite(audio).all():
+        raise RequestError(f"input '{name}' contains NaN or Inf samples")
+    if not np.any(audio):
+        raise RequestError(f"input '{name}' is silent (all samples are zero); send reference speech")
+    return audio
+
+
+def parse_request(tensors: Mapping[str, np.ndarray | None],
+                  defaults: contract.SamplingDefaults = contract.DEFAULTS) -> SynthesisRequest:
+    """Build a validated request from input tensors keyed by contract names (None = absent)."""
+    sample_rate = _scalar(tensors, contract.REFERENCE_SAMPLE_RATE, required=True)
+    sample_rate = int(sample_rate)
+    if not LIMITS.min_sample_rate <= sample_rate <= LIMITS.max_sample_rate:
+        raise RequestError(f"input '{contract.REFERENCE_SAMPLE_RATE}' is {sample_rate} Hz; allowed range is "
+                           f"[{LIMITS.min_sample_rate}, {LIMITS.max_sample_rate}]")
+    audio = _reference_audio(tensors, sample_rate)
+    reference_text = _text(tensors, contract.REFERENCE_TEXT, LIMITS.max_reference_text_bytes)
+    target_text = _text(tensors, contract.TARGET_TEXT, LIMITS.max_target_text_bytes)
+    seed = _number(tensors, contract.SEED, -1, LIMITS.seed, int)
+    duration = _number(tensors, contract.DURATION, 0.0, LIMITS.duration)
+    request = SynthesisRequest(
+        reference_audio=audio,
+        reference_sample_rate=sample_rate,
+        reference_text=reference_text,
+        target_text=target_text,
+        nfe_step=_number(tensors, contract.NFE_STEP, defaults.nfe_step, LIMITS.nfe_step, int),
+        cfg_strength=_number(tensors, contract.CFG_STRENGTH, defaults.cfg_strength, LIMITS.cfg_strength),
+        sway_sampling_coef=_number(tensors, contract.SWAY_SAMPLING_COEF, defaults.sway_sampling_coef,
+                                   LIMITS.sway_sampling_coef),
+        speed=_number(tensors, contract.SPEED, defaults.speed, LIMITS.speed),
+        seed=None if seed == -1 else seed,
+        duration=duration or None,
+    )
+    clipped = min(request.reference_seconds, LIMITS.reference_clip_seconds)
+    if request.duration is not None and request.duration <= clipped:
+        raise RequestError(f"input '{contract.DURATION}' is {request.duration} s but must exceed the reference "
+                           f"length ({clipped:.2f} s): it is the total length, reference included")
+    return request

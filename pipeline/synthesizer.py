@@ -1,0 +1,215 @@
+"""Batched F5-TTS synthesis over f5-tts's own model, tokenizer and text chunking.
+
+For each dynamic batch: every request's target text is split with f5-tts's
+`chunk_text`, all chunks of all requests with the same sampling options go through one
+batched ODE solve of f5-tts's DiT, mels are vocoded and each request's chunks are
+cross-faded as f5-tts's `infer_batch_process` does.
+
+`_sample` follows `CFM.sample` step for step. It exists because CFM.sample draws the
+noise of every batch item from one seed; here each request draws from its own
+generator, in chunk order, exactly the values f5-tts draws after `seed_everything(seed)`,
+so a request's audio does not depend on its neighbours in the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pad_sequence
+
+import contract
+from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
+from pipeline.reference import TARGET_RMS, Reference, prepare_reference
+from pipeline.requests import RequestError, SynthesisRequest
+
+log = logging.getLogger(__name__)
+
+CROSS_FADE_SECONDS = 0.15  # f5_tts.infer.utils_infer.cross_fade_duration
+MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - reference seconds) * speed
+
+# mels [100, frames] -> waveforms, one per mel (in-process ONNX runtime, or BLS to `vocoder`)
+Vocode = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+
+WEIGHTS_FILE = "model.safetensors"
+CONFIG_FILE = "model_config.yaml"
+VOCAB_FILE = "vocab.txt"
+
+
+@dataclass
+class _Chunk:
+    request_index: int
+    text: list[str]  # tokens (pinyin for Chinese)
+    reference: Reference
+    cond: torch.Tensor  # reference mel [frames, 100]
+    reference_frames: int  # frames cut off the generated mel (f5-tts: samples // hop)
+    duration: int  # total frames incl. reference
+    noise: torch.Tensor  # [duration, 100]
+
+
+def cross_fade(waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS,
+               sample_rate: int = contract.SAMPLE_RATE) -> np.ndarray:
+    """Join chunk waveforms with linear cross-fades, as f5-tts's infer_batch_process."""
+    final = waves[0]
+    for nxt in waves[1:]:
+        n = min(int(seconds * sample_rate), len(final), len(nxt))
+        if n <= 0:
+            final = np.concatenate([final, nxt])
+            continue
+        overlap = final[-n:] * np.linspace(1, 0, n) + nxt[:n] * np.linspace(0, 1, n)
+        final = np.concatenate([final[:-n], overlap, nxt[n:]])
+    return final.astype(np.float32)
+
+
+class Synthesizer:
+    def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 max_batch_chunks: int = 16) -> None:
+        self.device = torch.device(device)
+        self.dtype = dtype
+        # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
+        self.cfm = cfm.eval().to(self.device)
+        self.cfm.transformer.to(dtype)
+        self.vocode = vocode
+        self.max_batch_chunks = max_batch_chunks
+
+    @classmethod
+    def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu", dtype: str = "fp32",
+                       **kwargs) -> "Synthesizer":
+        """Load weights exported by `python -m export` (model.safetensors, model_config.yaml, vocab.txt)."""
+        from safetensors.torch import load_file
+
+        model_dir = Path(model_dir)
+        for name in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE):
+            if not (model_dir / name).is_file():
+                raise FileNotFoundError(f"{model_dir / name} is missing; re-run `python -m export`")
+        vocab_map, _ = load_vocab(model_dir / VOCAB_FILE)
+        cfm = build_cfm(ModelConfig.load(model_dir / CONFIG_FILE), vocab_map)
+        state = load_file(str(model_dir / WEIGHTS_FILE), device="cpu")
+        missing, unexpected = cfm.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.startswith("mel_spec.")]
+        if missing or unexpected:
+            raise ValueError(f"{model_dir / WEIGHTS_FILE} does not fit {model_dir / CONFIG_FILE}: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        return cls(cfm, vocode, device=device, dtype=DTYPES[dtype], **kwargs)
+
+    # --- planning: everything f5-tts computes before CFM.sample ------------------------
+    def _plan(self, index: int, request: SynthesisRequest) -> list[_Chunk]:
+        from f5_tts.infer.utils_infer import chunk_text
+        from f5_tts.model.utils import convert_char_to_pinyin
+
+        ref = prepare_reference(request.reference_audio, request.reference_sample_rate, request.reference_text)
+        ref_bytes = len(ref.text.encode("utf-8"))
+        max_chars = int(ref_bytes / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds) * request.speed)
+        texts = chunk_text(request.target_text, max_chars=max_chars)
+        if not texts:
+            raise RequestError(f"input '{contract.TARGET_TEXT}' has nothing to speak after text chunking")
+        ref_text = ref.text + " " if len(ref.text[-1].encode("utf-8")) == 1 else ref.text
+        ref_samples = ref.audio.shape[-1]
+        ref_frames = ref_samples // contract.HOP_LENGTH
+        with torch.no_grad():
+            cond = self.cfm.mel_spec(ref.audio.to(self.device))[0].T  # [frames, 100]
+
+        durations = self._fix_durations(request, texts, ref_frames)
+        generator = torch.Generator(self.device)
+        generator.manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
+        chunks = []
+        for text, fix_duration in zip(texts, durations):
+            tokens = convert_char_to_pinyin([ref_text + text])[0]
+            if fix_duration is not None:
+                duration = int(fix_duration * contract.SAMPLE_RATE / contract.HOP_LENGTH)
+            else:
+                speed = 0.3 if len(text.encode("utf-8")) < 10 else request.speed  # as f5-tts
+                duration = ref_frames + int(ref_frames / len(ref_text.encode("utf-8"))
+                                            * len(text.encode("utf-8")) / speed)
+            # CFM.sample: at least text/reference length plus one frame.
+            duration = max(max(len(tokens), cond.shape[0]) + 1, duration)
+            if duration > contract.LIMITS.max_total_frames:
+                seconds = duration * contract.HOP_LENGTH / contract.SAMPLE_RATE
+                raise RequestError(f"a text chunk would need {seconds:.1f} s of audio; at most "
+                                   f"{contract.LIMITS.max_total_frames * contract.HOP_LENGTH / contract.SAMPLE_RATE:.0f}"
+                                   f" s per chunk is allowed (lower '{contract.DURATION}' or raise '{contract.SPEED}')")
+            noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device, dtype=self.dtype)
+            chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise))
+        return chunks
+
+    @staticmethod
+    def _fix_durations(request: SynthesisRequest, texts: list[str], ref_frames: int) -> list[float | None]:
+        """f5-tts's split of a fixed total duration across chunks (infer_batch_process)."""
+        if request.duration is None or len(texts) == 1:
+            return [request.duration] * len(texts)
+        ref_sec = ref_frames * contract.HOP_LENGTH / contract.SAMPLE_RATE
+        weights = [len(t.encode("utf-8")) for t in texts]
+        allocatable = request.duration - ref_sec + CROSS_FADE_SECONDS * (len(texts) - 1)
+        return [ref_sec + allocatable * w / sum(weights) for w in weights]
+
+    # --- sampling ------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _sample(self, chunks: list[_Chunk], steps: int, cfg_strength: float, sway: float) -> list[torch.Tensor]:
+        """Batched CFM.sample; returns each chunk's generated mel [100, frames] (fp32)."""
+        from f5_tts.model.utils import get_epss_timesteps, lens_to_mask, list_str_to_idx
+        from torchdiffeq import odeint
+
+        cfm, device = self.cfm, self.device
+        lens = torch.tensor([c.cond.shape[0] for c in chunks], device=device)
+        duration = torch.tensor([c.duration for c in chunks], device=device)
+        max_duration = int(duration.max())
+        cond = pad_sequence([c.cond for c in chunks], batch_first=True).to(self.dtype)
+        cond = F.pad(cond, (0, 0, 0, max_duration - cond.shape[1]), value=0.0)
+        text = list_str_to_idx([c.text for c in chunks], cfm.vocab_char_map).to(device)
+        cond_mask = lens_to_mask(lens, length=max_duration).unsqueeze(-1)
+        step_cond = torch.where(cond_mask, cond, torch.zeros_like(cond))
+        mask = lens_to_mask(duration) if len(chunks) > 1 else None
+
+        def flow(t, x):
+            if cfg_strength < 1e-5:
+                return cfm.transformer(x=x, cond=step_cond, text=text, time=t, mask=mask,
+                                       drop_audio_cond=False, drop_text=False, cache=True)
+            both = cfm.transformer(x=x, cond=step_cond, text=text, time=t, mask=mask, cfg_infer=True, cache=True)
+            pred, null_pred = torch.chunk(both, 2, dim=0)
+            return pred + (pred - null_pred) * cfg_strength
+
+        y0 = pad_sequence([c.noise for c in chunks], batch_first=True)
+        t = get_epss_timesteps(steps, device=device, dtype=step_cond.dtype)
+        if sway is not None:
+            t = t + sway * (torch.cos(torch.pi / 2 * t) - 1 + t)
+        try:
+            out = odeint(flow, y0, t, **cfm.odeint_kwargs)[-1]
+        finally:
+            cfm.transformer.clear_cache()
+        out = torch.where(cond_mask, cond, out).float()
+        return [out[i, c.reference_frames:c.duration].T for i, c in enumerate(chunks)]
+
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | RequestError]:
+        """One waveform (float32, 24 kHz) per request, or the RequestError that request earned."""
+        results: list[np.ndarray | RequestError | None] = [None] * len(requests)
+        planned: list[_Chunk] = []
+        for i, request in enumerate(requests):
+            try:
+                planned.extend(self._plan(i, request))
+            except RequestError as e:
+                results[i] = e
+        mels: dict[int, torch.Tensor] = {}
+        groups: dict[tuple, list[int]] = {}
+        for j, chunk in enumerate(planned):
+            groups.setdefault(requests[chunk.request_index].sampling_key, []).append(j)
+        for (steps, cfg, sway), members in groups.items():
+            members.sort(key=lambda j: planned[j].duration)  # less padding per sub-batch
+            for start in range(0, len(members), self.max_batch_chunks):
+                batch = members[start:start + self.max_batch_chunks]
+                for j, mel in zip(batch, self._sample([planned[j] for j in batch], steps, cfg, sway)):
+                    mels[j] = mel
+        waves = self.vocode([mels[j].cpu().numpy() for j in range(len(planned))]) if planned else []
+        per_request: dict[int, list[np.ndarray]] = {}
+        for chunk, wave in zip(planned, waves):
+            if chunk.reference.rms < TARGET_RMS:
+                wave = wave * chunk.reference.rms / TARGET_RMS
+            per_request.setdefault(chunk.request_index, []).append(wave)
+        for i, chunk_waves in per_request.items():
+            results[i] = cross_fade(chunk_waves)
+        return results  # type: ignore[return-value]

@@ -1,0 +1,43 @@
+"""The ONNX Vocos vocoder under onnxruntime (CUDA EP on GPU, CPU EP otherwise)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+import contract
+
+ONNX_FILE = "vocos.onnx"
+
+
+class OnnxVocoder:
+    def __init__(self, path: Path, device: str = "cpu", threads: int = 0) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"vocoder {path} is missing; re-run `python -m export`")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        if device.startswith("cuda"):
+            device_id = int(device.split(":")[1]) if ":" in device else 0
+            available = ort.get_available_providers()
+            if "CUDAExecutionProvider" not in available:
+                raise RuntimeError(f"vocoder on {device} needs onnxruntime-gpu (CUDAExecutionProvider); "
+                                   f"available providers: {available}. Install requirements/gpu.txt")
+            providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+        else:
+            providers = ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+
+    def __call__(self, mels: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Each mel [100, frames] -> waveform [frames * 256], decoded alone (no padding effects)."""
+        return [self.decode_batch(mel[None])[0] for mel in mels]
+
+    def decode_batch(self, mel: np.ndarray) -> np.ndarray:
+        """[batch, 100, frames] -> [batch, frames * 256]."""
+        mel = np.ascontiguousarray(mel, dtype=np.float32)
+        return self.session.run([contract.WAVEFORM], {contract.MEL: mel})[0]

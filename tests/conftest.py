@@ -1,0 +1,115 @@
+"""Shared fixtures: tiny checkpoints in the released formats, exported repositories, real servers.
+
+Servers are started through the project's launcher and always stopped by PID in teardown.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import contract
+from client import SynthesisOptions, synthesize
+from export.__main__ import main as export_main
+from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
+from export.repository import REFERENCE_TEXT, REFERENCE_WAV
+from launcher import TritonServer
+
+SHORT_TEXT = "I don't really care what you call me."
+# Long enough for f5-tts's chunk_text to split it into several chunks with the shipped reference.
+LONG_TEXT = (
+    "I don't really care what you call me. I've been a silent spectator, watching species evolve, empires rise "
+    "and fall. But always remember, I am mighty and enduring. Respect me and I'll nurture you; ignore me and you "
+    "shall face the consequences. The rivers carve the valleys, the winds shape the mountains, and the seasons "
+    "turn without asking anyone for permission. Listen closely, and you will hear the whole story."
+)
+
+
+@dataclass(frozen=True)
+class Reference:
+    audio: np.ndarray  # [channels, samples]
+    sample_rate: int
+    text: str
+
+
+@dataclass(frozen=True)
+class TinySources:
+    config: Path
+    checkpoint: Path
+    checkpoint_pt: Path
+    vocoder: Path
+
+
+@pytest.fixture(scope="session")
+def reference() -> Reference:
+    audio, sr = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    return Reference(np.ascontiguousarray(audio.T), sr, REFERENCE_TEXT)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> TinySources:
+    d = tmp_path_factory.mktemp("tiny_sources")
+    config = write_tiny_model_config(d / "F5TTS_v1_Base_tiny.yaml")
+    return TinySources(config, write_random_checkpoint(config, d / "model_tiny.safetensors", fmt="safetensors"),
+                       write_random_checkpoint(config, d / "model_tiny.pt", fmt="pt"),
+                       write_tiny_vocos(d / "vocos"))
+
+
+def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path | None = None) -> Path:
+    rc = export_main(["--ckpt", str(checkpoint or tiny.checkpoint), "--model-config", str(tiny.config),
+                      "--vocoder", str(tiny.vocoder), "--output", str(output), *extra])
+    assert rc == 0, f"export failed with rc={rc}"
+    return output
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tiny, tmp_path_factory) -> Path:
+    # A long queue delay so that concurrent test requests reliably share one dynamic batch.
+    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "200000")
+
+
+@pytest.fixture(scope="module")
+def server(tiny_repo):
+    srv = TritonServer(tiny_repo, ready_timeout=180)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc",
+          **options) -> np.ndarray:
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    options.setdefault("nfe_step", 8)
+    waveform, rate = synthesize(text, reference.audio, reference.sample_rate, reference.text, url=url,
+                                protocol=protocol, options=SynthesisOptions(**options), timeout=120)
+    assert rate == contract.SAMPLE_RATE
+    return waveform
+
+
+def speak_concurrently(server, jobs: list[dict]) -> list:
+    """Send all jobs at once (one thread each); returns waveform or the exception per job."""
+    def run(job):
+        try:
+            return speak(server, **job)
+        except Exception as e:  # collected and asserted by the caller
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        return list(pool.map(run, jobs))
+
+
+def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> None:
+    """Equal length, and no sample differs by more than `rel` of the peak (-60 dB for 1e-3)."""
+    assert got.shape == want.shape, f"length {got.shape} != {want.shape}"
+    assert np.isfinite(got).all()
+    peak = float(np.max(np.abs(want)))
+    assert peak > 0
+    err = float(np.max(np.abs(got - want)))
+    assert err <= rel * peak, f"max |diff| {err:.3e} > {rel} x peak {peak:.3e}"
