@@ -6,6 +6,7 @@ Servers are started through the project's launcher and always stopped by PID in 
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import soundfile as sf
 
 import contract
 from client import SynthesisOptions, synthesize
+from client.api import make_client
 from export.__main__ import main as export_main
 from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
@@ -70,7 +72,7 @@ def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path |
 @pytest.fixture(scope="session")
 def tiny_repo(tiny, tmp_path_factory) -> Path:
     # A long queue delay so that concurrent test requests reliably share one dynamic batch.
-    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "200000")
+    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "300000")
 
 
 @pytest.fixture(scope="module")
@@ -84,22 +86,28 @@ def server(tiny_repo):
 
 
 def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc",
-          **options) -> np.ndarray:
+          client=None, **options) -> np.ndarray:
     url = server.grpc_url if protocol == "grpc" else server.http_url
     options.setdefault("nfe_step", 8)
     waveform, rate = synthesize(text, reference.audio, reference.sample_rate, reference.text, url=url,
-                                protocol=protocol, options=SynthesisOptions(**options), timeout=120)
+                                protocol=protocol, options=SynthesisOptions(**options), timeout=120, client=client)
     assert rate == contract.SAMPLE_RATE
     return waveform
 
 
 def speak_concurrently(server, jobs: list[dict]) -> list:
-    """Send all jobs at once (one thread each); returns waveform or the exception per job."""
+    """Send all jobs at once (one thread and connection each); returns waveform or the exception per job."""
+    start = threading.Barrier(len(jobs))
+
     def run(job):
+        client = make_client(server.grpc_url, "grpc")
         try:
-            return speak(server, **job)
+            start.wait(timeout=30)  # connections are up: fire together so the requests share a batch
+            return speak(server, client=client, **job)
         except Exception as e:  # collected and asserted by the caller
             return e
+        finally:
+            client.close()
 
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
         return list(pool.map(run, jobs))

@@ -1,0 +1,189 @@
+"""The export CLI: formats, validation with actionable errors, manifest, ONNX vocoder check."""
+
+from __future__ import annotations
+
+import json
+import stat
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import contract
+from export.__main__ import main as export_main
+from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
+from export.repository import REFERENCE_WAV, sha256
+from export.vocoder import MAX_ABS_ERROR, VocoderError, check_onnx, export_onnx, load_vocos
+from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
+
+from conftest import export_tiny
+
+
+def _export(capsys, tiny, out, *extra, ckpt=None, config=None):
+    rc = export_main(["--ckpt", str(ckpt or tiny.checkpoint), "--model-config", str(config or tiny.config),
+                      "--vocoder", str(tiny.vocoder), "--output", str(out), *extra])
+    captured = capsys.readouterr()
+    return rc, captured.out + captured.err
+
+
+def test_repository_layout_manifest_and_permissions(tiny_repo, tiny):
+    for rel in ["f5_tts/config.pbtxt", "f5_tts/1/model.py", "f5_tts/1/model.safetensors",
+                "f5_tts/1/model_config.yaml", "f5_tts/1/vocab.txt", "f5_tts/warmup/reference_audio",
+                "vocoder/config.pbtxt", "vocoder/1/model.py", "vocoder/1/vocos.onnx", "manifest.json"]:
+        assert (tiny_repo / rel).is_file(), rel
+    manifest = json.loads((tiny_repo / "manifest.json").read_text())
+    assert manifest["sources"]["checkpoint"]["sha256"] == sha256(tiny.checkpoint)
+    assert manifest["vocoder"]["onnx_max_abs_error"] <= MAX_ABS_ERROR
+    assert manifest["vocoder"]["onnx_sha256"] == sha256(tiny_repo / "vocoder/1/vocos.onnx")
+    assert {"f5-tts", "torch", "onnxruntime", "tritonclient"} <= set(manifest["versions"])
+    assert manifest["options"]["dtype"] == "fp32" and manifest["options"]["use_ema"] is True
+    for path in tiny_repo.rglob("*"):
+        assert not path.stat().st_mode & stat.S_IWOTH, f"{path} is world-writable"
+        assert not path.stat().st_mode & stat.S_IWGRP, f"{path} is group-writable"
+
+
+def test_demo_tiny_says_it_is_noise(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "export", "--demo-tiny", "--output", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "produces noise, not speech" in proc.stdout
+    assert "max |error|" in proc.stdout  # the ONNX check is printed
+    manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
+    assert manifest["demo_model"] is True
+    assert 'string_value: "true"' in (tmp_path / "demo/f5_tts/config.pbtxt").read_text()
+
+
+def test_missing_checkpoint(capsys, tiny, tmp_path):
+    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=tmp_path / "nope.safetensors")
+    assert rc == 2 and "nope.safetensors does not exist" in out
+
+
+def test_unknown_checkpoint_format(capsys, tiny, tmp_path):
+    bad = tmp_path / "weights.npz"
+    bad.write_bytes(b"x")
+    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=bad)
+    assert rc == 2 and "unknown format '.npz'" in out
+
+
+def test_corrupt_checkpoint(capsys, tiny, tmp_path):
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"\x00" * 100)
+    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=bad)
+    assert rc == 2 and "not a readable safetensors file" in out
+
+
+def test_checkpoint_for_another_config_names_the_mismatch(capsys, tiny, tmp_path):
+    other = write_tiny_model_config(tmp_path / "other.yaml", arch=dict(dim=48, depth=3, heads=2, dim_head=24,
+                                                                        ff_mult=2, text_dim=32, conv_layers=1))
+    rc, out = _export(capsys, tiny, tmp_path / "o", config=other)
+    assert rc == 2
+    assert "does not match the model config" in out
+    assert "missing keys" in out and "transformer.transformer_blocks.2" in out  # depth 3 vs 2
+    assert "shape mismatches" in out
+
+
+def test_vocab_size_mismatch_is_named(capsys, tiny, tmp_path):
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("".join(default_vocab_file().read_text().splitlines(keepends=True)[:100]))
+    rc, out = _export(capsys, tiny, tmp_path / "o", "--vocab", str(vocab))
+    assert rc == 2 and "vocab size mismatch" in out and "2545 tokens" in out and "has 100" in out
+
+
+def test_no_ema_reads_model_state_dict(capsys, tiny, tmp_path):
+    raw = torch.load(tiny.checkpoint_pt, weights_only=True)
+    plain = {k.removeprefix("ema_model."): v for k, v in raw["ema_model_state_dict"].items()
+             if k not in ("initted", "step")}
+    ckpt = tmp_path / "model_only.pt"
+    torch.save({"model_state_dict": plain}, ckpt)
+    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=ckpt)
+    assert rc == 2 and "no `ema_model_state_dict`" in out and "--no-ema" in out
+    rc, out = _export(capsys, tiny, tmp_path / "o", "--no-ema", ckpt=ckpt)
+    assert rc == 0, out
+
+
+def test_non_empty_output_needs_force(capsys, tiny, tmp_path):
+    out_dir = tmp_path / "o"
+    out_dir.mkdir()
+    (out_dir / "keep.txt").write_text("x")
+    rc, out = _export(capsys, tiny, out_dir)
+    assert rc == 2 and "pass --force" in out and (out_dir / "keep.txt").exists()
+    rc, out = _export(capsys, tiny, out_dir, "--force")
+    assert rc == 0 and not (out_dir / "keep.txt").exists() and (out_dir / "manifest.json").exists()
+
+
+def test_failed_export_leaves_no_repository(capsys, tiny, tmp_path):
+    rc, _ = _export(capsys, tiny, tmp_path / "o", "--vocab", str(tmp_path / "missing_vocab.txt"))
+    assert rc == 2
+    assert list(tmp_path.iterdir()) == []  # no output, no staging directory
+
+
+def test_offline_default_checkpoint_says_to_pass_ckpt(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "export", "--output", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--ckpt" in proc.stderr and "--demo-tiny" in proc.stderr
+
+
+def test_half_precision_needs_gpu(capsys, tiny, tmp_path):
+    rc, out = _export(capsys, tiny, tmp_path / "o", "--dtype", "fp16")
+    assert rc == 2 and "needs --device gpu" in out
+
+
+def test_fp16_weights_are_stored_in_fp16(tiny, tmp_path):
+    from safetensors import safe_open
+
+    from export import model_config as mc
+    from export.repository import ExportSources, export_repository
+
+    sources = ExportSources(tiny.checkpoint, tiny.config, default_vocab_file(), tiny.vocoder)
+    export_repository(sources, tmp_path / "o", mc.ServingOptions(device="gpu", dtype="fp16"))
+    with safe_open(str(tmp_path / "o/f5_tts/1/model.safetensors"), "pt") as f:
+        dtypes = {f.get_tensor(k).dtype for k in f.keys() if k.startswith("transformer.")}
+    assert dtypes == {torch.float16}
+
+
+@pytest.mark.parametrize("name", ["F5TTS_v1_Small", "F5TTS_Small"])
+def test_builtin_small_configs_export(capsys, tmp_path, tiny, name):
+    """The v1 and v0 Small architectures, from f5-tts's own config names, export from a .pt checkpoint."""
+    from pipeline.f5_model import resolve_model_config
+
+    ckpt = write_random_checkpoint(resolve_model_config(name), tmp_path / f"{name}.pt", fmt="pt")
+    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=ckpt, config=name)
+    assert rc == 0, out
+
+
+def test_onnx_vocoder_matches_pytorch_on_real_speech(tmp_path, tiny):
+    import soundfile as sf
+
+    vocos = load_vocos(tiny.vocoder)
+    export_onnx(vocos, tmp_path / "v.onnx")
+    vocab, _ = load_vocab(default_vocab_file())
+    cfm = build_cfm(ModelConfig.load(tiny.config), vocab)
+    audio, _ = sf.read(str(REFERENCE_WAV), dtype="float32")
+    with torch.no_grad():
+        mel = cfm.mel_spec(torch.from_numpy(audio)[None])
+    assert mel.shape[1] == contract.N_MELS
+    error = check_onnx(vocos, tmp_path / "v.onnx", mel)
+    assert error < 1e-5
+    # a different vocoder in the ONNX file fails the check loudly
+    other = load_vocos(write_tiny_vocos(tmp_path / "other", seed=1))
+    with pytest.raises(VocoderError, match="max \\|error\\|"):
+        check_onnx(other, tmp_path / "v.onnx", mel)
+
+
+def test_real_sized_vocos_exports_within_tolerance(tmp_path):
+    """The charactr/vocos-mel-24khz architecture (random weights) through the ONNX path."""
+    from omegaconf import OmegaConf
+    from vocos import Vocos
+
+    from export.demo import TINY_VOCOS
+
+    cfg = OmegaConf.create(TINY_VOCOS)
+    cfg.backbone.init_args.update(dim=512, intermediate_dim=1536, num_layers=8)
+    cfg.head.init_args.dim = 512
+    OmegaConf.save(cfg, tmp_path / "config.yaml")
+    vocos = Vocos.from_hparams(str(tmp_path / "config.yaml")).eval()
+    export_onnx(vocos, tmp_path / "v.onnx")
+    mel = torch.randn(2, contract.N_MELS, 120) - 4
+    assert check_onnx(vocos, tmp_path / "v.onnx", mel) <= MAX_ABS_ERROR

@@ -1,0 +1,65 @@
+"""config.pbtxt comes from one typed spec, round-trips through model_config_pb2 and matches golden files.
+
+After an intended change of the configs, regenerate the golden files with
+  UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_model_config.py
+and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as pb
+
+import contract
+from export import model_config as mc
+
+GOLDEN = Path(__file__).parent / "golden"
+WARMUP_DIMS = {contract.REFERENCE_AUDIO: [1, 127987], contract.REFERENCE_SAMPLE_RATE: [1],
+               contract.REFERENCE_TEXT: [1], contract.TARGET_TEXT: [1], contract.NFE_STEP: [1], contract.SEED: [1]}
+OPTIONS = mc.ServingOptions(device="gpu", instances=2, max_batch_size=16, dtype="fp16", model_name="F5TTS_v1_Base")
+
+
+def _check_golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert text == path.read_text(), f"{name} changed; see this module's docstring to update it"
+
+
+def test_f5_tts_config_matches_golden():
+    _check_golden("f5_tts.config.pbtxt", mc.to_pbtxt(mc.tts_config(OPTIONS, WARMUP_DIMS)))
+
+
+def test_vocoder_config_matches_golden():
+    _check_golden("vocoder.config.pbtxt", mc.to_pbtxt(mc.vocoder_config(OPTIONS)))
+
+
+def test_config_declares_every_contract_tensor():
+    cfg = text_format.Parse(mc.to_pbtxt(mc.tts_config(OPTIONS, WARMUP_DIMS)), pb.ModelConfig())
+    assert [i.name for i in cfg.input] == [s.name for s in contract.TTS_INPUTS]
+    assert {i.name for i in cfg.input if i.optional} == {s.name for s in contract.TTS_INPUTS if s.optional}
+    assert [i.name for i in cfg.input if i.allow_ragged_batch] == [contract.REFERENCE_AUDIO]
+    assert cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_GPU and cfg.instance_group[0].count == 2
+    assert cfg.parameters["dtype"].string_value == "fp16"
+    assert set(cfg.model_warmup[0].inputs) == set(WARMUP_DIMS)
+
+
+def test_exported_configs_parse(tiny_repo):
+    for model in (contract.TTS_MODEL, contract.VOCODER_MODEL):
+        cfg = text_format.Parse((tiny_repo / model / "config.pbtxt").read_text(), pb.ModelConfig())
+        assert cfg.name == model and cfg.backend == "python"
+
+
+@pytest.mark.parametrize("options,message", [
+    (mc.ServingOptions(device="tpu"), "device must be cpu or gpu"),
+    (mc.ServingOptions(instances=0), "instances must be >= 1"),
+    (mc.ServingOptions(max_batch_size=0), "max batch size"),
+    (mc.ServingOptions(dtype="fp16"), "needs --device gpu"),
+])
+def test_invalid_serving_options_are_refused(options, message):
+    with pytest.raises(ValueError, match=message):
+        options.check()

@@ -1,0 +1,121 @@
+"""Parity with f5-tts's own inference: same weights, reference, texts and seed => same waveform.
+
+The reference is f5-tts's `infer_batch_process` fed the decoded audio (what `infer_process`
+does after torchaudio.load, which needs FFmpeg here), after f5-tts's `seed_everything(seed)`,
+with its model loaded by f5-tts's `load_model` and its vocoder by `load_vocoder`.
+f5-tts runs the chunks of a long text in a thread pool, drawing noise from the global RNG in
+whatever order the threads reach it; the test makes that pool sequential so the draws are
+in chunk order, which is the order the server defines for a seed.
+Tolerance: max |diff| <= 1e-3 x peak (-60 dB): the ONNX vocoder and thread counts differ.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+
+import contract
+from pipeline.f5_model import ModelConfig, default_vocab_file
+from pipeline.reference import normalize_reference_text
+from pipeline.requests import parse_request
+from pipeline.synthesizer import Synthesizer
+from pipeline.vocoder import OnnxVocoder
+
+from conftest import LONG_TEXT, SHORT_TEXT, Reference, assert_same_audio, speak
+
+SEED = 1234
+NFE = 8
+
+
+@pytest.fixture(scope="module")
+def f5tts_infer(tiny, monkeypatch_module):
+    """f5-tts's own inference on the tiny checkpoint: (reference, text, **options) -> waveform."""
+    import f5_tts.infer.utils_infer as utils_infer
+    from f5_tts.model import DiT
+    from f5_tts.model.utils import seed_everything
+
+    monkeypatch_module.setattr(utils_infer, "ThreadPoolExecutor", lambda: ThreadPoolExecutor(max_workers=1))
+    arch = ModelConfig.load(tiny.config).arch
+    model = utils_infer.load_model(DiT, arch, str(tiny.checkpoint), vocab_file=str(default_vocab_file()),
+                                   device="cpu")
+    vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=str(tiny.vocoder), device="cpu")
+
+    def infer(ref: Reference, text: str, seed: int = SEED, speed: float = 1.0, duration: float | None = None):
+        audio = torch.from_numpy(ref.audio)
+        ref_text = normalize_reference_text(ref.text)  # what preprocess_ref_audio_text hands to infer_process
+        # infer_process's chunking, on the decoded audio
+        max_chars = int(len(ref_text.encode("utf-8")) / (audio.shape[-1] / ref.sample_rate)
+                        * (22 - audio.shape[-1] / ref.sample_rate) * speed)
+        batches = utils_infer.chunk_text(text, max_chars=max_chars)
+        seed_everything(seed)
+        wave, rate, _ = next(utils_infer.infer_batch_process(
+            (audio, ref.sample_rate), ref_text, batches, model, vocoder, nfe_step=NFE, speed=speed,
+            fix_duration=duration, device="cpu", progress=None))
+        assert rate == contract.SAMPLE_RATE
+        return np.asarray(wave, dtype=np.float32), len(batches)
+
+    return infer
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def synthesizer(tiny_repo):
+    vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
+    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder)
+
+
+def _request(ref: Reference, text: str, **options):
+    tensors = {contract.REFERENCE_AUDIO: ref.audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[ref.sample_rate]]),
+               contract.REFERENCE_TEXT: np.array([[ref.text.encode()]], dtype=object),
+               contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
+               contract.NFE_STEP: np.array([[NFE]])}
+    tensors.update({k: np.array([[v]]) for k, v in options.items()})
+    return parse_request(tensors)
+
+
+def _stereo_16k(ref: Reference) -> Reference:
+    import torchaudio
+
+    mono = torch.from_numpy(ref.audio)
+    at16k = torchaudio.functional.resample(mono, ref.sample_rate, 16_000)
+    stereo = torch.cat([at16k, 0.5 * at16k], dim=0).numpy()
+    return Reference(np.ascontiguousarray(stereo), 16_000, ref.text)
+
+
+@pytest.mark.parametrize("text", [SHORT_TEXT, LONG_TEXT], ids=["one_chunk", "multi_chunk"])
+def test_pipeline_matches_f5tts(synthesizer, f5tts_infer, reference, text):
+    want, chunks = f5tts_infer(reference, text)
+    assert chunks == (1 if text == SHORT_TEXT else 3)
+    got = synthesizer.synthesize([_request(reference, text, seed=SEED)])[0]
+    assert_same_audio(got, want)
+
+
+def test_pipeline_matches_f5tts_for_stereo_16k_reference(synthesizer, f5tts_infer, reference):
+    ref = _stereo_16k(reference)
+    want, _ = f5tts_infer(ref, SHORT_TEXT)
+    got = synthesizer.synthesize([_request(ref, SHORT_TEXT, seed=SEED)])[0]
+    assert_same_audio(got, want)
+
+
+@pytest.mark.parametrize("text", [SHORT_TEXT, LONG_TEXT], ids=["one_chunk", "multi_chunk"])
+def test_served_audio_matches_f5tts(server, f5tts_infer, reference, text):
+    want, _ = f5tts_infer(reference, text)
+    got = speak(server, reference, text, seed=SEED, nfe_step=NFE)
+    assert_same_audio(got, want)
+
+
+@pytest.mark.parametrize("speed,duration", [(1.7, None), (1.0, 9.0)])
+def test_served_speed_and_duration_match_f5tts(server, f5tts_infer, reference, speed, duration):
+    want, _ = f5tts_infer(reference, LONG_TEXT, speed=speed, duration=duration)
+    options = {"speed": speed} | ({"duration": duration} if duration else {})
+    got = speak(server, reference, LONG_TEXT, seed=SEED, nfe_step=NFE, **options)
+    assert_same_audio(got, want)

@@ -1,0 +1,108 @@
+"""The served f5_tts model: batching, determinism, output length rules, error isolation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+import contract
+from client import SynthesisError
+from launcher import TritonServer
+from pipeline.reference import normalize_reference_text
+
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, export_tiny, speak, speak_concurrently
+
+OTHER_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Triton batches requests.",
+               "A third sentence, longer than the others, to vary the duration."]
+
+
+def _batch_sizes(server) -> dict[int, int]:
+    c = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        stats = c.get_inference_statistics(contract.TTS_MODEL, as_json=True)
+    finally:
+        c.close()
+    return {int(b["batch_size"]): int(b["compute_infer"].get("count", 0))
+            for b in stats["model_stats"][0].get("batch_stats", [])}
+
+
+def test_request_gives_the_same_audio_alone_and_inside_a_batch(server, reference):
+    alone = speak(server, reference, SHORT_TEXT, seed=42)
+    before = _batch_sizes(server)
+    jobs = [dict(reference=reference, text=SHORT_TEXT, seed=42)]
+    jobs += [dict(reference=reference, text=t, seed=i) for i, t in enumerate(OTHER_TEXTS)]
+    results = speak_concurrently(server, jobs)
+    after = _batch_sizes(server)
+    batched = {size: after.get(size, 0) - before.get(size, 0) for size in after}
+    assert any(size > 1 and n > 0 for size, n in batched.items()), f"no dynamic batch executed: {batched}"
+    for r in results:
+        assert not isinstance(r, Exception), r
+    assert_same_audio(results[0], alone)
+    assert all(r.shape != alone.shape for r in results[1:])  # the neighbours really were different requests
+
+
+def test_same_seed_same_audio_and_different_seed_different_audio(server, reference):
+    a = speak(server, reference, seed=7)
+    b = speak(server, reference, seed=7)
+    c = speak(server, reference, seed=8)
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == c.shape and not np.allclose(a, c)
+
+
+def test_audio_is_the_same_across_a_server_restart(tiny_repo, reference):
+    outputs = []
+    for _ in range(2):
+        with TritonServer(tiny_repo) as srv:
+            outputs.append(speak(srv, reference, LONG_TEXT, seed=99))
+    assert_same_audio(outputs[1], outputs[0], rel=1e-6)
+
+
+def _f5tts_frames(reference, text: str, speed: float) -> int:
+    """Generated frames for a one-chunk text, as f5-tts's infer_batch_process computes them."""
+    ref_frames = reference.audio.shape[-1] // contract.HOP_LENGTH  # reference is 24 kHz already
+    ref_text = normalize_reference_text(reference.text)
+    ref_text = ref_text + " " if len(ref_text[-1].encode()) == 1 else ref_text
+    speed = 0.3 if len(text.encode()) < 10 else speed
+    return int(ref_frames / len(ref_text.encode()) * len(text.encode()) / speed)
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 2.0])
+def test_output_length_follows_speed(server, reference, speed):
+    got = speak(server, reference, SHORT_TEXT, seed=1, speed=speed)
+    assert got.size == _f5tts_frames(reference, SHORT_TEXT, speed) * contract.HOP_LENGTH
+
+
+def test_output_length_follows_duration(server, reference):
+    total = 9.0  # seconds, reference included
+    got = speak(server, reference, SHORT_TEXT, seed=1, duration=total)
+    ref_frames = reference.audio.shape[-1] // contract.HOP_LENGTH
+    want_frames = int(total * contract.SAMPLE_RATE / contract.HOP_LENGTH) - ref_frames
+    assert got.size == want_frames * contract.HOP_LENGTH
+
+
+def test_a_bad_request_fails_alone_inside_a_batch(server, reference):
+    jobs = [dict(reference=reference, text=t, seed=3) for t in (SHORT_TEXT, "   ", OTHER_TEXTS[0], OTHER_TEXTS[1])]
+    before = _batch_sizes(server)
+    results = speak_concurrently(server, jobs)
+    after = _batch_sizes(server)
+    assert any(s > 1 and after[s] > before.get(s, 0) for s in after), "the requests were not batched"
+    bad = results[1]
+    assert isinstance(bad, SynthesisError) and bad.status == "StatusCode.INVALID_ARGUMENT"
+    assert "target_text" in str(bad) and "empty" in str(bad)
+    for good in (results[0], results[2], results[3]):
+        assert isinstance(good, np.ndarray) and good.size > 0 and np.isfinite(good).all()
+
+
+def test_invalid_argument_over_http_names_the_input(server, reference):
+    with pytest.raises(SynthesisError, match="'nfe_step' is 500; allowed range is \\[1, 128\\]"):
+        speak(server, reference, protocol="http", nfe_step=500)
+
+
+def test_pt_checkpoint_exports_loads_and_serves_like_safetensors(tiny, tmp_path, server, reference):
+    """Both released formats of the same weights give the same audio."""
+    repo = export_tiny(tiny, tmp_path / "repo_pt", checkpoint=tiny.checkpoint_pt)
+    with TritonServer(repo) as srv:
+        from_pt = speak(srv, reference, seed=11)
+    from_safetensors = speak(server, reference, seed=11)
+    assert_same_audio(from_pt, from_safetensors, rel=1e-6)
