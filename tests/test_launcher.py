@@ -139,3 +139,18 @@ def test_error_lines_put_the_model_failure_first():
     lines = model_error_lines(log)
     assert "failed to load 'm'" in lines[0] and "boom" in lines[0]
     assert not any("NVML" in ln for ln in lines)
+
+
+@pytest.mark.parametrize("missing", ["f5_tts/1/model.safetensors", "vocoder/1/vocos.onnx"])
+def test_missing_weights_fail_the_start_naming_the_file(tiny_repo, tmp_path, missing):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo)
+    (repo / missing).chmod(0o644)
+    (repo / missing).unlink()
+    started = time.monotonic()
+    with pytest.raises(ServerError) as err:
+        TritonServer(repo, ready_timeout=120).start()
+    assert time.monotonic() - started < 120
+    assert f"{repo / missing} is missing" in str(err.value)

@@ -106,6 +106,22 @@ def test_pipeline_matches_f5tts_for_stereo_16k_reference(synthesizer, f5tts_infe
     assert_same_audio(got, want)
 
 
+def test_served_chinese_and_mixed_text_match_f5tts(server, f5tts_infer):
+    """Chinese goes through f5-tts's pinyin conversion and is chunked on Chinese punctuation."""
+    import soundfile as sf
+    from importlib.resources import files
+
+    audio, sr = sf.read(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_zh.wav")), dtype="float32",
+                        always_2d=True)
+    ref = Reference(np.ascontiguousarray(audio.T), sr, "对，这就是我，万人敬仰的太乙真人。")
+    text = "突然，身边一阵笑声。我看着他们，意气风发地挺直了胸膛，甩了甩那稍显肉感的双臂，轻笑道：我身上的肉，" \
+           "是为了掩饰我爆棚的魅力，否则，岂不吓坏了你们呢？Triton serves F5-TTS 很快。"
+    want, chunks = f5tts_infer(ref, text)
+    assert chunks >= 2
+    got = speak(server, ref, text, seed=SEED, nfe_step=NFE)
+    assert_same_audio(got, want)
+
+
 @pytest.mark.parametrize("text", [SHORT_TEXT, LONG_TEXT], ids=["one_chunk", "multi_chunk"])
 def test_served_audio_matches_f5tts(server, f5tts_infer, reference, text):
     want, _ = f5tts_infer(reference, text)
