@@ -1,13 +1,14 @@
 """python -m client: synthesize speech with a running F5-TTS Triton server.
 
-Example:
-  python -m client --reference-audio ref.wav --reference-text "Some call me nature." \
+  python -m client [synthesize] --reference-audio ref.wav --reference-text "Some call me nature." \
       --text "Hello from Triton." --output out.wav
+  python -m client bench --concurrency 1,2,4,8        (see python -m client bench --help)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 import contract
 from client.api import SynthesisError, synthesize
 from client.audio import load_audio, write_wav_atomic
-from client.request import SynthesisOptions
+from client.request import SynthesisOptions, build_inputs, http_json_body
 
 
 def parse_args(argv):
@@ -45,11 +46,20 @@ def parse_args(argv):
     c.add_argument("--private-key", help="client key (PEM) for mutual TLS")
     c.add_argument("--certificate-chain", help="client certificate (PEM) for mutual TLS")
     c.add_argument("-H", "--header", action="append", default=[], metavar="NAME=VALUE", help="extra header")
+    p.add_argument("--write-request-json", type=Path, metavar="FILE",
+                   help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from client.bench import main as bench_main
+
+        return bench_main(argv[1:])
+    if argv[:1] == ["synthesize"]:
+        argv = argv[1:]
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
     url = args.url or ("localhost:8001" if args.protocol == "grpc" else "localhost:8000")
@@ -63,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         audio, sample_rate = load_audio(args.reference_audio)
         options = SynthesisOptions(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed,
                                    args.seed, args.duration)
+        if args.write_request_json:
+            body = http_json_body(build_inputs(audio, sample_rate, args.reference_text, text, options))
+            args.write_request_json.write_text(json.dumps(body, separators=(",", ":")))
+            print(f"wrote {args.write_request_json}: POST it to http://HOST:8000/v2/models/{args.model}/infer")
+            return 0
         started = time.perf_counter()
         waveform, out_rate = synthesize(
             text, audio, sample_rate, args.reference_text, url=url, protocol=args.protocol, model=args.model,

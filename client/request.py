@@ -86,8 +86,19 @@ def perf_analyzer_entry(tensors: dict[str, np.ndarray]) -> dict:
         if array.dtype == np.object_:
             content = [v.decode("utf-8") for v in sample.reshape(-1)]
         elif array.dtype == np.float32:
-            content = [float(v) for v in sample.reshape(-1)]
+            # shortest decimal that round-trips the float32 value, as a JSON float (1.0, not 1)
+            content = [float(np.format_float_positional(v, unique=True)) for v in sample.reshape(-1)]
         else:
             content = [int(v) for v in sample.reshape(-1)]
         entry[name] = {"content": content, "shape": list(sample.shape)}
     return entry
+
+
+def http_json_body(tensors: dict[str, np.ndarray]) -> dict:
+    """The KServe v2 JSON body of an HTTP infer request (what `curl -d @request.json` sends)."""
+    inputs = []
+    for name, array in tensors.items():
+        entry = perf_analyzer_entry({name: array})[name]
+        inputs.append({"name": name, "shape": list(array.shape), "datatype": triton_dtype(name),
+                       "data": entry["content"]})
+    return {"inputs": inputs}

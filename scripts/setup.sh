@@ -29,12 +29,16 @@ if [[ ! -x "$VENV/bin/python" ]]; then
   echo "setup: creating $VENV with $PY"
   "$PY" -m venv "$VENV"
 fi
-PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
-"${PIP[@]}" install -q --upgrade "pip>=24" wheel
+# pip, quiet; hides the warnings some machines print for local index folders that do not exist
+pip_install() {
+  "$VENV/bin/python" -m pip --disable-pip-version-check install -q "$@" \
+    2> >(grep -v "^WARNING: Location 'file://" >&2)
+}
+pip_install --upgrade "pip>=24" wheel
 echo "setup: installing $REQS (torch + f5-tts: several GB on first run)"
-"${PIP[@]}" install -q -r "$REQS"
-"${PIP[@]}" install -q --no-deps "$PYTRITON"
-"${PIP[@]}" install -q --no-deps -e .
+pip_install -r "$REQS"
+pip_install --no-deps "$PYTRITON"
+pip_install --no-deps -e .
 
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 PYVER=$("$VENV/bin/python" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')

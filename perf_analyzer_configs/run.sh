@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# perf_analyzer against the f5_tts model, with settings for multi-second inferences.
+#   perf_analyzer_configs/run.sh [grpc|http] [URL] [CONCURRENCIES] [extra perf_analyzer flags...]
+#   perf_analyzer_configs/run.sh grpc localhost:8001 "1 2 4 8"
+# Environment:
+#   INPUT_DATA     --input-data JSON (default: the committed example, data/basic_en.json)
+#   REQUEST_COUNT  requests measured per concurrency (default 16). A fixed count suits
+#                  inferences of seconds; 0 switches to perf_analyzer's stability search
+#                  over count windows of WINDOW_REQUESTS requests (default 8).
+#   OUT            CSV with one row per concurrency (default build/perf_analyzer_<protocol>.csv)
+#   PERF_ANALYZER  the binary (default: perf_analyzer on PATH, else .venv/bin/perf_analyzer)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+protocol=${1:-grpc}
+default_url=localhost:8001; [[ "$protocol" == http ]] && default_url=localhost:8000
+url=${2:-$default_url}
+concurrencies=${3:-1 2 4 8}
+shift $(( $# < 3 ? $# : 3 ))
+input=${INPUT_DATA:-$here/data/basic_en.json}
+out=${OUT:-build/perf_analyzer_${protocol}.csv}
+pa=${PERF_ANALYZER:-$(command -v perf_analyzer || echo "$here/../.venv/bin/perf_analyzer")}
+count=${REQUEST_COUNT:-16}
+mkdir -p "$(dirname "$out")"
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+# perf_analyzer refuses --request-count with a concurrency range: one run per level.
+for c in $concurrencies; do
+  args=(-m f5_tts -u "$url" -i "$protocol" --input-data "$input" --concurrency-range "$c:$c"
+        --measurement-mode count_windows --measurement-request-count "${WINDOW_REQUESTS:-8}"
+        --stability-percentage 50 --max-trials 6 --percentile 95 -f "$tmp/$c.csv")
+  [[ "$count" != 0 ]] && args+=(--request-count "$count")
+  "$pa" "${args[@]}" "$@"
+done
+first=1
+for c in $concurrencies; do
+  if (( first )); then cat "$tmp/$c.csv"; first=0; else tail -n +2 "$tmp/$c.csv"; fi
+done > "$out"
+echo "wrote $out"
