@@ -152,9 +152,15 @@ async def run_bench(url: str, items: list[Item], concurrencies: list[int], reque
                     show_progress: bool = True) -> dict:
     import tritonclient.grpc.aio as aio
 
+    from tritonclient.utils import InferenceServerException
+
     client = aio.InferenceServerClient(url)
     try:
-        if not await client.is_model_ready(model):
+        try:
+            ready = await client.is_model_ready(model)
+        except InferenceServerException as e:
+            raise SystemExit(f"bench: cannot reach the server at {url}: {e.message()}") from None
+        if not ready:
             raise SystemExit(f"bench: model {model!r} is not ready at {url}")
         levels = []
         for c in concurrencies:
@@ -208,6 +214,7 @@ def write_plots(report: dict, out_dir: Path) -> list[Path]:
     ax1.plot(conc, [lv["rtf"] for lv in levels], "o-", color="tab:blue", label="RTF")
     ax1.set(xlabel="concurrency", ylabel="RTF (lower is better)", title="RTF and throughput vs concurrency")
     ax1.set_xscale("log", base=2)
+    ax1.set_xticks(conc, [str(c) for c in conc])
     ax2 = ax1.twinx()
     ax2.plot(conc, [lv["throughput_audio_s_per_s"] for lv in levels], "s--", color="tab:orange",
              label="throughput")
