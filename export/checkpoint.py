@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-# Buffers that f5-tts drops when loading (not weights; rebuilt by the model).
-_IGNORED_KEYS = ("initted", "step", "mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window")
+from pipeline.f5_model import IGNORED_KEYS, state_dict_problems
+
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
@@ -54,28 +54,12 @@ def read_state_dict(path: Path, use_ema: bool = True) -> dict[str, torch.Tensor]
     else:
         raise CheckpointError(f"checkpoint {path}: unknown format {path.suffix!r}; expected .safetensors or "
                               f"one of {', '.join(_TORCH_SUFFIXES)}")
-    return {k: v for k, v in state.items() if k not in _IGNORED_KEYS}
+    return {k: v for k, v in state.items() if k not in IGNORED_KEYS}
 
 
 def check_fits(state: dict[str, torch.Tensor], model: torch.nn.Module, *, source: Path, vocab_size: int) -> None:
-    """Raise CheckpointError naming missing/unexpected keys and shape mismatches."""
-    expected = {k: v for k, v in model.state_dict().items() if k not in _IGNORED_KEYS}
-    problems = []
-    emb_key = "transformer.text_embed.text_embed.weight"
-    if emb_key in state and emb_key in expected and state[emb_key].shape != expected[emb_key].shape:
-        ckpt_vocab = state[emb_key].shape[0] - 1  # row 0 is f5-tts's filler token
-        problems.append(f"vocab size mismatch: the checkpoint was trained with {ckpt_vocab} tokens, the vocab "
-                        f"file has {vocab_size}; pass the vocab.txt that came with the checkpoint (--vocab)")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if missing:
-        problems.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:5])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:5])}")
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and k != emb_key and state[k].shape != v.shape]
-    if shapes:
-        problems.append(f"{len(shapes)} shape mismatches, e.g. {'; '.join(shapes[:3])}")
+    """Raise CheckpointError naming missing/unexpected keys, shape and vocab size mismatches."""
+    problems = state_dict_problems(state, model, vocab_size)
     if problems:
         raise CheckpointError(f"checkpoint {source} does not match the model config: " + "; ".join(problems)
-                              + ". Check --model-config (and --no-ema).")
+                              + ". Check --model-config, --vocab and --no-ema.")

@@ -56,8 +56,7 @@ def write_random_checkpoint(config_path: Path, out: Path, *, fmt: str = "safeten
     vocab_map, _ = load_vocab(vocab_file or default_vocab_file())
     model = build_cfm(ModelConfig.load(config_path), vocab_map)
     _randomise(model, seed)
-    state = {f"ema_model.{k}": v.contiguous() for k, v in model.state_dict().items()
-             if not k.startswith("mel_spec.")}
+    state = {f"ema_model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     if fmt == "safetensors":
         from safetensors.torch import save_file
 

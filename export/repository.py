@@ -150,8 +150,8 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
 
             tts_dir.mkdir(parents=True)
             dtype = DTYPES[options.dtype]
-            weights = {k: (v.to(dtype) if v.is_floating_point() and k.startswith("transformer.") else v).contiguous()
-                       for k, v in cfm.state_dict().items() if not k.startswith("mel_spec.")}
+            weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
+                       for k, v in cfm.state_dict().items()}
             save_file(weights, str(tts_dir / synth.WEIGHTS_FILE))
             shutil.copyfile(sources.model_config, tts_dir / synth.CONFIG_FILE)
             shutil.copyfile(sources.vocab, tts_dir / synth.VOCAB_FILE)

@@ -1,8 +1,11 @@
 """Shell entry point: `python -m launcher --model-repository DIR [--http-port N ...]`.
 
 Starts tritonserver, waits until every model is ready, then keeps it in the
-foreground until Ctrl-C / SIGTERM. Exits non-zero with the model's own error line
-when a model fails to load.
+foreground until Ctrl-C / SIGTERM. Exits 1 with the model's own error line when a model
+fails to load, and 3 when a Python-backend stub dies while serving: Triton 2.51 neither
+restarts the stub nor reports the model not ready (every request to that instance fails
+with "Stub process ... is not healthy"), so the launcher stops the server and lets the
+supervisor (Docker restart policy, Kubernetes) start a fresh one.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import time
 from pathlib import Path
 
 from launcher.server import ServerError, TritonServer
+
+# With a dead stub tritonserver hangs on SIGTERM (it waits for the stub): kill it soon.
+STUB_DEATH_GRACE = 3.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,8 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         while server.process and server.process.poll() is None:
+            dead = server.dead_stubs()
+            if dead:
+                print(f"error: the Python stub of {', '.join(dead)} died; Triton does not restart it and would "
+                      f"fail every request to it. Stopping the server (log {server.log_path})", file=sys.stderr)
+                server.stop(grace=STUB_DEATH_GRACE)
+                return 3
             time.sleep(1)
-        print(f"error: tritonserver exited; log {server.log_path}", file=sys.stderr)
+        print(f"error: tritonserver exited with code {server.process.returncode}; log {server.log_path}",
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

@@ -123,6 +123,7 @@ class TritonServer:
     extra_args: tuple[str, ...] = ()
     log_path: Path | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
+    _stubs_at_ready: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.model_repository = Path(self.model_repository).resolve()
@@ -145,6 +146,34 @@ class TritonServer:
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def stubs(self) -> dict[int, str]:
+        """Live Python-backend stub processes of this server: pid -> model instance name."""
+        if self.process is None:
+            return {}
+        found = {}
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                if os.getpgid(int(proc.name)) != self.process.pid:
+                    continue
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            except (OSError, ProcessLookupError, IndexError):
+                continue
+            if argv and argv[0].endswith(b"triton_python_backend_stub") and state not in ("Z", "X") and len(argv) > 2:
+                found[int(proc.name)] = argv[-3].decode(errors="replace")  # ... <instance name> DEFAULT ''
+        return found
+
+    def dead_stubs(self) -> list[str]:
+        """Instances whose stub died since the server became ready.
+
+        Triton 2.51 neither restarts a dead Python stub nor reports the model not ready: it
+        fails every request of that instance with "Stub process '<name>' is not healthy".
+        """
+        alive = set(self.stubs().values())
+        return sorted(set(self._stubs_at_ready.values()) - alive)
 
     def command(self, binary: ServerBinary) -> list[str]:
         cmd = [
@@ -207,6 +236,7 @@ class TritonServer:
             if rc is not None:
                 raise ServerError(self._failure(f"tritonserver exited with code {rc} before it was ready"))
             if self.is_ready():
+                self._stubs_at_ready = self.stubs()
                 log.info("tritonserver ready (pid %d, http %s, grpc %s)", self.pid, self.http_url, self.grpc_url)
                 return
             time.sleep(0.25)

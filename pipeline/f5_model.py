@@ -104,3 +104,30 @@ def build_cfm(config: ModelConfig, vocab_char_map: dict[str, int], *, batched_at
         odeint_kwargs=dict(method="euler"),  # f5_tts.infer.utils_infer.ode_method
         vocab_char_map=vocab_char_map,
     )
+
+
+# Buffers that f5-tts drops when loading (not weights; rebuilt by the model).
+IGNORED_KEYS = ("initted", "step", "mel_spec.mel_stft.mel_scale.fb", "mel_spec.mel_stft.spectrogram.window")
+TEXT_EMBEDDING = "transformer.text_embed.text_embed.weight"
+
+
+def state_dict_problems(state: dict[str, torch.Tensor], model: torch.nn.Module, vocab_size: int) -> list[str]:
+    """Why `state` does not load into `model`: vocab size, missing/unexpected keys, shapes."""
+    expected = {k: v for k, v in model.state_dict().items() if k not in IGNORED_KEYS}
+    problems = []
+    if TEXT_EMBEDDING in state and TEXT_EMBEDDING in expected and \
+            state[TEXT_EMBEDDING].shape != expected[TEXT_EMBEDDING].shape:
+        trained = state[TEXT_EMBEDDING].shape[0] - 1  # row 0 is f5-tts's filler token
+        problems.append(f"vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has "
+                        f"{vocab_size}; use the vocab.txt that came with the checkpoint")
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing:
+        problems.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:5])}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:5])}")
+    shapes = [f"{k}: weights {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+              for k, v in expected.items() if k in state and k != TEXT_EMBEDDING and state[k].shape != v.shape]
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches, e.g. {'; '.join(shapes[:3])}")
+    return problems

@@ -109,7 +109,7 @@ def _reference_audio(tensors, sample_rate: int) -> np.ndarray:
                            "of reference speech is needed")
     if seconds > LIMITS.max_reference_seconds:
         raise RequestError(f"input '{name}' is {seconds:.1f} s long; at most {LIMITS.max_reference_seconds} s is "
-                           f"accepted (it is clipped to {LIMITS.reference_clip_seconds} s anyway)")
+                           f"accepted (it is clipped to {LIMITS.reference_clip_seconds} s at a pause anyway, as f5-tts does)")
     if not np.isfinite(audio).all():
         raise RequestError(f"input '{name}' contains NaN or Inf samples")
     if not np.any(audio):
@@ -143,8 +143,4 @@ def parse_request(tensors: Mapping[str, np.ndarray | None],
         seed=None if seed == -1 else seed,
         duration=duration or None,
     )
-    clipped = min(request.reference_seconds, LIMITS.reference_clip_seconds)
-    if request.duration is not None and request.duration <= clipped:
-        raise RequestError(f"input '{contract.DURATION}' is {request.duration} s but must exceed the reference "
-                           f"length ({clipped:.2f} s): it is the total length, reference included")
     return request

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 import contract
-from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
+from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import RequestError, SynthesisRequest
 
@@ -88,14 +88,18 @@ class Synthesizer:
         for name in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE):
             if not (model_dir / name).is_file():
                 raise FileNotFoundError(f"{model_dir / name} is missing; re-run `python -m export`")
-        vocab_map, _ = load_vocab(model_dir / VOCAB_FILE)
+        vocab_map, vocab_size = load_vocab(model_dir / VOCAB_FILE)
         cfm = build_cfm(ModelConfig.load(model_dir / CONFIG_FILE), vocab_map)
-        state = load_file(str(model_dir / WEIGHTS_FILE), device="cpu")
-        missing, unexpected = cfm.load_state_dict(state, strict=False)
-        missing = [k for k in missing if not k.startswith("mel_spec.")]
-        if missing or unexpected:
-            raise ValueError(f"{model_dir / WEIGHTS_FILE} does not fit {model_dir / CONFIG_FILE}: "
-                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        try:
+            state = load_file(str(model_dir / WEIGHTS_FILE), device="cpu")
+        except Exception as e:
+            raise ValueError(f"{model_dir / WEIGHTS_FILE} is not a readable safetensors file ({e}); "
+                             "re-run `python -m export`") from e
+        problems = state_dict_problems(state, cfm, vocab_size)
+        if problems:
+            raise ValueError(f"{model_dir / WEIGHTS_FILE} does not fit {model_dir / CONFIG_FILE} and "
+                             f"{model_dir / VOCAB_FILE}: " + "; ".join(problems))
+        cfm.load_state_dict(state, strict=False)
         return cls(cfm, vocode, device=device, dtype=DTYPES[dtype], **kwargs)
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
@@ -104,6 +108,13 @@ class Synthesizer:
         from f5_tts.model.utils import convert_char_to_pinyin
 
         ref = prepare_reference(request.reference_audio, request.reference_sample_rate, request.reference_text)
+        if ref.clipped:
+            log.info("request %d: reference of %.1f s clipped to %.1f s at a pause, as f5-tts does",
+                     index, request.reference_seconds, ref.seconds)
+        if request.duration is not None and request.duration <= ref.seconds:
+            raise RequestError(f"input '{contract.DURATION}' is {request.duration} s but must exceed the reference "
+                               f"length after preprocessing ({ref.seconds:.2f} s): it is the total length, "
+                               "reference included")
         ref_bytes = len(ref.text.encode("utf-8"))
         max_chars = int(ref_bytes / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds) * request.speed)
         texts = chunk_text(request.target_text, max_chars=max_chars)

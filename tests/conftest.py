@@ -62,6 +62,23 @@ def tiny(tmp_path_factory) -> TinySources:
                        write_tiny_vocos(d / "vocos"))
 
 
+def as_pcm16(ref: Reference) -> Reference:
+    """The reference as a 16-bit WAV would hold it (what f5-tts's preprocessing works on)."""
+    return Reference(np.round(ref.audio * 32768).clip(-32768, 32767).astype(np.float32) / 32768, ref.sample_rate,
+                     ref.text)
+
+
+def f5tts_preprocessed(ref: Reference, tmp_dir: Path) -> tuple[np.ndarray, int, str]:
+    """f5-tts's own preprocess_ref_audio_text on `ref` written as a 16-bit WAV: (audio [C, N], rate, text)."""
+    from f5_tts.infer.utils_infer import preprocess_ref_audio_text
+
+    path = tmp_dir / f"ref_{abs(hash(ref.audio.tobytes()))}.wav"
+    sf.write(str(path), ref.audio.T, ref.sample_rate, subtype="PCM_16")
+    processed, text = preprocess_ref_audio_text(str(path), ref.text, show_info=lambda *_: None)
+    audio, rate = sf.read(processed, dtype="float32", always_2d=True)
+    return np.ascontiguousarray(audio.T), rate, text
+
+
 def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path | None = None) -> Path:
     rc = export_main(["--ckpt", str(checkpoint or tiny.checkpoint), "--model-config", str(tiny.config),
                       "--vocoder", str(tiny.vocoder), "--output", str(output), *extra])

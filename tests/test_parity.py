@@ -1,8 +1,10 @@
 """Parity with f5-tts's own inference: same weights, reference, texts and seed => same waveform.
 
-The reference is f5-tts's `infer_batch_process` fed the decoded audio (what `infer_process`
-does after torchaudio.load, which needs FFmpeg here), after f5-tts's `seed_everything(seed)`,
-with its model loaded by f5-tts's `load_model` and its vocoder by `load_vocoder`.
+The reference is f5-tts's own flow (what F5TTS.infer and infer_cli do): `preprocess_ref_audio_text`
+on the reference file, then `infer_process`'s chunking and `infer_batch_process` fed the decoded
+audio (infer_process itself calls torchaudio.load, which needs FFmpeg here), after
+`seed_everything(seed)`, with the model loaded by f5-tts's `load_model` and the vocoder by
+`load_vocoder`.
 f5-tts runs the chunks of a long text in a thread pool, drawing noise from the global RNG in
 whatever order the threads reach it; the test makes that pool sequential so the draws are
 in chunk order, which is the order the server defines for a seed.
@@ -15,23 +17,23 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import contract
 from pipeline.f5_model import ModelConfig, default_vocab_file
-from pipeline.reference import normalize_reference_text
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
-from conftest import LONG_TEXT, SHORT_TEXT, Reference, assert_same_audio, speak
+from conftest import LONG_TEXT, SHORT_TEXT, Reference, as_pcm16, assert_same_audio, f5tts_preprocessed, speak
 
 SEED = 1234
 NFE = 8
 
 
 @pytest.fixture(scope="module")
-def f5tts_infer(tiny, monkeypatch_module):
+def f5tts_infer(tiny, monkeypatch_module, tmp_path_factory):
     """f5-tts's own inference on the tiny checkpoint: (reference, text, **options) -> waveform."""
     import f5_tts.infer.utils_infer as utils_infer
     from f5_tts.model import DiT
@@ -43,16 +45,18 @@ def f5tts_infer(tiny, monkeypatch_module):
                                    device="cpu")
     vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=str(tiny.vocoder), device="cpu")
 
+    tmp = tmp_path_factory.mktemp("f5tts_refs")
+
     def infer(ref: Reference, text: str, seed: int = SEED, speed: float = 1.0, duration: float | None = None):
-        audio = torch.from_numpy(ref.audio)
-        ref_text = normalize_reference_text(ref.text)  # what preprocess_ref_audio_text hands to infer_process
+        audio, sample_rate, ref_text = f5tts_preprocessed(ref, tmp)
+        audio = torch.from_numpy(audio)
         # infer_process's chunking, on the decoded audio
-        max_chars = int(len(ref_text.encode("utf-8")) / (audio.shape[-1] / ref.sample_rate)
-                        * (22 - audio.shape[-1] / ref.sample_rate) * speed)
+        max_chars = int(len(ref_text.encode("utf-8")) / (audio.shape[-1] / sample_rate)
+                        * (22 - audio.shape[-1] / sample_rate) * speed)
         batches = utils_infer.chunk_text(text, max_chars=max_chars)
         seed_everything(seed)
         wave, rate, _ = next(utils_infer.infer_batch_process(
-            (audio, ref.sample_rate), ref_text, batches, model, vocoder, nfe_step=NFE, speed=speed,
+            (audio, sample_rate), ref_text, batches, model, vocoder, nfe_step=NFE, speed=speed,
             fix_duration=duration, device="cpu", progress=None))
         assert rate == contract.SAMPLE_RATE
         return np.asarray(wave, dtype=np.float32), len(batches)
@@ -88,7 +92,33 @@ def _stereo_16k(ref: Reference) -> Reference:
     mono = torch.from_numpy(ref.audio)
     at16k = torchaudio.functional.resample(mono, ref.sample_rate, 16_000)
     stereo = torch.cat([at16k, 0.5 * at16k], dim=0).numpy()
-    return Reference(np.ascontiguousarray(stereo), 16_000, ref.text)
+    return as_pcm16(Reference(np.ascontiguousarray(stereo), 16_000, ref.text))
+
+
+def _long_reference(ref: Reference, zh_path) -> Reference:
+    """Over 12 s of real speech with pauses: f5-tts clips it at a pause."""
+    zh, sr = sf.read(str(zh_path), dtype="float32")
+    pause = np.zeros(int(1.5 * sr), np.float32)
+    audio = np.concatenate([ref.audio[0], pause, zh, pause, ref.audio[0]])[None]
+    return Reference(audio, sr, ref.text)
+
+
+@pytest.mark.parametrize("kind", ["shipped", "stereo_16k", "over_12s"])
+def test_reference_preprocessing_matches_f5tts(reference, tmp_path, kind):
+    from importlib.resources import files
+
+    from pipeline.reference import f5_preprocess_audio
+
+    ref = {"shipped": lambda: reference, "stereo_16k": lambda: _stereo_16k(reference),
+           "over_12s": lambda: _long_reference(reference, files("f5_tts").joinpath(
+               "infer/examples/basic/basic_ref_zh.wav"))}[kind]()
+    want, want_rate, _ = f5tts_preprocessed(ref, tmp_path)
+    got, rate, clipped = f5_preprocess_audio(ref.audio, ref.sample_rate)
+    assert clipped == (kind == "over_12s")
+    assert rate == want_rate
+    np.testing.assert_array_equal(got, want)
+    if kind == "over_12s":
+        assert 6 < got.shape[-1] / rate <= 12.1
 
 
 @pytest.mark.parametrize("text", [SHORT_TEXT, LONG_TEXT], ids=["one_chunk", "multi_chunk"])
