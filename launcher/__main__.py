@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from launcher.server import ServerError, TritonServer
+from launcher.server import ADMIN_PROTOCOLS, GrpcTls, ServerError, TritonServer
 
 # With a dead stub tritonserver hangs on SIGTERM (it waits for the stub): kill it soon.
 STUB_DEATH_GRACE = 3.0
@@ -34,14 +34,32 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for readiness")
     p.add_argument("--log-file", type=Path, help="server log (default: a temp file)")
     p.add_argument("--check", action="store_true", help="exit 0 once ready instead of serving")
+    p.add_argument("--admin-key", metavar="HEADER=VALUE",
+                   help=f"require this header for the admin APIs ({', '.join(ADMIN_PROTOCOLS)}); inference, "
+                        "health, metadata and statistics stay open")
+    p.add_argument("--grpc-tls-cert", type=Path, help="server certificate (PEM): serve gRPC over TLS")
+    p.add_argument("--grpc-tls-key", type=Path, help="server private key (PEM)")
+    p.add_argument("--grpc-tls-root", type=Path, help="CA (PEM) that client certificates must chain to "
+                   "(mutual TLS)")
     p.add_argument("extra", nargs="*", help="extra tritonserver flags after --")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
 
+    admin_key = None
+    if args.admin_key:
+        header, sep, value = args.admin_key.partition("=")
+        if not sep or not header or not value:
+            p.error("--admin-key must be HEADER=VALUE")
+        admin_key = (header, value)
+    tls = None
+    if args.grpc_tls_cert or args.grpc_tls_key:
+        if not (args.grpc_tls_cert and args.grpc_tls_key):
+            p.error("--grpc-tls-cert and --grpc-tls-key go together")
+        tls = GrpcTls(args.grpc_tls_cert, args.grpc_tls_key, args.grpc_tls_root)
     server = TritonServer(args.model_repository, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, log_verbose=args.log_verbose,
                           ready_timeout=args.ready_timeout, extra_args=tuple(args.extra),
-                          log_path=args.log_file)
+                          log_path=args.log_file, admin_key=admin_key, grpc_tls=tls)
     try:
         server.start()
     except ServerError as e:

@@ -106,8 +106,22 @@ def model_error_lines(log_text: str, limit: int = 6) -> list[str]:
     lines = [ln for ln in lines if not any(word in ln for word in _IRRELEVANT)]
     failures = [ln.replace("\\n", " | ") for ln in lines if "failed to load '" in ln]
     errors = [ln for ln in lines if re.match(r"^E\d{4} ", ln) and "failed to load '" not in ln]
-    fatal = [ln for ln in lines if ln.startswith("error:")]
+    fatal = [ln for ln in lines if ln.startswith("error:") or "unrecognized option" in ln]
     return (failures + fatal + errors)[:limit]
+
+
+# Triton APIs that change or expose the server's internals; with an admin key they require
+# its header, while health, metadata, inference, model config and statistics stay open.
+ADMIN_PROTOCOLS = ("model-repository", "shared-memory", "trace", "logging")
+
+
+@dataclass(frozen=True)
+class GrpcTls:
+    """TLS for the gRPC endpoint (Triton's HTTP endpoint has no TLS: put a proxy in front)."""
+
+    server_cert: Path
+    server_key: Path
+    root_cert: Path | None = None  # set: clients must present a certificate signed by it (mutual TLS)
 
 
 @dataclass
@@ -122,6 +136,9 @@ class TritonServer:
     ready_timeout: float = 300.0
     extra_args: tuple[str, ...] = ()
     log_path: Path | None = None
+    # (header, value) that admin APIs require (ADMIN_PROTOCOLS, both endpoints); None: all open
+    admin_key: tuple[str, str] | None = None
+    grpc_tls: GrpcTls | None = None
     process: subprocess.Popen | None = field(default=None, init=False)
     _stubs_at_ready: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
@@ -191,6 +208,15 @@ class TritonServer:
         ]
         if binary.backend_dir is not None:
             cmd.append(f"--backend-directory={binary.backend_dir}")
+        if self.admin_key is not None:
+            header, value = self.admin_key
+            restricted = f"{','.join(ADMIN_PROTOCOLS)}:{header}={value}"
+            cmd += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
+        if self.grpc_tls is not None:
+            tls = self.grpc_tls
+            cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={tls.server_cert}", f"--grpc-server-key={tls.server_key}"]
+            if tls.root_cert is not None:
+                cmd += [f"--grpc-root-cert={tls.root_cert}", "--grpc-use-ssl-mutual=true"]
         return cmd + list(self.extra_args)
 
     def log_text(self) -> str:
