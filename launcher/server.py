@@ -238,7 +238,7 @@ class TritonServer:
             # Own session: stop() can signal the server and its Python stubs as one group.
             self.process = subprocess.Popen(
                 cmd, stdout=log_file, stderr=subprocess.STDOUT, env=python_stub_env(binary),
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         try:
             self.wait_ready()
@@ -296,6 +296,20 @@ class TritonServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if the launching process dies, even by SIGKILL.
+
+    The server lives in its own process group (so stop() reaches its stubs), which a signal
+    to the launcher's group no longer reaches; the stubs exit when their server is gone.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: stop() is the only cleanup
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -16,11 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from client.audio import load_audio  # noqa: E402
-from client.request import SynthesisOptions, build_inputs, perf_analyzer_entry  # noqa: E402
+from client.audio import load_audio
+from client.request import SynthesisOptions, build_inputs, perf_analyzer_entry
 
 EXAMPLE_OUTPUT = Path(__file__).parent / "data" / "basic_en.json"
 EXAMPLE_TEXTS = ["I don't really care what you call me.",

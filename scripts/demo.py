@@ -15,13 +15,12 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-from client import SynthesisOptions, load_audio, synthesize, write_wav_atomic  # noqa: E402
-from export.__main__ import main as export_main  # noqa: E402
-from export.demo import DEMO_NOTICE  # noqa: E402
-from export.repository import REFERENCE_TEXT, REFERENCE_WAV  # noqa: E402
-from launcher import ServerError, TritonServer  # noqa: E402
+from client import SynthesisOptions, load_audio, synthesize, write_wav_atomic
+from export.__main__ import main as export_main
+from export.demo import DEMO_NOTICE
+from export.repository import REFERENCE_TEXT, REFERENCE_WAV
+from launcher import ServerError, TritonServer
 
 TEXT = "I don't really care what you call me. I've been a silent spectator, watching species evolve."
 

@@ -1,0 +1,205 @@
+"""Deployment files: hadolint, compose and Kubernetes checks, and the container entrypoint run
+here against the bundled tritonserver with the same flags (success and each failure path)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import contract
+from launcher import TritonServer
+from launcher.server import free_port
+
+from conftest import speak
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKER = ROOT / "docker"
+ENTRYPOINT = DOCKER / "entrypoint.py"
+
+
+def test_hadolint_passes():
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    proc = subprocess.run([hadolint, str(DOCKER / "Dockerfile")], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dockerfile_is_pinned_non_root_healthchecked():
+    text = (DOCKER / "Dockerfile").read_text()
+    release = re.search(r"ARG TRITON_RELEASE=(\S+)", text).group(1)
+    assert re.fullmatch(r"\d\d\.\d\d", release)
+    assert "FROM nvcr.io/nvidia/tritonserver:${TRITON_RELEASE}-py3" in text
+    assert "python3 -m pip install -r requirements/gpu.txt" in text
+    assert re.search(r"^USER 1000$", text, re.M)
+    assert "HEALTHCHECK" in text and "/v2/health/ready" in text
+    assert 'ENTRYPOINT ["python3", "/opt/f5-tts-triton/docker/entrypoint.py"]' in text
+    assert "apt-get" not in text  # no build tools are left in the image
+    # the heavy dependency layer comes before the project's source, for caching
+    assert text.index("requirements/gpu.txt") < text.index("COPY pipeline/")
+
+
+def test_compose_reserves_a_gpu_shm_volumes_and_ports():
+    svc = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]["triton"]
+    devices = svc["deploy"]["resources"]["reservations"]["devices"]
+    assert devices[0]["driver"] == "nvidia" and "gpu" in devices[0]["capabilities"]
+    assert svc["shm_size"]
+    assert any(v.endswith(":/models") for v in svc["volumes"])
+    assert {p.split(":")[1].split()[0] for p in svc["ports"]} == {"8000", "8001", "8002"}
+    assert "/v2/health/ready" in " ".join(svc["healthcheck"]["test"])
+
+
+def _k8s(name):
+    return yaml.safe_load((DOCKER / "k8s" / name).read_text())
+
+
+def test_kubernetes_deployment_probes_resources_ports():
+    dep = _k8s("deployment.yaml")
+    assert dep["kind"] == "Deployment" and dep["spec"]["replicas"] >= 2
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    c = pod["containers"][0]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == 1 and c["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {p["containerPort"] for p in c["ports"]} == {8000, 8001, 8002}
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod["volumes"])  # /dev/shm
+
+
+def test_kubernetes_service_and_queue_time_autoscaling():
+    svc = _k8s("service.yaml")
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    hpa = _k8s("hpa.yaml")
+    assert hpa["kind"] == "HorizontalPodAutoscaler"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == _k8s("deployment.yaml")["metadata"]["name"]
+    assert "queue" in hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
+    assert "nv_inference_queue_duration_us" in (DOCKER / "k8s" / "hpa.yaml").read_text()
+
+
+# --- the entrypoint, for real ------------------------------------------------------------
+
+def _env(repo: Path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("F5_", "TRITON_"))}
+    env.update(MODEL_REPOSITORY=str(repo), HTTP_PORT=str(free_port()), GRPC_PORT=str(free_port()),
+               METRICS_PORT=str(free_port()), **extra)
+    return env
+
+
+def _run(env, timeout=120):
+    return subprocess.run([sys.executable, str(ENTRYPOINT)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _serve_then_stop(env, reference, timeout=180):
+    proc = subprocess.Popen([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        server = TritonServer(Path(env["MODEL_REPOSITORY"]), http_port=int(env["HTTP_PORT"]),
+                              grpc_port=int(env["GRPC_PORT"]), metrics_port=int(env["METRICS_PORT"]))
+        deadline = time.monotonic() + timeout
+        while not server.is_ready():
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "not ready in time"
+            time.sleep(0.5)
+        wave = speak(server, reference, nfe_step=2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return wave, out
+
+
+def test_entrypoint_serves_a_mounted_repository(tiny_repo, reference):
+    wave, out = _serve_then_stop(_env(tiny_repo), reference)
+    assert wave.size > 0
+    assert "entrypoint: model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
+    exec_line = next(line for line in out.splitlines() if line.startswith("entrypoint: exec "))
+    for flag in ("--exit-on-error=true", "--strict-readiness=true", "--model-control-mode=none"):
+        assert flag in exec_line
+
+
+def test_entrypoint_exports_on_first_start(tiny, tmp_path, reference):
+    repo = tmp_path / "volume"
+    repo.mkdir()
+    env = _env(repo, F5_CHECKPOINT=str(tiny.checkpoint), F5_MODEL_CONFIG=str(tiny.config),
+               F5_VOCODER=str(tiny.vocoder))
+    wave, out = _serve_then_stop(env, reference)
+    assert "exporting" in out and (repo / "manifest.json").is_file() and wave.size > 0
+
+
+def _broken(tiny_repo, tmp_path, change):
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo)
+    for p in repo.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    change(repo)
+    return repo
+
+
+@pytest.mark.parametrize("case,change,env_extra,message", [
+    ("no_repository", lambda r: shutil.rmtree(r / "f5_tts"), {},
+     "holds no model repository (f5_tts/config.pbtxt is missing) and F5_CHECKPOINT is not set"),
+    ("missing_checkpoint", lambda r: shutil.rmtree(r / "f5_tts"), {"F5_CHECKPOINT": "/nowhere/model.safetensors"},
+     "F5_CHECKPOINT=/nowhere/model.safetensors does not exist"),
+    ("missing_weights", lambda r: (r / "f5_tts/1/model.safetensors").unlink(), {},
+     "f5_tts/1/model.safetensors is missing"),
+    ("missing_vocoder", lambda r: (r / "vocoder/1/vocos.onnx").unlink(), {}, "vocoder/1/vocos.onnx is missing"),
+    ("bad_config", lambda r: (r / "vocoder/config.pbtxt").write_text("name: [oops"), {},
+     "vocoder/config.pbtxt is not a valid model config"),
+    ("gpu_without_gpu", lambda r: (r / "f5_tts/config.pbtxt").write_text(
+        (r / "f5_tts/config.pbtxt").read_text().replace("KIND_CPU", "KIND_GPU")), {},
+     "asks for KIND_GPU but no GPU is visible"),
+    ("bad_admin_key", lambda r: None, {"TRITON_ADMIN_KEY": "novalue"}, "TRITON_ADMIN_KEY must be HEADER=VALUE"),
+])
+def test_entrypoint_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, case, change, env_extra, message):
+    repo = _broken(tiny_repo, tmp_path, change)
+    proc = _run(_env(repo, **env_extra))
+    assert proc.returncode == 2
+    errors = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("entrypoint: error: ") and message in errors[0], proc.stderr
+
+
+def test_entrypoint_not_a_directory(tmp_path):
+    proc = _run(_env(tmp_path / "absent"))
+    assert proc.returncode == 2 and "is not a directory" in proc.stderr
+
+
+def test_entrypoint_exits_nonzero_when_a_model_fails_to_load(tiny_repo, tmp_path):
+    repo = _broken(tiny_repo, tmp_path, lambda r: (r / "f5_tts/1/model.safetensors").write_bytes(b"garbage"))
+    started = time.monotonic()
+    proc = _run(_env(repo), timeout=180)
+    assert time.monotonic() - started < 180
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "failed to load 'f5_tts'" in out and str(repo / "f5_tts/1/model.safetensors") in out
+    assert "is not a readable safetensors file" in out
+
+
+def test_entrypoint_stub_watchdog_exits_when_a_stub_dies(tiny_repo):
+    env = _env(tiny_repo, STUB_WATCHDOG="1")
+    proc = subprocess.Popen([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        while "tritonserver ready" not in (line := proc.stdout.readline()):
+            assert line, proc.stderr.read()
+        triton = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        stubs = [int(p) for p in subprocess.run(["pgrep", "-P", triton[0], "-f", "f5_tts/1/model.py"],
+                                               capture_output=True, text=True).stdout.split()]
+        assert stubs
+        os.kill(stubs[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 3 and "the Python stub of f5_tts_0_0 died" in err
