@@ -33,6 +33,7 @@ from export.__main__ import main as export_main
 from export.demo import TINY_VOCOS, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from pipeline.f5_model import ModelConfig, default_vocab_file, resolve_model_config
+from pipeline.parameters import TtsParameters
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
@@ -73,6 +74,14 @@ def build_repository(arch: str, work: Path, device: str) -> tuple[Path, Path, Pa
     return repo, ckpt, config, vocos
 
 
+def exported_parameters(repo: Path) -> TtsParameters:
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    cfg = text_format.Parse((repo / contract.TTS_MODEL / "config.pbtxt").read_text(), pb.ModelConfig())
+    return TtsParameters.from_triton(json_format.MessageToDict(cfg, preserving_proto_field_name=True)["parameters"])
+
+
 def _request(audio, sr, text, nfe, seed):
     return parse_request({
         contract.REFERENCE_AUDIO: audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
@@ -97,7 +106,8 @@ def timed(fn, device, repeats):
     return statistics.median(times), result
 
 
-def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: int, work: Path) -> dict:
+def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: int, work: Path,
+        max_batch_chunks: int | None = None) -> dict:
     import f5_tts.infer.utils_infer as utils_infer
     from f5_tts.model import DiT
 
@@ -108,9 +118,12 @@ def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: in
     utils_infer.torchaudio.load = sf_load
 
     repo, ckpt, config, vocos_dir = build_repository(arch, work, device)
+    params = exported_parameters(repo)  # what model.py reads from config.pbtxt
     ours = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
                                       OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx", device=device),
-                                      device=device)
+                                      device=device, dtype=params.dtype, max_batch_chunks=params.max_batch_chunks)
+    if max_batch_chunks is not None:
+        ours.max_batch_chunks = max_batch_chunks
     model = utils_infer.load_model(DiT, ModelConfig.load(config).arch, str(ckpt), vocab_file=str(default_vocab_file()),
                                    device=device)
     model = model.float()  # f5-tts picks fp16 on CUDA by default; compare like with like (fp32)
@@ -143,7 +156,8 @@ def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: in
                   f"audio-s/s  speedup x{row['speedup']:.2f}", flush=True)
             results.append(row)
     n_params = sum(p.numel() for p in ours.cfm.transformer.parameters())
-    return {"arch": arch, "parameters": n_params, "device": device, "repeats": repeats, "rows": results,
+    return {"arch": arch, "parameters": n_params, "device": device, "repeats": repeats,
+            "max_batch_chunks": ours.max_batch_chunks, "rows": results,
             "machine": _machine(device)}
 
 
@@ -187,13 +201,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nfe", type=int, nargs="+", default=[16])
     p.add_argument("--batches", default="1,4,8,16")
     p.add_argument("--repeats", type=int, default=3, help="median of this many runs per point")
+    p.add_argument("--max-batch-chunks", type=int, help="override the exported default (cpu 1, gpu 16)")
     p.add_argument("--output", type=Path, default=Path("build/bench_pipeline"))
     args = p.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         report = run(args.arch, args.device, args.nfe, [int(b) for b in args.batches.split(",")], args.repeats,
-                     Path(tmp))
-    name = f"{args.arch}_{args.device.split(':')[0]}"
+                     Path(tmp), args.max_batch_chunks)
+    name = f"{args.arch}_{args.device.split(':')[0]}_chunks{report['max_batch_chunks']}"
     (args.output / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     plot(report, args.output / f"{name}.png")
     print(f"wrote {args.output / name}.json and .png")

@@ -70,6 +70,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     srv.add_argument("--max-batch-size", type=int, default=8, help="dynamic batch size (default: %(default)s)")
     srv.add_argument("--max-queue-delay-us", type=int, default=5000,
                      help="dynamic batcher wait for more requests, in microseconds (default: %(default)s)")
+    srv.add_argument("--max-batch-chunks", type=int,
+                     help="text chunks sampled together in one DiT call (default: 16 on gpu; 1 on cpu, where "
+                          "padded batches measured slower than one chunk at a time: docs/benchmarks.md)")
+    srv.add_argument("--no-warmup", dest="warmup", action="store_false",
+                     help="skip the warm-up request at load (the first client request then pays for it)")
     srv.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                      help="stored DiT weights (default: %(default)s; fp16/bf16 need --device gpu)")
     smp = p.add_argument_group("default sampling options (requests may override them)")
@@ -105,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
                 name = Path(args.model_config).stem
             options = mc.ServingOptions(device=args.device, instances=args.instances,
                                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
-                                        dtype=args.dtype, defaults=defaults, demo=args.demo_tiny, model_name=name)
+                                        dtype=args.dtype, defaults=defaults, demo=args.demo_tiny, model_name=name,
+                                        max_batch_chunks=args.max_batch_chunks or (16 if args.device == "gpu" else 1),
+                                        warmup=args.warmup)
             export_repository(sources, args.output, options, force=args.force)
     except (ExportError, HubUnavailable, CheckpointError, VocoderError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"export: error: {e}", file=sys.stderr)

@@ -26,6 +26,7 @@ class ServingOptions:
     max_batch_chunks: int = 16
     demo: bool = False
     model_name: str = ""
+    warmup: bool = True  # Triton model_warmup with real speech before the model is READY
 
     def check(self) -> None:
         if self.device not in ("cpu", "gpu"):
@@ -34,6 +35,8 @@ class ServingOptions:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
         if not 1 <= self.max_batch_size <= 256:
             raise ValueError(f"max batch size must be in [1, 256], got {self.max_batch_size}")
+        if self.max_batch_chunks < 1:
+            raise ValueError(f"max batch chunks must be >= 1, got {self.max_batch_chunks}")
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
         if self.dtype != "fp32" and self.device == "cpu":
@@ -82,7 +85,7 @@ def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None
         "default_sway_sampling_coef": d.sway_sampling_coef, "default_speed": d.speed,
     }).items():
         cfg.parameters[key].CopyFrom(value)
-    if warmup_dims is not None:
+    if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
         for spec in contract.TTS_INPUTS:
             if spec.name in warmup_dims:

@@ -88,8 +88,10 @@ def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path |
 
 @pytest.fixture(scope="session")
 def tiny_repo(tiny, tmp_path_factory) -> Path:
-    # A long queue delay so that concurrent test requests reliably share one dynamic batch.
-    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "300000")
+    # A long queue delay so that concurrent test requests reliably share one dynamic batch, and
+    # batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
+    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "300000",
+                       "--max-batch-chunks", "16")
 
 
 @pytest.fixture(scope="module")

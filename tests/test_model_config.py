@@ -63,3 +63,9 @@ def test_exported_configs_parse(tiny_repo):
 def test_invalid_serving_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         options.check()
+
+
+def test_warmup_can_be_switched_off():
+    cfg = mc.tts_config(mc.ServingOptions(warmup=False), WARMUP_DIMS)
+    assert len(cfg.model_warmup) == 0
+    assert len(mc.tts_config(mc.ServingOptions(), WARMUP_DIMS).model_warmup) == 1

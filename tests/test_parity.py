@@ -74,7 +74,20 @@ def monkeypatch_module():
 @pytest.fixture(scope="module")
 def synthesizer(tiny_repo):
     vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
-    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder)
+    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder, max_batch_chunks=16)
+
+
+def test_one_chunk_at_a_time_equals_batched_chunks(synthesizer, reference):
+    """The CPU default (max_batch_chunks=1) and the batched GPU default give the same audio."""
+    requests = [_request(reference, t, seed=i) for i, t in enumerate([LONG_TEXT, SHORT_TEXT, "Another one."])]
+    batched = synthesizer.synthesize(requests)
+    synthesizer.max_batch_chunks = 1
+    try:
+        one_by_one = synthesizer.synthesize(requests)
+    finally:
+        synthesizer.max_batch_chunks = 16
+    for got, want in zip(one_by_one, batched):
+        assert_same_audio(got, want)
 
 
 def _request(ref: Reference, text: str, **options):
