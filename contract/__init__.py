@@ -90,7 +90,11 @@ DEFAULTS = SamplingDefaults()
 
 @dataclass(frozen=True)
 class Limits:
-    """What a request may ask for. Each violation is answered with INVALID_ARG."""
+    """What a request may ask for. Each violation is answered with INVALID_ARG.
+
+    max_target_text_bytes, max_reference_seconds and max_audio_seconds can be set at export
+    (they become model parameters); the others are fixed.
+    """
 
     max_target_text_bytes: int = 4000
     max_reference_text_bytes: int = 1000
@@ -104,9 +108,16 @@ class Limits:
     cfg_strength: tuple[float, float] = (0.0, 10.0)
     sway_sampling_coef: tuple[float, float] = (-1.0, 1.0)
     speed: tuple[float, float] = (0.3, 3.0)
-    duration: tuple[float, float] = (0.0, 120.0)  # seconds; 0 = estimate
     seed: tuple[int, int] = (-1, 2**63 - 1)
-    max_total_frames: int = 120 * SAMPLE_RATE // HOP_LENGTH  # mel frames per chunk incl. reference
+    max_audio_seconds: float = 120.0  # the largest `duration`, and the longest text chunk incl. reference
+
+    @property
+    def duration(self) -> tuple[float, float]:  # seconds; 0 = estimate
+        return (0.0, self.max_audio_seconds)
+
+    @property
+    def max_total_frames(self) -> int:  # mel frames per chunk, reference included
+        return int(self.max_audio_seconds * SAMPLE_RATE // HOP_LENGTH)
 
 
 LIMITS = Limits()

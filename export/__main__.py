@@ -9,6 +9,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -77,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                      help="skip the warm-up request at load (the first client request then pays for it)")
     srv.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                      help="stored DiT weights (default: %(default)s; fp16/bf16 need --device gpu)")
+    lim = p.add_argument_group("request limits (answered with INVALID_ARG beyond them)")
+    lim.add_argument("--max-text-bytes", type=int, default=contract.LIMITS.max_target_text_bytes,
+                     help="UTF-8 bytes of target text per request (default: %(default)s)")
+    lim.add_argument("--max-reference-seconds", type=float, default=contract.LIMITS.max_reference_seconds,
+                     help="longest reference upload; it is clipped to 12 s anyway (default: %(default)s)")
+    lim.add_argument("--max-audio-seconds", type=float, default=contract.LIMITS.max_audio_seconds,
+                     help="largest `duration` and longest text chunk, reference included (default: %(default)s)")
     smp = p.add_argument_group("default sampling options (requests may override them)")
     smp.add_argument("--nfe-step", type=int, default=d.nfe_step)
     smp.add_argument("--cfg-strength", type=float, default=d.cfg_strength)
@@ -112,7 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
                                         dtype=args.dtype, defaults=defaults, demo=args.demo_tiny, model_name=name,
                                         max_batch_chunks=args.max_batch_chunks or (16 if args.device == "gpu" else 1),
-                                        warmup=args.warmup)
+                                        warmup=args.warmup, limits=dataclasses.replace(
+                                            contract.LIMITS, max_target_text_bytes=args.max_text_bytes,
+                                            max_reference_seconds=args.max_reference_seconds,
+                                            max_audio_seconds=args.max_audio_seconds))
             export_repository(sources, args.output, options, force=args.force)
     except (ExportError, HubUnavailable, CheckpointError, VocoderError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"export: error: {e}", file=sys.stderr)

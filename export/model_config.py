@@ -25,8 +25,9 @@ class ServingOptions:
     defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
     max_batch_chunks: int = 16
     demo: bool = False
-    model_name: str = ""
+    model_name: str = "F5-TTS"
     warmup: bool = True  # Triton model_warmup with real speech before the model is READY
+    limits: contract.Limits = field(default_factory=contract.Limits)
 
     def check(self) -> None:
         if self.device not in ("cpu", "gpu"):
@@ -35,6 +36,11 @@ class ServingOptions:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
         if not 1 <= self.max_batch_size <= 256:
             raise ValueError(f"max batch size must be in [1, 256], got {self.max_batch_size}")
+        limits = self.limits
+        if limits.max_target_text_bytes < 1 or limits.max_audio_seconds <= 0:
+            raise ValueError("max text bytes and max audio seconds must be positive")
+        if not limits.min_reference_seconds < limits.max_reference_seconds:
+            raise ValueError(f"max reference seconds must exceed {limits.min_reference_seconds}")
         if self.max_batch_chunks < 1:
             raise ValueError(f"max batch chunks must be >= 1, got {self.max_batch_chunks}")
         if self.dtype not in ("fp32", "fp16", "bf16"):
@@ -69,22 +75,30 @@ def _params(values: dict[str, object]) -> dict[str, pb.ModelParameter]:
             for k, v in values.items()}
 
 
-def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None) -> pb.ModelConfig:
+def _python_model(name: str, inputs, outputs, options: ServingOptions, parameters: dict) -> pb.ModelConfig:
     cfg = pb.ModelConfig(
-        name=contract.TTS_MODEL, backend="python", max_batch_size=options.max_batch_size,
-        input=[_io(s, pb.ModelInput) for s in contract.TTS_INPUTS],
-        output=[_io(s, pb.ModelOutput) for s in contract.TTS_OUTPUTS],
+        name=name, backend="python", max_batch_size=options.max_batch_size,
+        input=[_io(s, pb.ModelInput) for s in inputs],
+        output=[_io(s, pb.ModelOutput) for s in outputs],
         instance_group=[_instance_group(options)],
         dynamic_batching=pb.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
     )
+    for key, value in _params(parameters).items():
+        cfg.parameters[key].CopyFrom(value)
+    return cfg
+
+
+def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None) -> pb.ModelConfig:
     d = options.defaults
-    for key, value in _params({
+    cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options, {
         "dtype": options.dtype, "max_batch_chunks": options.max_batch_chunks, "demo_model": options.demo,
         "f5_model_name": options.model_name, "vocoder_file": "../vocoder/1/vocos.onnx",
         "default_nfe_step": d.nfe_step, "default_cfg_strength": d.cfg_strength,
         "default_sway_sampling_coef": d.sway_sampling_coef, "default_speed": d.speed,
-    }).items():
-        cfg.parameters[key].CopyFrom(value)
+        "max_target_text_bytes": options.limits.max_target_text_bytes,
+        "max_reference_seconds": options.limits.max_reference_seconds,
+        "max_audio_seconds": options.limits.max_audio_seconds,
+    })
     if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
         for spec in contract.TTS_INPUTS:
@@ -96,16 +110,8 @@ def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None
 
 
 def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
-    cfg = pb.ModelConfig(
-        name=contract.VOCODER_MODEL, backend="python", max_batch_size=options.max_batch_size,
-        input=[_io(s, pb.ModelInput) for s in contract.VOCODER_INPUTS],
-        output=[_io(s, pb.ModelOutput) for s in contract.VOCODER_OUTPUTS],
-        instance_group=[_instance_group(options)],
-        dynamic_batching=pb.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
-    )
-    for key, value in _params({"onnx_file": "vocos.onnx"}).items():
-        cfg.parameters[key].CopyFrom(value)
-    return cfg
+    return _python_model(contract.VOCODER_MODEL, contract.VOCODER_INPUTS, contract.VOCODER_OUTPUTS, options,
+                         {"onnx_file": "vocos.onnx"})
 
 
 def to_pbtxt(config: pb.ModelConfig) -> str:

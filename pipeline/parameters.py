@@ -57,15 +57,25 @@ class TtsParameters:
     default_cfg_strength: float = contract.DEFAULTS.cfg_strength
     default_sway_sampling_coef: float = contract.DEFAULTS.sway_sampling_coef
     default_speed: float = contract.DEFAULTS.speed
+    max_target_text_bytes: int = contract.LIMITS.max_target_text_bytes
+    max_reference_seconds: float = contract.LIMITS.max_reference_seconds
+    max_audio_seconds: float = contract.LIMITS.max_audio_seconds
 
     @classmethod
     def from_triton(cls, raw: Mapping[str, Any]) -> "TtsParameters":
         self = _parse(cls, raw)
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise ParameterError(f"model parameter 'dtype' = {self.dtype!r}; allowed: fp32, fp16, bf16")
-        if self.max_batch_chunks < 1:
-            raise ParameterError(f"model parameter 'max_batch_chunks' = {self.max_batch_chunks}; must be >= 1")
+        for name in ("max_batch_chunks", "max_target_text_bytes", "max_reference_seconds", "max_audio_seconds"):
+            if getattr(self, name) <= 0:
+                raise ParameterError(f"model parameter '{name}' = {getattr(self, name)}; must be > 0")
         return self
+
+    @property
+    def limits(self) -> contract.Limits:
+        return dataclasses.replace(contract.LIMITS, max_target_text_bytes=self.max_target_text_bytes,
+                                   max_reference_seconds=self.max_reference_seconds,
+                                   max_audio_seconds=self.max_audio_seconds)
 
     @property
     def defaults(self) -> contract.SamplingDefaults:

@@ -14,8 +14,6 @@ import numpy as np
 
 import contract
 
-LIMITS = contract.LIMITS
-
 
 class RequestError(ValueError):
     """A request the server refuses; the message is sent back to the client."""
@@ -84,7 +82,7 @@ def _number(tensors, name: str, default, bounds, kind=float):
     return value
 
 
-def _reference_audio(tensors, sample_rate: int) -> np.ndarray:
+def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.ndarray:
     name = contract.REFERENCE_AUDIO
     audio = tensors.get(name)
     if audio is None:
@@ -100,16 +98,16 @@ def _reference_audio(tensors, sample_rate: int) -> np.ndarray:
     if audio.ndim != 2:
         raise RequestError(f"input '{name}' must be [channels, samples], got shape {list(audio.shape)}")
     channels, samples = audio.shape
-    if not 1 <= channels <= LIMITS.max_channels:
-        raise RequestError(f"input '{name}' has {channels} channels; 1 to {LIMITS.max_channels} are allowed "
+    if not 1 <= channels <= limits.max_channels:
+        raise RequestError(f"input '{name}' has {channels} channels; 1 to {limits.max_channels} are allowed "
                            "(shape is [channels, samples])")
     seconds = samples / sample_rate
-    if seconds < LIMITS.min_reference_seconds:
-        raise RequestError(f"input '{name}' is {seconds:.3f} s long; at least {LIMITS.min_reference_seconds} s "
+    if seconds < limits.min_reference_seconds:
+        raise RequestError(f"input '{name}' is {seconds:.3f} s long; at least {limits.min_reference_seconds} s "
                            "of reference speech is needed")
-    if seconds > LIMITS.max_reference_seconds:
-        raise RequestError(f"input '{name}' is {seconds:.1f} s long; at most {LIMITS.max_reference_seconds} s is "
-                           f"accepted (it is clipped to {LIMITS.reference_clip_seconds} s at a pause anyway, as f5-tts does)")
+    if seconds > limits.max_reference_seconds:
+        raise RequestError(f"input '{name}' is {seconds:.1f} s long; at most {limits.max_reference_seconds} s is "
+                           f"accepted (it is clipped to {limits.reference_clip_seconds} s at a pause anyway, as f5-tts does)")
     if not np.isfinite(audio).all():
         raise RequestError(f"input '{name}' contains NaN or Inf samples")
     if not np.any(audio):
@@ -118,28 +116,29 @@ def _reference_audio(tensors, sample_rate: int) -> np.ndarray:
 
 
 def parse_request(tensors: Mapping[str, np.ndarray | None],
-                  defaults: contract.SamplingDefaults = contract.DEFAULTS) -> SynthesisRequest:
+                  defaults: contract.SamplingDefaults = contract.DEFAULTS,
+                  limits: contract.Limits = contract.LIMITS) -> SynthesisRequest:
     """Build a validated request from input tensors keyed by contract names (None = absent)."""
     sample_rate = _scalar(tensors, contract.REFERENCE_SAMPLE_RATE, required=True)
     sample_rate = int(sample_rate)
-    if not LIMITS.min_sample_rate <= sample_rate <= LIMITS.max_sample_rate:
+    if not limits.min_sample_rate <= sample_rate <= limits.max_sample_rate:
         raise RequestError(f"input '{contract.REFERENCE_SAMPLE_RATE}' is {sample_rate} Hz; allowed range is "
-                           f"[{LIMITS.min_sample_rate}, {LIMITS.max_sample_rate}]")
-    audio = _reference_audio(tensors, sample_rate)
-    reference_text = _text(tensors, contract.REFERENCE_TEXT, LIMITS.max_reference_text_bytes)
-    target_text = _text(tensors, contract.TARGET_TEXT, LIMITS.max_target_text_bytes)
-    seed = _number(tensors, contract.SEED, -1, LIMITS.seed, int)
-    duration = _number(tensors, contract.DURATION, 0.0, LIMITS.duration)
+                           f"[{limits.min_sample_rate}, {limits.max_sample_rate}]")
+    audio = _reference_audio(tensors, sample_rate, limits)
+    reference_text = _text(tensors, contract.REFERENCE_TEXT, limits.max_reference_text_bytes)
+    target_text = _text(tensors, contract.TARGET_TEXT, limits.max_target_text_bytes)
+    seed = _number(tensors, contract.SEED, -1, limits.seed, int)
+    duration = _number(tensors, contract.DURATION, 0.0, limits.duration)
     request = SynthesisRequest(
         reference_audio=audio,
         reference_sample_rate=sample_rate,
         reference_text=reference_text,
         target_text=target_text,
-        nfe_step=_number(tensors, contract.NFE_STEP, defaults.nfe_step, LIMITS.nfe_step, int),
-        cfg_strength=_number(tensors, contract.CFG_STRENGTH, defaults.cfg_strength, LIMITS.cfg_strength),
+        nfe_step=_number(tensors, contract.NFE_STEP, defaults.nfe_step, limits.nfe_step, int),
+        cfg_strength=_number(tensors, contract.CFG_STRENGTH, defaults.cfg_strength, limits.cfg_strength),
         sway_sampling_coef=_number(tensors, contract.SWAY_SAMPLING_COEF, defaults.sway_sampling_coef,
-                                   LIMITS.sway_sampling_coef),
-        speed=_number(tensors, contract.SPEED, defaults.speed, LIMITS.speed),
+                                   limits.sway_sampling_coef),
+        speed=_number(tensors, contract.SPEED, defaults.speed, limits.speed),
         seed=None if seed == -1 else seed,
         duration=duration or None,
     )

@@ -69,7 +69,7 @@ def cross_fade(waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS,
 
 class Synthesizer:
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 max_batch_chunks: int = 16) -> None:
+                 max_batch_chunks: int = 16, limits: contract.Limits = contract.LIMITS) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
@@ -77,6 +77,7 @@ class Synthesizer:
         self.cfm.transformer.to(dtype)
         self.vocode = vocode
         self.max_batch_chunks = max_batch_chunks
+        self.limits = limits
 
     @classmethod
     def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu", dtype: str = "fp32",
@@ -140,11 +141,11 @@ class Synthesizer:
                                             * len(text.encode("utf-8")) / speed)
             # CFM.sample: at least text/reference length plus one frame.
             duration = max(max(len(tokens), cond.shape[0]) + 1, duration)
-            if duration > contract.LIMITS.max_total_frames:
+            if duration > self.limits.max_total_frames:
                 seconds = duration * contract.HOP_LENGTH / contract.SAMPLE_RATE
                 raise RequestError(f"a text chunk would need {seconds:.1f} s of audio; at most "
-                                   f"{contract.LIMITS.max_total_frames * contract.HOP_LENGTH / contract.SAMPLE_RATE:.0f}"
-                                   f" s per chunk is allowed (lower '{contract.DURATION}' or raise '{contract.SPEED}')")
+                                   f"{self.limits.max_audio_seconds:g} s per chunk is allowed (lower "
+                                   f"'{contract.DURATION}' or raise '{contract.SPEED}')")
             noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device, dtype=self.dtype)
             chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise))
         return chunks

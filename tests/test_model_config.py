@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -69,3 +70,29 @@ def test_warmup_can_be_switched_off():
     cfg = mc.tts_config(mc.ServingOptions(warmup=False), WARMUP_DIMS)
     assert len(cfg.model_warmup) == 0
     assert len(mc.tts_config(mc.ServingOptions(), WARMUP_DIMS).model_warmup) == 1
+
+
+def test_export_limits_reach_the_server_parameters():
+    """Limits chosen at export become model parameters that the model parses back."""
+    import dataclasses
+
+    from google.protobuf import json_format
+
+    from pipeline.parameters import TtsParameters
+    from pipeline.requests import RequestError, parse_request
+
+    limits = dataclasses.replace(contract.LIMITS, max_target_text_bytes=50, max_reference_seconds=10.0,
+                                 max_audio_seconds=60.0)
+    cfg = mc.tts_config(mc.ServingOptions(limits=limits), WARMUP_DIMS)
+    raw = json_format.MessageToDict(cfg, preserving_proto_field_name=True)["parameters"]
+    params = TtsParameters.from_triton(raw)
+    assert params.limits == limits
+    tensors = {contract.REFERENCE_AUDIO: np.full((1, 1, 24000), 0.1, np.float32),
+               contract.REFERENCE_SAMPLE_RATE: np.array([[24000]]),
+               contract.REFERENCE_TEXT: np.array([[b"ref"]], dtype=object),
+               contract.TARGET_TEXT: np.array([[b"x" * 60]], dtype=object)}
+    with pytest.raises(RequestError, match="'target_text' is 60 bytes; at most 50 bytes"):
+        parse_request(tensors, params.defaults, params.limits)
+    with pytest.raises(RequestError, match="'duration' is 61.0; allowed range is \\[0.0, 60.0\\]"):
+        parse_request({**tensors, contract.TARGET_TEXT: np.array([[b"ok"]], dtype=object),
+                       contract.DURATION: np.array([[61.0]], np.float32)}, params.defaults, params.limits)

@@ -29,7 +29,7 @@ class TritonPythonModel:
         vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
         self.synthesizer = Synthesizer.from_directory(
             model_dir / args["model_version"], vocoder, device=device, dtype=self.params.dtype,
-            max_batch_chunks=self.params.max_batch_chunks)
+            max_batch_chunks=self.params.max_batch_chunks, limits=self.params.limits)
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}) loaded on {device} in "
@@ -44,7 +44,7 @@ class TritonPythonModel:
                 for spec in contract.TTS_INPUTS:
                     tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
                     tensors[spec.name] = None if tensor is None else tensor.as_numpy()
-                parsed.append((i, parse_request(tensors, self.params.defaults)))
+                parsed.append((i, parse_request(tensors, self.params.defaults, self.params.limits)))
             except RequestError as e:
                 responses[i] = _error(str(e), pb_utils.TritonError.INVALID_ARG)
         try:
