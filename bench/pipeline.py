@@ -184,9 +184,11 @@ def plot(report: dict, path: Path) -> None:
         ax.plot([r["batch"] for r in rows], [r["ours_throughput"] for r in rows], "o-", label=f"ours, NFE {nfe}")
         ax.plot([r["batch"] for r in rows], [r["f5tts_throughput"] for r in rows], "s--", label=f"f5-tts, NFE {nfe}")
     ax.set(xlabel="requests per batch", ylabel="audio seconds per second",
-           title=f"{report['arch']} on {report['machine'].get('gpu', 'CPU')}")
+           title=f"{report['arch']} on {report['machine'].get('gpu', 'CPU')}, "
+                 f"{report.get('max_batch_chunks', '?')} chunk(s) per DiT call")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([r["batch"] for r in report["rows"]][: len({r['batch'] for r in report['rows']})])
+    batches = sorted({r["batch"] for r in report["rows"]})
+    ax.set_xticks(batches, [str(b) for b in batches])
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
