@@ -4,11 +4,12 @@
 # reference, batches 1/4/16, our pipeline vs f5-tts infer_process. Target: <= 8 minutes.
 # Missing wheels travel with the working tree (see DESIGN.md); results land in $OUT.
 #   bash bench/gpu_check.sh            # on the device
-#   ARCH=tiny DEVICE=cpu bash bench/gpu_check.sh    # the same script, verified on CPU
+#   ARCH=tiny DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_check.sh   # verified on CPU
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-build/gpu_check}
 mkdir -p "$OUT"
-if [[ -d wheels ]]; then python3 -m pip install -q --no-index --find-links wheels --no-deps wheels/*.whl; fi
-python3 -m bench.pipeline --arch "${ARCH:-F5TTS_v1_Base}" --device "${DEVICE:-cuda}" --nfe 32 16 \
+PY=${PYTHON:-python3}
+if [[ -d wheels ]]; then "$PY" -m pip install -q --no-index --find-links wheels --no-deps wheels/*.whl; fi
+"$PY" -m bench.pipeline --arch "${ARCH:-F5TTS_v1_Base}" --device "${DEVICE:-cuda}" --nfe 32 16 \
     --batches 1,4,16 --repeats "${REPEATS:-3}" --output "$OUT" 2>&1 | tee "$OUT/log.txt"
