@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,13 +96,38 @@ def tiny_repo(tiny, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_repo):
+def server(tiny_repo, request):
+    """A real tritonserver on the tiny repository; says on the terminal that it ran and answered."""
     srv = TritonServer(tiny_repo, ready_timeout=180)
+    started = time.monotonic()
     srv.start()
+    _say(request, f"tritonserver pid {srv.pid} ready in {time.monotonic() - started:.1f} s "
+                  f"(gRPC {srv.grpc_url}, HTTP {srv.http_url})")
     try:
         yield srv
+        _say(request, f"tritonserver pid {srv.pid} answered {_inference_count(srv)} f5_tts requests")
     finally:
         srv.stop()
+
+
+def _say(request, line: str) -> None:
+    """A line on the terminal, past pytest's output capture."""
+    terminal = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if terminal and capture:
+        with capture.global_and_fixture_disabled():
+            terminal.write_line(f"\n[{request.module.__name__}] {line}")
+
+
+def _inference_count(srv: TritonServer) -> int:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(srv.http_url)
+    try:
+        stats = client.get_inference_statistics(contract.TTS_MODEL)["model_stats"][0]
+        return int(stats["inference_stats"]["success"]["count"])
+    finally:
+        client.close()
 
 
 def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc",
