@@ -122,7 +122,7 @@ def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: in
     ours = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
                                       OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx", device=device),
                                       device=device, dtype=params.dtype, max_batch_chunks=params.max_batch_chunks,
-                                      limits=params.limits)
+                                      limits=params.limits, reference_cache_size=params.reference_cache_size)
     if max_batch_chunks is not None:
         ours.max_batch_chunks = max_batch_chunks
     model = utils_infer.load_model(DiT, ModelConfig.load(config).arch, str(ckpt), vocab_file=str(default_vocab_file()),

@@ -76,6 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                           "padded batches measured slower than one chunk at a time: docs/benchmarks.md)")
     srv.add_argument("--no-warmup", dest="warmup", action="store_false",
                      help="skip the warm-up request at load (the first client request then pays for it)")
+    srv.add_argument("--reference-cache-size", type=int, default=32,
+                     help="preprocessed references kept per instance, by content hash (LRU; 0 = off; "
+                          "default: %(default)s)")
     srv.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
                      help="stored DiT weights (default: %(default)s; fp16/bf16 need --device gpu)")
     lim = p.add_argument_group("request limits (answered with INVALID_ARG beyond them)")
@@ -120,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
                                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
                                         dtype=args.dtype, defaults=defaults, demo=args.demo_tiny, model_name=name,
                                         max_batch_chunks=args.max_batch_chunks or (16 if args.device == "gpu" else 1),
-                                        warmup=args.warmup, limits=dataclasses.replace(
+                                        warmup=args.warmup, reference_cache_size=args.reference_cache_size,
+                                        limits=dataclasses.replace(
                                             contract.LIMITS, max_target_text_bytes=args.max_text_bytes,
                                             max_reference_seconds=args.max_reference_seconds,
                                             max_audio_seconds=args.max_audio_seconds))

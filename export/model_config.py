@@ -28,6 +28,7 @@ class ServingOptions:
     model_name: str = "F5-TTS"
     warmup: bool = True  # Triton model_warmup with real speech before the model is READY
     limits: contract.Limits = field(default_factory=contract.Limits)
+    reference_cache_size: int = 32  # preprocessed references kept per model instance (LRU by content)
 
     def check(self) -> None:
         if self.device not in ("cpu", "gpu"):
@@ -98,6 +99,7 @@ def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None
         "max_target_text_bytes": options.limits.max_target_text_bytes,
         "max_reference_seconds": options.limits.max_reference_seconds,
         "max_audio_seconds": options.limits.max_audio_seconds,
+        "reference_cache_size": options.reference_cache_size,
     })
     if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)

@@ -60,6 +60,7 @@ class TtsParameters:
     max_target_text_bytes: int = contract.LIMITS.max_target_text_bytes
     max_reference_seconds: float = contract.LIMITS.max_reference_seconds
     max_audio_seconds: float = contract.LIMITS.max_audio_seconds
+    reference_cache_size: int = 32  # preprocessed references kept by content hash (LRU); 0 = off
 
     @classmethod
     def from_triton(cls, raw: Mapping[str, Any]) -> "TtsParameters":
@@ -69,6 +70,9 @@ class TtsParameters:
         for name in ("max_batch_chunks", "max_target_text_bytes", "max_reference_seconds", "max_audio_seconds"):
             if getattr(self, name) <= 0:
                 raise ParameterError(f"model parameter '{name}' = {getattr(self, name)}; must be > 0")
+        if self.reference_cache_size < 0:
+            raise ParameterError(f"model parameter 'reference_cache_size' = {self.reference_cache_size}; "
+                                 "must be >= 0")
         return self
 
     @property

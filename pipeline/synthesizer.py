@@ -13,8 +13,10 @@ so a request's audio does not depend on its neighbours in the batch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -69,7 +71,8 @@ def cross_fade(waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS,
 
 class Synthesizer:
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 max_batch_chunks: int = 16, limits: contract.Limits = contract.LIMITS) -> None:
+                 max_batch_chunks: int = 16, limits: contract.Limits = contract.LIMITS,
+                 reference_cache_size: int = 32) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
@@ -78,6 +81,10 @@ class Synthesizer:
         self.vocode = vocode
         self.max_batch_chunks = max_batch_chunks
         self.limits = limits
+        # Preprocessed references by content: a speaker who sends the same reference again
+        # skips f5-tts's silence trimming, resampling and the mel front end.
+        self._references: OrderedDict[str, tuple[Reference, torch.Tensor]] = OrderedDict()
+        self.reference_cache_size = reference_cache_size
 
     @classmethod
     def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu", dtype: str = "fp32",
@@ -108,7 +115,7 @@ class Synthesizer:
         from f5_tts.infer.utils_infer import chunk_text
         from f5_tts.model.utils import convert_char_to_pinyin
 
-        ref = prepare_reference(request.reference_audio, request.reference_sample_rate, request.reference_text)
+        ref, cond = self._reference(request)
         if ref.clipped:
             log.info("request %d: reference of %.1f s clipped to %.1f s at a pause, as f5-tts does",
                      index, request.reference_seconds, ref.seconds)
@@ -122,10 +129,7 @@ class Synthesizer:
         if not texts:
             raise RequestError(f"input '{contract.TARGET_TEXT}' has nothing to speak after text chunking")
         ref_text = ref.text + " " if len(ref.text[-1].encode("utf-8")) == 1 else ref.text
-        ref_samples = ref.audio.shape[-1]
-        ref_frames = ref_samples // contract.HOP_LENGTH
-        with torch.no_grad():
-            cond = self.cfm.mel_spec(ref.audio.to(self.device))[0].T  # [frames, 100]
+        ref_frames = ref.audio.shape[-1] // contract.HOP_LENGTH
 
         durations = self._fix_durations(request, texts, ref_frames)
         generator = torch.Generator(self.device)
@@ -149,6 +153,25 @@ class Synthesizer:
             noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device, dtype=self.dtype)
             chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise))
         return chunks
+
+    def _reference(self, request: SynthesisRequest) -> tuple[Reference, torch.Tensor]:
+        """The prepared reference and its mel [frames, 100], from the LRU cache when seen before."""
+        audio = np.ascontiguousarray(request.reference_audio)
+        key = hashlib.sha256(b"%d|%s|%d|" % (request.reference_sample_rate, str(audio.shape).encode(),
+                                              len(request.reference_text))
+                             + request.reference_text.encode("utf-8") + audio.tobytes()).hexdigest()
+        hit = self._references.get(key)
+        if hit is not None:
+            self._references.move_to_end(key)
+            return hit
+        ref = prepare_reference(audio, request.reference_sample_rate, request.reference_text)
+        with torch.no_grad():
+            cond = self.cfm.mel_spec(ref.audio.to(self.device))[0].T
+        if self.reference_cache_size > 0:
+            self._references[key] = (ref, cond)
+            while len(self._references) > self.reference_cache_size:
+                self._references.popitem(last=False)
+        return ref, cond
 
     @staticmethod
     def _fix_durations(request: SynthesisRequest, texts: list[str], ref_frames: int) -> list[float | None]:

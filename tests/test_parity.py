@@ -178,3 +178,29 @@ def test_served_speed_and_duration_match_f5tts(server, f5tts_infer, reference, s
     options = {"speed": speed} | ({"duration": duration} if duration else {})
     got = speak(server, reference, LONG_TEXT, seed=SEED, nfe_step=NFE, **options)
     assert_same_audio(got, want)
+
+
+def test_a_repeated_reference_is_not_preprocessed_again(synthesizer, reference, monkeypatch):
+    """Preprocessed references are cached by content (LRU): same audio, same text => no recompute."""
+    import pipeline.synthesizer as synthesizer_module
+
+    calls = []
+    real = synthesizer_module.prepare_reference
+    monkeypatch.setattr(synthesizer_module, "prepare_reference", lambda *a: calls.append(1) or real(*a))
+    synthesizer._references.clear()
+    first = synthesizer.synthesize([_request(reference, SHORT_TEXT, seed=3)])[0]
+    second = synthesizer.synthesize([_request(reference, "Another text.", seed=3),
+                                     _request(reference, SHORT_TEXT, seed=3)])
+    assert len(calls) == 1  # the second and third requests reused the first one's preprocessing
+    assert_same_audio(second[1], first)
+    other = Reference(reference.audio[:, ::-1].copy(), reference.sample_rate, reference.text)
+    synthesizer.synthesize([_request(other, SHORT_TEXT, seed=3)])
+    assert len(calls) == 2  # different audio: preprocessed
+    size, synthesizer.reference_cache_size = synthesizer.reference_cache_size, 1
+    try:
+        synthesizer._references.clear()
+        for ref in (other, reference, other):  # a cache of one: each switch evicts the other
+            synthesizer.synthesize([_request(ref, SHORT_TEXT, seed=3)])
+        assert len(calls) == 5 and len(synthesizer._references) == 1
+    finally:
+        synthesizer.reference_cache_size = size

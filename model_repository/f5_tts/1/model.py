@@ -29,7 +29,8 @@ class TritonPythonModel:
         vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
         self.synthesizer = Synthesizer.from_directory(
             model_dir / args["model_version"], vocoder, device=device, dtype=self.params.dtype,
-            max_batch_chunks=self.params.max_batch_chunks, limits=self.params.limits)
+            max_batch_chunks=self.params.max_batch_chunks, limits=self.params.limits,
+            reference_cache_size=self.params.reference_cache_size)
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}) loaded on {device} in "
