@@ -36,6 +36,9 @@ pip_install() {
 }
 pip_install --upgrade "pip>=24" wheel
 echo "setup: installing $REQS (torch + f5-tts: several GB on first run)"
+# onnxruntime and onnxruntime-gpu install the same module: keep only the one REQS asks for
+other=onnxruntime-gpu; [[ "$REQS" == requirements/gpu.txt ]] && other=onnxruntime
+"$VENV/bin/python" -m pip --disable-pip-version-check uninstall -y -q "$other" 2>/dev/null || true
 pip_install -r "$REQS"
 pip_install --no-deps "$PYTRITON"
 pip_install --no-deps -e .
