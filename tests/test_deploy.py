@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-import contract
 from launcher import TritonServer
 from launcher.server import free_port
 

@@ -17,7 +17,6 @@ from export.repository import REFERENCE_WAV, sha256
 from export.vocoder import MAX_ABS_ERROR, VocoderError, check_onnx, export_onnx, load_vocos
 from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
 
-from conftest import export_tiny
 
 
 def _export(capsys, tiny, out, *extra, ckpt=None, config=None):

@@ -12,8 +12,6 @@ import subprocess
 import threading
 import time
 
-import numpy as np
-import pytest
 
 from client.api import make_client
 from launcher import TritonServer
