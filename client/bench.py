@@ -90,6 +90,17 @@ async def _stats(client, model: str) -> dict:
     }
 
 
+async def _settled_stats(client, model: str, successes: int, wait_s: float = 5.0) -> dict:
+    """Statistics once Triton has counted `successes` requests: it updates them just after
+    sending a response, so a read right after the last answer can miss that request."""
+    deadline = time.monotonic() + wait_s
+    stats = await _stats(client, model)
+    while stats["success_count"] < successes and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        stats = await _stats(client, model)
+    return stats
+
+
 def _stats_delta(before: dict, after: dict) -> dict:
     executions = after["execution_count"] - before["execution_count"]
     requests = after["success_count"] - before["success_count"]
@@ -164,13 +175,15 @@ async def run_bench(url: str, items: list[Item], concurrencies: list[int], reque
             raise SystemExit(f"bench: model {model!r} is not ready at {url}")
         levels = []
         for c in concurrencies:
+            start = await _stats(client, model)
             await _run_level(client, items, c, warmup, options, model, timeout, None)
-            before = await _stats(client, model)
+            before = await _settled_stats(client, model, start["success_count"] + warmup)
             progress = _progress(requests, f"concurrency {c}") if show_progress else None
             level = await _run_level(client, items, c, requests, options, model, timeout, progress)
             if progress is not None:
                 progress.close()
-            level["triton"] = _stats_delta(before, await _stats(client, model))
+            after = await _settled_stats(client, model, before["success_count"] + level["ok"])
+            level["triton"] = _stats_delta(before, after)
             levels.append(level)
         return {"url": url, "model": model, "options": {k: v for k, v in vars(options).items() if v is not None},
                 "requests_per_level": requests, "warmup_per_level": warmup, "levels": levels}
