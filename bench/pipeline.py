@@ -147,7 +147,7 @@ def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: in
         for b in batches:
             reqs = _request_list[:b]
             t_ours, waves = timed(lambda: ours.synthesize(reqs), device, repeats)
-            audio_s = sum(len(w) for w in waves) / contract.SAMPLE_RATE
+            audio_s = sum(len(w.waveform) for w in waves) / contract.SAMPLE_RATE
             t_f5, audio_f5 = timed(lambda: sum(f5tts(r.target_text, nfe) for r in reqs), device, repeats)
             row = {"nfe": nfe, "batch": b, "ours_s": t_ours, "f5tts_s": t_f5, "audio_s": audio_s,
                    "ours_throughput": audio_s / t_ours, "f5tts_throughput": audio_f5 / t_f5,

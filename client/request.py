@@ -22,18 +22,30 @@ class SynthesisOptions:
     speed: float | None = None
     seed: int | None = None
     duration: float | None = None  # total seconds incl. the reference
+    first_chunk_chars: int | None = None  # streaming: UTF-8 bytes of the first text chunk (0 = f5-tts's chunking)
 
 
-def build_inputs(reference_audio: np.ndarray, sample_rate: int, reference_text: str, text: str,
-                 options: SynthesisOptions = SynthesisOptions()) -> dict[str, np.ndarray]:
-    """Input tensors keyed by contract name, each with the leading batch dimension of 1."""
-    audio = np.asarray(reference_audio, dtype=np.float32)
-    if audio.ndim == 1:
-        audio = audio[None]
+def build_inputs(reference_audio: np.ndarray | None, sample_rate: int | None, reference_text: str | None, text: str,
+                 options: SynthesisOptions = SynthesisOptions(), voice: str | None = None) -> dict[str, np.ndarray]:
+    """Input tensors keyed by contract name, each with the leading batch dimension of 1.
+
+    Either a reference (audio [channels, samples] or [samples], its rate, its transcript) or
+    the name of a voice registered on the server.
+    """
+    if (voice is None) == (reference_audio is None):
+        raise ValueError("give either reference audio (with its sample rate and transcript) or a registered voice")
+    if voice is None and (sample_rate is None or reference_text is None):
+        raise ValueError("reference audio needs its sample rate and its transcript")
+    audio = None
+    if reference_audio is not None:
+        audio = np.asarray(reference_audio, dtype=np.float32)
+        if audio.ndim == 1:
+            audio = audio[None]
     values = {
         contract.REFERENCE_AUDIO: audio,
-        contract.REFERENCE_SAMPLE_RATE: [sample_rate],
-        contract.REFERENCE_TEXT: [reference_text.encode("utf-8")],
+        contract.REFERENCE_SAMPLE_RATE: None if voice else [sample_rate],
+        contract.REFERENCE_TEXT: None if voice else [reference_text.encode("utf-8")],
+        contract.VOICE: None if voice is None else [voice.encode("utf-8")],
         contract.TARGET_TEXT: [text.encode("utf-8")],
         contract.NFE_STEP: options.nfe_step,
         contract.CFG_STRENGTH: options.cfg_strength,
@@ -41,6 +53,7 @@ def build_inputs(reference_audio: np.ndarray, sample_rate: int, reference_text: 
         contract.SPEED: options.speed,
         contract.SEED: options.seed,
         contract.DURATION: options.duration,
+        contract.FIRST_CHUNK_CHARS: options.first_chunk_chars,
     }
     tensors = {}
     for name, value in values.items():
@@ -92,6 +105,24 @@ def perf_analyzer_entry(tensors: dict[str, np.ndarray]) -> dict:
             content = [int(v) for v in sample.reshape(-1)]
         entry[name] = {"content": content, "shape": list(sample.shape)}
     return entry
+
+
+def generate_body(tensors: dict[str, np.ndarray]) -> dict:
+    """The JSON body of Triton's generate / generate_stream endpoints: one value per input.
+
+    That endpoint reads a list as a 1-D tensor, so reference audio travels as mono samples
+    (channels averaged here).
+    """
+    body = {}
+    for name, array in tensors.items():
+        sample = array[0]
+        if name == contract.REFERENCE_AUDIO:
+            body[name] = [float(np.format_float_positional(v, unique=True)) for v in sample.mean(axis=0)]
+        elif array.dtype == np.object_:
+            body[name] = sample.reshape(-1)[0].decode("utf-8")
+        else:
+            body[name] = sample.reshape(-1)[0].item()
+    return body
 
 
 def http_json_body(tensors: dict[str, np.ndarray]) -> dict:

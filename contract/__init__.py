@@ -15,6 +15,7 @@ HOP_LENGTH = 256
 
 # Model names inside the exported repository.
 TTS_MODEL = "f5_tts"
+STREAM_MODEL = "f5_tts_stream"  # decoupled: one response per text chunk, through f5_tts
 VOCODER_MODEL = "vocoder"
 
 
@@ -39,20 +40,32 @@ SWAY_SAMPLING_COEF = "sway_sampling_coef"
 SPEED = "speed"
 SEED = "seed"
 DURATION = "duration"
+VOICE = "voice"
+FIRST_CHUNK_CHARS = "first_chunk_chars"
+CHUNK_INDEX = "chunk_index"
 
 # --- f5_tts outputs ----------------------------------------------------------------
 WAVEFORM = "waveform"
 SAMPLE_RATE_OUT = "sample_rate"
+CHUNK_COUNT = "chunk_count"
+
+# The stream model's first text chunk: short, so that audio starts after a clause or two.
+STREAM_FIRST_CHUNK_CHARS = 60
+# Model config parameter of f5_tts that lists the registered voices (comma-separated).
+VOICES_PARAMETER = "voices"
 
 # --- vocoder tensors ---------------------------------------------------------------
 MEL = "mel"
 
 TTS_INPUTS: tuple[TensorSpec, ...] = (
-    TensorSpec(REFERENCE_AUDIO, "FP32", (-1, -1), ragged=True,
-               doc="reference speech, [channels, samples], any channel count (downmixed)"),
-    TensorSpec(REFERENCE_SAMPLE_RATE, "INT32", (1,),
-               doc="sample rate of reference_audio in Hz (resampled to 24000)"),
-    TensorSpec(REFERENCE_TEXT, "BYTES", (1,), doc="UTF-8 transcript of the reference audio"),
+    TensorSpec(REFERENCE_AUDIO, "FP32", (-1, -1), optional=True, ragged=True,
+               doc="reference speech, [channels, samples], any channel count (downmixed); or send `voice`"),
+    TensorSpec(REFERENCE_SAMPLE_RATE, "INT32", (1,), optional=True,
+               doc="sample rate of reference_audio in Hz (resampled to 24000); with reference_audio"),
+    TensorSpec(REFERENCE_TEXT, "BYTES", (1,), optional=True,
+               doc="UTF-8 transcript of the reference audio; with reference_audio"),
+    TensorSpec(VOICE, "BYTES", (1,), optional=True,
+               doc="name of a voice registered at export, instead of the three reference inputs"),
     TensorSpec(TARGET_TEXT, "BYTES", (1,), doc="UTF-8 text to speak; long text is chunked"),
     TensorSpec(NFE_STEP, "INT32", (1,), optional=True, doc="ODE steps (function evaluations)"),
     TensorSpec(CFG_STRENGTH, "FP32", (1,), optional=True, doc="classifier-free guidance strength"),
@@ -62,9 +75,21 @@ TTS_INPUTS: tuple[TensorSpec, ...] = (
                doc="noise seed; -1 or absent = random. Same seed => same audio"),
     TensorSpec(DURATION, "FP32", (1,), optional=True,
                doc="total seconds including the reference (f5-tts fix_duration); 0 or absent = estimate"),
+    TensorSpec(FIRST_CHUNK_CHARS, "INT32", (1,), optional=True,
+               doc="at most this many UTF-8 bytes in the first text chunk (split at punctuation); 0 or absent = "
+                   f"f5-tts's chunking ({STREAM_MODEL}: {STREAM_FIRST_CHUNK_CHARS} when absent)"),
+    TensorSpec(CHUNK_INDEX, "INT32", (1,), optional=True,
+               doc="synthesize only this text chunk (0-based), not cross-faded; what the stream model asks for"),
 )
+# The stream model takes the same inputs, except that it picks the chunks itself.
+STREAM_INPUTS: tuple[TensorSpec, ...] = tuple(s for s in TTS_INPUTS if s.name != CHUNK_INDEX)
 TTS_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(WAVEFORM, "FP32", (-1,), doc="generated speech, mono"),
+    TensorSpec(SAMPLE_RATE_OUT, "INT32", (1,), doc="sample rate of waveform (24000)"),
+    TensorSpec(CHUNK_COUNT, "INT32", (1,), doc="text chunks the target text was split into"),
+)
+STREAM_OUTPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(WAVEFORM, "FP32", (-1,), doc="the next piece of speech; the pieces joined are the whole"),
     TensorSpec(SAMPLE_RATE_OUT, "INT32", (1,), doc="sample rate of waveform (24000)"),
 )
 VOCODER_INPUTS: tuple[TensorSpec, ...] = (
@@ -110,6 +135,7 @@ class Limits:
     speed: tuple[float, float] = (0.3, 3.0)
     seed: tuple[int, int] = (-1, 2**63 - 1)
     max_audio_seconds: float = 120.0  # the largest `duration`, and the longest text chunk incl. reference
+    max_voice_name_bytes: int = 64
 
     @property
     def duration(self) -> tuple[float, float]:  # seconds; 0 = estimate

@@ -31,6 +31,7 @@ from launcher.server import ServerError, TritonServer, find_tritonserver, python
 
 REQUIRED_FILES = {
     contract.TTS_MODEL: ["config.pbtxt", "1/model.py", "1/model.safetensors", "1/model_config.yaml", "1/vocab.txt"],
+    contract.STREAM_MODEL: ["config.pbtxt", "1/model.py"],
     contract.VOCODER_MODEL: ["config.pbtxt", "1/model.py", "1/vocos.onnx"],
 }
 

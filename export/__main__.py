@@ -21,6 +21,7 @@ from export.hub import HubUnavailable, fetch_uri
 from export.demo import DEMO_NOTICE, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from export.repository import ExportSources, export_repository
 from export.vocoder import VocoderError
+from pipeline.voices import VoiceError, parse_voice_spec
 from pipeline.f5_model import builtin_config_names, default_vocab_file, resolve_model_config
 
 # Where f5-tts's own CLI fetches each released model (f5_tts/infer/infer_cli.py).
@@ -60,6 +61,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     src.add_argument("--vocab", type=Path, help="vocab.txt (default: the one f5-tts ships)")
     src.add_argument("--vocoder", type=Path, help="local Vocos directory with config.yaml and pytorch_model.bin "
                      "(default: charactr/vocos-mel-24khz from the hub)")
+    src.add_argument("--voice", action="append", default=[], metavar='NAME=AUDIO:"TRANSCRIPT"',
+                     help="register a voice: requests may then send voice=NAME instead of reference audio and "
+                          "text. The audio is preprocessed now, as f5-tts does (repeatable)")
     src.add_argument("--demo-tiny", action="store_true", help="tiny random-init DiT and Vocos of the real "
                      "architectures, for offline smoke runs. Produces NOISE, not speech")
     out = p.add_argument_group("output")
@@ -106,18 +110,23 @@ def main(argv: list[str] | None = None) -> int:
             value = getattr(defaults, name)
             if not bounds[0] <= value <= bounds[1]:
                 raise ExportError(f"--{name.replace('_', '-')} {value} is outside [{bounds[0]}, {bounds[1]}]")
+        voices = tuple(parse_voice_spec(spec) for spec in args.voice)
+        for name, path, _ in voices:
+            if not path.is_file():
+                raise ExportError(f"--voice {name}: audio file {path} does not exist")
         with tempfile.TemporaryDirectory(prefix="f5-export-") as tmp:
             tmp = Path(tmp)
             if args.demo_tiny:
                 print(f"NOTICE: {DEMO_NOTICE}", flush=True)
                 config = write_tiny_model_config(tmp / "F5TTS_v1_Base_tiny_demo.yaml")
                 sources = ExportSources(write_random_checkpoint(config, tmp / "model_demo.safetensors"), config,
-                                        args.vocab or default_vocab_file(), write_tiny_vocos(tmp / "vocos"))
+                                        args.vocab or default_vocab_file(), write_tiny_vocos(tmp / "vocos"),
+                                        voices=voices)
                 name = "F5TTS_v1_Base_tiny_demo"
             else:
                 config = resolve_model_config(args.model_config)
                 sources = ExportSources(resolve_checkpoint(args.ckpt, args.model_config), config,
-                                        args.vocab or default_vocab_file(), args.vocoder, args.use_ema)
+                                        args.vocab or default_vocab_file(), args.vocoder, args.use_ema, voices)
                 name = Path(args.model_config).stem
             options = mc.ServingOptions(device=args.device, instances=args.instances,
                                         max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
@@ -129,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                                             max_reference_seconds=args.max_reference_seconds,
                                             max_audio_seconds=args.max_audio_seconds))
             export_repository(sources, args.output, options, force=args.force)
-    except (ExportError, HubUnavailable, CheckpointError, VocoderError, FileNotFoundError, FileExistsError, ValueError) as e:
+    except (ExportError, HubUnavailable, CheckpointError, VocoderError, VoiceError, FileNotFoundError, FileExistsError, ValueError) as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2
     print(f"export: model repository written to {args.output}")

@@ -7,7 +7,9 @@ so a config that Triton cannot read is never written.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
@@ -89,9 +91,12 @@ def _python_model(name: str, inputs, outputs, options: ServingOptions, parameter
     return cfg
 
 
-def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None) -> pb.ModelConfig:
+def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None,
+               voices: Sequence[str] = ()) -> pb.ModelConfig:
     d = options.defaults
+    listed = {contract.VOICES_PARAMETER: ",".join(sorted(voices))} if voices else {}
     cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options, {
+        **listed,
         "dtype": options.dtype, "max_batch_chunks": options.max_batch_chunks, "demo_model": options.demo,
         "f5_model_name": options.model_name, "vocoder_file": "../vocoder/1/vocos.onnx",
         "default_nfe_step": d.nfe_step, "default_cfg_strength": d.cfg_strength,
@@ -108,6 +113,15 @@ def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None
                 warm.inputs[spec.name].CopyFrom(pb.ModelWarmup.Input(
                     data_type=_TYPES[spec.dtype], dims=warmup_dims[spec.name], input_data_file=spec.name))
         cfg.model_warmup.append(warm)
+    return cfg
+
+
+def stream_config(options: ServingOptions) -> pb.ModelConfig:
+    """Decoupled and weightless: one CPU instance whose threads feed f5_tts chunk by chunk."""
+    cfg = _python_model(contract.STREAM_MODEL, contract.STREAM_INPUTS, contract.STREAM_OUTPUTS,
+                        dataclasses.replace(options, device="cpu", instances=1, max_queue_delay_us=0),
+                        {"tts_model": contract.TTS_MODEL, "first_chunk_chars": contract.STREAM_FIRST_CHUNK_CHARS})
+    cfg.model_transaction_policy.decoupled = True
     return cfg
 
 

@@ -2,8 +2,9 @@
 
 Layout written (all generated; never committed):
   f5_tts/config.pbtxt, f5_tts/1/{model.py, model.safetensors, model_config.yaml, vocab.txt},
-  f5_tts/warmup/<input files>, vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx},
-  manifest.json (sources with checksums, options, versions).
+  f5_tts/1/voices/{voices.json, <name>.wav} (registered voices, when given),
+  f5_tts/warmup/<input files>, f5_tts_stream/{config.pbtxt, 1/model.py} (decoupled, no weights),
+  vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx}, manifest.json (sources with checksums, options, versions).
 The repository is built in a temporary sibling directory and moved into place at the end,
 so a failed export never leaves a half-written repository behind.
 """
@@ -33,6 +34,7 @@ from export import vocoder as voc
 from pipeline import synthesizer as synth
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
 from pipeline.vocoder import ONNX_FILE
+from pipeline.voices import VOICES_DIR, VoiceError, prepare_voice, save_voices
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ class ExportSources:
     vocab: Path
     vocoder_dir: Path | None  # None: charactr/vocos-mel-24khz from the hub
     use_ema: bool = True
+    voices: tuple[tuple[str, Path, str], ...] = ()  # (name, audio file, transcript)
 
 
 class Steps:
@@ -132,7 +135,10 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
     options.check()
     output = Path(output).resolve()
     staging = prepare_output(output, force)
-    step = Steps(6)
+    names = [name for name, _, _ in sources.voices]
+    if len(set(names)) != len(names):
+        raise VoiceError(f"voice names must be unique, got {names}")
+    step = Steps(7 if sources.voices else 6)
     try:
         with step("reading model config, vocab and checkpoint"):
             model_cfg = ModelConfig.load(sources.model_config)
@@ -156,6 +162,13 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             shutil.copyfile(sources.model_config, tts_dir / synth.CONFIG_FILE)
             shutil.copyfile(sources.vocab, tts_dir / synth.VOCAB_FILE)
             shutil.copyfile(TEMPLATES / contract.TTS_MODEL / "1" / "model.py", tts_dir / "model.py")
+        if sources.voices:
+            with step(f"preparing {len(sources.voices)} registered voice(s) as f5-tts prepares references"):
+                prepared = {name: (prepare_voice(path, text, options.limits), path)
+                            for name, path, text in sources.voices}
+                save_voices(tts_dir / VOICES_DIR, prepared)
+                for name, (ref, path) in prepared.items():
+                    print(f"      {name}: {path} ({ref.seconds:.1f} s{', clipped' if ref.clipped else ''})")
         voc_dir = staging / contract.VOCODER_MODEL / "1"
         voc_dir.mkdir(parents=True)
         reference, sample_rate = sf.read(str(REFERENCE_WAV), dtype="float32")
@@ -170,7 +183,12 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             shutil.copyfile(TEMPLATES / contract.VOCODER_MODEL / "1" / "model.py", voc_dir / "model.py")
         with step("writing config.pbtxt and warm-up samples"):
             dims = write_warmup(staging / contract.TTS_MODEL / "warmup", reference, sample_rate)
-            (staging / contract.TTS_MODEL / "config.pbtxt").write_text(mc.to_pbtxt(mc.tts_config(options, dims)))
+            (staging / contract.TTS_MODEL / "config.pbtxt").write_text(
+                mc.to_pbtxt(mc.tts_config(options, dims, names)))
+            stream_dir = staging / contract.STREAM_MODEL
+            (stream_dir / "1").mkdir(parents=True)
+            (stream_dir / "config.pbtxt").write_text(mc.to_pbtxt(mc.stream_config(options)))
+            shutil.copyfile(TEMPLATES / contract.STREAM_MODEL / "1" / "model.py", stream_dir / "1" / "model.py")
             (staging / contract.VOCODER_MODEL / "config.pbtxt").write_text(mc.to_pbtxt(mc.vocoder_config(options)))
         with step("writing manifest.json"):
             manifest = {
@@ -181,6 +199,8 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
                 "sources": {name: {"path": str(path), "sha256": sha256(path)} for name, path in [
                     ("checkpoint", sources.checkpoint), ("model_config", sources.model_config),
                     ("vocab", sources.vocab)]},
+                "voices": {name: {"path": str(path), "sha256": sha256(path), "text": text}
+                           for name, path, text in sources.voices},
                 "vocoder": {"source": str(sources.vocoder_dir or "hf://charactr/vocos-mel-24khz"),
                             "onnx_sha256": sha256(voc_dir / ONNX_FILE), "onnx_max_abs_error": error},
                 "options": {**asdict(options), "use_ema": sources.use_ema},

@@ -61,6 +61,7 @@ class TtsParameters:
     max_reference_seconds: float = contract.LIMITS.max_reference_seconds
     max_audio_seconds: float = contract.LIMITS.max_audio_seconds
     reference_cache_size: int = 32  # preprocessed references kept by content hash (LRU); 0 = off
+    voices: str = ""  # registered voice names, comma-separated (contract.VOICES_PARAMETER)
 
     @classmethod
     def from_triton(cls, raw: Mapping[str, Any]) -> "TtsParameters":
@@ -76,6 +77,10 @@ class TtsParameters:
         return self
 
     @property
+    def voice_names(self) -> tuple[str, ...]:
+        return tuple(sorted(v.strip() for v in self.voices.split(",") if v.strip()))
+
+    @property
     def limits(self) -> contract.Limits:
         return dataclasses.replace(contract.LIMITS, max_target_text_bytes=self.max_target_text_bytes,
                                    max_reference_seconds=self.max_reference_seconds,
@@ -85,6 +90,19 @@ class TtsParameters:
     def defaults(self) -> contract.SamplingDefaults:
         return contract.SamplingDefaults(self.default_nfe_step, self.default_cfg_strength,
                                          self.default_sway_sampling_coef, self.default_speed)
+
+
+@dataclass(frozen=True)
+class StreamParameters:
+    tts_model: str = contract.TTS_MODEL  # the model each chunk is sent to
+    first_chunk_chars: int = contract.STREAM_FIRST_CHUNK_CHARS  # when the request does not say
+
+    @classmethod
+    def from_triton(cls, raw: Mapping[str, Any]) -> "StreamParameters":
+        self = _parse(cls, raw)
+        if self.first_chunk_chars < 0:
+            raise ParameterError(f"model parameter 'first_chunk_chars' = {self.first_chunk_chars}; must be >= 0")
+        return self
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Collection, Mapping
 
 import numpy as np
 
@@ -21,9 +21,10 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class SynthesisRequest:
-    reference_audio: np.ndarray  # float32 [channels, samples], finite, not silent
-    reference_sample_rate: int
-    reference_text: str
+    # Either an uploaded reference (audio, rate, text) or a registered voice.
+    reference_audio: np.ndarray | None  # float32 [channels, samples], finite, not silent
+    reference_sample_rate: int | None
+    reference_text: str | None
     target_text: str
     nfe_step: int
     cfg_strength: float
@@ -31,9 +32,14 @@ class SynthesisRequest:
     speed: float
     seed: int | None  # None: random
     duration: float | None  # total seconds incl. reference (f5-tts fix_duration); None: estimate
+    voice: str | None = None
+    first_chunk_chars: int = 0  # 0: f5-tts's chunking
+    chunk_index: int | None = None  # only this chunk, not cross-faded (the stream model's requests)
 
     @property
     def reference_seconds(self) -> float:
+        if self.reference_audio is None:
+            return 0.0
         return self.reference_audio.shape[-1] / self.reference_sample_rate
 
     @property
@@ -115,10 +121,31 @@ def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.n
     return audio
 
 
-def parse_request(tensors: Mapping[str, np.ndarray | None],
-                  defaults: contract.SamplingDefaults = contract.DEFAULTS,
-                  limits: contract.Limits = contract.LIMITS) -> SynthesisRequest:
-    """Build a validated request from input tensors keyed by contract names (None = absent)."""
+_REFERENCE_INPUTS = (contract.REFERENCE_AUDIO, contract.REFERENCE_SAMPLE_RATE, contract.REFERENCE_TEXT)
+
+
+def _known(voices: Collection[str]) -> str:
+    if not voices:
+        return ("this server has no registered voices (they are added with `python -m export --voice "
+                "NAME=file.wav:\"transcript\"`)")
+    return "known voices: " + ", ".join(sorted(voices))
+
+
+def _voice(tensors, voices: Collection[str], limits: contract.Limits) -> str:
+    sent = [name for name in _REFERENCE_INPUTS if tensors.get(name) is not None]
+    if sent:
+        raise RequestError(f"send either '{contract.VOICE}' or the reference inputs, not both (got '{contract.VOICE}' "
+                           f"and {', '.join(repr(n) for n in sent)})")
+    name = _text(tensors, contract.VOICE, limits.max_voice_name_bytes).strip()
+    if name not in voices:
+        raise RequestError(f"unknown voice {name!r}; {_known(voices)}")
+    return name
+
+
+def _uploaded_reference(tensors, limits: contract.Limits, voices: Collection[str]):
+    if all(tensors.get(name) is None for name in _REFERENCE_INPUTS):
+        raise RequestError(f"no reference: send '{contract.REFERENCE_AUDIO}', '{contract.REFERENCE_SAMPLE_RATE}' and "
+                           f"'{contract.REFERENCE_TEXT}', or a registered '{contract.VOICE}' ({_known(voices)})")
     sample_rate = _scalar(tensors, contract.REFERENCE_SAMPLE_RATE, required=True)
     sample_rate = int(sample_rate)
     if not limits.min_sample_rate <= sample_rate <= limits.max_sample_rate:
@@ -126,7 +153,25 @@ def parse_request(tensors: Mapping[str, np.ndarray | None],
                            f"[{limits.min_sample_rate}, {limits.max_sample_rate}]")
     audio = _reference_audio(tensors, sample_rate, limits)
     reference_text = _text(tensors, contract.REFERENCE_TEXT, limits.max_reference_text_bytes)
+    return audio, sample_rate, reference_text
+
+
+def parse_request(tensors: Mapping[str, np.ndarray | None],
+                  defaults: contract.SamplingDefaults = contract.DEFAULTS,
+                  limits: contract.Limits = contract.LIMITS,
+                  voices: Collection[str] = ()) -> SynthesisRequest:
+    """Build a validated request from input tensors keyed by contract names (None = absent).
+
+    `voices` are the names of the registered voices a request may choose instead of a reference.
+    """
+    if tensors.get(contract.VOICE) is not None:
+        voice = _voice(tensors, voices, limits)
+        audio, sample_rate, reference_text = None, None, None
+    else:
+        voice = None
+        audio, sample_rate, reference_text = _uploaded_reference(tensors, limits, voices)
     target_text = _text(tensors, contract.TARGET_TEXT, limits.max_target_text_bytes)
+    chunk_index = _number(tensors, contract.CHUNK_INDEX, -1, (0, 2**31 - 1), int)
     seed = _number(tensors, contract.SEED, -1, limits.seed, int)
     duration = _number(tensors, contract.DURATION, 0.0, limits.duration)
     request = SynthesisRequest(
@@ -141,5 +186,8 @@ def parse_request(tensors: Mapping[str, np.ndarray | None],
         speed=_number(tensors, contract.SPEED, defaults.speed, limits.speed),
         seed=None if seed == -1 else seed,
         duration=duration or None,
+        voice=voice,
+        first_chunk_chars=_number(tensors, contract.FIRST_CHUNK_CHARS, 0, (0, limits.max_target_text_bytes), int),
+        chunk_index=None if chunk_index == -1 else chunk_index,
     )
     return request

@@ -30,10 +30,11 @@ import contract
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import RequestError, SynthesisRequest
+from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
+from pipeline.voices import VOICES_DIR, load_voices
 
 log = logging.getLogger(__name__)
 
-CROSS_FADE_SECONDS = 0.15  # f5_tts.infer.utils_infer.cross_fade_duration
 MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - reference seconds) * speed
 
 # mels [100, frames] -> waveforms, one per mel (in-process ONNX runtime, or BLS to `vocoder`)
@@ -55,24 +56,32 @@ class _Chunk:
     noise: torch.Tensor  # [duration, 100]
 
 
-def cross_fade(waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS,
-               sample_rate: int = contract.SAMPLE_RATE) -> np.ndarray:
-    """Join chunk waveforms with linear cross-fades, as f5-tts's infer_batch_process."""
-    final = waves[0]
-    for nxt in waves[1:]:
-        n = min(int(seconds * sample_rate), len(final), len(nxt))
-        if n <= 0:
-            final = np.concatenate([final, nxt])
-            continue
-        overlap = final[-n:] * np.linspace(1, 0, n) + nxt[:n] * np.linspace(0, 1, n)
-        final = np.concatenate([final[:-n], overlap, nxt[n:]])
-    return final.astype(np.float32)
+@dataclass(frozen=True)
+class Speech:
+    waveform: np.ndarray  # float32 at 24 kHz: the whole text, or the one chunk asked for
+    chunk_count: int  # chunks the target text was split into
+
+
+def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[str]:
+    """f5-tts's chunk_text; with first_chunk_chars, its first chunk is cut short at a punctuation mark.
+
+    Only the first chunk changes: the remainder of it becomes the second chunk and every
+    later chunk is exactly f5-tts's, so a short first chunk costs one extra chunk at most.
+    """
+    from f5_tts.infer.utils_infer import chunk_text
+
+    chunks = chunk_text(text, max_chars=max_chars)
+    if first_chunk_chars and chunks and len(chunks[0].encode("utf-8")) > first_chunk_chars:
+        pieces = chunk_text(chunks[0], max_chars=first_chunk_chars)
+        if len(pieces) > 1 and chunks[0].startswith(pieces[0]):
+            chunks = [pieces[0], chunks[0][len(pieces[0]):].strip(), *chunks[1:]]
+    return chunks
 
 
 class Synthesizer:
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  max_batch_chunks: int = 16, limits: contract.Limits = contract.LIMITS,
-                 reference_cache_size: int = 32) -> None:
+                 reference_cache_size: int = 32, voices: dict[str, Reference] | None = None) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
@@ -85,6 +94,8 @@ class Synthesizer:
         # skips f5-tts's silence trimming, resampling and the mel front end.
         self._references: OrderedDict[str, tuple[Reference, torch.Tensor]] = OrderedDict()
         self.reference_cache_size = reference_cache_size
+        # Registered voices: prepared at export, their mels computed once here.
+        self.voices = {name: (ref, self._mel(ref)) for name, ref in (voices or {}).items()}
 
     @classmethod
     def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu", dtype: str = "fp32",
@@ -108,11 +119,12 @@ class Synthesizer:
             raise ValueError(f"{model_dir / WEIGHTS_FILE} does not fit {model_dir / CONFIG_FILE} and "
                              f"{model_dir / VOCAB_FILE}: " + "; ".join(problems))
         cfm.load_state_dict(state, strict=False)
-        return cls(cfm, vocode, device=device, dtype=DTYPES[dtype], **kwargs)
+        voices = load_voices(model_dir / VOICES_DIR) if (model_dir / VOICES_DIR).is_dir() else {}
+        return cls(cfm, vocode, device=device, dtype=DTYPES[dtype], voices=voices, **kwargs)
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
-    def _plan(self, index: int, request: SynthesisRequest) -> list[_Chunk]:
-        from f5_tts.infer.utils_infer import chunk_text
+    def _plan(self, index: int, request: SynthesisRequest) -> tuple[list[_Chunk], int]:
+        """The request's chunks to sample (all, or the one asked for) and how many the text has."""
         from f5_tts.model.utils import convert_char_to_pinyin
 
         ref, cond = self._reference(request)
@@ -125,7 +137,7 @@ class Synthesizer:
                                "reference included")
         ref_bytes = len(ref.text.encode("utf-8"))
         max_chars = int(ref_bytes / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds) * request.speed)
-        texts = chunk_text(request.target_text, max_chars=max_chars)
+        texts = split_text(request.target_text, max_chars, request.first_chunk_chars)
         if not texts:
             raise RequestError(f"input '{contract.TARGET_TEXT}' has nothing to speak after text chunking")
         ref_text = ref.text + " " if len(ref.text[-1].encode("utf-8")) == 1 else ref.text
@@ -152,10 +164,24 @@ class Synthesizer:
                                    f"'{contract.DURATION}' or raise '{contract.SPEED}')")
             noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device, dtype=self.dtype)
             chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise))
-        return chunks
+        if request.chunk_index is not None:
+            # Every chunk's noise is drawn above, so chunk k gets the values it gets in a whole-text request.
+            if request.chunk_index >= len(chunks):
+                raise RequestError(f"input '{contract.CHUNK_INDEX}' is {request.chunk_index}; the text has "
+                                   f"{len(chunks)} chunk(s), so 0 to {len(chunks) - 1} are allowed")
+            return [chunks[request.chunk_index]], len(chunks)
+        return chunks, len(chunks)
+
+    def _mel(self, ref: Reference) -> torch.Tensor:
+        with torch.no_grad():
+            return self.cfm.mel_spec(ref.audio.to(self.device))[0].T
 
     def _reference(self, request: SynthesisRequest) -> tuple[Reference, torch.Tensor]:
-        """The prepared reference and its mel [frames, 100], from the LRU cache when seen before."""
+        """The prepared reference and its mel [frames, 100]: a registered voice, or the upload (LRU cache)."""
+        if request.voice is not None:
+            if request.voice not in self.voices:
+                raise RequestError(f"unknown voice {request.voice!r}; known voices: {', '.join(sorted(self.voices))}")
+            return self.voices[request.voice]
         audio = np.ascontiguousarray(request.reference_audio)
         key = hashlib.sha256(b"%d|%s|%d|" % (request.reference_sample_rate, str(audio.shape).encode(),
                                               len(request.reference_text))
@@ -165,8 +191,7 @@ class Synthesizer:
             self._references.move_to_end(key)
             return hit
         ref = prepare_reference(audio, request.reference_sample_rate, request.reference_text)
-        with torch.no_grad():
-            cond = self.cfm.mel_spec(ref.audio.to(self.device))[0].T
+        cond = self._mel(ref)
         if self.reference_cache_size > 0:
             self._references[key] = (ref, cond)
             while len(self._references) > self.reference_cache_size:
@@ -220,13 +245,15 @@ class Synthesizer:
         out = torch.where(cond_mask, cond, out).float()
         return [out[i, c.reference_frames:c.duration].T for i, c in enumerate(chunks)]
 
-    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[np.ndarray | RequestError]:
-        """One waveform (float32, 24 kHz) per request, or the RequestError that request earned."""
-        results: list[np.ndarray | RequestError | None] = [None] * len(requests)
+    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Speech | RequestError]:
+        """One Speech per request, or the RequestError that request earned."""
+        results: list[Speech | RequestError | None] = [None] * len(requests)
         planned: list[_Chunk] = []
+        chunk_counts: dict[int, int] = {}
         for i, request in enumerate(requests):
             try:
-                planned.extend(self._plan(i, request))
+                chunks, chunk_counts[i] = self._plan(i, request)
+                planned.extend(chunks)
             except RequestError as e:
                 results[i] = e
         mels: dict[int, torch.Tensor] = {}
@@ -246,5 +273,5 @@ class Synthesizer:
                 wave = wave * chunk.reference.rms / TARGET_RMS
             per_request.setdefault(chunk.request_index, []).append(wave)
         for i, chunk_waves in per_request.items():
-            results[i] = cross_fade(chunk_waves)
+            results[i] = Speech(cross_fade(chunk_waves), chunk_counts[i])
         return results  # type: ignore[return-value]

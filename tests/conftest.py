@@ -24,6 +24,7 @@ from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
 
 SHORT_TEXT = "I don't really care what you call me."
+VOICE = "nature"  # registered in tiny_repo from the reference that f5-tts ships
 # Long enough for f5-tts's chunk_text to split it into several chunks with the shipped reference.
 LONG_TEXT = (
     "I don't really care what you call me. I've been a silent spectator, watching species evolve, empires rise "
@@ -92,7 +93,7 @@ def tiny_repo(tiny, tmp_path_factory) -> Path:
     # A long queue delay so that concurrent test requests reliably share one dynamic batch, and
     # batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
     return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "300000",
-                       "--max-batch-chunks", "16")
+                       "--max-batch-chunks", "16", "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
 
 
 @pytest.fixture(scope="module")

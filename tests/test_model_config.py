@@ -35,6 +35,24 @@ def test_f5_tts_config_matches_golden():
     _check_golden("f5_tts.config.pbtxt", mc.to_pbtxt(mc.tts_config(OPTIONS, WARMUP_DIMS)))
 
 
+def test_stream_config_matches_golden():
+    _check_golden("f5_tts_stream.config.pbtxt", mc.to_pbtxt(mc.stream_config(OPTIONS)))
+
+
+def test_stream_config_is_decoupled_weightless_and_takes_the_same_inputs():
+    cfg = text_format.Parse(mc.to_pbtxt(mc.stream_config(OPTIONS)), pb.ModelConfig())
+    assert cfg.model_transaction_policy.decoupled
+    assert [i.name for i in cfg.input] == [s.name for s in contract.TTS_INPUTS if s.name != contract.CHUNK_INDEX]
+    assert cfg.max_batch_size == OPTIONS.max_batch_size  # clients send the same [1, ...] tensors to both
+    assert cfg.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU and cfg.instance_group[0].count == 1
+
+
+def test_registered_voices_are_listed_in_a_config_parameter():
+    cfg = text_format.Parse(mc.to_pbtxt(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe", "adam"])), pb.ModelConfig())
+    assert cfg.parameters[contract.VOICES_PARAMETER].string_value == "adam,zoe"
+    assert contract.VOICES_PARAMETER not in mc.tts_config(OPTIONS, WARMUP_DIMS).parameters
+
+
 def test_vocoder_config_matches_golden():
     _check_golden("vocoder.config.pbtxt", mc.to_pbtxt(mc.vocoder_config(OPTIONS)))
 
@@ -50,7 +68,7 @@ def test_config_declares_every_contract_tensor():
 
 
 def test_exported_configs_parse(tiny_repo):
-    for model in (contract.TTS_MODEL, contract.VOCODER_MODEL):
+    for model in (contract.TTS_MODEL, contract.STREAM_MODEL, contract.VOCODER_MODEL):
         cfg = text_format.Parse((tiny_repo / model / "config.pbtxt").read_text(), pb.ModelConfig())
         assert cfg.name == model and cfg.backend == "python"
 

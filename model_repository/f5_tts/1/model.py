@@ -31,10 +31,14 @@ class TritonPythonModel:
             model_dir / args["model_version"], vocoder, device=device, dtype=self.params.dtype,
             max_batch_chunks=self.params.max_batch_chunks, limits=self.params.limits,
             reference_cache_size=self.params.reference_cache_size)
+        loaded = sorted(self.synthesizer.voices)
+        if loaded != list(self.params.voice_names):
+            raise ValueError(f"model parameter '{contract.VOICES_PARAMETER}' lists {list(self.params.voice_names)} but "
+                             f"{model_dir / args['model_version']}/voices holds {loaded}; re-run `python -m export`")
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}) loaded on {device} in "
-                     f"{time.monotonic() - started:.1f} s")
+                     f"{time.monotonic() - started:.1f} s; voices: {', '.join(loaded) or 'none'}")
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -45,7 +49,8 @@ class TritonPythonModel:
                 for spec in contract.TTS_INPUTS:
                     tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
                     tensors[spec.name] = None if tensor is None else tensor.as_numpy()
-                parsed.append((i, parse_request(tensors, self.params.defaults, self.params.limits)))
+                parsed.append((i, parse_request(tensors, self.params.defaults, self.params.limits,
+                                                      self.synthesizer.voices)))
             except RequestError as e:
                 responses[i] = _error(str(e), pb_utils.TritonError.INVALID_ARG)
         try:
@@ -60,8 +65,9 @@ class TritonPythonModel:
                 responses[i] = _error(str(result), pb_utils.TritonError.INTERNAL)
             else:
                 responses[i] = pb_utils.InferenceResponse([
-                    pb_utils.Tensor(contract.WAVEFORM, result[None].astype(np.float32)),
+                    pb_utils.Tensor(contract.WAVEFORM, result.waveform[None].astype(np.float32)),
                     pb_utils.Tensor(contract.SAMPLE_RATE_OUT, np.array([[contract.SAMPLE_RATE]], dtype=np.int32)),
+                    pb_utils.Tensor(contract.CHUNK_COUNT, np.array([[result.chunk_count]], dtype=np.int32)),
                 ])
         return responses
 

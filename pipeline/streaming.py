@@ -1,0 +1,88 @@
+"""Joining text chunks' audio: all at once (cross_fade) or while streaming (StreamJoiner).
+
+The stream model asks `f5_tts` for one text chunk at a time (input chunk_index), so the
+chunks of all streams share f5_tts's dynamic batching and its single copy of the weights.
+Each chunk comes back un-faded; `StreamJoiner` holds back the last cross-fade window of
+audio until the next chunk arrives, so the pieces sent, concatenated, equal
+`cross_fade` of all chunks: the non-streaming output of the same request.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+
+import contract
+
+CROSS_FADE_SECONDS = 0.15  # f5_tts.infer.utils_infer.cross_fade_duration
+
+
+def cross_fade(waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS,
+               sample_rate: int = contract.SAMPLE_RATE) -> np.ndarray:
+    """Join chunk waveforms with linear cross-fades, as f5-tts's infer_batch_process."""
+    final = waves[0]
+    for nxt in waves[1:]:
+        n = min(int(seconds * sample_rate), len(final), len(nxt))
+        if n <= 0:
+            final = np.concatenate([final, nxt])
+            continue
+        overlap = final[-n:] * np.linspace(1, 0, n) + nxt[:n] * np.linspace(0, 1, n)
+        final = np.concatenate([final[:-n], overlap, nxt[n:]])
+    return final.astype(np.float32)
+
+
+class StreamJoiner:
+    """Incremental `cross_fade`: push chunk waveforms, get the samples that are final."""
+
+    def __init__(self, seconds: float = CROSS_FADE_SECONDS, sample_rate: int = contract.SAMPLE_RATE) -> None:
+        self.fade = int(seconds * sample_rate)
+        self._pending = np.zeros(0)  # not yet sent: the tail the next chunk fades into
+        self._total = 0  # samples of the joined result so far, sent or pending
+
+    def push(self, wave: np.ndarray) -> np.ndarray:
+        wave = np.asarray(wave)
+        if self._total == 0:
+            joined = wave
+            self._total = len(wave)
+        else:
+            n = min(self.fade, self._total, len(wave))  # cross_fade's overlap, same rule
+            if n <= 0:
+                joined = np.concatenate([self._pending, wave])
+            else:
+                overlap = self._pending[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+                joined = np.concatenate([self._pending[:-n], overlap, wave[n:]])
+            self._total += len(wave) - n
+        keep = min(self.fade, len(joined))
+        self._pending = joined[len(joined) - keep:]
+        return joined[:len(joined) - keep].astype(np.float32)
+
+    def finish(self) -> np.ndarray:
+        out, self._pending = self._pending.astype(np.float32), np.zeros(0)
+        return out
+
+
+# infer_chunk(k) -> (waveform of chunk k, number of chunks); send(samples, final)
+InferChunk = Callable[[int], "tuple[np.ndarray, int]"]
+Send = Callable[[np.ndarray, bool], None]
+
+
+def stream_chunks(infer_chunk: InferChunk, send: Send, cancelled: Callable[[], bool]) -> tuple[int, int]:
+    """Synthesize chunk after chunk and send what is final; stops early once `cancelled()`.
+
+    Returns (chunks synthesized, chunks in the text). Exceptions from infer_chunk propagate
+    (the caller answers them); nothing is sent after one.
+    """
+    joiner = StreamJoiner()
+    wave, count = infer_chunk(0)
+    for k in range(count):
+        if k > 0:
+            if cancelled():
+                return k, count
+            wave, _ = infer_chunk(k)
+        piece = joiner.push(wave)
+        if k == count - 1:
+            send(np.concatenate([piece, joiner.finish()]), True)
+        elif len(piece):
+            send(piece, False)
+    return count, count

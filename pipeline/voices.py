@@ -1,0 +1,90 @@
+"""Registered voices: references prepared once at export, chosen by name in requests.
+
+On disk, in the f5_tts version directory:
+  voices/voices.json    {name: {"text", "rms", "seconds", "clipped", "source", "sha256"}}
+  voices/<name>.wav     the prepared reference: mono, 24 kHz, float32 (bit-exact)
+The audio is what `prepare_reference` returns (f5-tts's preprocessing done), so a voice
+sounds exactly like sending the same file as reference audio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+import contract
+from pipeline.reference import Reference, prepare_reference
+from pipeline.requests import RequestError
+
+VOICES_DIR = "voices"
+INDEX_FILE = "voices.json"
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+class VoiceError(ValueError):
+    pass
+
+
+def check_name(name: str) -> str:
+    if not NAME_PATTERN.fullmatch(name) or len(name) > contract.LIMITS.max_voice_name_bytes:
+        raise VoiceError(f"voice name {name!r} is not allowed: use letters, digits, '_', '.' or '-' (starting with a "
+                         f"letter or digit), at most {contract.LIMITS.max_voice_name_bytes} characters")
+    return name
+
+
+def parse_voice_spec(spec: str) -> tuple[str, Path, str]:
+    """NAME=path/to/audio.wav:reference transcript -> (name, path, transcript)."""
+    name, sep, rest = spec.partition("=")
+    path, sep2, text = rest.partition(":")
+    if not sep or not sep2 or not path or not text.strip():
+        raise VoiceError(f"--voice {spec!r} must be NAME=path/to/audio.wav:\"transcript of the audio\"")
+    return check_name(name.strip()), Path(path), text.strip()
+
+
+def prepare_voice(path: Path, text: str, limits: contract.Limits = contract.LIMITS) -> Reference:
+    """Read an audio file and prepare it as f5-tts prepares a reference."""
+    if not path.is_file():
+        raise VoiceError(f"voice audio {path} does not exist")
+    try:
+        audio, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise VoiceError(f"voice audio {path} is not a readable audio file ({e}); use WAV, FLAC or OGG") from None
+    seconds = len(audio) / sample_rate
+    if not limits.min_reference_seconds <= seconds <= limits.max_reference_seconds:
+        raise VoiceError(f"voice audio {path} is {seconds:.2f} s long; {limits.min_reference_seconds} to "
+                         f"{limits.max_reference_seconds} s are allowed (it is clipped to "
+                         f"{limits.reference_clip_seconds} s at a pause, as f5-tts does)")
+    try:
+        return prepare_reference(np.ascontiguousarray(audio.T), sample_rate, text)
+    except RequestError as e:
+        raise VoiceError(f"voice audio {path}: {e}") from None
+
+
+def save_voices(directory: Path, voices: dict[str, tuple[Reference, Path]]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for name, (ref, source) in sorted(voices.items()):
+        sf.write(str(directory / f"{name}.wav"), ref.audio[0].numpy(), contract.SAMPLE_RATE, subtype="FLOAT")
+        index[name] = {"text": ref.text, "rms": ref.rms, "seconds": ref.seconds, "clipped": ref.clipped,
+                       "source": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+    (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_voices(directory: Path) -> dict[str, Reference]:
+    index_file = directory / INDEX_FILE
+    if not index_file.is_file():
+        raise FileNotFoundError(f"{index_file} is missing; re-run `python -m export` with the --voice options")
+    voices = {}
+    for name, meta in json.loads(index_file.read_text(encoding="utf-8")).items():
+        audio, rate = sf.read(str(directory / f"{check_name(name)}.wav"), dtype="float32")
+        if rate != contract.SAMPLE_RATE or audio.ndim != 1:
+            raise ValueError(f"{directory / name}.wav must be mono {contract.SAMPLE_RATE} Hz, as export writes it")
+        voices[name] = Reference(audio=torch.from_numpy(audio)[None], rms=float(meta["rms"]),
+                                 seconds=float(meta["seconds"]), text=meta["text"], clipped=bool(meta["clipped"]))
+    return voices
