@@ -2,6 +2,9 @@
 
   python -m client [synthesize] --reference-audio ref.wav --reference-text "Some call me nature." \
       --text "Hello from Triton." --output out.wav
+  python -m client --voice nature --text-file story.txt --stream --output story.wav   (WAV grows as it plays)
+  python -m client --voice nature --text "Hello." --stream --output - | aplay -f S16_LE -r 24000 -c 1
+  python -m client --list-voices
   python -m client bench --concurrency 1,2,4,8        (see python -m client bench --help)
 """
 
@@ -15,8 +18,8 @@ import time
 from pathlib import Path
 
 import contract
-from client.api import SynthesisError, synthesize
-from client.audio import load_audio, write_wav_atomic
+from client.api import SynthesisError, list_voices, stream_synthesize, synthesize
+from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
 from client.request import SynthesisOptions, build_inputs, http_json_body
 
 
@@ -25,13 +28,21 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
     p.add_argument("--url", help="server address (default: localhost:8001 for gRPC, localhost:8000 for HTTP)")
-    p.add_argument("--model", default=contract.TTS_MODEL)
-    p.add_argument("--reference-audio", type=Path, required=True, help="WAV/FLAC/OGG, any rate, any channels")
-    p.add_argument("--reference-text", required=True, help="transcript of the reference audio")
-    text = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--model", help=f"model to call (default: {contract.TTS_MODEL}, or {contract.STREAM_MODEL} "
+                   "with --stream)")
+    r = p.add_argument_group("speaker: a reference recording, or a voice registered on the server")
+    r.add_argument("--reference-audio", type=Path, help="WAV/FLAC/OGG, any rate, any channels")
+    r.add_argument("--reference-text", help="transcript of the reference audio")
+    r.add_argument("--voice", help="name of a registered voice (see --list-voices)")
+    p.add_argument("--list-voices", action="store_true", help="print the server's registered voices and exit")
+    text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="text to speak")
     text.add_argument("--text-file", type=Path, help="UTF-8 file with the text to speak")
-    p.add_argument("--output", type=Path, default=Path("out.wav"), help="WAV to write (atomically)")
+    p.add_argument("--output", default="out.wav",
+                   help="WAV to write (atomically; progressively with --stream); '-' writes raw 16-bit PCM, "
+                        f"mono, {contract.SAMPLE_RATE} Hz to stdout")
+    p.add_argument("--stream", action="store_true",
+                   help=f"stream: audio arrives chunk by chunk from {contract.STREAM_MODEL} (gRPC stream or HTTP SSE)")
     o = p.add_argument_group("sampling options (default: the server's)")
     o.add_argument("--nfe-step", type=int)
     o.add_argument("--cfg-strength", type=float)
@@ -39,6 +50,8 @@ def parse_args(argv):
     o.add_argument("--speed", type=float)
     o.add_argument("--seed", type=int, help="same seed => same audio; -1 = random")
     o.add_argument("--duration", type=float, help="total seconds, reference included")
+    o.add_argument("--first-chunk-chars", type=int, help="UTF-8 bytes of the first text chunk (0 = f5-tts's "
+                   f"chunking; default: {contract.STREAM_FIRST_CHUNK_CHARS} with --stream, 0 without)")
     c = p.add_argument_group("connection")
     c.add_argument("--timeout", type=float, help="seconds before the request is abandoned")
     c.add_argument("--ssl", action="store_true", help="TLS (gRPC) / HTTPS")
@@ -49,7 +62,17 @@ def parse_args(argv):
     p.add_argument("--write-request-json", type=Path, metavar="FILE",
                    help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not args.list_voices:
+        if args.text is None and args.text_file is None:
+            p.error("one of --text or --text-file is required")
+        if args.voice is None and (args.reference_audio is None or args.reference_text is None):
+            p.error("give --reference-audio with --reference-text, or --voice NAME")
+        if args.voice is not None and (args.reference_audio is not None or args.reference_text is not None):
+            p.error("--voice replaces --reference-audio and --reference-text; give one or the other")
+        if args.stream and args.write_request_json:
+            p.error("--write-request-json writes a unary request; it does not combine with --stream")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,31 +91,79 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print(f"client: error: --header must be NAME=VALUE, got {args.header}", file=sys.stderr)
         return 2
+    connection = dict(ssl=args.ssl, root_certificates=args.root_certificates, private_key=args.private_key,
+                      certificate_chain=args.certificate_chain, verbose=args.verbose)
+    # With raw PCM on stdout, everything said to the user goes to stderr.
+    say = (lambda line: print(line, file=sys.stderr)) if args.output == "-" else print
     try:
-        text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
-        audio, sample_rate = load_audio(args.reference_audio)
-        options = SynthesisOptions(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed,
-                                   args.seed, args.duration)
-        if args.write_request_json:
-            body = http_json_body(build_inputs(audio, sample_rate, args.reference_text, text, options))
-            args.write_request_json.write_text(json.dumps(body, separators=(",", ":")))
-            print(f"wrote {args.write_request_json}: POST it to http://HOST:8000/v2/models/{args.model}/infer")
+        if args.list_voices:
+            voices = list_voices(url, args.protocol, headers=headers, **connection)
+            print("\n".join(voices) if voices else "(no registered voices)")
             return 0
+        text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
+        audio, sample_rate = load_audio(args.reference_audio) if args.reference_audio else (None, None)
+        options = SynthesisOptions(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed,
+                                   args.seed, args.duration, args.first_chunk_chars)
+        if args.write_request_json:
+            body = http_json_body(build_inputs(audio, sample_rate, args.reference_text, text, options, args.voice))
+            Path(args.write_request_json).write_text(json.dumps(body, separators=(",", ":")))
+            model = args.model or contract.TTS_MODEL
+            print(f"wrote {args.write_request_json}: POST it to http://HOST:8000/v2/models/{model}/infer")
+            return 0
+        reference = (audio, sample_rate, args.reference_text)
         started = time.perf_counter()
-        waveform, out_rate = synthesize(
-            text, audio, sample_rate, args.reference_text, url=url, protocol=args.protocol, model=args.model,
-            options=options, timeout=args.timeout, headers=headers, ssl=args.ssl,
-            root_certificates=args.root_certificates, private_key=args.private_key,
-            certificate_chain=args.certificate_chain, verbose=args.verbose)
+        if args.stream:
+            samples, first = _stream(args, text, reference, url, options, headers, connection)
+            out_rate = contract.SAMPLE_RATE
+        else:
+            waveform, out_rate = synthesize(
+                text, *reference, voice=args.voice, url=url, protocol=args.protocol,
+                model=args.model or contract.TTS_MODEL, options=options, timeout=args.timeout, headers=headers,
+                **connection)
+            if args.output == "-":
+                sys.stdout.buffer.write(pcm16(waveform))
+                sys.stdout.buffer.flush()
+            else:
+                write_wav_atomic(args.output, waveform, out_rate)
+            samples, first = len(waveform), None
         elapsed = time.perf_counter() - started
-        write_wav_atomic(args.output, waveform, out_rate)
     except (SynthesisError, ValueError, OSError) as e:
         print(f"client: error: {e}", file=sys.stderr)
         return 1
-    seconds = len(waveform) / out_rate
-    print(f"wrote {args.output}: {seconds:.2f} s of audio at {out_rate} Hz in {elapsed:.2f} s "
-          f"(RTF {elapsed / seconds:.3f})")
+    seconds = samples / out_rate
+    where = "stdout" if args.output == "-" else args.output
+    ttfa = f", first audio after {first:.2f} s" if first is not None else ""
+    say(f"wrote {where}: {seconds:.2f} s of audio at {out_rate} Hz in {elapsed:.2f} s{ttfa} "
+        f"(RTF {elapsed / max(seconds, 1e-9):.3f})")
     return 0
+
+
+def _stream(args, text, reference, url, options, headers, connection) -> tuple[int, float | None]:
+    """Write each piece as it arrives; returns (samples written, seconds to the first piece)."""
+    started = time.perf_counter()
+    pieces = stream_synthesize(text, *reference, voice=args.voice, url=url, protocol=args.protocol,
+                               model=args.model or contract.STREAM_MODEL, options=options, timeout=args.timeout,
+                               headers=headers, **connection)
+    sink = None if args.output == "-" else ProgressiveWav(args.output, contract.SAMPLE_RATE)
+    samples, first = 0, None
+    try:
+        for piece in pieces:
+            if first is None:
+                first = time.perf_counter() - started
+            if sink is None:
+                sys.stdout.buffer.write(pcm16(piece))
+                sys.stdout.buffer.flush()
+            else:
+                sink.write(piece)
+            samples += len(piece)
+    except BaseException:
+        if sink is not None:  # a failed stream leaves no half-written file behind
+            sink.close()
+            Path(args.output).unlink(missing_ok=True)
+        raise
+    if sink is not None:
+        sink.close()
+    return samples, first
 
 
 if __name__ == "__main__":

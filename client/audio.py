@@ -31,3 +31,24 @@ def write_wav_atomic(path: str | Path, waveform: np.ndarray, sample_rate: int) -
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class ProgressiveWav:
+    """A 16-bit WAV written piece by piece; its header is updated after each piece, so the
+    file plays (up to what has arrived) while the rest is still being synthesized."""
+
+    def __init__(self, path: str | Path, sample_rate: int) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._file = sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16", format="WAV")
+
+    def write(self, samples: np.ndarray) -> None:
+        self._file.write(np.asarray(samples, dtype=np.float32))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def pcm16(samples: np.ndarray) -> bytes:
+    """Raw 16-bit little-endian PCM (what `aplay -f S16_LE` and `ffplay -f s16le` read)."""
+    return (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2").tobytes()

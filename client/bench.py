@@ -8,6 +8,10 @@ latency percentiles, RTF (wall seconds / generated audio seconds, as the officia
 client computes it), throughput in audio seconds per second, errors, and the change in
 Triton's model statistics over the run (queue vs compute time, batch sizes executed).
 Writes a JSON report and PNG plots (latency CDF; RTF and throughput vs concurrency).
+
+--streaming compares, for one long paragraph, time to first audio over the streaming model
+with total latency of the whole-text model (p50/p95 each, and their ratio), both at the same
+concurrency.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from pathlib import Path
 import numpy as np
 
 import contract
-from client.api import SynthesisError, synthesize_async
+from client.api import SynthesisError, _wrap, synthesize_async
 from client.audio import load_audio
-from client.request import SynthesisOptions
+from client.request import SynthesisOptions, build_inputs, grpc_inputs
 
 EXAMPLE_TEXTS = [
     "I don't really care what you call me.",
@@ -34,6 +38,13 @@ EXAMPLE_TEXTS = [
     "The rivers carve the valleys, and the seasons turn without asking for permission.",
 ]
 EXAMPLE_REFERENCE_TEXT = "Some call me nature, others call me mother nature."
+LONG_PARAGRAPH = (
+    "I don't really care what you call me. I've been a silent spectator, watching species evolve, empires rise "
+    "and fall. But always remember, I am mighty and enduring. Respect me and I'll nurture you; ignore me and you "
+    "shall face the consequences. The rivers carve the valleys, the winds shape the mountains, and the seasons "
+    "turn without asking anyone for permission. Listen closely, and you will hear the whole story, from the first "
+    "raindrop on a quiet morning to the last light of a long summer evening."
+)
 PERCENTILES = (50, 90, 95, 99)
 
 
@@ -191,6 +202,90 @@ async def run_bench(url: str, items: list[Item], concurrencies: list[int], reque
         await client.close()
 
 
+async def _stream_once(client, item: Item, options: SynthesisOptions, timeout: float) -> tuple[float, float, float]:
+    """One request to the streaming model: (seconds to the first audio, total seconds, audio seconds)."""
+    inputs = grpc_inputs(build_inputs(item.audio, item.sample_rate, item.reference_text, item.text, options))
+
+    async def one_request():
+        yield {"model_name": contract.STREAM_MODEL, "inputs": inputs}
+
+    started = time.perf_counter()
+    first, samples = None, 0
+    # The stream ends when the server has sent the request's final response.
+    async for result, error in client.stream_infer(one_request(), stream_timeout=timeout):
+        if error is not None:
+            raise _wrap(error)
+        wave = result.as_numpy(contract.WAVEFORM)
+        if wave is not None and wave.size:
+            first = first if first is not None else time.perf_counter() - started
+            samples += wave.size
+    if first is None:
+        raise SynthesisError("the stream ended without audio")
+    return first, time.perf_counter() - started, samples / contract.SAMPLE_RATE
+
+
+async def run_streaming_bench(url: str, item: Item, concurrencies: list[int], requests: int, warmup: int,
+                              options: SynthesisOptions, timeout: float = 600.0) -> dict:
+    """Time to first audio (streaming) next to total latency (whole text), per concurrency."""
+    import tritonclient.grpc.aio as aio
+
+    client = aio.InferenceServerClient(url)
+
+    async def sweep(call, n: int, concurrency: int) -> list:
+        pending = list(range(n))
+        out: list = []
+
+        async def worker():
+            while pending:
+                pending.pop()
+                out.append(await call())
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return out
+
+    def whole():
+        async def call():
+            started = time.perf_counter()
+            await synthesize_async(item.text, item.audio, item.sample_rate, item.reference_text, client=client,
+                                   options=options, timeout=timeout)
+            return time.perf_counter() - started
+        return call
+
+    def streamed():
+        return lambda: _stream_once(client, item, options, timeout)
+
+    def pct(values):
+        return {f"p{p}": float(np.percentile(values, p)) for p in (50, 95)}
+
+    try:
+        levels = []
+        for c in concurrencies:
+            await sweep(whole(), warmup, c)
+            await sweep(streamed(), warmup, c)
+            totals = await sweep(whole(), requests, c)
+            streams = await sweep(streamed(), requests, c)
+            ttfa = [s[0] for s in streams]
+            level = {"concurrency": c, "requests": requests, "audio_seconds": streams[0][2],
+                     "non_streaming_total_s": pct(totals), "streaming_first_audio_s": pct(ttfa),
+                     "streaming_total_s": pct([s[1] for s in streams])}
+            level["first_audio_over_total_p50"] = level["streaming_first_audio_s"]["p50"] / level[
+                "non_streaming_total_s"]["p50"]
+            levels.append(level)
+        return {"url": url, "text_bytes": len(item.text.encode("utf-8")),
+                "options": {k: v for k, v in vars(options).items() if v is not None}, "levels": levels}
+    finally:
+        await client.close()
+
+
+def print_streaming_table(report: dict) -> None:
+    print(f"{'conc':>4} {'audio s':>7} {'whole p50':>9} {'whole p95':>9} {'first p50':>9} {'first p95':>9} "
+          f"{'stream p50':>10} {'first/whole':>11}")
+    for lv in report["levels"]:
+        w, f, s = lv["non_streaming_total_s"], lv["streaming_first_audio_s"], lv["streaming_total_s"]
+        print(f"{lv['concurrency']:>4} {lv['audio_seconds']:7.2f} {w['p50']:9.3f} {w['p95']:9.3f} {f['p50']:9.3f} "
+              f"{f['p95']:9.3f} {s['p50']:10.3f} {lv['first_audio_over_total_p50']:11.3f}")
+
+
 def _progress(total: int, desc: str):
     try:
         from tqdm import tqdm
@@ -268,6 +363,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--output-dir", type=Path, default=Path("build/bench"), help="JSON report and PNG plots")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--streaming", action="store_true",
+                   help=f"time to first audio ({contract.STREAM_MODEL}) vs whole-text latency for a long paragraph")
+    p.add_argument("--first-chunk-chars", type=int, help="with --streaming: the stream's first chunk "
+                   f"(default: the server's, {contract.STREAM_FIRST_CHUNK_CHARS})")
     args = p.parse_args(argv)
     try:
         concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -278,6 +377,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     items = load_manifest(args.manifest) if args.manifest else shipped_examples()
     options = SynthesisOptions(nfe_step=args.nfe_step, seed=args.seed)
+    if args.streaming:
+        item = items[0] if args.manifest else Item(items[0].audio, items[0].sample_rate, items[0].reference_text,
+                                                   LONG_PARAGRAPH)
+        options = SynthesisOptions(nfe_step=args.nfe_step, seed=args.seed, first_chunk_chars=args.first_chunk_chars)
+        report = asyncio.run(run_streaming_bench(args.url, item, concurrencies, args.requests, args.warmup, options,
+                                                 args.timeout))
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        (args.output_dir / "streaming.json").write_text(json.dumps(report, indent=2) + "\n")
+        print_streaming_table(report)
+        print(f"wrote {args.output_dir / 'streaming.json'}")
+        return 0
     report = asyncio.run(run_bench(args.url, items, concurrencies, args.requests, args.warmup, options, args.model,
                                    args.timeout, not args.no_progress))
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,246 @@
+"""Streaming: the joined stream equals the whole-text answer; gRPC, HTTP SSE, curl, CLI, cancellation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import contract
+from client import SynthesisError, SynthesisOptions, stream_synthesize, synthesize
+from client.audio import pcm16
+from pipeline.requests import parse_request
+from pipeline.streaming import StreamJoiner, cross_fade, stream_chunks
+from pipeline.synthesizer import Synthesizer, split_text
+from pipeline.vocoder import OnnxVocoder
+
+from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio, speak_concurrently
+
+ROOT = Path(__file__).resolve().parent.parent
+NFE = 4
+FIRST = contract.STREAM_FIRST_CHUNK_CHARS
+# Many chunks: a stream that is cancelled early leaves most of them unsynthesized.
+VERY_LONG_TEXT = " ".join([LONG_TEXT] * 3)
+
+
+# --- joining and chunking, without a server ----------------------------------------------
+@pytest.mark.parametrize("lengths", [[5000], [5000, 8000], [9000, 100, 7000, 3600, 50], [10, 20], [3601, 3599, 4000]])
+def test_stream_joiner_equals_cross_fade(lengths):
+    rng = np.random.default_rng(len(lengths))
+    waves = [rng.standard_normal(n).astype(np.float32) for n in lengths]
+    joiner = StreamJoiner()
+    pieces = [joiner.push(w) for w in waves] + [joiner.finish()]
+    np.testing.assert_array_equal(np.concatenate(pieces), cross_fade(waves))
+
+
+def test_split_text_shortens_only_the_first_chunk():
+    from f5_tts.infer.utils_infer import chunk_text
+
+    f5 = chunk_text(LONG_TEXT, max_chars=200)
+    ours = split_text(LONG_TEXT, 200, first_chunk_chars=FIRST)
+    assert len(ours[0].encode()) <= FIRST < len(f5[0].encode())
+    assert f"{ours[0]} {ours[1]}" == f5[0] and ours[2:] == f5[1:]
+    assert split_text(LONG_TEXT, 200) == f5  # 0: f5-tts's chunking unchanged
+    assert split_text(SHORT_TEXT, 200, first_chunk_chars=FIRST) == [SHORT_TEXT]  # short enough already
+
+
+def test_stream_chunks_stops_when_cancelled():
+    asked, sent = [], []
+
+    def infer(k):
+        asked.append(k)
+        return np.ones(10_000, np.float32), 5
+
+    done = stream_chunks(infer, lambda samples, final: sent.append(final), cancelled=lambda: len(asked) >= 2)
+    assert done == (2, 5) and asked == [0, 1] and sent == [False, False]
+
+
+@pytest.fixture(scope="module")
+def synthesizer(tiny_repo):
+    vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
+    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder)
+
+
+def _request(text: str, **inputs):
+    tensors = {contract.VOICE: np.array([[VOICE.encode()]], dtype=object),
+               contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object), contract.NFE_STEP: np.array([[NFE]]),
+               contract.SEED: np.array([[11]])}
+    tensors.update({k: np.array([[v]]) for k, v in inputs.items()})
+    return parse_request(tensors, voices=[VOICE])
+
+
+def test_chunk_requests_joined_equal_the_whole_request(synthesizer):
+    """What the stream model does, in-process: chunk k alone gets the noise it gets in the whole request."""
+    whole = synthesizer.synthesize([_request(LONG_TEXT, first_chunk_chars=FIRST)])[0]
+    assert whole.chunk_count >= 3
+    joiner = StreamJoiner()
+    pieces = []
+    for k in range(whole.chunk_count):
+        chunk = synthesizer.synthesize([_request(LONG_TEXT, first_chunk_chars=FIRST, chunk_index=k)])[0]
+        assert chunk.chunk_count == whole.chunk_count
+        pieces.append(joiner.push(chunk.waveform))
+    assert_same_audio(np.concatenate([*pieces, joiner.finish()]), whole.waveform, rel=1e-6)
+    out_of_range = synthesizer.synthesize([_request(LONG_TEXT, chunk_index=99)])[0]
+    assert "'chunk_index' is 99" in str(out_of_range) and "are allowed" in str(out_of_range)
+
+
+# --- through the server ------------------------------------------------------------------
+def _stream(server, text, protocol="grpc", reference=None, **options):
+    options.setdefault("nfe_step", NFE)
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    speaker = (reference.audio, reference.sample_rate, reference.text) if reference else ()
+    return list(stream_synthesize(text, *speaker, voice=None if reference else VOICE, url=url, protocol=protocol,
+                                  options=SynthesisOptions(**options), timeout=120))
+
+
+def _whole(server, text, reference=None, **options):
+    options.setdefault("nfe_step", NFE)
+    speaker = (reference.audio, reference.sample_rate, reference.text) if reference else ()
+    wave, _ = synthesize(text, *speaker, voice=None if reference else VOICE, url=server.grpc_url,
+                         options=SynthesisOptions(**options), timeout=120)
+    return wave
+
+
+def test_grpc_stream_equals_the_non_streaming_answer(server, reference):
+    pieces = _stream(server, LONG_TEXT, reference=reference, seed=5)
+    assert len(pieces) >= 3  # one per text chunk
+    assert len(pieces[0]) < sum(map(len, pieces)) / 3  # the first chunk is the short one
+    want = _whole(server, LONG_TEXT, reference=reference, seed=5, first_chunk_chars=FIRST)
+    assert_same_audio(np.concatenate(pieces), want)
+    # with f5-tts's own chunking for both, the stream equals the default whole-text answer
+    same_chunking = _stream(server, LONG_TEXT, reference=reference, seed=5, first_chunk_chars=0)
+    assert_same_audio(np.concatenate(same_chunking), _whole(server, LONG_TEXT, reference=reference, seed=5))
+
+
+def test_http_sse_stream_equals_the_grpc_stream(server):
+    over_http = _stream(server, LONG_TEXT, protocol="http", seed=6)
+    over_grpc = _stream(server, LONG_TEXT, seed=6)
+    assert len(over_http) == len(over_grpc) >= 3
+    for got, want in zip(over_http, over_grpc):
+        assert_same_audio(got, want, rel=1e-6)
+
+
+def test_curl_generate_stream_from_the_readme(server):
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed")
+    body = json.dumps({"voice": VOICE, "target_text": LONG_TEXT, "nfe_step": NFE, "seed": 6})
+    out = subprocess.run([curl, "-sS", "-N", "-X", "POST", f"http://{server.http_url}/v2/models/"
+                          f"{contract.STREAM_MODEL}/generate_stream", "-d", body], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    events = [json.loads(line[len("data:"):]) for line in out.splitlines() if line.startswith("data:")]
+    assert len(events) >= 3 and all(e[contract.SAMPLE_RATE_OUT] == contract.SAMPLE_RATE for e in events)
+    streamed = np.concatenate([np.asarray(e[contract.WAVEFORM], np.float32) for e in events])
+    assert_same_audio(streamed, np.concatenate(_stream(server, LONG_TEXT, seed=6)), rel=1e-6)
+
+
+def _stats(server) -> tuple[int, int]:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(server.http_url)
+    try:
+        s = client.get_inference_statistics(contract.TTS_MODEL)["model_stats"][0]
+        return int(s["inference_stats"]["success"]["count"]), int(s["execution_count"])
+    finally:
+        client.close()
+
+
+def test_a_client_that_stops_reading_cancels_the_remaining_chunks(server):
+    before, _ = _stats(server)
+    stream = stream_synthesize(VERY_LONG_TEXT, voice=VOICE, url=server.grpc_url,
+                               options=SynthesisOptions(nfe_step=NFE), timeout=120)
+    first = next(stream)
+    assert len(first) > 0
+    stream.close()  # the consumer is gone: the client cancels the request on the server
+    log_line = "stopped after"
+    deadline = time.monotonic() + 60
+    while log_line not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert log_line in server.log_text(), "the stream model did not notice the cancellation"
+    done = _stats(server)[0] - before
+    total = int(server.log_text().rsplit(log_line, 1)[1].split(" of ")[1].split()[0])
+    assert total >= 6 and done <= 3 < total, f"{done} of {total} chunks synthesized after cancelling"
+
+
+def test_concurrent_streams_share_f5_tts_batches_and_keep_their_audio(server):
+    solo = [np.concatenate(_stream(server, LONG_TEXT, seed=s)) for s in (1, 2, 3)]
+    requests_before, executions_before = _stats(server)
+    import concurrent.futures
+    import threading
+
+    barrier = threading.Barrier(3)
+
+    def run(seed):
+        barrier.wait(timeout=30)
+        return np.concatenate(_stream(server, LONG_TEXT, seed=seed))
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        together = list(pool.map(run, (1, 2, 3)))
+    requests, executions = (a - b for a, b in zip(_stats(server), (requests_before, executions_before)))
+    assert executions < requests, "chunk requests of concurrent streams were never batched together"
+    for got, want in zip(together, solo):
+        assert_same_audio(got, want)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_bad_stream_request_gets_the_servers_message(server, protocol):
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    with pytest.raises(SynthesisError, match="unknown voice 'nobody'; known voices: nature"):
+        list(stream_synthesize(SHORT_TEXT, voice="nobody", url=url, protocol=protocol, timeout=60))
+    with pytest.raises(SynthesisError, match="'first_chunk_chars' is -1"):
+        list(stream_synthesize(SHORT_TEXT, voice=VOICE, url=url, protocol=protocol, timeout=60,
+                               options=SynthesisOptions(first_chunk_chars=-1)))
+    assert len(_stream(server, SHORT_TEXT, protocol=protocol)) == 1  # the model serves on
+
+
+def test_grpc_stream_error_code_is_invalid_argument(server):
+    with pytest.raises(SynthesisError) as err:
+        list(stream_synthesize("  ", voice=VOICE, url=server.grpc_url, timeout=60))
+    assert "'target_text' is empty" in str(err.value)
+
+
+def run_client(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "client", *map(str, args)], capture_output=True, timeout=300,
+                          cwd=ROOT, **kwargs)
+
+
+def test_cli_streams_a_progressive_wav_and_raw_pcm_to_stdout(server, tmp_path):
+    out = tmp_path / "streamed.wav"
+    common = ["--url", server.grpc_url, "--voice", VOICE, "--text", LONG_TEXT, "--nfe-step", NFE, "--seed", 6,
+              "--stream"]
+    r = run_client(*common, "--output", out, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "first audio after" in r.stdout
+    want = np.concatenate(_stream(server, LONG_TEXT, seed=6))
+    audio, rate = sf.read(str(out), dtype="float32")
+    assert rate == contract.SAMPLE_RATE and len(audio) == len(want)
+    assert np.max(np.abs(audio - want)) <= 2 / 32768  # 16-bit WAV
+    raw = run_client(*common, "--output", "-")
+    assert raw.returncode == 0, raw.stderr.decode()
+    assert raw.stdout == pcm16(want)  # stdout holds the audio only; messages went to stderr
+    assert b"wrote stdout" in raw.stderr
+
+
+def test_cli_stream_failure_leaves_no_file(server, tmp_path):
+    out = tmp_path / "never.wav"
+    r = run_client("--url", server.grpc_url, "--voice", "nobody", "--text", SHORT_TEXT, "--stream", "--output", out,
+                   text=True)
+    assert r.returncode == 1 and "unknown voice 'nobody'" in r.stderr
+    assert not out.exists()
+
+
+def test_bench_reports_time_to_first_audio_next_to_total_latency(server, tmp_path):
+    r = run_client("bench", "--url", server.grpc_url, "--streaming", "--concurrency", "1", "--requests", 2,
+                   "--warmup", 1, "--nfe-step", 2, "--output-dir", tmp_path, text=True)
+    assert r.returncode == 0, r.stderr
+    level = json.loads((tmp_path / "streaming.json").read_text())["levels"][0]
+    assert level["streaming_first_audio_s"]["p50"] <= level["streaming_total_s"]["p50"]
+    assert set(level["non_streaming_total_s"]) == {"p50", "p95"} and level["audio_seconds"] > 10
+    assert "first/whole" in r.stdout
