@@ -156,11 +156,19 @@ class ApiWorker:
         with urllib.request.urlopen(req, timeout=120) as r:
             return json.load(r)
 
-    def triton_stats(self) -> dict:
+    def triton_stats(self, at_least: int = 0) -> dict:
+        """f5_tts's statistics once they count `at_least` requests: Triton updates them just after
+        it answers, so the last answered request may be missing for a moment."""
         url = f"http://127.0.0.1:{self.env['HTTP_PORT']}/v2/models/{contract.TTS_MODEL}/stats"
-        with urllib.request.urlopen(url, timeout=10) as r:
-            stats = json.load(r)["model_stats"][0]
-        return {"requests": stats["inference_stats"]["success"]["count"], "executions": stats["execution_count"]}
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                stats = json.load(r)["model_stats"][0]
+            counts = {"requests": stats["inference_stats"]["success"]["count"],
+                      "executions": stats["execution_count"]}
+            if counts["requests"] >= at_least or time.monotonic() > deadline:
+                return counts
+            time.sleep(0.1)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -205,7 +213,7 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
 
     with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
         results = list(pool.map(send, jobs))
-    after = api_worker.triton_stats()
+    after = api_worker.triton_stats(at_least=before["requests"] + len(jobs))
     assert [r["status"] for r in results] == ["COMPLETED"] * len(jobs), results
     waves = [_decode(r["output"]) for r in results]
     np.testing.assert_array_equal(waves[0], waves[1])  # same seed and text: same audio
