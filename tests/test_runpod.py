@@ -304,3 +304,37 @@ def test_start_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, case, ma
         assert "Starting Serverless Worker" not in proc.stdout  # no job was taken
     finally:
         _assert_none_left(volume)
+
+
+# --- packaging ------------------------------------------------------------------------------------------
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path.name}: {line!r} is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_runpod_requirements_are_pinned_and_change_no_locked_package():
+    extra = _pins(ROOT / "requirements" / "runpod.txt")
+    locked = _pins(ROOT / "requirements" / "lock.txt")
+    assert not set(extra) & set(locked), "installed with --no-deps, these would replace locked versions"
+    assert f'runpod = ["runpod=={extra["runpod"]}"]' in (ROOT / "pyproject.toml").read_text()
+    import runpod
+
+    assert runpod.__version__ == extra["runpod"]
+
+
+def test_dockerfile_worker_target_builds_on_the_server_image():
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (.+)$", text, re.M)
+    assert stages[1] == "server AS runpod-worker" and stages[-1] == "server"  # the default build stays Triton
+    worker = text[text.index("AS runpod-worker"):text.rindex("FROM server")]
+    assert "python3 -m pip install --no-deps -r requirements/runpod.txt" in worker
+    assert re.search(r"^USER 1000$", worker, re.M)
+    assert 'ENTRYPOINT ["python3", "-m", "runpod_worker"]' in worker
+    assert "COPY runpod_worker/ runpod_worker/" in text[:text.index("AS runpod-worker")]
