@@ -17,6 +17,7 @@ image's own (docker/entrypoint.py), so both images accept and refuse the same vo
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import logging
@@ -135,9 +136,11 @@ def export_once(settings: Settings, entrypoint, gpu: str | None) -> None:
         raise WorkerStartError(str(e)) from None
     try:
         os.rename(private, settings.repository)  # replaces an empty directory, refuses a full one
-    except OSError:
-        log.info("another worker exported %s first; using that one", settings.repository)
+    except OSError as e:
         shutil.rmtree(private, ignore_errors=True)
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise WorkerStartError(f"cannot move the export into {settings.repository}: {e}") from None
+        log.info("another worker exported %s first; using that one", settings.repository)
         return
     log.info("exported %s into %s in %.1f s", settings.checkpoint, settings.repository, time.monotonic() - started)
 
