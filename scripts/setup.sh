@@ -18,7 +18,7 @@ find_python() {
   echo "setup: Python 3.11 not found (set PYTHON=/path/to/python3.11)" >&2; exit 1
 }
 
-stamp_inputs() { cat "$REQS" requirements/lock.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
+stamp_inputs() { cat "$REQS" requirements/lock.txt requirements/runpod.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
 STAMP="$VENV/.setup-stamp"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_inputs)" ]]; then
   echo "setup: $VENV is up to date"; exit 0
@@ -41,6 +41,8 @@ other=onnxruntime-gpu; [[ "$REQS" == requirements/gpu.txt ]] && other=onnxruntim
 "$VENV/bin/python" -m pip --disable-pip-version-check uninstall -y -q "$other" 2>/dev/null || true
 pip_install -r "$REQS"
 pip_install --no-deps "$PYTRITON"
+# The RunPod worker's SDK and the packages it adds; --no-deps keeps every pin of REQS (see the file).
+pip_install --no-deps -r requirements/runpod.txt
 pip_install --no-deps -e .
 
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -68,7 +70,7 @@ WRAP
 chmod +x "$PA"
 
 "$VENV/bin/python" - <<'PY'
-import numpy, torch, torchaudio, f5_tts.model, onnxruntime, tritonclient.grpc, soundfile  # noqa: F401
+import numpy, torch, torchaudio, f5_tts.model, onnxruntime, tritonclient.grpc, soundfile, runpod.serverless  # noqa: F401
 from launcher import find_tritonserver
 assert numpy.__version__.startswith("1."), f"numpy {numpy.__version__}: the Python stub needs numpy<2"
 print(f"setup: torch {torch.__version__}, numpy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, "

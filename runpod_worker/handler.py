@@ -1,0 +1,168 @@
+"""The RunPod job handler: check the job's input, synthesize through the local tritonserver, return a WAV.
+
+Job input (JSON object):
+  text               the text to speak (required)
+  reference_audio    the reference recording: an audio file's bytes (WAV, FLAC, OGG...), base64
+  reference_text     its transcript
+  voice              a voice registered on the server, instead of reference_audio + reference_text
+  nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration   optional sampling options
+                     (see the f5_tts model contract; null or absent leaves the server's default)
+Output: {"audio_base64": 16-bit PCM WAV, "sample_rate", "duration_seconds", "timings_ms"}.
+A bad job is answered in RunPod's error form, {"error": "..."}: the input checks below, or the
+server's own INVALID_ARG message (ranges and limits are the server's to enforce).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import io
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+import contract
+from client.api import SynthesisError, SynthesisOptions, synthesize_async
+
+TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
+_SPECS = {s.name: s for s in contract.TTS_INPUTS}
+# The sampling options are SynthesisOptions' fields; their JSON types follow the contract's dtypes.
+OPTION_KEYS = tuple(f.name for f in dataclasses.fields(SynthesisOptions))
+_INT_RANGES = {"INT32": (-(2**31), 2**31 - 1), "INT64": (-(2**63), 2**63 - 1)}
+
+
+class JobInputError(ValueError):
+    """The job's input is malformed; the message says what was wrong and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Job:
+    text: str
+    reference_audio: np.ndarray | None  # [channels, samples]
+    reference_sample_rate: int | None
+    reference_text: str | None
+    voice: str | None
+    options: SynthesisOptions
+
+
+def _type_name(value) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
+            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _option(name: str, value):
+    dtype = _SPECS[name].dtype
+    if dtype in _INT_RANGES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise JobInputError(f"'{name}' must be an integer, got {_type_name(value)} {value!r}")
+        low, high = _INT_RANGES[dtype]
+        if not low <= value <= high:
+            raise JobInputError(f"'{name}' is {value}, outside the {dtype} range [{low}, {high}]")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise JobInputError(f"'{name}' must be a number, got {_type_name(value)} {value!r}")
+    return float(value)
+
+
+def decode_audio(encoded: str) -> tuple[np.ndarray, int]:
+    """base64 of an audio file -> float32 [channels, samples], sample rate."""
+    try:
+        raw = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise JobInputError(f"'reference_audio' is not valid base64 ({e}); send the audio file's bytes "
+                            "base64-encoded") from None
+    try:
+        data, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        raise JobInputError(f"'reference_audio' ({len(raw)} bytes) is not an audio file soundfile can read ({e}); "
+                            "send WAV, FLAC or OGG bytes") from None
+    return np.ascontiguousarray(data.T), int(rate)
+
+
+def parse_job(job_input) -> Job:
+    if not isinstance(job_input, dict):
+        raise JobInputError(f"the job input must be a JSON object, got {_type_name(job_input)}")
+    unknown = sorted(set(job_input) - set(TEXT_KEYS) - set(OPTION_KEYS))
+    if unknown:
+        raise JobInputError(f"unknown input key(s) {', '.join(map(repr, unknown))}; allowed: "
+                            f"{', '.join(TEXT_KEYS + OPTION_KEYS)}")
+    given = {k: v for k, v in job_input.items() if v is not None}
+    for key in TEXT_KEYS:
+        if key in given and not isinstance(given[key], str):
+            raise JobInputError(f"'{key}' must be a string, got {_type_name(given[key])}")
+    if "text" not in given:
+        raise JobInputError("'text' (the text to speak) is required")
+    has_reference = "reference_audio" in given or "reference_text" in given
+    if "voice" in given and has_reference:
+        raise JobInputError("give either 'voice' or 'reference_audio' with 'reference_text', not both")
+    if "voice" not in given:
+        if not has_reference:
+            raise JobInputError("give 'reference_audio' (base64 of an audio file) with 'reference_text' (its "
+                                "transcript), or 'voice' (a voice registered on the server)")
+        missing = [k for k in ("reference_audio", "reference_text") if k not in given]
+        if missing:
+            raise JobInputError(f"'reference_audio' and 'reference_text' go together; '{missing[0]}' is missing")
+    options = SynthesisOptions(**{k: _option(k, given[k]) for k in OPTION_KEYS if k in given})
+    audio, rate = decode_audio(given["reference_audio"]) if "reference_audio" in given else (None, None)
+    return Job(given["text"], audio, rate, given.get("reference_text"), given.get("voice"), options)
+
+
+def encode_wav(waveform: np.ndarray, sample_rate: int) -> str:
+    """16-bit PCM WAV (what the project's clients write), base64."""
+    buf = io.BytesIO()
+    sf.write(buf, np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class Handler:
+    """The job handler, bound to one local tritonserver's gRPC endpoint."""
+
+    def __init__(self, grpc_url: str) -> None:
+        self.grpc_url = grpc_url
+        # gRPC asyncio channels belong to the event loop that created them; the SDK runs one loop
+        # while serving, but its local test modes start their own.
+        self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+
+    def _client(self):
+        import tritonclient.grpc.aio as aio
+
+        loop = asyncio.get_running_loop()
+        if loop not in self._clients:
+            self._clients[loop] = aio.InferenceServerClient(self.grpc_url)
+        return self._clients[loop]
+
+    async def __call__(self, job: dict) -> dict:
+        started = time.perf_counter()
+        try:
+            parsed = parse_job(job.get("input"))
+        except JobInputError as e:
+            return {"error": str(e)}
+        decoded = time.perf_counter()
+        # Only when named: the client takes `voice=` once registered voices land.
+        voice = {"voice": parsed.voice} if parsed.voice is not None else {}
+        try:
+            waveform, rate = await synthesize_async(parsed.text, parsed.reference_audio, parsed.reference_sample_rate,
+                                                    parsed.reference_text, client=self._client(),
+                                                    options=parsed.options, **voice)
+        except SynthesisError as e:
+            if e.status == "StatusCode.INVALID_ARGUMENT":  # the request's fault: the message says why
+                return {"error": str(e)}
+            return {"error": f"synthesis failed ({e.status or 'no status'}): {e}"}
+        synthesized = time.perf_counter()
+        audio = encode_wav(waveform, rate)
+        done = time.perf_counter()
+        return {
+            "audio_base64": audio,
+            "sample_rate": rate,
+            "duration_seconds": round(waveform.size / rate, 3),
+            "timings_ms": {"input": _ms(decoded - started), "synthesis": _ms(synthesized - decoded),
+                           "encode": _ms(done - synthesized), "total": _ms(done - started)},
+        }
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)

@@ -1,0 +1,340 @@
+"""The RunPod worker (runpod_worker/), run for real: the SDK's --test_input and its local API server
+(--rp_serve_api) in front of the bundled tritonserver on the tiny repository, start-up failures,
+bad jobs, and that no tritonserver outlives its worker."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import concurrent.futures
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import contract
+from export.repository import REFERENCE_WAV
+from launcher.server import free_port
+from pipeline.reference import prepare_reference
+from runpod_worker.handler import decode_audio
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 180  # seconds; a bound for a hung start, not a measurement
+
+
+def _reference_job(**extra) -> dict:
+    """A job with the first 2 s of the shipped reference as FLAC: small enough for --test_input's argv."""
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32")
+    buf = io.BytesIO()
+    sf.write(buf, audio[: 2 * rate], rate, format="FLAC")
+    job = {"text": "I don't really care what you call me.", "reference_text": "Some call me nature.",
+           "reference_audio": base64.b64encode(buf.getvalue()).decode(), "nfe_step": 4, "seed": 7}
+    job.update(extra)
+    return job
+
+
+def _env(volume: Path, **extra) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("F5_", "TRITON_", "RUNPOD_", "MODEL_REPOSITORY"))}
+    env.update(F5_VOLUME=str(volume), HTTP_PORT=str(free_port()), GRPC_PORT=str(free_port()),
+               METRICS_PORT=str(free_port()), **extra)
+    return env
+
+
+def _worker(*args: str) -> list[str]:
+    return [sys.executable, "-m", "runpod_worker", *args]
+
+
+def _server_pid(stdout: str) -> int:
+    return int(re.search(r"tritonserver \S+ pid (\d+) ready", stdout).group(1))
+
+
+def _processes_using(repo: Path) -> list[int]:
+    """tritonserver and its Python stubs serving `repo` (their command lines name it)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(repo).encode() in (proc / "cmdline").read_bytes():
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state not in ("Z", "X"):
+                    found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+def _assert_none_left(repo: Path) -> None:
+    deadline = time.monotonic() + 30  # the stubs notice their server's death on their own
+    while (left := _processes_using(repo)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:  # never leave them behind, even when failing
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"processes still serving {repo}: {left}"
+
+
+def _decode(output: dict) -> np.ndarray:
+    wave, rate = sf.read(io.BytesIO(base64.b64decode(output["audio_base64"])), dtype="float32")
+    assert rate == output["sample_rate"] == contract.SAMPLE_RATE
+    assert wave.ndim == 1 and wave.size > 0 and np.isfinite(wave).all()
+    assert output["duration_seconds"] == pytest.approx(wave.size / rate, abs=1e-3)
+    return wave
+
+
+# --- one job through --test_input, exporting the volume's checkpoint on first start --------------------
+
+def test_test_input_exports_the_volume_once_and_returns_a_wav(tiny, tmp_path):
+    volume = tmp_path / "volume"
+    (volume / "checkpoints").mkdir(parents=True)
+    shutil.copyfile(tiny.checkpoint, volume / "checkpoints" / "model_1250000.safetensors")  # the default name
+    shutil.copytree(tiny.vocoder, volume / "checkpoints" / "vocos-mel-24khz")  # found without F5_VOCODER
+    repo = volume / "model_repository"
+    # The SDK prints the result on one log line, cut past 4096 characters: ask for 40 ms of audio
+    # past the reference (`duration` counts it), measured as the server will measure it.
+    job = _reference_job()
+    reference = prepare_reference(*decode_audio(job["reference_audio"]), job["reference_text"])
+    job["duration"] = round(reference.seconds + 0.04, 3)
+    proc = subprocess.run(_worker("--test_input", json.dumps({"input": job})), cwd=ROOT,
+                          env=_env(volume, F5_MODEL_CONFIG=str(tiny.config)), capture_output=True, text=True,
+                          timeout=START_TIMEOUT)
+    try:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert f"exported {volume / 'checkpoints' / 'model_1250000.safetensors'} into {repo}" in proc.stdout
+        assert json.loads((repo / "manifest.json").read_text())["sources"]["checkpoint"]["sha256"]
+        assert sorted(p.name for p in volume.iterdir()) == ["checkpoints", "model_repository"]  # no leftovers
+        line = re.search(r"Job result: (.*)$", proc.stdout, re.M).group(1)
+        output = ast.literal_eval(line)["output"]
+        assert 0 < _decode(output).size <= 0.05 * contract.SAMPLE_RATE
+        assert set(output["timings_ms"]) == {"input", "synthesis", "encode", "total"}
+    finally:
+        _assert_none_left(repo)
+
+
+# --- a long-lived worker serving the SDK's local API ------------------------------------------------------
+
+class ApiWorker:
+    def __init__(self, repo: Path, tmp: Path) -> None:
+        self.repo = repo
+        self.port = free_port()
+        self.env = _env(repo.parent)
+        self.log = tmp / "worker.log"
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen(
+                _worker("--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(self.port)),
+                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.started = time.monotonic()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_ready(self) -> float:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}:\n{self.output()[-3000:]}"
+            assert time.monotonic() < deadline, f"worker not ready:\n{self.output()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2):
+                    return time.monotonic() - self.started
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.25)
+
+    def runsync(self, job_input: dict) -> dict:
+        body = json.dumps({"input": job_input}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/runsync", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return json.load(r)
+
+    def triton_stats(self, at_least: int = 0) -> dict:
+        """f5_tts's statistics once they count `at_least` requests: Triton updates them just after
+        it answers, so the last answered request may be missing for a moment."""
+        url = f"http://127.0.0.1:{self.env['HTTP_PORT']}/v2/models/{contract.TTS_MODEL}/stats"
+        deadline = time.monotonic() + 10
+        while True:
+            with urllib.request.urlopen(url, timeout=10) as r:
+                stats = json.load(r)["model_stats"][0]
+            counts = {"requests": stats["inference_stats"]["success"]["count"],
+                      "executions": stats["execution_count"]}
+            if counts["requests"] >= at_least or time.monotonic() > deadline:
+                return counts
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def api_worker(tiny_repo, tmp_path_factory, request):
+    worker = ApiWorker(tiny_repo, tmp_path_factory.mktemp("runpod_api"))
+    try:
+        ready = worker.wait_ready()
+        from conftest import _say
+
+        _say(request, f"runpod worker pid {worker.proc.pid} serving its API in {ready:.1f} s "
+                      f"(tritonserver pid {_server_pid(worker.output())})")
+        yield worker
+    finally:
+        worker.kill()
+        _assert_none_left(tiny_repo)
+
+
+def test_worker_logs_what_it_loaded(api_worker):
+    out = api_worker.output()
+    assert "model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
+    assert re.search(r"tritonserver 2\.\d+\.\d+ pid \d+ ready in [\d.]+ s, models loaded and warmed up; "
+                     r"f5_tts \(F5TTS_v1_Base_tiny, fp32\) loaded on cpu in [\d.]+ s", out)
+    assert re.search(r"ready in [\d.]+ s from start: runpod 1\.10\.0, up to 8 concurrent jobs", out)
+    # the job's input (users' audio) is not logged
+    assert "Retrieved local job" not in out and "UklGR" not in out
+
+
+def test_concurrent_jobs_share_triton_batches(api_worker):
+    jobs = [_reference_job(seed=7), _reference_job(seed=7), _reference_job(seed=8),
+            _reference_job(seed=7, text="Respect me and I'll nurture you.")]
+    before = api_worker.triton_stats()
+    barrier = threading.Barrier(len(jobs))
+
+    def send(job):
+        barrier.wait(timeout=30)
+        return api_worker.runsync(job)
+
+    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+        results = list(pool.map(send, jobs))
+    after = api_worker.triton_stats(at_least=before["requests"] + len(jobs))
+    assert [r["status"] for r in results] == ["COMPLETED"] * len(jobs), results
+    waves = [_decode(r["output"]) for r in results]
+    np.testing.assert_array_equal(waves[0], waves[1])  # same seed and text: same audio
+    assert waves[0].shape != waves[2].shape or not np.array_equal(waves[0], waves[2])  # another seed
+    assert waves[3].size > 0
+    assert after["requests"] - before["requests"] == len(jobs)
+    # fewer model executions than requests: the jobs reached the dynamic batcher together
+    assert after["executions"] - before["executions"] < len(jobs), (before, after)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"speaker": "x"}, "unknown input key(s) 'speaker'; allowed: text, reference_audio, reference_text, voice, "
+                       "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration"),
+    ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),
+    ({"seed": 1.5}, "'seed' must be an integer, got number 1.5"),
+    ({"speed": True}, "'speed' must be a number, got boolean True"),
+    ({"text": 42}, "'text' must be a string, got integer"),
+    ({"nfe_step": 2**40}, "'nfe_step' is 1099511627776, outside the INT32 range"),
+    ({"reference_audio": "not base64!"}, "'reference_audio' is not valid base64"),
+    ({"reference_audio": base64.b64encode(b"just some bytes").decode()},
+     "'reference_audio' (15 bytes) is not an audio file soundfile can read"),
+    ({"reference_text": None}, "'reference_audio' and 'reference_text' go together; 'reference_text' is missing"),
+    ({"reference_audio": None, "reference_text": None}, "give 'reference_audio' (base64 of an audio file) with "
+                                                         "'reference_text' (its transcript), or 'voice'"),
+    ({"voice": "narrator"}, "give either 'voice' or 'reference_audio' with 'reference_text', not both"),
+    ({"text": None}, "'text' (the text to speak) is required"),
+    # the server's own INVALID_ARG messages
+    ({"nfe_step": 500}, "input 'nfe_step' is 500; allowed range is [1, 128]"),
+    ({"text": "   "}, "input 'target_text' is empty or whitespace only"),
+], ids=lambda v: next(iter(v)) if isinstance(v, dict) else None)
+def test_bad_jobs_get_the_error_form(api_worker, change, message):
+    job = {k: v for k, v in _reference_job(**change).items() if v is not None}
+    result = api_worker.runsync(job)
+    assert result["status"] == "FAILED" and "output" not in result, result
+    assert message in result["error"], result["error"]
+
+
+def test_worker_still_serves_after_bad_jobs(api_worker):
+    result = api_worker.runsync(_reference_job(nfe_step=2))
+    assert result["status"] == "COMPLETED"
+    _decode(result["output"])
+
+
+def test_killing_the_worker_kills_its_server(api_worker):
+    server = _server_pid(api_worker.output())
+    assert server in _processes_using(api_worker.repo)
+    api_worker.kill()  # SIGKILL: no clean-up code runs; the kernel's parent-death signal must do it
+    _assert_none_left(api_worker.repo)
+
+
+# --- start-up failures: exit non-zero with one line naming the cause --------------------------------------
+
+def _copy_repo(tiny_repo: Path, tmp_path: Path, change) -> Path:
+    volume = tmp_path / "volume"
+    shutil.copytree(tiny_repo, volume / "model_repository")
+    change(volume / "model_repository")
+    return volume
+
+
+@pytest.mark.parametrize("case,make_volume,extra,message", [
+    pytest.param("missing_volume", lambda repo, tmp: tmp / "absent", {},
+     "the network volume F5_VOLUME={volume} is not a directory", id="missing_volume"),
+    pytest.param("empty_volume", lambda repo, tmp: tmp, {},
+     "the volume {volume} holds neither an exported repository", id="empty_volume"),
+    pytest.param("missing_file", lambda repo, tmp: _copy_repo(
+        repo, tmp, lambda r: (r / "vocoder/1/vocos.onnx").unlink()), {},
+     "{volume}/model_repository/vocoder/1/vocos.onnx is missing; re-export the repository", id="missing_file"),
+    pytest.param("corrupt_checkpoint", lambda repo, tmp: _copy_repo(
+        repo, tmp, lambda r: (r / "f5_tts/1/model.safetensors").write_bytes(b"garbage")), {},
+     "tritonserver exited with code 1 before it was ready: ", id="corrupt_checkpoint"),
+    pytest.param("not_ready_in_time", lambda repo, tmp: _copy_repo(repo, tmp, lambda r: None),
+                 {"F5_READY_TIMEOUT": "1"}, "tritonserver not ready after 1 s: ", id="not_ready_in_time"),
+    pytest.param("bad_concurrency", lambda repo, tmp: tmp, {"F5_CONCURRENCY": "0"},
+                 "F5_CONCURRENCY=0; at least 1 is allowed", id="bad_concurrency"),
+])
+def test_start_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, case, make_volume, extra, message):
+    volume = make_volume(tiny_repo, tmp_path)
+    proc = subprocess.run(_worker(), cwd=ROOT, env=_env(volume, **extra), capture_output=True, text=True,
+                          timeout=START_TIMEOUT)
+    try:
+        assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
+        errors = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(errors) == 1 and errors[0].startswith("runpod_worker: error: "), proc.stderr
+        assert message.format(volume=volume) in errors[0], errors[0]
+        if case == "corrupt_checkpoint":  # the model's own error line, naming the file
+            assert "failed to load 'f5_tts'" in errors[0] and "is not a readable safetensors file" in errors[0]
+            assert str(volume / "model_repository/f5_tts/1/model.safetensors") in errors[0]
+        assert "Starting Serverless Worker" not in proc.stdout  # no job was taken
+    finally:
+        _assert_none_left(volume)
+
+
+# --- packaging ------------------------------------------------------------------------------------------
+
+def _pins(path: Path) -> dict[str, str]:
+    pins = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path.name}: {line!r} is not pinned with =="
+            pins[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return pins
+
+
+def test_runpod_requirements_are_pinned_and_change_no_locked_package():
+    extra = _pins(ROOT / "requirements" / "runpod.txt")
+    locked = _pins(ROOT / "requirements" / "lock.txt")
+    assert not set(extra) & set(locked), "installed with --no-deps, these would replace locked versions"
+    assert f'runpod = ["runpod=={extra["runpod"]}"]' in (ROOT / "pyproject.toml").read_text()
+    import runpod
+
+    assert runpod.__version__ == extra["runpod"]
+
+
+def test_dockerfile_worker_target_builds_on_the_server_image():
+    text = (ROOT / "docker" / "Dockerfile").read_text()
+    stages = re.findall(r"^FROM (.+)$", text, re.M)
+    assert stages[1] == "server AS runpod-worker" and stages[-1] == "server"  # the default build stays Triton
+    worker = text[text.index("AS runpod-worker"):text.rindex("FROM server")]
+    assert "python3 -m pip install --no-deps -r requirements/runpod.txt" in worker
+    assert re.search(r"^USER 1000$", worker, re.M)
+    assert 'ENTRYPOINT ["python3", "-m", "runpod_worker"]' in worker
+    assert "COPY runpod_worker/ runpod_worker/" in text[:text.index("AS runpod-worker")]
