@@ -30,8 +30,9 @@ from client.api import SynthesisError, SynthesisOptions, synthesize_async
 
 TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
 _SPECS = {s.name: s for s in contract.TTS_INPUTS}
-# The sampling options are SynthesisOptions' fields; their JSON types follow the contract's dtypes.
-OPTION_KEYS = tuple(f.name for f in dataclasses.fields(SynthesisOptions))
+# The sampling options are SynthesisOptions' fields (but the streaming-only one); their JSON types
+# follow the contract's dtypes.
+OPTION_KEYS = tuple(f.name for f in dataclasses.fields(SynthesisOptions) if f.name != contract.FIRST_CHUNK_CHARS)
 _INT_RANGES = {"INT32": (-(2**31), 2**31 - 1), "INT64": (-(2**63), 2**63 - 1)}
 
 
@@ -142,12 +143,10 @@ class Handler:
         except JobInputError as e:
             return {"error": str(e)}
         decoded = time.perf_counter()
-        # Only when named: the client takes `voice=` once registered voices land.
-        voice = {"voice": parsed.voice} if parsed.voice is not None else {}
         try:
             waveform, rate = await synthesize_async(parsed.text, parsed.reference_audio, parsed.reference_sample_rate,
-                                                    parsed.reference_text, client=self._client(),
-                                                    options=parsed.options, **voice)
+                                                    parsed.reference_text, voice=parsed.voice, client=self._client(),
+                                                    options=parsed.options)
         except SynthesisError as e:
             if e.status == "StatusCode.INVALID_ARGUMENT":  # the request's fault: the message says why
                 return {"error": str(e)}

@@ -251,6 +251,20 @@ def test_bad_jobs_get_the_error_form(api_worker, change, message):
     assert message in result["error"], result["error"]
 
 
+def test_a_registered_voice_job_sounds_like_sending_its_reference(api_worker):
+    """tiny_repo registers the shipped reference as `nature` (conftest.VOICE)."""
+    from conftest import VOICE
+    from export.repository import REFERENCE_TEXT
+
+    by_voice = api_worker.runsync({"text": "Respect me.", "voice": VOICE, "nfe_step": 4, "seed": 3})
+    by_upload = api_worker.runsync({"text": "Respect me.", "nfe_step": 4, "seed": 3, "reference_text": REFERENCE_TEXT,
+                                    "reference_audio": base64.b64encode(REFERENCE_WAV.read_bytes()).decode()})
+    assert by_voice["status"] == by_upload["status"] == "COMPLETED", (by_voice, by_upload)
+    np.testing.assert_array_equal(_decode(by_voice["output"]), _decode(by_upload["output"]))
+    unknown = api_worker.runsync({"text": "Respect me.", "voice": "narrator"})
+    assert unknown["status"] == "FAILED" and "unknown voice 'narrator'; known voices: nature" in unknown["error"]
+
+
 def test_worker_still_serves_after_bad_jobs(api_worker):
     result = api_worker.runsync(_reference_job(nfe_step=2))
     assert result["status"] == "COMPLETED"
