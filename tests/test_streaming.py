@@ -152,18 +152,37 @@ def _stats(server) -> tuple[int, int]:
         client.close()
 
 
-def test_a_client_that_stops_reading_cancels_the_remaining_chunks(server):
-    before, _ = _stats(server)
+def _stop_after_first_piece_grpc(server):
     stream = stream_synthesize(VERY_LONG_TEXT, voice=VOICE, url=server.grpc_url,
                                options=SynthesisOptions(nfe_step=NFE), timeout=120)
-    first = next(stream)
-    assert len(first) > 0
+    assert len(next(stream)) > 0
     stream.close()  # the consumer is gone: the client cancels the request on the server
+
+
+def _stop_after_first_piece_http(server):
+    """A client that drops the connection after the first server-sent event (like a killed curl)."""
+    import socket
+
+    body = json.dumps({"voice": VOICE, "target_text": VERY_LONG_TEXT, "nfe_step": NFE}).encode()
+    host, port = server.http_url.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=120) as sock:
+        sock.sendall(f"POST /v2/models/{contract.STREAM_MODEL}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = b""
+        while b"data:" not in received:
+            received += sock.recv(65536)
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_a_client_that_goes_away_cancels_the_remaining_chunks(server, protocol):
     log_line = "stopped after"
+    seen = server.log_text().count(log_line)
+    before, _ = _stats(server)
+    (_stop_after_first_piece_grpc if protocol == "grpc" else _stop_after_first_piece_http)(server)
     deadline = time.monotonic() + 60
-    while log_line not in server.log_text() and time.monotonic() < deadline:
+    while server.log_text().count(log_line) == seen and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert log_line in server.log_text(), "the stream model did not notice the cancellation"
+    assert server.log_text().count(log_line) > seen, "the stream model did not notice the cancellation"
     done = _stats(server)[0] - before
     total = int(server.log_text().rsplit(log_line, 1)[1].split(" of ")[1].split()[0])
     assert total >= 6 and done <= 3 < total, f"{done} of {total} chunks synthesized after cancelling"
