@@ -12,13 +12,12 @@ Environment:
   F5_READY_TIMEOUT   seconds allowed for loading and warming up the models (default 600)
   F5_CONCURRENCY     jobs this worker runs at once (default 8); they share Triton's batches
 Relative paths are taken inside the volume. The repository checks and the export are the Triton
-image's own (docker/entrypoint.py), so both images accept and refuse the same volumes.
+image's own (launcher/preflight.py), so both images accept and refuse the same volumes.
 """
 
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -32,26 +31,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import contract
+from launcher import preflight
 from launcher.server import ServerError, TritonServer, model_error_lines
 
 log = logging.getLogger("runpod_worker")
 
-ENTRYPOINT = Path(__file__).resolve().parent.parent / "docker" / "entrypoint.py"
-
 
 class WorkerStartError(RuntimeError):
     """The worker cannot serve; the message names the cause and what to change."""
-
-
-def _entrypoint():
-    """The Triton image's entrypoint module (docker/ is not a package, so load it by path)."""
-    if not ENTRYPOINT.is_file():
-        raise WorkerStartError(f"{ENTRYPOINT} is missing: run the worker from the repository root "
-                               "(the image's WORKDIR) so that it shares the Triton image's checks")
-    spec = importlib.util.spec_from_file_location("f5_tts_triton_entrypoint", ENTRYPOINT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _int_env(env: dict[str, str], name: str, default: int, minimum: int) -> int:
@@ -109,7 +96,7 @@ class Settings:
         )
 
 
-def export_once(settings: Settings, entrypoint, gpu: str | None) -> None:
+def export_once(settings: Settings, gpu: str | None) -> None:
     """Export the volume's checkpoint into the repository, safe against workers starting together.
 
     Every worker of an endpoint mounts the same volume: each exports into its own directory and
@@ -131,8 +118,8 @@ def export_once(settings: Settings, entrypoint, gpu: str | None) -> None:
         env["F5_VOCODER"] = str(settings.vocoder)
     started = time.monotonic()
     try:
-        entrypoint.export_on_first_start(private, env, gpu)
-    except entrypoint.EntrypointError as e:
+        preflight.export_on_first_start(private, env, gpu)
+    except preflight.RepositoryError as e:
         raise WorkerStartError(str(e)) from None
     try:
         os.rename(private, settings.repository)  # replaces an empty directory, refuses a full one
@@ -158,15 +145,14 @@ def _model_load_line(log_text: str) -> str | None:
 
 def start_server(settings: Settings) -> TritonServer:
     """Check or export the repository, then start tritonserver and wait until it is warm."""
-    entrypoint = _entrypoint()
-    gpu = entrypoint.gpu_name()
+    gpu = preflight.gpu_name()
     if not (settings.repository / contract.TTS_MODEL / "config.pbtxt").is_file():
-        export_once(settings, entrypoint, gpu)
+        export_once(settings, gpu)
     try:
-        found = entrypoint.check_repository(settings.repository, gpu)
-    except entrypoint.EntrypointError as e:
+        found = preflight.check_repository(settings.repository, gpu)
+    except preflight.RepositoryError as e:
         raise WorkerStartError(str(e)) from None
-    log.info(entrypoint.describe(found, gpu).removeprefix("entrypoint: "))
+    log.info(preflight.describe(found, gpu))
 
     server = TritonServer(settings.repository, http_port=settings.http_port, grpc_port=settings.grpc_port,
                           metrics_port=settings.metrics_port, log_verbose=settings.log_verbose,

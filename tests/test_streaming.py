@@ -21,7 +21,7 @@ from pipeline.streaming import StreamJoiner, cross_fade, stream_chunks
 from pipeline.synthesizer import Synthesizer, split_text
 from pipeline.vocoder import OnnxVocoder
 
-from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio, speak_concurrently
+from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio
 
 ROOT = Path(__file__).resolve().parent.parent
 NFE = 4

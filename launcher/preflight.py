@@ -1,0 +1,94 @@
+"""Before tritonserver starts: check an exported repository, or export one on first start.
+
+Shared by the container entrypoint (docker/entrypoint.py) and the RunPod worker, so both
+accept and refuse the same repositories with the same messages.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import contract
+
+REQUIRED_FILES = {
+    contract.TTS_MODEL: ["config.pbtxt", "1/model.py", "1/model.safetensors", "1/model_config.yaml", "1/vocab.txt"],
+    contract.STREAM_MODEL: ["config.pbtxt", "1/model.py"],
+    contract.VOCODER_MODEL: ["config.pbtxt", "1/model.py", "1/vocos.onnx"],
+}
+
+
+class RepositoryError(RuntimeError):
+    """The repository cannot be served as it is; the message names the file and the fix."""
+
+
+def gpu_name() -> str | None:
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except Exception:
+        return None
+
+
+def export_on_first_start(repo: Path, env: dict[str, str], gpu: str | None) -> None:
+    """Export F5_CHECKPOINT (with F5_MODEL_CONFIG, F5_VOCODER, F5_EXPORT_ARGS) into `repo`."""
+    ckpt = env.get("F5_CHECKPOINT")
+    if not ckpt:
+        raise RepositoryError(f"{repo} holds no model repository ({contract.TTS_MODEL}/config.pbtxt is missing) "
+                              "and F5_CHECKPOINT is not set: mount an exported repository or name a checkpoint")
+    if not Path(ckpt).is_file():
+        raise RepositoryError(f"F5_CHECKPOINT={ckpt} does not exist (is the volume mounted?)")
+    from export.__main__ import main as export_main
+
+    args = ["--ckpt", ckpt, "--model-config", env.get("F5_MODEL_CONFIG", "F5TTS_v1_Base"),
+            "--output", str(repo), "--force"]
+    if env.get("F5_VOCODER"):
+        args += ["--vocoder", env["F5_VOCODER"]]
+    extra = shlex.split(env.get("F5_EXPORT_ARGS", "--device gpu" if gpu else ""))
+    print(f"exporting {ckpt} into {repo} (first start)", flush=True)
+    if export_main(args + extra) != 0:
+        raise RepositoryError(f"export of {ckpt} into {repo} failed (its error is printed above)")
+
+
+def check_repository(repo: Path, gpu: str | None) -> dict:
+    """Parse every config.pbtxt and check the files each model needs; returns what was found."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as pb
+
+    found = {}
+    for model, files in REQUIRED_FILES.items():
+        for rel in files:
+            if not (repo / model / rel).is_file():
+                raise RepositoryError(f"{repo / model / rel} is missing; re-export the repository")
+        try:
+            cfg = text_format.Parse((repo / model / "config.pbtxt").read_text(), pb.ModelConfig())
+        except text_format.ParseError as e:
+            raise RepositoryError(f"{repo / model / 'config.pbtxt'} is not a valid model config: {e}") from None
+        kinds = {pb.ModelInstanceGroup.Kind.Name(g.kind) for g in cfg.instance_group}
+        if "KIND_GPU" in kinds and gpu is None:
+            raise RepositoryError(f"{repo / model / 'config.pbtxt'} asks for KIND_GPU but no GPU is visible "
+                                  "(run with --gpus all, or export with --device cpu)")
+        found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
+    manifest = repo / "manifest.json"
+    found["manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return found
+
+
+def describe(found: dict, gpu: str | None) -> str:
+    """One line: model, dtype, instance kinds, GPU and package versions."""
+    from importlib import metadata
+
+    tts = found[contract.TTS_MODEL]["parameters"]
+    versions = {p: metadata.version(p) for p in ("f5-tts", "torch", "tritonclient")}
+    for ort in ("onnxruntime-gpu", "onnxruntime"):
+        try:
+            versions[ort] = metadata.version(ort)
+            break
+        except metadata.PackageNotFoundError:
+            pass
+    demo = " (DEMO MODEL: random weights, noise)" if tts.get("demo_model") == "true" else ""
+    return (f"model {tts.get('f5_model_name', '?')}{demo}, dtype {tts.get('dtype', '?')}, "
+            f"instances {found[contract.TTS_MODEL]['kinds']}, GPU {gpu or 'none'}, "
+            + ", ".join(f"{k} {v}" for k, v in versions.items()))
