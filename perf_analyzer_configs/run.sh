@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# perf_analyzer against the f5_tts model, with settings for multi-second inferences.
+# perf_analyzer against the f5_tts model (or f5_tts_stream), with settings for multi-second inferences.
 #   perf_analyzer_configs/run.sh [grpc|http] [URL] [CONCURRENCIES] [extra perf_analyzer flags...]
 #   perf_analyzer_configs/run.sh grpc localhost:8001 "1 2 4 8"
 # Environment:
@@ -9,6 +9,8 @@
 #                  over count windows of WINDOW_REQUESTS requests (default 8).
 #   OUT            CSV with one row per concurrency (default build/perf_analyzer_<protocol>.csv)
 #   PERF_ANALYZER  the binary (default: perf_analyzer on PATH, else .venv/bin/perf_analyzer)
+#   MODEL          f5_tts (default), or f5_tts_stream: the decoupled streaming model, measured over
+#                  a gRPC stream (perf_analyzer --streaming; the same input data)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 protocol=${1:-grpc}
@@ -20,12 +22,18 @@ input=${INPUT_DATA:-$here/data/basic_en.json}
 out=${OUT:-build/perf_analyzer_${protocol}.csv}
 pa=${PERF_ANALYZER:-$(command -v perf_analyzer || echo "$here/../.venv/bin/perf_analyzer")}
 count=${REQUEST_COUNT:-16}
+model=${MODEL:-f5_tts}
+streaming=()
+if [[ "$model" == f5_tts_stream ]]; then
+  [[ "$protocol" == grpc ]] || { echo "run.sh: $model streams over gRPC only (perf_analyzer --streaming)" >&2; exit 2; }
+  streaming=(--streaming)
+fi
 mkdir -p "$(dirname "$out")"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 # perf_analyzer refuses --request-count with a concurrency range: one run per level.
 for c in $concurrencies; do
-  args=(-m f5_tts -u "$url" -i "$protocol" --input-data "$input" --concurrency-range "$c:$c"
+  args=(-m "$model" "${streaming[@]}" -u "$url" -i "$protocol" --input-data "$input" --concurrency-range "$c:$c"
         --measurement-mode count_windows --measurement-request-count "${WINDOW_REQUESTS:-8}"
         --stability-percentage 50 --max-trials 6 --percentile 95 -f "$tmp/$c.csv")
   [[ "$count" != 0 ]] && args+=(--request-count "$count")

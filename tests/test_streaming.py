@@ -263,3 +263,22 @@ def test_bench_reports_time_to_first_audio_next_to_total_latency(server, tmp_pat
     assert level["streaming_first_audio_s"]["p50"] <= level["streaming_total_s"]["p50"]
     assert set(level["non_streaming_total_s"]) == {"p50", "p95"} and level["audio_seconds"] > 10
     assert "first/whole" in r.stdout
+
+
+def test_perf_analyzer_measures_the_stream_model_to_its_first_response(server, tmp_path):
+    import os
+    import re
+
+    csv = tmp_path / "stream.csv"
+    env = dict(os.environ, REQUEST_COUNT="2", OUT=str(csv), MODEL=contract.STREAM_MODEL,
+               PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer"))
+    proc = subprocess.run([str(ROOT / "perf_analyzer_configs" / "run.sh"), "grpc", server.grpc_url, "1"],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "error" not in out.lower(), out
+    assert "Detected decoupled model, using the first response for measuring latency" in out
+    assert re.findall(r"Request count: (\d+)", out) == ["2"]
+    assert csv.read_text().splitlines()[0].startswith("Concurrency")
+    refused = subprocess.run([str(ROOT / "perf_analyzer_configs" / "run.sh"), "http", server.http_url, "1"],
+                             capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert refused.returncode == 2 and "streams over gRPC only" in refused.stderr
