@@ -161,6 +161,8 @@ def _stream(args, text, reference, url, options, headers, connection) -> tuple[i
             sink.close()
             Path(args.output).unlink(missing_ok=True)
         raise
+    finally:
+        pieces.close()  # on an early exit (broken pipe, Ctrl-C) the server stops the remaining chunks
     if sink is not None:
         sink.close()
     return samples, first

@@ -113,10 +113,13 @@ def stream_synthesize(text: str, reference_audio: np.ndarray | None = None, refe
                       headers: Mapping[str, str] | None = None, **client_kwargs) -> Iterator[np.ndarray]:
     """Yield float32 pieces of the speech (24 kHz) as the server finishes each text chunk.
 
-    The pieces joined are the whole waveform. Stopping early (break, close()) cancels the
-    request on the server over gRPC, so the remaining chunks are not synthesized.
-    `timeout` bounds the wait for each piece. HTTP uses Triton's generate_stream (SSE),
-    which takes reference audio as mono samples.
+    The pieces joined are the whole waveform. Closing the iterator early (leaving a `for`
+    loop over it, or `close()`; use `contextlib.closing` when you keep a reference) cancels the
+    request on the server, so the remaining chunks are not synthesized. `timeout` bounds the
+    wait for each piece. HTTP uses Triton's generate_stream (SSE), which takes reference audio
+    as mono samples. Errors raise SynthesisError with the server's message; its `status` is the
+    HTTP code when the server refuses the request before streaming, else None (Triton's gRPC
+    stream carries no code).
     """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     if protocol == "grpc":
@@ -178,13 +181,18 @@ def _http_stream(tensors, url, model, timeout, headers, client_kwargs) -> Iterat
     except (urllib.error.URLError, OSError) as e:
         raise SynthesisError(f"cannot reach {scheme}://{url}: {getattr(e, 'reason', e)}") from None
     with response:
-        for line in response:
-            if not line.startswith(b"data:"):
-                continue
-            event = json.loads(line[5:])
-            if "error" in event:
-                raise SynthesisError(event["error"], "error")
-            yield np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+        try:
+            for line in response:
+                if not line.startswith(b"data:"):
+                    continue
+                event = json.loads(line[5:])
+                if "error" in event:
+                    raise SynthesisError(event["error"])
+                yield np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+        except SynthesisError:
+            raise
+        except Exception as e:  # connection lost mid-stream, a malformed event
+            raise SynthesisError(f"the stream from {scheme}://{url} broke off: {type(e).__name__}: {e}") from e
 
 
 def _sse_error(body: bytes) -> str | None:

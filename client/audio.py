@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -34,19 +35,25 @@ def write_wav_atomic(path: str | Path, waveform: np.ndarray, sample_rate: int) -
 
 
 class ProgressiveWav:
-    """A 16-bit WAV written piece by piece; its header is updated after each piece, so the
-    file plays (up to what has arrived) while the rest is still being synthesized."""
+    """A 16-bit mono WAV written piece by piece. The stdlib writer rewrites the header's sizes
+    after every piece, so the file is a valid WAV of what has arrived while the rest is still
+    being synthesized (a player or another process can read it)."""
 
     def __init__(self, path: str | Path, sample_rate: int) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._file = sf.SoundFile(str(path), "w", samplerate=sample_rate, channels=1, subtype="PCM_16", format="WAV")
+        self._out = open(path, "wb")
+        self._file = wave.open(self._out, "wb")
+        self._file.setnchannels(1)
+        self._file.setsampwidth(2)
+        self._file.setframerate(sample_rate)
 
     def write(self, samples: np.ndarray) -> None:
-        self._file.write(np.asarray(samples, dtype=np.float32))
-        self._file.flush()
+        self._file.writeframes(pcm16(samples))
+        self._out.flush()  # the frames and the patched header reach the file now
 
     def close(self) -> None:
         self._file.close()
+        self._out.close()
 
 
 def pcm16(samples: np.ndarray) -> bytes:

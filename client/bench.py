@@ -365,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--streaming", action="store_true",
                    help=f"time to first audio ({contract.STREAM_MODEL}) vs whole-text latency for a long paragraph")
-    p.add_argument("--first-chunk-chars", type=int, help="with --streaming: the stream's first chunk "
-                   f"(default: the server's, {contract.STREAM_FIRST_CHUNK_CHARS})")
+    p.add_argument("--first-chunk-chars", type=int, help="with --streaming: UTF-8 bytes of the first chunk, "
+                   f"sent to both models (default: unset, so the stream uses {contract.STREAM_FIRST_CHUNK_CHARS} and "
+                   "the whole-text baseline f5-tts's chunking)")
     args = p.parse_args(argv)
     try:
         concurrencies = [int(c) for c in args.concurrency.split(",")]

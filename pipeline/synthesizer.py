@@ -13,6 +13,7 @@ so a request's audio does not depend on its neighbours in the batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import secrets
@@ -36,6 +37,8 @@ from pipeline.voices import VOICES_DIR, load_voices
 log = logging.getLogger(__name__)
 
 MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - reference seconds) * speed
+SLOW_CHUNK_BYTES = 10  # infer_batch_process speaks chunks shorter than this at speed 0.3
+SLOW_CHUNK_SPEED = 0.3
 
 # mels [100, frames] -> waveforms, one per mel (in-process ONNX runtime, or BLS to `vocoder`)
 Vocode = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
@@ -56,6 +59,14 @@ class _Chunk:
     noise: torch.Tensor  # [duration, 100]
 
 
+@functools.lru_cache(maxsize=4096)
+def _tokens(text: str) -> list[str]:
+    """f5-tts's tokens (pinyin for Chinese): a stream asks for the same chunks again and again."""
+    from f5_tts.model.utils import convert_char_to_pinyin
+
+    return convert_char_to_pinyin([text])[0]
+
+
 @dataclass(frozen=True)
 class Speech:
     waveform: np.ndarray  # float32 at 24 kHz: the whole text, or the one chunk asked for
@@ -67,15 +78,26 @@ def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[st
 
     Only the first chunk changes: the remainder of it becomes the second chunk and every
     later chunk is exactly f5-tts's, so a short first chunk costs one extra chunk at most.
+    Neither part is left under SLOW_CHUNK_BYTES, which f5-tts would speak at speed 0.3.
     """
     from f5_tts.infer.utils_infer import chunk_text
 
     chunks = chunk_text(text, max_chars=max_chars)
-    if first_chunk_chars and chunks and len(chunks[0].encode("utf-8")) > first_chunk_chars:
-        pieces = chunk_text(chunks[0], max_chars=first_chunk_chars)
-        if len(pieces) > 1 and chunks[0].startswith(pieces[0]):
-            chunks = [pieces[0], chunks[0][len(pieces[0]):].strip(), *chunks[1:]]
-    return chunks
+    if not first_chunk_chars or not chunks or len(chunks[0].encode("utf-8")) <= first_chunk_chars:
+        return chunks
+    whole = chunks[0]
+    end = 0  # the first part is a prefix of the whole chunk: pieces[0], then more pieces while it is too short
+    for piece in chunk_text(whole, max_chars=first_chunk_chars):
+        start = whole.find(piece, end)
+        if start < 0:  # not a plain prefix split (unexpected whitespace): keep f5-tts's chunk
+            return chunks
+        end = start + len(piece)
+        if len(whole[:end].encode("utf-8")) >= SLOW_CHUNK_BYTES:
+            break
+    first, rest = whole[:end].strip(), whole[end:].strip()
+    if len(rest.encode("utf-8")) < SLOW_CHUNK_BYTES:
+        return chunks
+    return [first, rest, *chunks[1:]]
 
 
 class Synthesizer:
@@ -124,11 +146,13 @@ class Synthesizer:
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
     def _plan(self, index: int, request: SynthesisRequest) -> tuple[list[_Chunk], int]:
-        """The request's chunks to sample (all, or the one asked for) and how many the text has."""
-        from f5_tts.model.utils import convert_char_to_pinyin
+        """The request's chunks to sample (all, or the one asked for) and how many the text has.
 
+        A chunk request plans the whole text (chunk k's noise follows every earlier chunk's);
+        the reference cache and the token cache keep that cheap for a stream's repeated plans.
+        """
         ref, cond = self._reference(request)
-        if ref.clipped:
+        if ref.clipped and request.voice is None and not request.chunk_index:  # once per stream
             log.info("request %d: reference of %.1f s clipped to %.1f s at a pause, as f5-tts does",
                      index, request.reference_seconds, ref.seconds)
         if request.duration is not None and request.duration <= ref.seconds:
@@ -148,11 +172,11 @@ class Synthesizer:
         generator.manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
         chunks = []
         for text, fix_duration in zip(texts, durations):
-            tokens = convert_char_to_pinyin([ref_text + text])[0]
+            tokens = _tokens(ref_text + text)
             if fix_duration is not None:
                 duration = int(fix_duration * contract.SAMPLE_RATE / contract.HOP_LENGTH)
             else:
-                speed = 0.3 if len(text.encode("utf-8")) < 10 else request.speed  # as f5-tts
+                speed = SLOW_CHUNK_SPEED if len(text.encode("utf-8")) < SLOW_CHUNK_BYTES else request.speed
                 duration = ref_frames + int(ref_frames / len(ref_text.encode("utf-8"))
                                             * len(text.encode("utf-8")) / speed)
             # CFM.sample: at least text/reference length plus one frame.

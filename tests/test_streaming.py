@@ -49,6 +49,22 @@ def test_split_text_shortens_only_the_first_chunk():
     assert f"{ours[0]} {ours[1]}" == f5[0] and ours[2:] == f5[1:]
     assert split_text(LONG_TEXT, 200) == f5  # 0: f5-tts's chunking unchanged
     assert split_text(SHORT_TEXT, 200, first_chunk_chars=FIRST) == [SHORT_TEXT]  # short enough already
+    chinese = "突然，身边一阵笑声。我看着他们，意气风发地挺直了胸膛，甩了甩那稍显肉感的双臂，轻笑道：我身上的肉。"
+    first, rest = split_text(chinese, 400, first_chunk_chars=FIRST)
+    assert first + rest == chinese and len(first.encode()) <= FIRST  # CJK: bytes, no space between
+
+
+@pytest.mark.parametrize("text", [
+    "Hi. Then a long sentence without a single punctuation mark until its very end goes here.",  # tiny head
+    "A first clause that is long enough to fill the budget alone, ok now.",  # tiny tail
+])
+def test_split_text_never_leaves_a_chunk_that_f5_tts_would_speak_slowly(text):
+    """f5-tts speaks chunks under 10 bytes at speed 0.3: the first chunk is not split into one."""
+    from pipeline.synthesizer import SLOW_CHUNK_BYTES
+
+    chunks = split_text(text, 200, first_chunk_chars=FIRST)
+    assert all(len(c.encode()) >= SLOW_CHUNK_BYTES for c in chunks), chunks
+    assert " ".join(chunks) == text
 
 
 def test_stream_chunks_stops_when_cancelled():
@@ -188,6 +204,26 @@ def test_a_client_that_goes_away_cancels_the_remaining_chunks(server, protocol):
     assert total >= 6 and done <= 3 < total, f"{done} of {total} chunks synthesized after cancelling"
 
 
+def test_a_stream_cut_short_by_a_shutdown_ends_with_an_error_not_silence(tiny_repo):
+    import os
+    import signal
+
+    from launcher import TritonServer
+
+    srv = TritonServer(tiny_repo, ready_timeout=180)
+    srv.start()
+    try:
+        pieces = stream_synthesize(VERY_LONG_TEXT, voice=VOICE, url=srv.grpc_url, options=SynthesisOptions(nfe_step=32),
+                                   timeout=120)
+        next(pieces)
+        os.kill(srv.pid, signal.SIGTERM)
+        with pytest.raises(SynthesisError, match="Server not ready"):
+            for _ in pieces:
+                pass
+    finally:
+        srv.stop()
+
+
 def test_concurrent_streams_share_f5_tts_batches_and_keep_their_audio(server):
     solo = [np.concatenate(_stream(server, LONG_TEXT, seed=s)) for s in (1, 2, 3)]
     requests_before, executions_before = _stats(server)
@@ -219,10 +255,12 @@ def test_a_bad_stream_request_gets_the_servers_message(server, protocol):
     assert len(_stream(server, SHORT_TEXT, protocol=protocol)) == 1  # the model serves on
 
 
-def test_grpc_stream_error_code_is_invalid_argument(server):
-    with pytest.raises(SynthesisError) as err:
+def test_a_refused_stream_says_why_over_grpc_and_is_http_400(server):
+    with pytest.raises(SynthesisError, match="input 'target_text' is empty"):
         list(stream_synthesize("  ", voice=VOICE, url=server.grpc_url, timeout=60))
-    assert "'target_text' is empty" in str(err.value)
+    with pytest.raises(SynthesisError, match="input 'target_text' is empty") as err:
+        list(stream_synthesize("  ", voice=VOICE, url=server.http_url, protocol="http", timeout=60))
+    assert err.value.status == "400"
 
 
 def run_client(*args, **kwargs):
@@ -245,6 +283,24 @@ def test_cli_streams_a_progressive_wav_and_raw_pcm_to_stdout(server, tmp_path):
     assert raw.returncode == 0, raw.stderr.decode()
     assert raw.stdout == pcm16(want)  # stdout holds the audio only; messages went to stderr
     assert b"wrote stdout" in raw.stderr
+
+
+def test_progressive_wav_is_a_valid_wav_after_every_piece(tmp_path):
+    import wave
+
+    from client.audio import ProgressiveWav
+
+    path = tmp_path / "growing.wav"
+    out = ProgressiveWav(path, contract.SAMPLE_RATE)
+    try:
+        for n, piece in enumerate([np.full(24_000, 0.25, np.float32), np.zeros(100, np.float32)]):
+            out.write(piece)
+            with wave.open(str(path)) as reader:  # read while the writer still has it open
+                assert reader.getnframes() == [24_000, 24_100][n]
+    finally:
+        out.close()
+    audio, rate = sf.read(str(path), dtype="float32")
+    assert rate == contract.SAMPLE_RATE and len(audio) == 24_100 and abs(audio[0] - 0.25) < 1e-4
 
 
 def test_cli_stream_failure_leaves_no_file(server, tmp_path):

@@ -8,6 +8,7 @@ at once and many streams are in flight together.
 
 import json
 import threading
+import time
 import traceback
 
 import numpy as np
@@ -35,6 +36,7 @@ class TritonPythonModel:
         self.params = StreamParameters.from_triton(config.get("parameters", {}))
         self._threads = set()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # set at unload: streams stop before their next chunk
 
     def execute(self, requests):
         for request in requests:
@@ -70,27 +72,47 @@ class TritonPythonModel:
                     pb_utils.Tensor(contract.SAMPLE_RATE_OUT, np.array([[contract.SAMPLE_RATE]], dtype=np.int32)),
                 ]), flags=FINAL if final else 0)
 
-            done, total = stream_chunks(infer_chunk, send, sender.is_cancelled)
+            def stop():
+                return self._stopping.is_set() or sender.is_cancelled()
+
+            done, total = stream_chunks(infer_chunk, send, stop)
             if done < total:
-                pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: client cancelled; stopped after {done} of "
-                                         f"{total} chunks")
-                try:
-                    sender.send(flags=FINAL)  # releases the request; the client is gone
-                except Exception:
-                    pass
+                cancelled = sender.is_cancelled()
+                why = "client cancelled" if cancelled else "model unloading"
+                pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: {why}; stopped after {done} of {total} chunks")
+                # a client still listening learns that the audio is incomplete
+                _send_quietly(sender, None if cancelled else pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                    f"the server is shutting down: stream stopped after {done} of {total} chunks",
+                    pb_utils.TritonError.UNAVAILABLE)))
         except ChunkFailed as e:
             # f5_tts's own answer (INVALID_ARG with its message for a bad request)
-            sender.send(pb_utils.InferenceResponse(error=e.error), flags=FINAL)
+            _send_quietly(sender, pb_utils.InferenceResponse(error=e.error))
         except Exception:
-            pb_utils.Logger.log_error(f"{contract.STREAM_MODEL}: stream failed:\n{traceback.format_exc()}")
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                "internal error while streaming; see the server log", pb_utils.TritonError.INTERNAL)), flags=FINAL)
+            if sender.is_cancelled():  # the client left while a piece was being sent
+                pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: client cancelled during a send")
+            else:
+                pb_utils.Logger.log_error(f"{contract.STREAM_MODEL}: stream failed:\n{traceback.format_exc()}")
+            _send_quietly(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(
+                "internal error while streaming; see the server log", pb_utils.TritonError.INTERNAL)))
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
     def finalize(self):
+        self._stopping.set()
         with self._lock:
             threads = list(self._threads)
+        deadline = time.monotonic() + 30  # one bound for all: each stream ends after its current chunk
         for thread in threads:
-            thread.join(timeout=30)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _send_quietly(sender, response):
+    """The final response; a client that already left makes it fail, which is no longer news."""
+    try:
+        if response is None:
+            sender.send(flags=FINAL)
+        else:
+            sender.send(response, flags=FINAL)
+    except Exception as e:
+        pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: final response not delivered ({e})")
