@@ -216,7 +216,7 @@ def list_voices(url: str = "localhost:8001", protocol: str = "grpc", *, model: s
         else:
             config = client.get_model_config(model, headers=dict(headers or {}))
         value = config.get("parameters", {}).get(contract.VOICES_PARAMETER, {}).get("string_value", "")
-        return sorted(v for v in value.split(",") if v)
+        return list(contract.parse_voice_list(value))
     except Exception as e:
         raise _wrap(e) from e
     finally:

@@ -54,6 +54,14 @@ STREAM_FIRST_CHUNK_CHARS = 60
 # Model config parameter of f5_tts that lists the registered voices (comma-separated).
 VOICES_PARAMETER = "voices"
 
+
+def format_voice_list(names) -> str:
+    return ",".join(sorted(names))
+
+
+def parse_voice_list(value: str) -> tuple[str, ...]:
+    return tuple(sorted(v.strip() for v in value.split(",") if v.strip()))
+
 # --- vocoder tensors ---------------------------------------------------------------
 MEL = "mel"
 

@@ -94,7 +94,7 @@ def _python_model(name: str, inputs, outputs, options: ServingOptions, parameter
 def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None,
                voices: Sequence[str] = ()) -> pb.ModelConfig:
     d = options.defaults
-    listed = {contract.VOICES_PARAMETER: ",".join(sorted(voices))} if voices else {}
+    listed = {contract.VOICES_PARAMETER: contract.format_voice_list(voices)} if voices else {}
     cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options, {
         **listed,
         "dtype": options.dtype, "max_batch_chunks": options.max_batch_chunks, "demo_model": options.demo,

@@ -164,10 +164,10 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             shutil.copyfile(TEMPLATES / contract.TTS_MODEL / "1" / "model.py", tts_dir / "model.py")
         if sources.voices:
             with step(f"preparing {len(sources.voices)} registered voice(s) as f5-tts prepares references"):
-                prepared = {name: (prepare_voice(path, text, options.limits), path)
-                            for name, path, text in sources.voices}
+                prepared = {name: prepare_voice(path, text, options.limits) for name, path, text in sources.voices}
                 save_voices(tts_dir / VOICES_DIR, prepared)
-                for name, (ref, path) in prepared.items():
+                for name, path, _ in sources.voices:
+                    ref = prepared[name]
                     print(f"      {name}: {path} ({ref.seconds:.1f} s{', clipped' if ref.clipped else ''})")
         voc_dir = staging / contract.VOCODER_MODEL / "1"
         voc_dir.mkdir(parents=True)

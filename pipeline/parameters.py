@@ -78,7 +78,7 @@ class TtsParameters:
 
     @property
     def voice_names(self) -> tuple[str, ...]:
-        return tuple(sorted(v.strip() for v in self.voices.split(",") if v.strip()))
+        return contract.parse_voice_list(self.voices)
 
     @property
     def limits(self) -> contract.Limits:

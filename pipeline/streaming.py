@@ -37,22 +37,17 @@ class StreamJoiner:
 
     def __init__(self, seconds: float = CROSS_FADE_SECONDS, sample_rate: int = contract.SAMPLE_RATE) -> None:
         self.fade = int(seconds * sample_rate)
-        self._pending = np.zeros(0)  # not yet sent: the tail the next chunk fades into
-        self._total = 0  # samples of the joined result so far, sent or pending
+        # Not yet sent: the last min(fade, joined so far) samples, which the next chunk fades into.
+        self._pending = np.zeros(0)
 
     def push(self, wave: np.ndarray) -> np.ndarray:
         wave = np.asarray(wave)
-        if self._total == 0:
-            joined = wave
-            self._total = len(wave)
+        n = min(len(self._pending), len(wave))  # cross_fade's overlap: min(fade, len(final), len(next))
+        if n == 0:
+            joined = np.concatenate([self._pending, wave])
         else:
-            n = min(self.fade, self._total, len(wave))  # cross_fade's overlap, same rule
-            if n <= 0:
-                joined = np.concatenate([self._pending, wave])
-            else:
-                overlap = self._pending[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
-                joined = np.concatenate([self._pending[:-n], overlap, wave[n:]])
-            self._total += len(wave) - n
+            overlap = self._pending[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
+            joined = np.concatenate([self._pending[:-n], overlap, wave[n:]])
         keep = min(self.fade, len(joined))
         self._pending = joined[len(joined) - keep:]
         return joined[:len(joined) - keep].astype(np.float32)

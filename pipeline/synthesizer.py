@@ -202,9 +202,7 @@ class Synthesizer:
 
     def _reference(self, request: SynthesisRequest) -> tuple[Reference, torch.Tensor]:
         """The prepared reference and its mel [frames, 100]: a registered voice, or the upload (LRU cache)."""
-        if request.voice is not None:
-            if request.voice not in self.voices:
-                raise RequestError(f"unknown voice {request.voice!r}; known voices: {', '.join(sorted(self.voices))}")
+        if request.voice is not None:  # parse_request checked the name against self.voices
             return self.voices[request.voice]
         audio = np.ascontiguousarray(request.reference_audio)
         key = hashlib.sha256(b"%d|%s|%d|" % (request.reference_sample_rate, str(audio.shape).encode(),

@@ -1,7 +1,7 @@
 """Registered voices: references prepared once at export, chosen by name in requests.
 
 On disk, in the f5_tts version directory:
-  voices/voices.json    {name: {"text", "rms", "seconds", "clipped", "source", "sha256"}}
+  voices/voices.json    {name: {"text", "rms", "seconds", "clipped"}}  (sources: manifest.json)
   voices/<name>.wav     the prepared reference: mono, 24 kHz, float32 (bit-exact)
 The audio is what `prepare_reference` returns (f5-tts's preprocessing done), so a voice
 sounds exactly like sending the same file as reference audio.
@@ -9,7 +9,6 @@ sounds exactly like sending the same file as reference audio.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -66,13 +65,12 @@ def prepare_voice(path: Path, text: str, limits: contract.Limits = contract.LIMI
         raise VoiceError(f"voice audio {path}: {e}") from None
 
 
-def save_voices(directory: Path, voices: dict[str, tuple[Reference, Path]]) -> None:
+def save_voices(directory: Path, voices: dict[str, Reference]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     index = {}
-    for name, (ref, source) in sorted(voices.items()):
+    for name, ref in sorted(voices.items()):
         sf.write(str(directory / f"{name}.wav"), ref.audio[0].numpy(), contract.SAMPLE_RATE, subtype="FLOAT")
-        index[name] = {"text": ref.text, "rms": ref.rms, "seconds": ref.seconds, "clipped": ref.clipped,
-                       "source": str(source), "sha256": hashlib.sha256(source.read_bytes()).hexdigest()}
+        index[name] = {"text": ref.text, "rms": ref.rms, "seconds": ref.seconds, "clipped": ref.clipped}
     (directory / INDEX_FILE).write_text(json.dumps(index, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
