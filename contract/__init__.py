@@ -104,7 +104,8 @@ VOCODER_INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(MEL, "FP32", (N_MELS, -1), doc="log-mel spectrogram, [100, frames]"),
 )
 VOCODER_OUTPUTS: tuple[TensorSpec, ...] = (
-    TensorSpec(WAVEFORM, "FP32", (-1,), doc="waveform at 24 kHz, frames * 256 samples"),
+    TensorSpec(WAVEFORM, "FP32", (-1,), doc="waveform at 24 kHz, (frames - 1) * 256 samples "
+               "(Vocos mel-24khz's centred ISTFT, as f5-tts's vocos.decode)"),
 )
 
 

@@ -7,6 +7,7 @@ Files are written in the released formats, so they go through the same export pa
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ TINY_VOCOS = {
     "backbone": {"class_path": "vocos.models.VocosBackbone",
                  "init_args": {"input_channels": 100, "dim": 64, "intermediate_dim": 192, "num_layers": 2}},
     "head": {"class_path": "vocos.heads.ISTFTHead",
-             "init_args": {"dim": 64, "n_fft": 1024, "hop_length": 256, "padding": "same"}},
+             "init_args": {"dim": 64, "n_fft": 1024, "hop_length": 256, "padding": "center"}},
 }
 
 
@@ -50,32 +51,44 @@ def write_random_checkpoint(config_path: Path, out: Path, *, fmt: str = "safeten
                             vocab_file: Path | None = None) -> Path:
     """A random-init checkpoint for `config_path` in a released format.
 
-    fmt: "safetensors" (keys prefixed `ema_model.`, like F5TTS_v1_Base) or "pt"
-    (a dict with `ema_model_state_dict`, like the v0 .pt releases).
+    fmt: "safetensors" (like F5TTS_v1_Base/model_1250000.safetensors: the EMA model's keys
+    prefixed `ema_model.`, beside its bookkeeping tensors `initted` and `step`) or "pt" (a
+    dict holding that state as `ema_model_state_dict`, like the v0 .pt releases).
     """
     vocab_map, _ = load_vocab(vocab_file or default_vocab_file())
     model = build_cfm(ModelConfig.load(config_path), vocab_map)
     _randomise(model, seed)
     state = {f"ema_model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    state.update(initted=torch.tensor(True), step=torch.tensor(0))
     if fmt == "safetensors":
         from safetensors.torch import save_file
 
         save_file(state, str(out))
     elif fmt == "pt":
-        torch.save({"ema_model_state_dict": {**state, "initted": torch.tensor(True), "step": torch.tensor(0)}},
-                   str(out))
+        torch.save({"ema_model_state_dict": state}, str(out))
     else:
         raise ValueError(f"unknown checkpoint format {fmt!r}")
     return out
 
 
-def write_tiny_vocos(directory: Path, seed: int = 0) -> Path:
-    """A Vocos directory (config.yaml + pytorch_model.bin) with the mel-24khz layout, scaled down."""
+def write_random_vocos(directory: Path, config: dict | Path, seed: int = 0) -> Path:
+    """A Vocos directory (config.yaml + pytorch_model.bin) with random weights.
+
+    `config`: a config.yaml to copy byte for byte (a released one), or its content as a dict.
+    """
     from vocos import Vocos
 
     directory.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(OmegaConf.create(TINY_VOCOS), directory / "config.yaml")
+    if isinstance(config, Path):
+        shutil.copyfile(config, directory / "config.yaml")
+    else:
+        OmegaConf.save(OmegaConf.create(config), directory / "config.yaml")
     vocos = Vocos.from_hparams(str(directory / "config.yaml"))
     _randomise(vocos, seed)
     torch.save(vocos.state_dict(), directory / "pytorch_model.bin")
     return directory
+
+
+def write_tiny_vocos(directory: Path, seed: int = 0) -> Path:
+    """A Vocos directory with the mel-24khz layout, scaled down."""
+    return write_random_vocos(directory, TINY_VOCOS, seed)

@@ -6,6 +6,7 @@ Servers are started through the project's launcher and always stopped by PID in 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,11 @@ from export.__main__ import main as export_main
 from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
+
+DATA = Path(__file__).resolve().parent / "data"
+# charactr/vocos-mel-24khz's config.yaml byte for byte: every released-architecture Vocos fixture is built from it.
+RELEASED_VOCOS_CONFIG = DATA / "vocos-mel-24khz" / "config.yaml"
+RELEASED_VOCOS_CONFIG_SHA256 = "da9033922f969a47f0c160010226919e59f27761fd5066f3828d46de6650b0fc"
 
 SHORT_TEXT = "I don't really care what you call me."
 VOICE = "nature"  # registered in tiny_repo from the reference that f5-tts ships
@@ -86,6 +92,29 @@ def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path |
                       "--vocoder", str(tiny.vocoder), "--output", str(output), *extra])
     assert rc == 0, f"export failed with rc={rc}"
     return output
+
+
+@pytest.fixture(scope="session")
+def released_hub_cache(tmp_path_factory) -> Path:
+    """HF_HOME holding the default export's files as huggingface_hub caches them: random weights in the
+    layout of SWivid/F5-TTS F5TTS_v1_Base/model_1250000.safetensors (1.3 GB) and charactr/vocos-mel-24khz
+    (its real config.yaml, random pytorch_model.bin)."""
+    from hub_cache import fill_cache
+
+    from export.demo import write_random_vocos
+    from pipeline.f5_model import resolve_model_config
+
+    d = tmp_path_factory.mktemp("released")
+    checkpoint = write_random_checkpoint(resolve_model_config("F5TTS_v1_Base"), d / "model_1250000.safetensors")
+    fill_cache(d / "hf_home", checkpoint, write_random_vocos(d / "vocos", RELEASED_VOCOS_CONFIG))
+    return d / "hf_home"
+
+
+def hub_env(hf_home: Path, **extra: str) -> dict[str, str]:
+    """This process's environment with its own Hugging Face and proxy settings replaced."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("HF_") and k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")}
+    return {**env, "HF_HOME": str(hf_home), **extra}
 
 
 @pytest.fixture(scope="session")

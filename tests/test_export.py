@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import stat
 import subprocess
@@ -9,13 +10,17 @@ import sys
 
 import pytest
 import torch
+import yaml
 
 import contract
 from export.__main__ import main as export_main
-from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
+from export.demo import TINY_VOCOS, write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_WAV, sha256
 from export.vocoder import MAX_ABS_ERROR, VocoderError, check_onnx, export_onnx, load_vocos
 from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
+from pipeline.vocoder import OnnxVocoder
+
+from conftest import RELEASED_VOCOS_CONFIG, RELEASED_VOCOS_CONFIG_SHA256
 
 
 
@@ -133,10 +138,10 @@ def test_fp16_weights_are_stored_in_fp16(tiny, tmp_path):
     from safetensors import safe_open
 
     from export import model_config as mc
-    from export.repository import ExportSources, export_repository
+    from export.api import ExportRequest, export_model
 
-    sources = ExportSources(tiny.checkpoint, tiny.config, default_vocab_file(), tiny.vocoder)
-    export_repository(sources, tmp_path / "o", mc.ServingOptions(device="gpu", dtype="fp16"))
+    export_model(ExportRequest(tmp_path / "o", ckpt=str(tiny.checkpoint), model_config=str(tiny.config),
+                               vocoder=tiny.vocoder, serving=mc.ServingOptions(device="gpu", dtype="fp16")))
     with safe_open(str(tmp_path / "o/f5_tts/1/model.safetensors"), "pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys() if k.startswith("transformer.")}
     assert dtypes == {torch.float16}
@@ -152,37 +157,60 @@ def test_builtin_small_configs_export(capsys, tmp_path, tiny, name):
     assert rc == 0, out
 
 
-def test_onnx_vocoder_matches_pytorch_on_real_speech(tmp_path, tiny):
+@pytest.fixture(scope="module")
+def speech_mel(tiny):
+    """f5-tts's mel of real speech (the reference it ships), [1, 100, frames]."""
     import soundfile as sf
 
-    vocos = load_vocos(tiny.vocoder)
-    export_onnx(vocos, tmp_path / "v.onnx")
     vocab, _ = load_vocab(default_vocab_file())
     cfm = build_cfm(ModelConfig.load(tiny.config), vocab)
     audio, _ = sf.read(str(REFERENCE_WAV), dtype="float32")
     with torch.no_grad():
         mel = cfm.mel_spec(torch.from_numpy(audio)[None])
     assert mel.shape[1] == contract.N_MELS
-    error = check_onnx(vocos, tmp_path / "v.onnx", mel)
+    return mel
+
+
+def test_onnx_vocoder_matches_pytorch_on_real_speech(tmp_path, tiny, speech_mel):
+    vocos = load_vocos(tiny.vocoder)
+    export_onnx(vocos, tmp_path / "v.onnx")
+    error = check_onnx(vocos, tmp_path / "v.onnx", speech_mel)
     assert error < 1e-5
     # a different vocoder in the ONNX file fails the check loudly
     other = load_vocos(write_tiny_vocos(tmp_path / "other", seed=1))
     with pytest.raises(VocoderError, match="max \\|error\\|"):
-        check_onnx(other, tmp_path / "v.onnx", mel)
+        check_onnx(other, tmp_path / "v.onnx", speech_mel)
 
 
-def test_real_sized_vocos_exports_within_tolerance(tmp_path):
-    """The charactr/vocos-mel-24khz architecture (random weights) through the ONNX path."""
-    from omegaconf import OmegaConf
-    from vocos import Vocos
+def test_released_vocos_config_is_the_real_file():
+    """tests/data holds charactr/vocos-mel-24khz's config.yaml byte for byte (461 bytes)."""
+    assert sha256(RELEASED_VOCOS_CONFIG) == RELEASED_VOCOS_CONFIG_SHA256
 
-    from export.demo import TINY_VOCOS
 
-    cfg = OmegaConf.create(TINY_VOCOS)
-    cfg.backbone.init_args.update(dim=512, intermediate_dim=1536, num_layers=8)
-    cfg.head.init_args.dim = 512
-    OmegaConf.save(cfg, tmp_path / "config.yaml")
-    vocos = Vocos.from_hparams(str(tmp_path / "config.yaml")).eval()
+def test_tiny_vocos_is_the_released_architecture_scaled_down():
+    """The demo/test Vocos differs from the release only in its sizes: same classes, mel front end and head padding."""
+    sizes = {"backbone": ("dim", "intermediate_dim", "num_layers"), "head": ("dim",)}
+
+    def without_sizes(cfg):
+        cfg = copy.deepcopy(cfg)
+        for section, keys in sizes.items():
+            for key in keys:
+                cfg[section]["init_args"].pop(key)
+        return cfg
+
+    assert without_sizes(TINY_VOCOS) == without_sizes(yaml.safe_load(RELEASED_VOCOS_CONFIG.read_text()))
+
+
+@pytest.mark.parametrize("padding", ["center", "same"])
+def test_released_vocos_architecture_matches_pytorch_on_real_speech(tmp_path, speech_mel, padding):
+    """charactr/vocos-mel-24khz's config (random weights), with its ISTFT head padding and with the other one."""
+    config = yaml.safe_load(RELEASED_VOCOS_CONFIG.read_text())
+    config["head"]["init_args"]["padding"] = padding
+    vocos = load_vocos(write_random_vocos(tmp_path / "vocos", config))
     export_onnx(vocos, tmp_path / "v.onnx")
-    mel = torch.randn(2, contract.N_MELS, 120) - 4
-    assert check_onnx(vocos, tmp_path / "v.onnx", mel) <= MAX_ABS_ERROR
+    assert check_onnx(vocos, tmp_path / "v.onnx", speech_mel) <= MAX_ABS_ERROR
+    frames = speech_mel.shape[-1]
+    waveform = OnnxVocoder(tmp_path / "v.onnx").decode_batch(speech_mel.numpy())
+    # torch.istft(center=True) trims n_fft // 2 at both ends: what f5-tts's vocos.decode returns
+    want = (frames - 1) * contract.HOP_LENGTH if padding == "center" else frames * contract.HOP_LENGTH
+    assert waveform.shape == (1, want)
