@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -12,9 +13,23 @@ import contract
 ONNX_FILE = "vocos.onnx"
 
 
+def onnxruntime_without_telemetry():
+    """The onnxruntime module, started with its telemetry off: onnxruntime 1.32 reports to Microsoft's
+    event service (mobile.events.data.microsoft.com) from Linux too, which a server must not do. The
+    switch is read when onnxruntime starts, so import onnxruntime only through this function."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    return onnxruntime
+
+
+def onnx_session(path: Path, options=None, providers=("CPUExecutionProvider",)):
+    return onnxruntime_without_telemetry().InferenceSession(str(path), options, providers=list(providers))
+
+
 class OnnxVocoder:
     def __init__(self, path: Path, device: str = "cpu", threads: int = 0) -> None:
-        import onnxruntime as ort
+        ort = onnxruntime_without_telemetry()
 
         path = Path(path)
         if not path.is_file():
@@ -31,13 +46,14 @@ class OnnxVocoder:
             providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.session = onnx_session(path, options, providers)
 
     def __call__(self, mels: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Each mel [100, frames] -> waveform [frames * 256], decoded alone (no padding effects)."""
+        """Each mel [100, frames] -> its waveform, decoded alone (no padding effects)."""
         return [self.decode_batch(mel[None])[0] for mel in mels]
 
     def decode_batch(self, mel: np.ndarray) -> np.ndarray:
-        """[batch, 100, frames] -> [batch, frames * 256]."""
+        """[batch, 100, frames] -> [batch, (frames - 1) * 256] (Vocos's "center" ISTFT head; frames * 256 for
+        a "same" head)."""
         mel = np.ascontiguousarray(mel, dtype=np.float32)
         return self.session.run([contract.WAVEFORM], {contract.MEL: mel})[0]
