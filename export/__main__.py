@@ -11,51 +11,36 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import tempfile
 from pathlib import Path
 
 import contract
 from export import model_config as mc
-from export.checkpoint import CheckpointError
-from export.hub import HubUnavailable, fetch_uri
-from export.demo import DEMO_NOTICE, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
-from export.repository import ExportSources, export_repository
-from export.vocoder import VocoderError
-from pipeline.voices import VoiceError, parse_voice_spec
-from pipeline.f5_model import builtin_config_names, default_vocab_file, resolve_model_config
-
-# Where f5-tts's own CLI fetches each released model (f5_tts/infer/infer_cli.py).
-HUB_CHECKPOINTS = {
-    "F5TTS_v1_Base": "hf://SWivid/F5-TTS/F5TTS_v1_Base/model_1250000.safetensors",
-    "F5TTS_Base": "hf://SWivid/F5-TTS/F5TTS_Base/model_1200000.safetensors",
-    "E2TTS_Base": "hf://SWivid/E2-TTS/E2TTS_Base/model_1200000.safetensors",
-}
+from export.api import DEFAULT_MODEL_CONFIG, ExportRequest, export_model
+from export.demo import DEMO_NOTICE
+from export.errors import ExportError
+from pipeline.f5_model import builtin_config_names
 
 
-class ExportError(RuntimeError):
-    pass
+class _Parser(argparse.ArgumentParser):
+    """Raises ExportError for bad flags when they come from a program (F5_EXPORT_ARGS), not a terminal."""
+
+    raise_errors = False
+
+    def error(self, message: str):
+        if self.raise_errors:
+            raise ExportError(f"export flags: {message}")
+        super().error(message)
 
 
-def resolve_checkpoint(ckpt: str | None, model_config: str) -> Path:
-    """A local path, an hf:// path, or the released checkpoint of a built-in config."""
-    if ckpt and not ckpt.startswith("hf://"):
-        return Path(ckpt)
-    uri = ckpt or HUB_CHECKPOINTS.get(model_config)
-    if uri is None:
-        raise ExportError(f"no released checkpoint is known for {model_config!r}; pass --ckpt PATH")
-    return fetch_uri(uri, "pass --ckpt PATH to a local checkpoint, or --demo-tiny for the offline demo model")
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def _parser() -> _Parser:
     d = contract.DEFAULTS
-    p = argparse.ArgumentParser(prog="python -m export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("sources")
     src.add_argument("--ckpt", help="checkpoint: .safetensors (keys prefixed ema_model.) or .pt with "
                      "ema_model_state_dict/model_state_dict; or hf://... (default: the released checkpoint of "
                      "--model-config, fetched like f5-tts does)")
     src.add_argument("--no-ema", dest="use_ema", action="store_false", help="load non-EMA weights")
-    src.add_argument("--model-config", default="F5TTS_v1_Base",
+    src.add_argument("--model-config", default=DEFAULT_MODEL_CONFIG,
                      help=f"f5-tts config name ({', '.join(builtin_config_names())}) or a YAML path "
                           "(default: %(default)s)")
     src.add_argument("--vocab", type=Path, help="vocab.txt (default: the one f5-tts ships)")
@@ -97,52 +82,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     smp.add_argument("--cfg-strength", type=float, default=d.cfg_strength)
     smp.add_argument("--sway-sampling-coef", type=float, default=d.sway_sampling_coef)
     smp.add_argument("--speed", type=float, default=d.speed)
-    return p.parse_args(argv)
+    return p
+
+
+def request_from_args(args: argparse.Namespace) -> ExportRequest:
+    serving = mc.ServingOptions(
+        device=args.device, instances=args.instances, max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us, dtype=args.dtype, max_batch_chunks=args.max_batch_chunks,
+        warmup=args.warmup, reference_cache_size=args.reference_cache_size,
+        defaults=contract.SamplingDefaults(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed),
+        limits=dataclasses.replace(contract.LIMITS, max_target_text_bytes=args.max_text_bytes,
+                                   max_reference_seconds=args.max_reference_seconds,
+                                   max_audio_seconds=args.max_audio_seconds))
+    return ExportRequest(output=args.output, ckpt=args.ckpt, model_config=args.model_config, vocab=args.vocab,
+                         vocoder=args.vocoder, use_ema=args.use_ema, voices=tuple(args.voice),
+                         demo_tiny=args.demo_tiny, force=args.force, serving=serving)
+
+
+def parse_request(argv: list[str]) -> ExportRequest:
+    """The export that these CLI flags ask for; bad flags raise ExportError (for programs, not terminals)."""
+    parser = _parser()
+    parser.raise_errors = True
+    return request_from_args(parser.parse_args(argv))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    limits = contract.LIMITS
+    request = request_from_args(_parser().parse_args(argv))
+    if request.demo_tiny:
+        print(f"NOTICE: {DEMO_NOTICE}", flush=True)
     try:
-        defaults = contract.SamplingDefaults(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed)
-        for name, bounds in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
-                             ("sway_sampling_coef", limits.sway_sampling_coef), ("speed", limits.speed)]:
-            value = getattr(defaults, name)
-            if not bounds[0] <= value <= bounds[1]:
-                raise ExportError(f"--{name.replace('_', '-')} {value} is outside [{bounds[0]}, {bounds[1]}]")
-        voices = tuple(parse_voice_spec(spec) for spec in args.voice)
-        for name, path, _ in voices:
-            if not path.is_file():
-                raise ExportError(f"--voice {name}: audio file {path} does not exist")
-        with tempfile.TemporaryDirectory(prefix="f5-export-") as tmp:
-            tmp = Path(tmp)
-            if args.demo_tiny:
-                print(f"NOTICE: {DEMO_NOTICE}", flush=True)
-                config = write_tiny_model_config(tmp / "F5TTS_v1_Base_tiny_demo.yaml")
-                sources = ExportSources(write_random_checkpoint(config, tmp / "model_demo.safetensors"), config,
-                                        args.vocab or default_vocab_file(), write_tiny_vocos(tmp / "vocos"),
-                                        voices=voices)
-                name = "F5TTS_v1_Base_tiny_demo"
-            else:
-                config = resolve_model_config(args.model_config)
-                sources = ExportSources(resolve_checkpoint(args.ckpt, args.model_config), config,
-                                        args.vocab or default_vocab_file(), args.vocoder, args.use_ema, voices)
-                name = Path(args.model_config).stem
-            options = mc.ServingOptions(device=args.device, instances=args.instances,
-                                        max_batch_size=args.max_batch_size, max_queue_delay_us=args.max_queue_delay_us,
-                                        dtype=args.dtype, defaults=defaults, demo=args.demo_tiny, model_name=name,
-                                        max_batch_chunks=args.max_batch_chunks or (16 if args.device == "gpu" else 1),
-                                        warmup=args.warmup, reference_cache_size=args.reference_cache_size,
-                                        limits=dataclasses.replace(
-                                            contract.LIMITS, max_target_text_bytes=args.max_text_bytes,
-                                            max_reference_seconds=args.max_reference_seconds,
-                                            max_audio_seconds=args.max_audio_seconds))
-            export_repository(sources, args.output, options, force=args.force)
-    except (ExportError, HubUnavailable, CheckpointError, VocoderError, VoiceError, FileNotFoundError, FileExistsError, ValueError) as e:
+        exported = export_model(request)
+    except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2
-    print(f"export: model repository written to {args.output}")
-    if args.demo_tiny:
+    print(f"export: model repository written to {exported.repository}")
+    if request.demo_tiny:
         print(f"NOTICE: {DEMO_NOTICE}")
     return 0
 

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import torch
 
+from export.errors import ExportError
 from pipeline.f5_model import IGNORED_KEYS, state_dict_problems
 
 _TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ExportError):
     """The checkpoint is missing, unreadable, or does not fit the model config."""
 
 

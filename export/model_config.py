@@ -17,6 +17,11 @@ from tritonclient.grpc import model_config_pb2 as pb
 import contract
 
 
+# Text chunks sampled in one DiT call, by device: on CPU, padded batches measured 2-3x slower
+# than one chunk at a time (docs/benchmarks.md).
+DEFAULT_MAX_BATCH_CHUNKS = {"gpu": 16, "cpu": 1}
+
+
 @dataclass(frozen=True)
 class ServingOptions:
     device: str = "cpu"  # cpu | gpu
@@ -25,12 +30,16 @@ class ServingOptions:
     max_queue_delay_us: int = 5000
     dtype: str = "fp32"
     defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
-    max_batch_chunks: int = 16
+    max_batch_chunks: int | None = None  # None: DEFAULT_MAX_BATCH_CHUNKS of the device
     demo: bool = False
     model_name: str = "F5-TTS"
     warmup: bool = True  # Triton model_warmup with real speech before the model is READY
     limits: contract.Limits = field(default_factory=contract.Limits)
     reference_cache_size: int = 32  # preprocessed references kept per model instance (LRU by content)
+
+    def __post_init__(self) -> None:
+        if self.max_batch_chunks is None:
+            object.__setattr__(self, "max_batch_chunks", DEFAULT_MAX_BATCH_CHUNKS.get(self.device, 1))
 
     def check(self) -> None:
         if self.device not in ("cpu", "gpu"):
@@ -50,6 +59,11 @@ class ServingOptions:
             raise ValueError(f"dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
         if self.dtype != "fp32" and self.device == "cpu":
             raise ValueError(f"dtype {self.dtype} needs --device gpu (half precision is slow or unsupported on CPU)")
+        for name, (low, high) in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
+                                  ("sway_sampling_coef", limits.sway_sampling_coef), ("speed", limits.speed)]:
+            value = getattr(self.defaults, name)
+            if not low <= value <= high:
+                raise ValueError(f"--{name.replace('_', '-')} {value} is outside [{low}, {high}]")
 
 
 _TYPES = {"FP32": pb.TYPE_FP32, "INT32": pb.TYPE_INT32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}

@@ -49,7 +49,8 @@ class ExportSources:
     checkpoint: Path
     model_config: Path
     vocab: Path
-    vocoder_dir: Path | None  # None: charactr/vocos-mel-24khz from the hub
+    vocoder_dir: Path  # a Vocos directory (config.yaml + pytorch_model.bin), checked by vocoder.resolve_vocoder
+    vocoder_source: str  # where vocoder_dir came from, for the manifest (a path or hf://...)
     use_ema: bool = True
     voices: tuple[tuple[str, Path, str], ...] = ()  # (name, audio file, transcript)
 
@@ -201,7 +202,7 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
                     ("vocab", sources.vocab)]},
                 "voices": {name: {"path": str(path), "sha256": sha256(path), "text": text}
                            for name, path, text in sources.voices},
-                "vocoder": {"source": str(sources.vocoder_dir or "hf://charactr/vocos-mel-24khz"),
+                "vocoder": {"source": sources.vocoder_source,
                             "onnx_sha256": sha256(voc_dir / ONNX_FILE), "onnx_max_abs_error": error},
                 "options": {**asdict(options), "use_ema": sources.use_ema},
                 "versions": _versions(),

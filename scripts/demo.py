@@ -3,8 +3,9 @@ the example sentence through the gRPC client, write the WAV, stop the server.
 
   python scripts/demo.py [--ckpt PATH] [--vocoder DIR] [--output-wav demo.wav]
 
-With --ckpt (or when the hub is reachable) the real F5TTS_v1_Base is exported; otherwise
-the tiny demo model is used and the WAV is noise (said loudly).
+The released F5TTS_v1_Base is exported from the Hugging Face cache or hub (or --ckpt). Only
+when it is neither cached nor reachable does the demo fall back to the tiny demo model, whose
+WAV is noise (said loudly); any other export error stops the demo with that error.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 from client import SynthesisOptions, load_audio, synthesize, write_wav_atomic
-from export.__main__ import main as export_main
+from export.api import ExportRequest, export_model
 from export.demo import DEMO_NOTICE
+from export.errors import ExportError
+from export.hub import HubUnavailable
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import ServerError, TritonServer
 
@@ -28,24 +31,28 @@ TEXT = "I don't really care what you call me. I've been a silent spectator, watc
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="F5-TTS checkpoint (default: the released F5TTS_v1_Base if reachable)")
-    p.add_argument("--vocoder", help="local Vocos directory (default: charactr/vocos-mel-24khz if reachable)")
+    p.add_argument("--vocoder", type=Path,
+                   help="local Vocos directory (default: charactr/vocos-mel-24khz if reachable)")
     p.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository")
     p.add_argument("--output-wav", type=Path, default=ROOT / "build" / "demo.wav")
     p.add_argument("--nfe-step", type=int, default=16)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
-    common = ["--output", str(args.repository), "--force"]
-    real = common + (["--ckpt", args.ckpt] if args.ckpt else []) + (["--vocoder", args.vocoder] if args.vocoder else [])
+    real = ExportRequest(output=args.repository, ckpt=args.ckpt, vocoder=args.vocoder, force=True)
     demo = False
-    if export_main(real) != 0:
-        if args.ckpt:
-            return 1  # the user asked for this checkpoint: its error is printed above
-        print(f"\n*** The released checkpoint is not reachable: falling back to the demo model.\n*** {DEMO_NOTICE}\n",
-              flush=True)
-        demo = True
-        if export_main(common + ["--demo-tiny"]) != 0:
-            return 1
+    try:
+        try:
+            export_model(real)
+        except HubUnavailable as e:
+            if args.ckpt:
+                raise  # the user asked for this checkpoint: no silent substitute
+            print(f"\n*** {e}\n*** Falling back to the demo model.\n*** {DEMO_NOTICE}\n", flush=True)
+            demo = True
+            export_model(ExportRequest(output=args.repository, demo_tiny=True, force=True))
+    except ExportError as e:
+        print(f"demo: error: {e}", file=sys.stderr)
+        return 1
 
     audio, sample_rate = load_audio(REFERENCE_WAV)
     try:

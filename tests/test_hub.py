@@ -1,0 +1,189 @@
+"""The default export and the demo against the Hugging Face hub: a cache laid out as huggingface_hub
+writes it, offline mode, proxies, mirrors, and the demo's fallback only when the hub is unreachable.
+
+Network access is observed, not assumed: HTTPS_PROXY or HF_ENDPOINT points at a recorder on
+loopback, which sees every connection the export makes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+import contract
+from export.demo import write_random_checkpoint, write_random_vocos
+from export.repository import REFERENCE_TEXT, REFERENCE_WAV, sha256
+from hub_cache import F5_CHECKPOINT, F5_REPO, VOCOS_REPO, NetworkRecorder, fill_cache
+
+from conftest import RELEASED_VOCOS_CONFIG, Reference, f5tts_preprocessed, hub_env
+
+ROOT = Path(__file__).resolve().parent.parent
+HUB_CKPT = f"hf://{F5_REPO}/{F5_CHECKPOINT}"
+
+
+def _export(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "export", *args], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _demo(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--repository", str(tmp_path / "repo"),
+                           "--output-wav", str(tmp_path / "demo.wav"), "--nfe-step", "2", *args],
+                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+
+
+# --- without the files: fail at once, say why and what to do ------------------------------------------------
+
+def test_offline_mode_with_an_empty_cache_fails_without_touching_the_network(tmp_path):
+    with NetworkRecorder() as proxy:
+        proc = _export(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1", HTTPS_PROXY=proxy.url),
+                       "--output", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert f"hf://{VOCOS_REPO}/config.yaml is not in the Hugging Face cache" in proc.stderr
+    assert "HF_HUB_OFFLINE is set" in proc.stderr and "--vocoder DIR" in proc.stderr and "--demo-tiny" in proc.stderr
+    assert proxy.lines == []
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_unreachable_hub_is_asked_through_the_users_proxy_without_retries(tmp_path):
+    """HTTPS_PROXY is honoured (users behind a proxy are not 'offline'), and a refusal is not retried."""
+    with NetworkRecorder() as proxy:  # answers every CONNECT with 502
+        proc = _export(hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url), "--output", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert f"hf://{VOCOS_REPO}/config.yaml is not cached and the hub at https://huggingface.co is unreachable" \
+        in proc.stderr
+    # One connection for the file (no 25 s of retries) and at most one that huggingface_hub makes by itself
+    # (its agent registry, GET /api/agent-harnesses, once per process).
+    assert set(proxy.lines) == {"CONNECT huggingface.co:443 HTTP/1.1"} and len(proxy.lines) <= 2
+
+
+def test_hf_endpoint_is_honoured_and_a_refusal_is_not_called_unreachable(tmp_path):
+    with NetworkRecorder(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n") as mirror:
+        proc = _export(hub_env(tmp_path / "hf", HF_ENDPOINT=mirror.url), "--output", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert f"the hub at {mirror.url} refused hf://{VOCOS_REPO}/config.yaml" in proc.stderr
+    asked = [line for line in mirror.lines if line != "GET /api/agent-harnesses HTTP/1.1"]  # huggingface_hub's own
+    assert asked == [f"HEAD /{VOCOS_REPO}/resolve/main/config.yaml HTTP/1.1"]
+
+
+def test_the_vocoder_is_checked_before_the_checkpoint_is_fetched(tmp_path):
+    """A vocoder this server cannot use fails in seconds, before a 1.3 GB download."""
+    config = yaml.safe_load(RELEASED_VOCOS_CONFIG.read_text())
+    config["head"]["init_args"]["padding"] = "valid"
+    vocoder = tmp_path / "vocos"
+    vocoder.mkdir()
+    (vocoder / "config.yaml").write_text(yaml.safe_dump(config))
+    (vocoder / "pytorch_model.bin").write_bytes(b"not read: the config is refused first")
+    with NetworkRecorder() as proxy:
+        proc = _export(hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url), "--vocoder", str(vocoder),
+                       "--output", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert "ISTFT head padding 'valid' is not supported (supported: center, same)" in proc.stderr
+    assert proxy.lines == []  # the checkpoint was never asked for
+
+
+# --- with the files in the cache ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_hub_cache(tiny, tmp_path_factory) -> Path:
+    """The hub's file names and cache layout, holding the tiny model (fast to export)."""
+    d = tmp_path_factory.mktemp("tiny_hub")
+    fill_cache(d / "hf", write_random_checkpoint(tiny.config, d / "model.safetensors"),
+               write_random_vocos(d / "vocos", yaml.safe_load((tiny.vocoder / "config.yaml").read_text())))
+    return d / "hf"
+
+
+@pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "online"])
+def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, tmp_path, offline):
+    extra = {"HF_HUB_OFFLINE": "1"} if offline else {}
+    with NetworkRecorder() as proxy:
+        proc = _export(hub_env(tiny_hub_cache, HTTPS_PROXY=proxy.url, **extra), "--ckpt", HUB_CKPT,
+                       "--model-config", str(tiny.config), "--output", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert proxy.lines == []
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    snapshot = tiny_hub_cache / "hub" / f"models--{F5_REPO.replace('/', '--')}" / "snapshots"
+    assert manifest["sources"]["checkpoint"]["path"].startswith(str(snapshot))
+    assert manifest["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
+
+
+# --- the demo: a fallback only when the hub is unreachable -------------------------------------------------
+
+def test_demo_falls_back_to_the_demo_model_only_when_the_hub_is_unreachable(tmp_path):
+    proc = _demo(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "is not in the Hugging Face cache" in proc.stdout and "Falling back to the demo model" in proc.stdout
+    assert "produces noise, not speech" in proc.stdout.splitlines()[-1]
+    assert json.loads((tmp_path / "repo" / "manifest.json").read_text())["demo_model"] is True
+    assert (tmp_path / "demo.wav").is_file()
+
+
+def test_demo_stops_on_any_other_export_error(tmp_path):
+    proc = _demo(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), tmp_path, "--vocoder", str(tmp_path / "nowhere"))
+    assert proc.returncode == 1
+    assert f"demo: error: vocoder directory {tmp_path / 'nowhere'} has no config.yaml" in proc.stderr
+    assert "Falling back" not in proc.stdout
+    assert not (tmp_path / "demo.wav").exists() and not (tmp_path / "repo").exists()
+
+
+# --- the released checkpoint, full size, from the cache ------------------------------------------------------
+
+def _demo_text() -> str:
+    """The sentence scripts/demo.py speaks."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_script", ROOT / "scripts" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.TEXT
+
+
+def f5tts_samples(text: str, tmp_path: Path) -> int:
+    """The length of f5-tts's answer for one chunk of `text` with the shipped reference (infer_batch_process):
+    its duration estimate, the reference frames cut off, and Vocos's (frames - 1) * hop samples."""
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    ref = Reference(np.ascontiguousarray(audio.T), rate, REFERENCE_TEXT)
+    ref_audio, ref_rate, ref_text = f5tts_preprocessed(ref, tmp_path)
+    assert ref_rate == contract.SAMPLE_RATE
+    if len(ref_text[-1].encode("utf-8")) == 1:
+        ref_text += " "
+    ref_frames = ref_audio.shape[-1] // contract.HOP_LENGTH
+    duration = ref_frames + int(ref_frames / len(ref_text.encode("utf-8")) * len(text.encode("utf-8")))
+    return (duration - ref_frames - 1) * contract.HOP_LENGTH
+
+
+@pytest.mark.slow
+def test_demo_serves_the_released_checkpoint_from_the_hub_cache(released_hub_cache, tmp_path):
+    """`make demo` for a user whose cache holds the release: F5TTS_v1_Base, not the demo model, no network."""
+    from safetensors import safe_open
+
+    cached = released_hub_cache / "hub" / f"models--{F5_REPO.replace('/', '--')}" / "snapshots"
+    checkpoint = next(cached.glob(f"*/{F5_CHECKPOINT}"))
+    with safe_open(str(checkpoint), "pt") as f:  # the release's key layout: 364 + 2 tensors
+        keys = set(f.keys())
+    assert len({k for k in keys if k.startswith("ema_model.transformer.")}) == 364
+    assert keys - {k for k in keys if k.startswith("ema_model.transformer.")} == {"initted", "step"}
+
+    with NetworkRecorder() as proxy:
+        proc = _demo(hub_env(released_hub_cache, HF_HUB_OFFLINE="1", HTTPS_PROXY=proxy.url), tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proxy.lines == []
+    assert "Falling back" not in proc.stdout and "noise" not in proc.stdout
+    manifest = json.loads((tmp_path / "repo" / "manifest.json").read_text())
+    assert manifest["model"] == "F5TTS_v1_Base" and manifest["demo_model"] is False
+    assert manifest["sources"]["checkpoint"]["sha256"] == sha256(checkpoint)
+    assert manifest["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
+    assert manifest["vocoder"]["onnx_max_abs_error"] <= 1e-3
+    wave, rate = sf.read(str(tmp_path / "demo.wav"), dtype="float32")
+    assert rate == contract.SAMPLE_RATE
+    assert len(wave) == f5tts_samples(_demo_text(), tmp_path)
+    assert np.isfinite(wave).all() and np.abs(wave).max() > 0
+    shutil.rmtree(tmp_path / "repo")  # 1.3 GB
