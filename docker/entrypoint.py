@@ -3,7 +3,9 @@
 Environment:
   MODEL_REPOSITORY   the repository (default /models); a volume
   F5_CHECKPOINT      a checkpoint to export on first start when MODEL_REPOSITORY holds no
-                     repository (written into MODEL_REPOSITORY, which must be writable)
+                     repository (written into MODEL_REPOSITORY, which must be writable); unset:
+                     the released checkpoint of F5_MODEL_CONFIG from the Hugging Face cache
+                     (HF_HOME) or hub, as `python -m export` does by default
   F5_MODEL_CONFIG    f5-tts config name or YAML path for that export (default F5TTS_v1_Base)
   F5_VOCODER         local Vocos directory for that export (default: the hub)
   F5_EXPORT_ARGS     extra `python -m export` flags (default: --device gpu when a GPU is visible)
@@ -41,7 +43,11 @@ def main(env: dict[str, str] | None = None) -> int:
             raise EntrypointError(f"MODEL_REPOSITORY={repo} is not a directory (mount the model volume there)")
         gpu = gpu_name()
         if not (repo / contract.TTS_MODEL / "config.pbtxt").is_file():
-            export_on_first_start(repo, env, gpu)
+            try:
+                export_on_first_start(repo, env, gpu)
+            except RepositoryError as e:
+                raise EntrypointError(f"MODEL_REPOSITORY={repo} holds no model repository "
+                                      f"({contract.TTS_MODEL}/config.pbtxt is missing); {e}") from None
         found = check_repository(repo, gpu)
         print(f"entrypoint: {describe(found, gpu)}", flush=True)
         admin_key = None

@@ -7,7 +7,9 @@ accept and refuse the same repositories with the same messages.
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import shutil
 from pathlib import Path
 
 import contract
@@ -33,23 +35,35 @@ def gpu_name() -> str | None:
 
 
 def export_on_first_start(repo: Path, env: dict[str, str], gpu: str | None) -> None:
-    """Export F5_CHECKPOINT (with F5_MODEL_CONFIG, F5_VOCODER, F5_EXPORT_ARGS) into `repo`."""
-    ckpt = env.get("F5_CHECKPOINT")
-    if not ckpt:
-        raise RepositoryError(f"{repo} holds no model repository ({contract.TTS_MODEL}/config.pbtxt is missing) "
-                              "and F5_CHECKPOINT is not set: mount an exported repository or name a checkpoint")
-    if not Path(ckpt).is_file():
-        raise RepositoryError(f"F5_CHECKPOINT={ckpt} does not exist (is the volume mounted?)")
-    from export.__main__ import main as export_main
+    """Export into `repo`: F5_CHECKPOINT, or else the released checkpoint of F5_MODEL_CONFIG from the
+    Hugging Face cache or hub, as `python -m export` does by default (with F5_VOCODER, F5_EXPORT_ARGS)."""
+    from export.__main__ import parse_request
+    from export.api import DEFAULT_MODEL_CONFIG, export_model
+    from export.errors import ExportError
 
-    args = ["--ckpt", ckpt, "--model-config", env.get("F5_MODEL_CONFIG", "F5TTS_v1_Base"),
-            "--output", str(repo), "--force"]
-    if env.get("F5_VOCODER"):
-        args += ["--vocoder", env["F5_VOCODER"]]
-    extra = shlex.split(env.get("F5_EXPORT_ARGS", "--device gpu" if gpu else ""))
-    print(f"exporting {ckpt} into {repo} (first start)", flush=True)
-    if export_main(args + extra) != 0:
-        raise RepositoryError(f"export of {ckpt} into {repo} failed (its error is printed above)")
+    ckpt = env.get("F5_CHECKPOINT")
+    if ckpt and not ckpt.startswith("hf://") and not Path(ckpt).is_file():
+        raise RepositoryError(f"F5_CHECKPOINT={ckpt} does not exist (is the volume mounted?)")
+    model_config = env.get("F5_MODEL_CONFIG", DEFAULT_MODEL_CONFIG)
+    args = ["--model-config", model_config]
+    args += ["--ckpt", ckpt] if ckpt else []
+    args += ["--vocoder", env["F5_VOCODER"]] if env.get("F5_VOCODER") else []
+    args += shlex.split(env.get("F5_EXPORT_ARGS", "--device gpu" if gpu else ""))
+    source = ckpt or f"the released {model_config} (Hugging Face cache or hub)"
+    print(f"exporting {source} into {repo} (first start)", flush=True)
+    # `repo` is often a volume's mount point, which cannot be replaced: export beside its content,
+    # inside it, and move the result in.
+    repo.mkdir(parents=True, exist_ok=True)
+    staging = repo / f".first-start-export-{os.getpid()}"
+    try:
+        export_model(parse_request([*args, "--output", str(staging)]))
+        for entry in staging.iterdir():
+            entry.rename(repo / entry.name)
+    except ExportError as e:
+        raise RepositoryError(f"exporting {source} on first start failed: {e}. Mount an exported repository, or "
+                              "set F5_CHECKPOINT to a checkpoint file") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def check_repository(repo: Path, gpu: str | None) -> dict:

@@ -90,6 +90,9 @@ def python_stub_env(binary: ServerBinary, base: dict[str, str] | None = None) ->
     return env
 
 
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -247,9 +250,14 @@ class TritonServer:
             raise
         return self
 
+    def open_http(self, path: str, timeout: float):
+        """GET `path` on this server's HTTP endpoint, never through HTTP_PROXY: a user's proxy cannot
+        reach the loopback address this server listens on."""
+        return _NO_PROXY.open(f"http://{self.http_url}{path}", timeout=timeout)
+
     def is_ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as r:
+            with self.open_http("/v2/health/ready", timeout=2) as r:
                 return r.status == 200
         except (urllib.error.URLError, OSError):
             return False

@@ -4,7 +4,8 @@ Environment:
   F5_VOLUME          the network volume (default /runpod-volume, where RunPod mounts it)
   MODEL_REPOSITORY   the exported repository (default model_repository, inside the volume)
   F5_CHECKPOINT      exported once into MODEL_REPOSITORY when that holds no repository
-                     (default checkpoints/model_1250000.safetensors, inside the volume)
+                     (default checkpoints/model_1250000.safetensors inside the volume when it
+                     exists, else the released F5TTS_v1_Base from the Hugging Face cache or hub)
   F5_VOCODER         local Vocos directory for that export (default checkpoints/vocos-mel-24khz
                      inside the volume when it exists, else the hub)
   F5_MODEL_CONFIG, F5_EXPORT_ARGS   as for the Triton image (docker/entrypoint.py)
@@ -26,7 +27,6 @@ import shlex
 import shutil
 import socket
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +56,7 @@ def _int_env(env: dict[str, str], name: str, default: int, minimum: int) -> int:
 class Settings:
     volume: Path
     repository: Path
-    checkpoint: Path
+    checkpoint: Path | None  # None: the released checkpoint, from the Hugging Face cache or hub
     vocoder: Path | None
     http_port: int
     grpc_port: int
@@ -73,6 +73,11 @@ class Settings:
         if not volume.is_dir():
             raise WorkerStartError(f"the network volume F5_VOLUME={volume} is not a directory: attach the volume "
                                    "to the endpoint (RunPod mounts it at /runpod-volume) or set F5_VOLUME")
+        default_checkpoint = volume / "checkpoints" / "model_1250000.safetensors"
+        if env.get("F5_CHECKPOINT"):
+            checkpoint = volume / env["F5_CHECKPOINT"]
+        else:
+            checkpoint = default_checkpoint if default_checkpoint.is_file() else None
         default_vocoder = volume / "checkpoints" / "vocos-mel-24khz"
         vocoder = env.get("F5_VOCODER") or (str(default_vocoder) if default_vocoder.is_dir() else None)
         timeout = env.get("F5_READY_TIMEOUT", "600")
@@ -83,7 +88,7 @@ class Settings:
         return cls(
             volume=volume,
             repository=volume / env.get("MODEL_REPOSITORY", "model_repository"),
-            checkpoint=volume / env.get("F5_CHECKPOINT", "checkpoints/model_1250000.safetensors"),
+            checkpoint=checkpoint,
             vocoder=volume / vocoder if vocoder else None,
             http_port=_int_env(env, "HTTP_PORT", 8000, 0),
             grpc_port=_int_env(env, "GRPC_PORT", 8001, 0),
@@ -102,7 +107,7 @@ def export_once(settings: Settings, gpu: str | None) -> None:
     Every worker of an endpoint mounts the same volume: each exports into its own directory and
     renames it into place; a worker that loses the race drops its copy and uses the winner's.
     """
-    if not settings.checkpoint.is_file():
+    if settings.checkpoint is not None and not settings.checkpoint.is_file():
         config = settings.repository / contract.TTS_MODEL / "config.pbtxt"
         raise WorkerStartError(
             f"the volume {settings.volume} holds neither an exported repository ({config} is missing) nor a "
@@ -113,14 +118,19 @@ def export_once(settings: Settings, gpu: str | None) -> None:
             f"the volume {settings.volume} is not writable by uid {os.getuid()}, so {settings.checkpoint} cannot be "
             f"exported into it: make it writable, or upload an exported repository to {settings.repository}")
     private = settings.volume / f".{settings.repository.name}.{socket.gethostname()}-{os.getpid()}"
-    env = dict(settings.env, F5_CHECKPOINT=str(settings.checkpoint))
+    env = dict(settings.env)
+    env.pop("F5_CHECKPOINT", None)
+    if settings.checkpoint is not None:
+        env["F5_CHECKPOINT"] = str(settings.checkpoint)
     if settings.vocoder:
         env["F5_VOCODER"] = str(settings.vocoder)
     started = time.monotonic()
     try:
         preflight.export_on_first_start(private, env, gpu)
     except preflight.RepositoryError as e:
-        raise WorkerStartError(str(e)) from None
+        config = settings.repository / contract.TTS_MODEL / "config.pbtxt"
+        raise WorkerStartError(f"the volume {settings.volume} holds no exported repository ({config} is missing); "
+                               f"{e}") from None
     try:
         os.rename(private, settings.repository)  # replaces an empty directory, refuses a full one
     except OSError as e:
@@ -129,11 +139,12 @@ def export_once(settings: Settings, gpu: str | None) -> None:
             raise WorkerStartError(f"cannot move the export into {settings.repository}: {e}") from None
         log.info("another worker exported %s first; using that one", settings.repository)
         return
-    log.info("exported %s into %s in %.1f s", settings.checkpoint, settings.repository, time.monotonic() - started)
+    log.info("exported %s into %s in %.1f s", settings.checkpoint or "the released checkpoint", settings.repository,
+             time.monotonic() - started)
 
 
 def _server_version(server: TritonServer) -> str:
-    with urllib.request.urlopen(f"http://{server.http_url}/v2", timeout=5) as r:
+    with server.open_http("/v2", timeout=5) as r:
         return json.load(r).get("version", "?")
 
 

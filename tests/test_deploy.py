@@ -3,6 +3,7 @@ here against the bundled tritonserver with the same flags (success and each fail
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -132,8 +134,26 @@ def test_entrypoint_exports_on_first_start(tiny, tmp_path, reference):
     repo.mkdir()
     env = _env(repo, F5_CHECKPOINT=str(tiny.checkpoint), F5_MODEL_CONFIG=str(tiny.config),
                F5_VOCODER=str(tiny.vocoder))
+    volume = repo.stat().st_ino
     wave, out = _serve_then_stop(env, reference)
     assert "exporting" in out and (repo / "manifest.json").is_file() and wave.size > 0
+    assert repo.stat().st_ino == volume  # a mount point cannot be replaced: the export is moved into it
+    assert sorted(p.name for p in repo.iterdir()) == ["f5_tts", "f5_tts_stream", "manifest.json", "vocoder"]
+
+
+@pytest.mark.slow
+def test_entrypoint_exports_the_released_checkpoint_from_the_hub_cache(released_hub_cache, tmp_path, reference):
+    """No repository and no F5_CHECKPOINT: the same default export as `python -m export` and the demo."""
+    repo = tmp_path / "volume"
+    repo.mkdir()
+    env = _env(repo, HF_HOME=str(released_hub_cache), HF_HUB_OFFLINE="1")
+    wave, out = _serve_then_stop(env, reference, timeout=900)
+    assert f"exporting the released F5TTS_v1_Base (Hugging Face cache or hub) into {repo}" in out
+    assert "entrypoint: model F5TTS_v1_Base, dtype fp32" in out  # not the demo model
+    manifest = json.loads((repo / "manifest.json").read_text())
+    assert manifest["model"] == "F5TTS_v1_Base" and manifest["demo_model"] is False
+    assert manifest["sources"]["checkpoint"]["path"].startswith(str(released_hub_cache))
+    assert wave.size > 0 and np.isfinite(wave).all()
 
 
 def _broken(tiny_repo, tmp_path, change):
@@ -146,8 +166,10 @@ def _broken(tiny_repo, tmp_path, change):
 
 
 @pytest.mark.parametrize("case,change,env_extra,message", [
-    ("no_repository", lambda r: shutil.rmtree(r / "f5_tts"), {},
-     "holds no model repository (f5_tts/config.pbtxt is missing) and F5_CHECKPOINT is not set"),
+    ("no_repository", lambda r: shutil.rmtree(r / "f5_tts"), {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"},
+     "holds no model repository (f5_tts/config.pbtxt is missing); exporting the released F5TTS_v1_Base (Hugging "
+     "Face cache or hub) on first start failed: hf://charactr/vocos-mel-24khz/config.yaml is not in the Hugging "
+     "Face cache (/nonexistent) and HF_HUB_OFFLINE is set"),
     ("missing_checkpoint", lambda r: shutil.rmtree(r / "f5_tts"), {"F5_CHECKPOINT": "/nowhere/model.safetensors"},
      "F5_CHECKPOINT=/nowhere/model.safetensors does not exist"),
     ("missing_weights", lambda r: (r / "f5_tts/1/model.safetensors").unlink(), {},

@@ -290,8 +290,12 @@ def _copy_repo(tiny_repo: Path, tmp_path: Path, change) -> Path:
 @pytest.mark.parametrize("case,make_volume,extra,message", [
     pytest.param("missing_volume", lambda repo, tmp: tmp / "absent", {},
      "the network volume F5_VOLUME={volume} is not a directory", id="missing_volume"),
-    pytest.param("empty_volume", lambda repo, tmp: tmp, {},
-     "the volume {volume} holds neither an exported repository", id="empty_volume"),
+    pytest.param("empty_volume", lambda repo, tmp: tmp, {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"},
+     "the volume {volume} holds no exported repository ({volume}/model_repository/f5_tts/config.pbtxt is missing); "
+     "exporting the released F5TTS_v1_Base (Hugging Face cache or hub) on first start failed: "
+     "hf://charactr/vocos-mel-24khz/config.yaml is not in the Hugging Face cache", id="empty_volume"),
+    pytest.param("missing_checkpoint", lambda repo, tmp: tmp, {"F5_CHECKPOINT": "checkpoints/mine.safetensors"},
+     "the volume {volume} holds neither an exported repository", id="missing_checkpoint"),
     pytest.param("missing_file", lambda repo, tmp: _copy_repo(
         repo, tmp, lambda r: (r / "vocoder/1/vocos.onnx").unlink()), {},
      "{volume}/model_repository/vocoder/1/vocos.onnx is missing; re-export the repository", id="missing_file"),

@@ -222,3 +222,27 @@ def test_pickled_code_in_a_checkpoint_is_never_executed(tmp_path):
     with pytest.raises(CheckpointError, match="weights_only=True"):
         read_state_dict(ckpt)
     assert not marker.exists()
+
+
+def test_the_server_and_the_export_make_no_outside_connection(tiny, tmp_path):
+    """Nothing phones home: onnxruntime 1.32 sends telemetry to Microsoft unless it is switched off
+    before it starts. The export and a server that loads and warms up (a synthesis through both
+    models' onnxruntime sessions) get a recording proxy and must not use it."""
+    import subprocess
+    import sys
+
+    from hub_cache import NetworkRecorder
+
+    from conftest import hub_env
+
+    repo = tmp_path / "repo"
+    with NetworkRecorder() as proxy:
+        env = hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url, HTTP_PROXY=proxy.url)
+        for command in (["export", "--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config),
+                         "--vocoder", str(tiny.vocoder), "--output", str(repo)],
+                        ["launcher", "--model-repository", str(repo), "--check", "--http-port", "0",
+                         "--grpc-port", "0", "--metrics-port", "0"]):
+            proc = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, text=True,
+                                  timeout=300)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert proxy.lines == []
