@@ -29,14 +29,18 @@ import soundfile as sf
 import torch
 
 import contract
-from export.__main__ import main as export_main
-from export.demo import TINY_VOCOS, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
+from export.__main__ import request_from_argv
+from export.api import export_model
+from export.demo import write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from pipeline.f5_model import ModelConfig, default_vocab_file, resolve_model_config
 from pipeline.parameters import TtsParameters
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
+
+# charactr/vocos-mel-24khz's config.yaml, byte for byte (the tests check its sha256)
+RELEASED_VOCOS_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data" / "vocos-mel-24khz" / "config.yaml"
 
 # Mixed lengths: one short, two medium, one long (multi-chunk) target.
 TEXTS = [
@@ -56,21 +60,12 @@ def build_repository(arch: str, work: Path, device: str) -> tuple[Path, Path, Pa
         vocos = write_tiny_vocos(work / "vocos")
     else:
         config = resolve_model_config(arch)
-        from omegaconf import OmegaConf
-        from vocos import Vocos
-
-        cfg = OmegaConf.create(TINY_VOCOS)  # charactr/vocos-mel-24khz's architecture
-        cfg.backbone.init_args.update(dim=512, intermediate_dim=1536, num_layers=8)
-        cfg.head.init_args.dim = 512
-        vocos = work / "vocos"
-        vocos.mkdir()
-        OmegaConf.save(cfg, vocos / "config.yaml")
-        torch.save(Vocos.from_hparams(str(vocos / "config.yaml")).state_dict(), vocos / "pytorch_model.bin")
+        vocos = write_random_vocos(work / "vocos", RELEASED_VOCOS_CONFIG)
     ckpt = write_random_checkpoint(config, work / "model.safetensors")
     repo = work / "repo"
     kind = "gpu" if device.startswith("cuda") else "cpu"
-    assert export_main(["--ckpt", str(ckpt), "--model-config", str(config), "--vocoder", str(vocos),
-                        "--output", str(repo), "--device", kind]) == 0
+    export_model(request_from_argv(["--ckpt", str(ckpt), "--model-config", str(config), "--vocoder", str(vocos),
+                                    "--output", str(repo), "--device", kind]))
     return repo, ckpt, config, vocos
 
 

@@ -24,7 +24,8 @@ import soundfile as sf
 
 import contract
 from client import SynthesisOptions, synthesize
-from export.__main__ import main as export_main
+from export.__main__ import request_from_argv
+from export.api import export_model
 from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
@@ -43,8 +44,8 @@ def _export(work: Path, name: str, *extra: str) -> Path:
         write_random_checkpoint(config, work / "model.safetensors")
         write_tiny_vocos(work / "vocos")
     repo = work / name
-    assert export_main(["--ckpt", str(work / "model.safetensors"), "--model-config", str(config),
-                        "--vocoder", str(work / "vocos"), "--output", str(repo), *extra]) == 0
+    export_model(request_from_argv(["--ckpt", str(work / "model.safetensors"), "--model-config", str(config),
+                                    "--vocoder", str(work / "vocos"), "--output", str(repo), *extra]))
     return repo
 
 

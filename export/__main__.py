@@ -99,7 +99,7 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
                          demo_tiny=args.demo_tiny, force=args.force, serving=serving)
 
 
-def parse_request(argv: list[str]) -> ExportRequest:
+def request_from_argv(argv: list[str]) -> ExportRequest:
     """The export that these CLI flags ask for; bad flags raise ExportError (for programs, not terminals)."""
     parser = _parser()
     parser.raise_errors = True

@@ -37,7 +37,7 @@ def gpu_name() -> str | None:
 def export_on_first_start(repo: Path, env: dict[str, str], gpu: str | None) -> None:
     """Export into `repo`: F5_CHECKPOINT, or else the released checkpoint of F5_MODEL_CONFIG from the
     Hugging Face cache or hub, as `python -m export` does by default (with F5_VOCODER, F5_EXPORT_ARGS)."""
-    from export.__main__ import parse_request
+    from export.__main__ import request_from_argv
     from export.api import DEFAULT_MODEL_CONFIG, export_model
     from export.errors import ExportError
 
@@ -56,7 +56,7 @@ def export_on_first_start(repo: Path, env: dict[str, str], gpu: str | None) -> N
     repo.mkdir(parents=True, exist_ok=True)
     staging = repo / f".first-start-export-{os.getpid()}"
     try:
-        export_model(parse_request([*args, "--output", str(staging)]))
+        export_model(request_from_argv([*args, "--output", str(staging)]))
         for entry in staging.iterdir():
             entry.rename(repo / entry.name)
     except ExportError as e:

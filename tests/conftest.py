@@ -19,7 +19,8 @@ import soundfile as sf
 import contract
 from client import SynthesisOptions, synthesize
 from client.api import make_client
-from export.__main__ import main as export_main
+from export.__main__ import request_from_argv
+from export.api import export_model
 from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
@@ -88,10 +89,9 @@ def f5tts_preprocessed(ref: Reference, tmp_dir: Path) -> tuple[np.ndarray, int, 
 
 
 def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path | None = None) -> Path:
-    rc = export_main(["--ckpt", str(checkpoint or tiny.checkpoint), "--model-config", str(tiny.config),
-                      "--vocoder", str(tiny.vocoder), "--output", str(output), *extra])
-    assert rc == 0, f"export failed with rc={rc}"
-    return output
+    return export_model(request_from_argv(["--ckpt", str(checkpoint or tiny.checkpoint), "--model-config",
+                                           str(tiny.config), "--vocoder", str(tiny.vocoder), "--output", str(output),
+                                           *extra])).repository
 
 
 @pytest.fixture(scope="session")

@@ -122,13 +122,6 @@ def test_failed_export_leaves_no_repository(capsys, tiny, tmp_path):
     assert list(tmp_path.iterdir()) == []  # no output, no staging directory
 
 
-def test_offline_default_checkpoint_says_to_pass_ckpt(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "export", "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2
-    assert "--ckpt" in proc.stderr and "--demo-tiny" in proc.stderr
-
-
 def test_half_precision_needs_gpu(capsys, tiny, tmp_path):
     rc, out = _export(capsys, tiny, tmp_path / "o", "--dtype", "fp16")
     assert rc == 2 and "needs --device gpu" in out

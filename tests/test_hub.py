@@ -53,6 +53,14 @@ def test_offline_mode_with_an_empty_cache_fails_without_touching_the_network(tmp
     assert not (tmp_path / "o").exists()
 
 
+def test_offline_mode_names_the_missing_checkpoint_and_says_to_pass_ckpt(tiny, tmp_path):
+    proc = _export(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), "--vocoder", str(tiny.vocoder),
+                   "--output", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert f"{HUB_CKPT} is not in the Hugging Face cache" in proc.stderr
+    assert "pass --ckpt PATH to a local checkpoint, or --demo-tiny" in proc.stderr
+
+
 def test_an_unreachable_hub_is_asked_through_the_users_proxy_without_retries(tmp_path):
     """HTTPS_PROXY is honoured (users behind a proxy are not 'offline'), and a refusal is not retried."""
     with NetworkRecorder() as proxy:  # answers every CONNECT with 502
@@ -179,6 +187,8 @@ def test_demo_serves_the_released_checkpoint_from_the_hub_cache(released_hub_cac
     assert "Falling back" not in proc.stdout and "noise" not in proc.stdout
     manifest = json.loads((tmp_path / "repo" / "manifest.json").read_text())
     assert manifest["model"] == "F5TTS_v1_Base" and manifest["demo_model"] is False
+    assert 330e6 < manifest["parameters"] < 345e6  # F5TTS_v1_Base has 337 M DiT parameters
+    assert checkpoint.stat().st_size > 1.3e9
     assert manifest["sources"]["checkpoint"]["sha256"] == sha256(checkpoint)
     assert manifest["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
     assert manifest["vocoder"]["onnx_max_abs_error"] <= 1e-3

@@ -12,7 +12,9 @@ import torch
 
 import contract
 from client import SynthesisError, SynthesisOptions, list_voices, synthesize
-from export.__main__ import main as export_main
+from export.__main__ import request_from_argv
+from export.api import export_model
+from export.errors import ExportError
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from pipeline.reference import prepare_reference
 from pipeline.requests import RequestError, parse_request
@@ -42,11 +44,11 @@ def test_bad_voice_specs_are_refused(spec, message):
         parse_voice_spec(spec)
 
 
-def test_export_refuses_a_missing_voice_file(tiny, tmp_path, capsys):
-    rc = export_main(["--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config), "--vocoder",
-                      str(tiny.vocoder), "--output", str(tmp_path / "repo"), "--voice", "x=missing.wav:Hello."])
-    assert rc == 2
-    assert "--voice x: audio file missing.wav does not exist" in capsys.readouterr().err
+def test_export_refuses_a_missing_voice_file(tiny, tmp_path):
+    with pytest.raises(ExportError, match="--voice x: audio file missing.wav does not exist"):
+        export_model(request_from_argv(["--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config),
+                                        "--vocoder", str(tiny.vocoder), "--output", str(tmp_path / "repo"),
+                                        "--voice", "x=missing.wav:Hello."]))
     assert not (tmp_path / "repo").exists()
 
 
