@@ -88,6 +88,22 @@ def f5tts_preprocessed(ref: Reference, tmp_dir: Path) -> tuple[np.ndarray, int, 
     return np.ascontiguousarray(audio.T), rate, text
 
 
+def f5tts_samples(ref: Reference, text: str, tmp_dir: Path, speed: float = 1.0, duration: float | None = None) -> int:
+    """The length of f5-tts's answer for a one-chunk `text` (infer_batch_process after its preprocessing):
+    the generated frames (its duration estimate, or `duration`, less the reference's frames), vocoded by
+    Vocos's centred ISTFT head into (frames - 1) * hop samples."""
+    audio, rate, ref_text = f5tts_preprocessed(ref, tmp_dir)
+    assert rate == contract.SAMPLE_RATE
+    ref_frames = audio.shape[-1] // contract.HOP_LENGTH
+    if duration is not None:
+        frames = int(duration * contract.SAMPLE_RATE / contract.HOP_LENGTH) - ref_frames
+    else:
+        ref_text = ref_text + " " if len(ref_text[-1].encode()) == 1 else ref_text
+        speed = 0.3 if len(text.encode()) < 10 else speed
+        frames = int(ref_frames / len(ref_text.encode()) * len(text.encode()) / speed)
+    return (frames - 1) * contract.HOP_LENGTH
+
+
 def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path | None = None) -> Path:
     return export_model(request_from_argv(["--ckpt", str(checkpoint or tiny.checkpoint), "--model-config",
                                            str(tiny.config), "--vocoder", str(tiny.vocoder), "--output", str(output),

@@ -23,7 +23,7 @@ from export.demo import write_random_checkpoint, write_random_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV, sha256
 from hub_cache import F5_CHECKPOINT, F5_REPO, VOCOS_REPO, NetworkRecorder, fill_cache
 
-from conftest import RELEASED_VOCOS_CONFIG, Reference, f5tts_preprocessed, hub_env
+from conftest import RELEASED_VOCOS_CONFIG, Reference, f5tts_samples, hub_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_CKPT = f"hf://{F5_REPO}/{F5_CHECKPOINT}"
@@ -154,20 +154,6 @@ def _demo_text() -> str:
     return module.TEXT
 
 
-def f5tts_samples(text: str, tmp_path: Path) -> int:
-    """The length of f5-tts's answer for one chunk of `text` with the shipped reference (infer_batch_process):
-    its duration estimate, the reference frames cut off, and Vocos's (frames - 1) * hop samples."""
-    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
-    ref = Reference(np.ascontiguousarray(audio.T), rate, REFERENCE_TEXT)
-    ref_audio, ref_rate, ref_text = f5tts_preprocessed(ref, tmp_path)
-    assert ref_rate == contract.SAMPLE_RATE
-    if len(ref_text[-1].encode("utf-8")) == 1:
-        ref_text += " "
-    ref_frames = ref_audio.shape[-1] // contract.HOP_LENGTH
-    duration = ref_frames + int(ref_frames / len(ref_text.encode("utf-8")) * len(text.encode("utf-8")))
-    return (duration - ref_frames - 1) * contract.HOP_LENGTH
-
-
 @pytest.mark.slow
 def test_demo_serves_the_released_checkpoint_from_the_hub_cache(released_hub_cache, tmp_path):
     """`make demo` for a user whose cache holds the release: F5TTS_v1_Base, not the demo model, no network."""
@@ -194,6 +180,8 @@ def test_demo_serves_the_released_checkpoint_from_the_hub_cache(released_hub_cac
     assert manifest["vocoder"]["onnx_max_abs_error"] <= 1e-3
     wave, rate = sf.read(str(tmp_path / "demo.wav"), dtype="float32")
     assert rate == contract.SAMPLE_RATE
-    assert len(wave) == f5tts_samples(_demo_text(), tmp_path)
+    audio, sample_rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    reference = Reference(np.ascontiguousarray(audio.T), sample_rate, REFERENCE_TEXT)
+    assert len(wave) == f5tts_samples(reference, _demo_text(), tmp_path)
     assert np.isfinite(wave).all() and np.abs(wave).max() > 0
     shutil.rmtree(tmp_path / "repo")  # 1.3 GB

@@ -10,7 +10,7 @@ import contract
 from client import SynthesisError
 from launcher import TritonServer
 
-from conftest import (LONG_TEXT, SHORT_TEXT, assert_same_audio, export_tiny, f5tts_preprocessed, speak,
+from conftest import (LONG_TEXT, SHORT_TEXT, assert_same_audio, export_tiny, f5tts_samples, speak,
                       speak_concurrently)
 
 OTHER_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Triton batches requests.",
@@ -58,28 +58,15 @@ def test_audio_is_the_same_across_a_server_restart(tiny_repo, reference):
     assert_same_audio(outputs[1], outputs[0], rel=1e-6)
 
 
-def _f5tts_frames(reference, text: str, speed: float, tmp_path) -> int:
-    """Generated frames for a one-chunk text, as f5-tts computes them after its preprocessing."""
-    audio, rate, ref_text = f5tts_preprocessed(reference, tmp_path)
-    assert rate == contract.SAMPLE_RATE
-    ref_frames = audio.shape[-1] // contract.HOP_LENGTH
-    ref_text = ref_text + " " if len(ref_text[-1].encode()) == 1 else ref_text
-    speed = 0.3 if len(text.encode()) < 10 else speed
-    return int(ref_frames / len(ref_text.encode()) * len(text.encode()) / speed)
-
-
 @pytest.mark.parametrize("speed", [0.5, 1.0, 2.0])
 def test_output_length_follows_speed(server, reference, speed, tmp_path):
     got = speak(server, reference, SHORT_TEXT, seed=1, speed=speed)
-    assert got.size == _f5tts_frames(reference, SHORT_TEXT, speed, tmp_path) * contract.HOP_LENGTH
+    assert got.size == f5tts_samples(reference, SHORT_TEXT, tmp_path, speed=speed)
 
 
 def test_output_length_follows_duration(server, reference, tmp_path):
-    total = 9.0  # seconds, reference included
-    got = speak(server, reference, SHORT_TEXT, seed=1, duration=total)
-    ref_frames = f5tts_preprocessed(reference, tmp_path)[0].shape[-1] // contract.HOP_LENGTH
-    want_frames = int(total * contract.SAMPLE_RATE / contract.HOP_LENGTH) - ref_frames
-    assert got.size == want_frames * contract.HOP_LENGTH
+    got = speak(server, reference, SHORT_TEXT, seed=1, duration=9.0)  # seconds, reference included
+    assert got.size == f5tts_samples(reference, SHORT_TEXT, tmp_path, duration=9.0)
 
 
 def test_a_bad_request_fails_alone_inside_a_batch(server, reference):
