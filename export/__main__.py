@@ -19,7 +19,7 @@ from export import model_config as mc
 from export.checkpoint import CheckpointError
 from export.hub import HubUnavailable, fetch_uri
 from export.demo import DEMO_NOTICE, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
-from export.repository import ExportSources, export_repository
+from export.repository import ExportSources, check_output, export_repository
 from export.vocoder import VocoderError
 from pipeline.voices import VoiceError, parse_voice_spec
 from pipeline.f5_model import builtin_config_names, default_vocab_file, resolve_model_config
@@ -104,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     limits = contract.LIMITS
     try:
+        check_output(args.output, args.force)  # before the work, which a bad --output would waste
         defaults = contract.SamplingDefaults(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed)
         for name, bounds in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
                              ("sway_sampling_coef", limits.sway_sampling_coef), ("speed", limits.speed)]:
