@@ -372,9 +372,13 @@ def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_tim
     def nearer(x, a, b):  # in ratio: a shared CPU scales times, it does not shift them
         return abs(math.log(x / a)) < abs(math.log(x / b))
 
+    # perf_analyzer's latency is the whole stream, which is the export's last response ...
     assert nearer(pa_p50, whole, first), f"perf_analyzer p50 {pa_p50:.2f} s vs ours: first {first:.2f}, whole {whole:.2f}"
-    assert last_p50 == pytest.approx(pa_p50, rel=1e-3)  # the export's last responses are perf_analyzer's latency
-    assert nearer(first_p50, first, whole), f"first-audio p50 {first_p50:.2f} s vs first {first:.2f}, whole {whole:.2f}"
+    assert last_p50 == pytest.approx(pa_p50, rel=1e-3)
+    # ... and run.sh's time to first audio is the first piece: a fraction of the stream, as our client sees
+    # it (compared within one run: the shared CPU's load changes between runs)
+    assert first_p50 * 2.5 < last_p50 and first_p50 < whole, \
+        f"first-audio p50 {first_p50:.2f} s, last {last_p50:.2f} s; ours: first {first:.2f}, whole {whole:.2f}"
     refused = subprocess.run([str(ROOT / "perf_analyzer_configs" / "run.sh"), "http", server.http_url, "1"],
                              capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
     assert refused.returncode == 2 and "streams over gRPC only" in refused.stderr
