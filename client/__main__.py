@@ -19,6 +19,7 @@ from pathlib import Path
 
 import contract
 from client.api import SynthesisError, list_voices, stream_synthesize, synthesize
+from client.connection import resolve_endpoint
 from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
 from client.request import SynthesisOptions, build_inputs, http_json_body
 
@@ -26,8 +27,11 @@ from client.request import SynthesisOptions, build_inputs, http_json_body
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m client", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", choices=["grpc", "http"], default="grpc")
-    p.add_argument("--url", help="server address (default: localhost:8001 for gRPC, localhost:8000 for HTTP)")
+    p.add_argument("--protocol", choices=["grpc", "http"],
+                   help="default: the URL's scheme, else grpc")
+    p.add_argument("--url", help="server address: host:port, or with a scheme: http://, https:// (TLS), grpc://, "
+                   "grpcs:// (TLS), which sets the protocol (default: localhost:8001 for gRPC, localhost:8000 for "
+                   "HTTP)")
     p.add_argument("--model", help=f"model to call (default: {contract.TTS_MODEL}, or {contract.STREAM_MODEL} "
                    "with --stream)")
     r = p.add_argument_group("speaker: a reference recording, or a voice registered on the server")
@@ -40,7 +44,7 @@ def parse_args(argv):
     text.add_argument("--text-file", type=Path, help="UTF-8 file with the text to speak")
     p.add_argument("--output", default="out.wav",
                    help="WAV to write (atomically; progressively with --stream); '-' writes raw 16-bit PCM, "
-                        f"mono, {contract.SAMPLE_RATE} Hz to stdout")
+                        f"mono, {contract.SAMPLE_RATE} Hz to stdout (default: %(default)s)")
     p.add_argument("--stream", action="store_true",
                    help=f"stream: audio arrives chunk by chunk from {contract.STREAM_MODEL} (gRPC stream or HTTP SSE)")
     o = p.add_argument_group("sampling options (default: the server's)")
@@ -61,7 +65,8 @@ def parse_args(argv):
     c.add_argument("-H", "--header", action="append", default=[], metavar="NAME=VALUE", help="extra header")
     p.add_argument("--write-request-json", type=Path, metavar="FILE",
                    help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="log each request and response: tensor names, dtypes and shapes")
     args = p.parse_args(argv)
     if not args.list_voices:
         if args.text is None and args.text_file is None:
@@ -84,20 +89,27 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["synthesize"]:
         argv = argv[1:]
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING)
-    url = args.url or ("localhost:8001" if args.protocol == "grpc" else "localhost:8000")
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if args.verbose:
+        logging.getLogger("client").setLevel(logging.DEBUG)
+    try:
+        endpoint = resolve_endpoint(args.url, args.protocol, args.ssl)
+    except ValueError as e:
+        print(f"client: error: {e}", file=sys.stderr)
+        return 2
+    url, protocol = endpoint.url, endpoint.protocol
     try:
         headers = dict(h.split("=", 1) for h in args.header)
     except ValueError:
         print(f"client: error: --header must be NAME=VALUE, got {args.header}", file=sys.stderr)
         return 2
-    connection = dict(ssl=args.ssl, root_certificates=args.root_certificates, private_key=args.private_key,
-                      certificate_chain=args.certificate_chain, verbose=args.verbose)
+    connection = dict(ssl=endpoint.ssl, root_certificates=args.root_certificates, private_key=args.private_key,
+                      certificate_chain=args.certificate_chain)
     # With raw PCM on stdout, everything said to the user goes to stderr.
     say = (lambda line: print(line, file=sys.stderr)) if args.output == "-" else print
     try:
         if args.list_voices:
-            voices = list_voices(url, args.protocol, headers=headers, **connection)
+            voices = list_voices(url, protocol, headers=headers, **connection)
             print("\n".join(voices) if voices else "(no registered voices)")
             return 0
         text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
@@ -113,11 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         reference = (audio, sample_rate, args.reference_text)
         started = time.perf_counter()
         if args.stream:
-            samples, first = _stream(args, text, reference, url, options, headers, connection)
+            samples, first = _stream(args, text, reference, url, protocol, options, headers, connection)
             out_rate = contract.SAMPLE_RATE
         else:
             waveform, out_rate = synthesize(
-                text, *reference, voice=args.voice, url=url, protocol=args.protocol,
+                text, *reference, voice=args.voice, url=url, protocol=protocol,
                 model=args.model or contract.TTS_MODEL, options=options, timeout=args.timeout, headers=headers,
                 **connection)
             if args.output == "-":
@@ -138,10 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _stream(args, text, reference, url, options, headers, connection) -> tuple[int, float | None]:
+def _stream(args, text, reference, url, protocol, options, headers, connection) -> tuple[int, float | None]:
     """Write each piece as it arrives; returns (samples written, seconds to the first piece)."""
     started = time.perf_counter()
-    pieces = stream_synthesize(text, *reference, voice=args.voice, url=url, protocol=args.protocol,
+    pieces = stream_synthesize(text, *reference, voice=args.voice, url=url, protocol=protocol,
                                model=args.model or contract.STREAM_MODEL, options=options, timeout=args.timeout,
                                headers=headers, **connection)
     sink = None if args.output == "-" else ProgressiveWav(args.output, contract.SAMPLE_RATE)

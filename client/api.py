@@ -7,16 +7,20 @@ it as the server finishes each text chunk (gRPC stream or HTTP server-sent event
 from __future__ import annotations
 
 import json
+import logging
 import queue
 from typing import Iterator, Mapping
 
 import numpy as np
 
 import contract
-from client.request import SynthesisOptions, build_inputs, generate_body, grpc_inputs, http_inputs
+from client.connection import Endpoint, describe_error, make_client, resolve_endpoint, ssl_context
+from client.request import SynthesisOptions, build_inputs, generate_body, grpc_inputs, http_inputs, triton_dtype
 
 __all__ = ["SynthesisError", "SynthesisOptions", "synthesize", "synthesize_async", "stream_synthesize",
            "list_voices", "make_client"]
+
+log = logging.getLogger("client")
 
 
 class SynthesisError(RuntimeError):
@@ -27,36 +31,25 @@ class SynthesisError(RuntimeError):
         self.status = status
 
 
-def _wrap(e: Exception) -> SynthesisError:
-    from tritonclient.utils import InferenceServerException
-
-    if isinstance(e, InferenceServerException):
-        return SynthesisError(e.message() or str(e), e.status())
-    return SynthesisError(f"{type(e).__name__}: {e}")
+def _error(e: BaseException, endpoint: Endpoint | None, timeout: float | None = None,
+           connected: bool = False) -> SynthesisError:
+    message, status = describe_error(e, endpoint, timeout, connected)
+    return SynthesisError(message, status)
 
 
-def make_client(url: str, protocol: str = "grpc", *, ssl: bool = False, root_certificates: str | None = None,
-                private_key: str | None = None, certificate_chain: str | None = None, timeout: float | None = None,
-                verbose: bool = False):
-    if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
+def _endpoint(url: str | None, protocol: str | None, client_kwargs: dict) -> Endpoint:
+    """The endpoint, with TLS from the URL's scheme written back into the client options."""
+    try:
+        endpoint = resolve_endpoint(url, protocol, client_kwargs.get("ssl", False))
+    except ValueError as e:
+        raise SynthesisError(str(e)) from None
+    client_kwargs["ssl"] = endpoint.ssl
+    return endpoint
 
-        return grpcclient.InferenceServerClient(url, verbose=verbose, ssl=ssl, root_certificates=root_certificates,
-                                                private_key=private_key, certificate_chain=certificate_chain)
-    if protocol == "http":
-        import tritonclient.http as httpclient
 
-        kwargs = {}
-        if ssl:
-            import gevent.ssl
-
-            ctx = gevent.ssl.create_default_context(cafile=root_certificates)
-            if certificate_chain:
-                ctx.load_cert_chain(certificate_chain, private_key)
-            kwargs = {"ssl": True, "ssl_context_factory": lambda: ctx}
-        t = timeout or 600.0
-        return httpclient.InferenceServerClient(url, verbose=verbose, connection_timeout=t, network_timeout=t, **kwargs)
-    raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
+def _summary(tensors: Mapping[str, np.ndarray]) -> str:
+    """name dtype [shape] of each tensor: what -v shows instead of megabytes of audio."""
+    return ", ".join(f"{name} {triton_dtype(name)} {list(a.shape)}" for name, a in tensors.items())
 
 
 def _result(result) -> tuple[np.ndarray, int]:
@@ -67,28 +60,44 @@ def _result(result) -> tuple[np.ndarray, int]:
 
 def synthesize(text: str, reference_audio: np.ndarray | None = None, reference_sample_rate: int | None = None,
                reference_text: str | None = None, *, voice: str | None = None,
-               url: str = "localhost:8001", protocol: str = "grpc", model: str = contract.TTS_MODEL,
+               url: str | None = None, protocol: str | None = None, model: str = contract.TTS_MODEL,
                options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
                headers: Mapping[str, str] | None = None, client=None, **client_kwargs) -> tuple[np.ndarray, int]:
     """Synthesize `text` in the voice of the reference (or of a registered `voice`);
-    returns (float32 waveform, sample rate)."""
+    returns (float32 waveform, sample rate).
+
+    `url`: host:port or http:// https:// grpc:// grpcs:// host:port (the scheme sets the protocol
+    and TLS); default localhost:8001 for gRPC, localhost:8000 for HTTP. `protocol`: grpc (the
+    default without a scheme) or http.
+    """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
+    endpoint = _endpoint(url, protocol, client_kwargs)
     own = client is None
+    if own:
+        try:
+            client = make_client(endpoint.url, timeout=timeout, **client_kwargs)
+        except ValueError as e:  # our own checks (TLS files)
+            raise SynthesisError(str(e)) from None
+    connected = False
     try:
-        if own:
-            client = make_client(url, protocol, timeout=timeout, **client_kwargs)
-        if protocol == "grpc":
+        log.debug("%s %s request: %s", endpoint.url, model, _summary(tensors))
+        if endpoint.protocol == "grpc":
             result = client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}),
                                   client_timeout=timeout)
         else:
+            if own:
+                # HTTP retries a request whose connection broke on a new one; a server that went away
+                # then reads as "connection refused". Having connected once tells the two apart.
+                client.is_server_live(headers=dict(headers or {}))
+                connected = True
             result = client.infer(model, http_inputs(tensors), headers=dict(headers or {}))
-        return _result(result)
-    except SynthesisError:
-        raise
+        waveform, rate = _result(result)
+        log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, model, len(waveform), rate)
+        return waveform, rate
     except Exception as e:
-        raise _wrap(e) from e
+        raise _error(e, endpoint, timeout, connected) from None
     finally:
-        if own and client is not None:
+        if own:
             client.close()
 
 
@@ -102,13 +111,13 @@ async def synthesize_async(text: str, reference_audio: np.ndarray | None = None,
     try:
         result = await client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}), client_timeout=timeout)
     except Exception as e:
-        raise _wrap(e) from e
+        raise _error(e, None, timeout) from None
     return _result(result)
 
 
 def stream_synthesize(text: str, reference_audio: np.ndarray | None = None, reference_sample_rate: int | None = None,
                       reference_text: str | None = None, *, voice: str | None = None,
-                      url: str = "localhost:8001", protocol: str = "grpc", model: str = contract.STREAM_MODEL,
+                      url: str | None = None, protocol: str | None = None, model: str = contract.STREAM_MODEL,
                       options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
                       headers: Mapping[str, str] | None = None, **client_kwargs) -> Iterator[np.ndarray]:
     """Yield float32 pieces of the speech (24 kHz) as the server finishes each text chunk.
@@ -116,24 +125,29 @@ def stream_synthesize(text: str, reference_audio: np.ndarray | None = None, refe
     The pieces joined are the whole waveform. Closing the iterator early (leaving a `for`
     loop over it, or `close()`; use `contextlib.closing` when you keep a reference) cancels the
     request on the server, so the remaining chunks are not synthesized. `timeout` bounds the
-    wait for each piece. HTTP uses Triton's generate_stream (SSE), which takes reference audio
-    as mono samples. Errors raise SynthesisError with the server's message; its `status` is the
-    HTTP code when the server refuses the request before streaming, else None (Triton's gRPC
-    stream carries no code).
+    wait for each piece. `url` and `protocol` as for synthesize(). HTTP uses Triton's
+    generate_stream (SSE), which takes one flat list per input: reference audio travels as its
+    samples, channel after channel, with the channel count beside them, so the server prepares
+    it exactly as it prepares a gRPC request. Errors raise SynthesisError with the server's
+    message; its `status` is the HTTP code when the server refuses the request before
+    streaming, else None (Triton's gRPC stream carries no code).
     """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
-    if protocol == "grpc":
-        return _grpc_stream(tensors, url, model, timeout, headers, client_kwargs)
-    if protocol == "http":
-        return _http_stream(tensors, url, model, timeout, headers, client_kwargs)
-    raise ValueError(f"protocol must be grpc or http, got {protocol!r}")
+    endpoint = _endpoint(url, protocol, client_kwargs)
+    if endpoint.protocol == "grpc":
+        return _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
+    return _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
 
 
-def _grpc_stream(tensors, url, model, timeout, headers, client_kwargs) -> Iterator[np.ndarray]:
-    client = make_client(url, "grpc", **client_kwargs)
+def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[np.ndarray]:
+    try:
+        client = make_client(endpoint.url, **client_kwargs)
+    except ValueError as e:
+        raise SynthesisError(str(e)) from None
     responses: queue.Queue = queue.Queue()
     finished = False
     try:
+        log.debug("%s %s stream request: %s", endpoint.url, model, _summary(tensors))
         client.start_stream(callback=lambda result, error: responses.put((result, error)),
                             headers=dict(headers or {}))
         client.async_stream_infer(model, grpc_inputs(tensors), enable_empty_final_response=True)
@@ -141,18 +155,20 @@ def _grpc_stream(tensors, url, model, timeout, headers, client_kwargs) -> Iterat
             try:
                 result, error = responses.get(timeout=timeout)
             except queue.Empty:
-                raise SynthesisError(f"no audio from the server within {timeout} s", "DEADLINE_EXCEEDED") from None
+                raise SynthesisError(f"timed out: no audio from the server at {endpoint.url} within {timeout:g} s; "
+                                     "the request was abandoned", "DEADLINE_EXCEEDED") from None
             if error is not None:
-                raise _wrap(error)
+                raise _error(error, endpoint, timeout, connected=True)
             params = result.get_response().parameters
             finished = "triton_final_response" in params and params["triton_final_response"].bool_param
             wave = result.as_numpy(contract.WAVEFORM)
             if wave is not None and wave.size:
+                log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
                 yield wave.reshape(-1).astype(np.float32)
     except SynthesisError:
         raise
     except Exception as e:
-        raise _wrap(e) from e
+        raise _error(e, endpoint, timeout) from None
     finally:
         try:
             client.stop_stream(cancel_requests=not finished)  # a consumer that stopped early cancels the rest
@@ -160,26 +176,32 @@ def _grpc_stream(tensors, url, model, timeout, headers, client_kwargs) -> Iterat
             client.close()
 
 
-def _http_stream(tensors, url, model, timeout, headers, client_kwargs) -> Iterator[np.ndarray]:
-    import ssl as ssl_module
+def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[np.ndarray]:
     import urllib.error
     import urllib.request
 
-    scheme = "https" if client_kwargs.get("ssl") else "http"
+    scheme = "https" if endpoint.ssl else "http"
     context = None
-    if scheme == "https":
-        context = ssl_module.create_default_context(cafile=client_kwargs.get("root_certificates"))
-        if client_kwargs.get("certificate_chain"):
-            context.load_cert_chain(client_kwargs["certificate_chain"], client_kwargs.get("private_key"))
-    request = urllib.request.Request(f"{scheme}://{url}/v2/models/{model}/generate_stream",
-                                     data=json.dumps(generate_body(tensors)).encode("utf-8"),
+    if endpoint.ssl:
+        try:
+            context = ssl_context(client_kwargs.get("root_certificates"), client_kwargs.get("private_key"),
+                                  client_kwargs.get("certificate_chain"))
+        except ValueError as e:
+            raise SynthesisError(str(e)) from None
+    body = generate_body(tensors)
+    log.debug("%s %s generate_stream request: %s", endpoint.url, model, _summary(tensors))
+    request = urllib.request.Request(f"{scheme}://{endpoint.address}/v2/models/{model}/generate_stream",
+                                     data=json.dumps(body).encode("utf-8"),
                                      headers={"Content-Type": "application/json", **dict(headers or {})})
     try:
         response = urllib.request.urlopen(request, timeout=timeout, context=context)
     except urllib.error.HTTPError as e:
         raise SynthesisError(_sse_error(e.read()) or f"HTTP {e.code} {e.reason}", str(e.code)) from None
-    except (urllib.error.URLError, OSError) as e:
-        raise SynthesisError(f"cannot reach {scheme}://{url}: {getattr(e, 'reason', e)}") from None
+    except urllib.error.URLError as e:
+        reason = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
+        raise _error(reason, endpoint, timeout) from None
+    except Exception as e:  # a port that does not speak HTTP, a timeout
+        raise _error(e, endpoint, timeout) from None
     with response:
         try:
             for line in response:
@@ -188,11 +210,15 @@ def _http_stream(tensors, url, model, timeout, headers, client_kwargs) -> Iterat
                 event = json.loads(line[5:])
                 if "error" in event:
                     raise SynthesisError(event["error"])
-                yield np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+                wave = np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+                log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
+                yield wave
         except SynthesisError:
             raise
-        except Exception as e:  # connection lost mid-stream, a malformed event
-            raise SynthesisError(f"the stream from {scheme}://{url} broke off: {type(e).__name__}: {e}") from e
+        except (ValueError, KeyError) as e:  # a malformed event
+            raise SynthesisError(f"the stream from {endpoint.url} broke off: {type(e).__name__}: {e}") from None
+        except Exception as e:  # connection lost mid-stream, a timeout
+            raise _error(e, endpoint, timeout, connected=True) from None
 
 
 def _sse_error(body: bytes) -> str | None:
@@ -206,18 +232,22 @@ def _sse_error(body: bytes) -> str | None:
         return body.decode("utf-8", "replace") or None
 
 
-def list_voices(url: str = "localhost:8001", protocol: str = "grpc", *, model: str = contract.TTS_MODEL,
+def list_voices(url: str | None = None, protocol: str | None = None, *, model: str = contract.TTS_MODEL,
                 headers: Mapping[str, str] | None = None, **client_kwargs) -> list[str]:
     """Names of the voices registered on the server (the f5_tts model config parameter)."""
-    client = make_client(url, protocol, **client_kwargs)
+    endpoint = _endpoint(url, protocol, client_kwargs)
     try:
-        if protocol == "grpc":
+        client = make_client(endpoint.url, **client_kwargs)
+    except ValueError as e:
+        raise SynthesisError(str(e)) from None
+    try:
+        if endpoint.protocol == "grpc":
             config = client.get_model_config(model, headers=dict(headers or {}), as_json=True)["config"]
         else:
             config = client.get_model_config(model, headers=dict(headers or {}))
         value = config.get("parameters", {}).get(contract.VOICES_PARAMETER, {}).get("string_value", "")
         return list(contract.parse_voice_list(value))
     except Exception as e:
-        raise _wrap(e) from e
+        raise _error(e, endpoint) from None
     finally:
         client.close()

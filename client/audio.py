@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 import wave
 from pathlib import Path
 
@@ -13,6 +13,13 @@ import soundfile as sf
 
 def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
     """Any file soundfile reads (WAV, FLAC, OGG, ...) -> float32 [channels, samples], sample rate."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"reference audio file {path} does not exist")
+    if path.is_dir():
+        raise ValueError(f"reference audio {path} is a directory, not an audio file")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"reference audio file {path} is not readable (permission denied)")
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -21,16 +28,21 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def write_wav_atomic(path: str | Path, waveform: np.ndarray, sample_rate: int) -> None:
-    """Write a 16-bit PCM WAV via a temp file + rename: no partial file on failure."""
+    """Write a 16-bit PCM WAV via a temp file + rename: no partial file on failure.
+
+    The temp file is created with mode 0666 minus the umask, as open() would create the file
+    itself (mkstemp's 0600 would survive the rename).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        sf.write(tmp, np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
+        with os.fdopen(fd, "wb") as out:
+            sf.write(out, np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

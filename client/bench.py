@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 import contract
-from client.api import SynthesisError, _wrap, synthesize_async
+from client.api import SynthesisError, synthesize_async
+from client.connection import resolve_endpoint
 from client.audio import load_audio
 from client.request import SynthesisOptions, build_inputs, grpc_inputs
 
@@ -169,14 +170,20 @@ async def _run_level(client, items: list[Item], concurrency: int, count: int, op
     }
 
 
+def _aio_client(url: str):
+    """An asyncio gRPC client for host:port, grpc:// or grpcs:// (TLS with the system's CAs)."""
+    import tritonclient.grpc.aio as aio
+
+    endpoint = resolve_endpoint(url, "grpc")
+    return aio.InferenceServerClient(endpoint.address, ssl=endpoint.ssl)
+
+
 async def run_bench(url: str, items: list[Item], concurrencies: list[int], requests: int, warmup: int,
                     options: SynthesisOptions, model: str = contract.TTS_MODEL, timeout: float = 600.0,
                     show_progress: bool = True) -> dict:
-    import tritonclient.grpc.aio as aio
-
     from tritonclient.utils import InferenceServerException
 
-    client = aio.InferenceServerClient(url)
+    client = _aio_client(url)
     try:
         try:
             ready = await client.is_model_ready(model)
@@ -214,7 +221,7 @@ async def _stream_once(client, item: Item, options: SynthesisOptions, timeout: f
     # The stream ends when the server has sent the request's final response.
     async for result, error in client.stream_infer(one_request(), stream_timeout=timeout):
         if error is not None:
-            raise _wrap(error)
+            raise SynthesisError(error.message() or str(error), error.status())
         wave = result.as_numpy(contract.WAVEFORM)
         if wave is not None and wave.size:
             first = first if first is not None else time.perf_counter() - started
@@ -227,9 +234,7 @@ async def _stream_once(client, item: Item, options: SynthesisOptions, timeout: f
 async def run_streaming_bench(url: str, item: Item, concurrencies: list[int], requests: int, warmup: int,
                               options: SynthesisOptions, timeout: float = 600.0) -> dict:
     """Time to first audio (streaming) next to total latency (whole text), per concurrency."""
-    import tritonclient.grpc.aio as aio
-
-    client = aio.InferenceServerClient(url)
+    client = _aio_client(url)
 
     async def sweep(call, n: int, concurrency: int) -> list:
         pending = list(range(n))
@@ -352,7 +357,8 @@ def print_table(report: dict) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m client bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="localhost:8001", help="gRPC address (default: %(default)s)")
+    p.add_argument("--url", default="localhost:8001",
+                   help="gRPC address: host:port, grpc://host:port or grpcs://host:port (TLS) (default: %(default)s)")
     p.add_argument("--model", default=contract.TTS_MODEL)
     p.add_argument("--manifest", type=Path, help="JSONL requests (default: f5-tts's shipped example)")
     p.add_argument("--concurrency", default="1,2,4,8", help="comma-separated sweep (default: %(default)s)")
@@ -375,6 +381,11 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError
     except ValueError:
         print(f"bench: --concurrency must be positive integers like 1,2,4,8, got {args.concurrency!r}", file=sys.stderr)
+        return 2
+    try:
+        resolve_endpoint(args.url, "grpc")
+    except ValueError as e:
+        print(f"bench: error: {e} (bench speaks gRPC: give the gRPC address, e.g. localhost:8001)", file=sys.stderr)
         return 2
     items = load_manifest(args.manifest) if args.manifest else shipped_examples()
     options = SynthesisOptions(nfe_step=args.nfe_step, seed=args.seed)

@@ -110,14 +110,17 @@ def perf_analyzer_entry(tensors: dict[str, np.ndarray]) -> dict:
 def generate_body(tensors: dict[str, np.ndarray]) -> dict:
     """The JSON body of Triton's generate / generate_stream endpoints: one value per input.
 
-    That endpoint reads a list as a 1-D tensor, so reference audio travels as mono samples
-    (channels averaged here).
+    That endpoint reads a list as a 1-D tensor, so reference audio travels flat, channel after
+    channel, with its channel count beside it: the server unflattens it and downmixes after
+    f5-tts's silence trimming, as for a gRPC request (averaging here would change the audio).
     """
     body = {}
     for name, array in tensors.items():
         sample = array[0]
         if name == contract.REFERENCE_AUDIO:
-            body[name] = [float(np.format_float_positional(v, unique=True)) for v in sample.mean(axis=0)]
+            body[name] = [float(np.format_float_positional(v, unique=True)) for v in sample.reshape(-1)]
+            if sample.shape[0] > 1:
+                body[contract.REFERENCE_CHANNELS] = int(sample.shape[0])
         elif array.dtype == np.object_:
             body[name] = sample.reshape(-1)[0].decode("utf-8")
         else:

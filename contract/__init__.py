@@ -33,6 +33,7 @@ class TensorSpec:
 REFERENCE_AUDIO = "reference_audio"
 REFERENCE_SAMPLE_RATE = "reference_sample_rate"
 REFERENCE_TEXT = "reference_text"
+REFERENCE_CHANNELS = "reference_channels"
 TARGET_TEXT = "target_text"
 NFE_STEP = "nfe_step"
 CFG_STRENGTH = "cfg_strength"
@@ -72,6 +73,9 @@ TTS_INPUTS: tuple[TensorSpec, ...] = (
                doc="sample rate of reference_audio in Hz (resampled to 24000); with reference_audio"),
     TensorSpec(REFERENCE_TEXT, "BYTES", (1,), optional=True,
                doc="UTF-8 transcript of the reference audio; with reference_audio"),
+    TensorSpec(REFERENCE_CHANNELS, "INT32", (1,), optional=True,
+               doc="channel count of reference_audio sent flat, [1, channels * samples], channel after channel "
+                   "(Triton's generate endpoints take flat lists only); absent = reference_audio's first dimension"),
     TensorSpec(VOICE, "BYTES", (1,), optional=True,
                doc="name of a voice registered at export, instead of the three reference inputs"),
     TensorSpec(TARGET_TEXT, "BYTES", (1,), doc="UTF-8 text to speak; long text is chunked"),

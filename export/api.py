@@ -15,7 +15,7 @@ from pathlib import Path
 from export import model_config as mc
 from export.errors import ExportError
 from export.hub import fetch_uri
-from export.repository import ExportSources, export_repository
+from export.repository import ExportSources, check_output, export_repository
 from export.vocoder import resolve_vocoder
 
 # Where f5-tts's own CLI fetches each released model (f5_tts/infer/infer_cli.py).
@@ -65,6 +65,7 @@ def export_model(request: ExportRequest) -> Exported:
     name = "F5TTS_v1_Base_tiny_demo" if request.demo_tiny else Path(request.model_config).stem
     serving = dataclasses.replace(request.serving, demo=request.demo_tiny, model_name=name)
     try:
+        check_output(request.output, request.force)  # before the work, which a bad output would waste
         serving.check()
         voices = tuple(parse_voice_spec(spec) for spec in request.voices)
         for name, path, _ in voices:

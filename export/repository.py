@@ -121,9 +121,22 @@ def _lock_down(root: Path) -> None:
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def prepare_output(output: Path, force: bool) -> Path:
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
+def check_output(output: Path, force: bool) -> None:
+    """Refuse an --output that the export could not replace at its end (before any work)."""
+    output = Path(output).resolve()
+    if output.exists() and not output.is_dir():
+        raise FileExistsError(f"output {output} is a file, not a directory; --output names the model repository "
+                              "directory to write (--force replaces only a directory): choose another path")
+    if output.exists() and any(output.iterdir()) and not force:
         raise FileExistsError(f"output {output} exists and is not empty; pass --force to replace it")
+    blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FileExistsError(f"output {output} cannot be created: {blocking} is a file, not a directory")
+
+
+def prepare_output(output: Path, force: bool) -> Path:
+    """The staging directory beside a checked --output."""
+    check_output(output, force)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.parent / f".{output.name}.export-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)

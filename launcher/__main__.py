@@ -27,12 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m launcher", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model-repository", type=Path, required=True)
+    p.add_argument("--host", default="0.0.0.0",
+                   help="address the HTTP, gRPC and metrics endpoints bind to (default: %(default)s, all interfaces; "
+                        "127.0.0.1 keeps the server on this machine)")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--log-verbose", type=int, default=0)
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for readiness")
-    p.add_argument("--log-file", type=Path, help="server log (default: a temp file)")
+    p.add_argument("--log-file", type=Path, help="server log (default: a temp file, removed after a clean stop "
+                   "and kept after a failure)")
     p.add_argument("--check", action="store_true", help="exit 0 once ready instead of serving")
     p.add_argument("--admin-key", metavar="HEADER=VALUE",
                    help=f"require this header for the admin APIs ({', '.join(ADMIN_PROTOCOLS)}); inference, "
@@ -59,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     server = TritonServer(args.model_repository, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, log_verbose=args.log_verbose,
                           ready_timeout=args.ready_timeout, extra_args=tuple(args.extra),
-                          log_path=args.log_file, admin_key=admin_key, grpc_tls=tls)
+                          log_path=args.log_file, admin_key=admin_key, grpc_tls=tls, host=args.host)
     try:
         server.start()
     except ServerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"tritonserver ready: pid {server.pid}, HTTP {server.http_url}, gRPC {server.grpc_url}, "
-          f"metrics {server.metrics_url}, log {server.log_path}", flush=True)
+    kept = "" if args.log_file else " (removed after a clean stop)"
+    print(f"tritonserver ready: pid {server.pid}, {server.bound()}, log {server.log_path}{kept}", flush=True)
     if args.check:
         server.stop()
         return 0

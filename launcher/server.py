@@ -7,6 +7,7 @@ build needs the environment prepared by `python_stub_env()`; see DESIGN.md.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -100,18 +101,22 @@ def free_port() -> int:
 
 
 # Noise the server prints on machines without a GPU; never the cause of a failure.
-_IRRELEVANT = ("NVML", "DCGM")
+_IRRELEVANT = ("NVML", "DCGM", "CudaDriverHelper has not been initialized")
 
 
 def model_error_lines(log_text: str, limit: int = 6) -> list[str]:
-    """The server log lines that explain a failed start: each model's load failure first."""
+    """The server log lines that explain a failed start: each model's load failure or an
+    endpoint that could not start (a port in use) first, then the other errors."""
     lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
     lines = [ln for ln in lines if not any(word in ln for word in _IRRELEVANT)]
-    failures = [ln.replace("\\n", " | ") for ln in lines if "failed to load '" in ln]
-    errors = [ln for ln in lines if re.match(r"^E\d{4} ", ln) and "failed to load '" not in ln]
+    failures = [ln.replace("\\n", " | ") for ln in lines if "failed to load '" in ln or "failed to start" in ln]
+    errors = [ln for ln in lines if re.match(r"^E\d{4} ", ln) and ln not in failures and
+              "failed to load '" not in ln]
     fatal = [ln for ln in lines if ln.startswith("error:") or "unrecognized option" in ln]
     return (failures + fatal + errors)[:limit]
 
+
+_LABEL = {"http": "HTTP", "grpc": "gRPC", "metrics": "metrics"}
 
 # Triton APIs that change or expose the server's internals; with an admin key they require
 # its header, while health, metadata, inference, model config and statistics stay open.
@@ -142,7 +147,10 @@ class TritonServer:
     # (header, value) that admin APIs require (ADMIN_PROTOCOLS, both endpoints); None: all open
     admin_key: tuple[str, str] | None = None
     grpc_tls: GrpcTls | None = None
+    # Address the HTTP, gRPC and metrics endpoints bind to: all interfaces, or e.g. 127.0.0.1.
+    host: str = "0.0.0.0"
     process: subprocess.Popen | None = field(default=None, init=False)
+    _temp_log: bool = field(default=False, init=False, repr=False)  # log_path is ours to remove
     _stubs_at_ready: dict[int, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -152,16 +160,27 @@ class TritonServer:
         self.metrics_port = self.metrics_port or free_port()
 
     @property
+    def _connect_host(self) -> str:
+        """Where a client on this machine reaches the server (a wildcard bind is not an address)."""
+        return "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+
+    @property
     def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
+        return f"{self._connect_host}:{self.http_port}"
 
     @property
     def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+        return f"{self._connect_host}:{self.grpc_port}"
 
     @property
     def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return f"http://{self._connect_host}:{self.metrics_port}/metrics"
+
+    def bound(self) -> str:
+        """What the endpoints listen on, as a user should read it."""
+        where = " (all interfaces)" if self.host in ("0.0.0.0", "::", "") else ""
+        return (f"HTTP {self.host}:{self.http_port}, gRPC {self.host}:{self.grpc_port}, "
+                f"metrics {self.host}:{self.metrics_port}{where}")
 
     @property
     def pid(self) -> int | None:
@@ -203,8 +222,11 @@ class TritonServer:
             "--strict-readiness=true",
             "--model-control-mode=none",
             "--disable-auto-complete-config",
+            f"--http-address={self.host}",
             f"--http-port={self.http_port}",
+            f"--grpc-address={self.host}",
             f"--grpc-port={self.grpc_port}",
+            f"--metrics-address={self.host}",
             f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true",
             f"--log-verbose={self.log_verbose}",
@@ -231,10 +253,11 @@ class TritonServer:
         if not self.model_repository.is_dir():
             raise ServerError(f"model repository {self.model_repository} is not a directory")
         binary = find_tritonserver()
+        self._check_ports()
         if self.log_path is None:
             fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
             os.close(fd)
-            self.log_path = Path(name)
+            self.log_path, self._temp_log = Path(name), True
         cmd = self.command(binary)
         log.info("starting %s", " ".join(cmd))
         with open(self.log_path, "wb") as log_file:
@@ -254,6 +277,21 @@ class TritonServer:
         """GET `path` on this server's HTTP endpoint, never through HTTP_PROXY: a user's proxy cannot
         reach the loopback address this server listens on."""
         return _NO_PROXY.open(f"http://{self.http_url}{path}", timeout=timeout)
+
+    def _check_ports(self) -> None:
+        """A port in use fails the start at once, naming it. Else tritonserver would fail after
+        seconds with GPU noise first, and the readiness poll could even reach the other server."""
+        for name, port in [("http", self.http_port), ("grpc", self.grpc_port), ("metrics", self.metrics_port)]:
+            family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is no clash
+                try:
+                    s.bind((self.host, port))
+                except OSError as e:
+                    why = "is already in use (another server, perhaps an earlier tritonserver, listens there)" \
+                        if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
+                    raise ServerError(f"{_LABEL[name]} port {port} on {self.host} "
+                                      f"{why}; stop that process or choose another --{name}-port") from None
 
     def is_ready(self) -> bool:
         try:
@@ -283,7 +321,11 @@ class TritonServer:
         return f"{headline}; server log {self.log_path}:\n  {detail}"
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
-        """SIGTERM the server's process group, SIGKILL it after `grace` seconds."""
+        """SIGTERM the server's process group, SIGKILL it after `grace` seconds.
+
+        A temporary log (no log_path given) is removed after a clean stop (exit code 0) and kept
+        after anything else, for the post-mortem.
+        """
         proc, self.process = self.process, None
         if proc is None:
             return None
@@ -297,6 +339,11 @@ class TritonServer:
                 proc.wait()
         # Stubs may outlive a killed server; the group signal reaches them too.
         _signal_group(proc.pid, signal.SIGKILL)
+        if self._temp_log and self.log_path is not None:
+            if proc.returncode == 0:
+                self.log_path.unlink(missing_ok=True)
+            else:
+                log.warning("tritonserver exited with code %s; its log is kept at %s", proc.returncode, self.log_path)
         return proc.returncode
 
     def __enter__(self) -> "TritonServer":

@@ -10,7 +10,12 @@
 #   OUT            CSV with one row per concurrency (default build/perf_analyzer_<protocol>.csv)
 #   PERF_ANALYZER  the binary (default: perf_analyzer on PATH, else .venv/bin/perf_analyzer)
 #   MODEL          f5_tts (default), or f5_tts_stream: the decoupled streaming model, measured over
-#                  a gRPC stream (perf_analyzer --streaming; the same input data)
+#                  a gRPC stream (perf_analyzer --streaming; the same input data). perf_analyzer's
+#                  own latency for it is to the LAST response (the whole stream), whatever it
+#                  prints; the script adds time to first audio from the per-response timestamps of
+#                  --profile-export-file (stream_latency.py), also written to FIRST_AUDIO_OUT
+#                  (default: OUT with _first_audio before .csv)
+#   PYTHON         interpreter for stream_latency.py (default: .venv/bin/python, else python3)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 protocol=${1:-grpc}
@@ -27,6 +32,9 @@ streaming=()
 if [[ "$model" == f5_tts_stream ]]; then
   [[ "$protocol" == grpc ]] || { echo "run.sh: $model streams over gRPC only (perf_analyzer --streaming)" >&2; exit 2; }
   streaming=(--streaming)
+  first_out=${FIRST_AUDIO_OUT:-${out%.csv}_first_audio.csv}
+  py=${PYTHON:-$( [[ -x "$here/../.venv/bin/python" ]] && echo "$here/../.venv/bin/python" || command -v python3)}
+  rm -f "$first_out"
 fi
 mkdir -p "$(dirname "$out")"
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -37,10 +45,15 @@ for c in $concurrencies; do
         --measurement-mode count_windows --measurement-request-count "${WINDOW_REQUESTS:-8}"
         --stability-percentage 50 --max-trials 6 --percentile 95 -f "$tmp/$c.csv")
   [[ "$count" != 0 ]] && args+=(--request-count "$count")
+  (( ${#streaming[@]} )) && args+=(--profile-export-file "$tmp/$c.profile.json")
   "$pa" "${args[@]}" "$@"
+  if (( ${#streaming[@]} )); then
+    "$py" "$here/stream_latency.py" "$tmp/$c.profile.json" --percentile 95 --csv "$first_out"
+  fi
 done
 first=1
 for c in $concurrencies; do
   if (( first )); then cat "$tmp/$c.csv"; first=0; else tail -n +2 "$tmp/$c.csv"; fi
 done > "$out"
 echo "wrote $out"
+if (( ${#streaming[@]} )); then echo "wrote $first_out (time to first audio)"; fi

@@ -111,23 +111,60 @@ IGNORED_KEYS = ("initted", "step", "mel_spec.mel_stft.mel_scale.fb", "mel_spec.m
 TEXT_EMBEDDING = "transformer.text_embed.text_embed.weight"
 
 
+def _expected_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if k not in IGNORED_KEYS}
+
+
+def fitting_configs(state: dict[str, torch.Tensor]) -> list[str]:
+    """f5-tts's own configs (f5_tts/configs) whose model has exactly the shapes of `state`
+    (several can: v1 and the first release share their shapes).
+
+    The models are built on the meta device: shapes only, no memory, milliseconds each.
+    """
+    if TEXT_EMBEDDING not in state:
+        return []
+    vocab = {str(i): i for i in range(state[TEXT_EMBEDDING].shape[0] - 1)}  # row 0 is the filler token
+    have = {k: tuple(v.shape) for k, v in state.items() if k not in IGNORED_KEYS}
+    fits = []
+    for name in builtin_config_names():
+        try:
+            config = ModelConfig.load(resolve_model_config(name))
+            with torch.device("meta"):
+                model = build_cfm(config, vocab)
+        except Exception:  # a config this server cannot serve (other mel settings, backbone)
+            continue
+        if _expected_shapes(model) == have:
+            fits.append(name)
+    return sorted(fits, key=lambda n: ("_v1_" not in n, n))  # the released v1 configs first
+
+
 def state_dict_problems(state: dict[str, torch.Tensor], model: torch.nn.Module, vocab_size: int) -> list[str]:
-    """Why `state` does not load into `model`: vocab size, missing/unexpected keys, shapes."""
-    expected = {k: v for k, v in model.state_dict().items() if k not in IGNORED_KEYS}
+    """Why `state` does not load into `model`, most likely cause first: a checkpoint of another
+    model size (naming the f5-tts config it fits), vocab size, missing/unexpected keys, shapes."""
+    expected = _expected_shapes(model)
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(have))
+    unexpected = sorted(set(have) - set(expected) - set(IGNORED_KEYS))
+    mismatched = [k for k in expected if k in have and have[k] != expected[k]]
+    # Only the row count of the text embedding differs: the vocab file, not the model size.
+    vocab_only = TEXT_EMBEDDING in mismatched and have[TEXT_EMBEDDING][1:] == expected[TEXT_EMBEDDING][1:]
+    shapes = [k for k in mismatched if not (k == TEXT_EMBEDDING and vocab_only)]
     problems = []
-    if TEXT_EMBEDDING in state and TEXT_EMBEDDING in expected and \
-            state[TEXT_EMBEDDING].shape != expected[TEXT_EMBEDDING].shape:
-        trained = state[TEXT_EMBEDDING].shape[0] - 1  # row 0 is f5-tts's filler token
+    if missing or unexpected or shapes:
+        fits = fitting_configs(state)
+        problems.append("the checkpoint is of another model size or architecture than the config: " + (
+            f"its shapes fit f5-tts's {' or '.join(fits)} config (--model-config {fits[0]})" if fits else
+            f"its shapes fit none of f5-tts's configs ({', '.join(builtin_config_names())}); pass the YAML "
+            "config it was trained with"))
+    if TEXT_EMBEDDING in mismatched and have[TEXT_EMBEDDING][0] != expected[TEXT_EMBEDDING][0]:
+        trained = have[TEXT_EMBEDDING][0] - 1  # row 0 is f5-tts's filler token
         problems.append(f"vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has "
                         f"{vocab_size}; use the vocab.txt that came with the checkpoint")
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
     if missing:
         problems.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:5])}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:5])}")
-    shapes = [f"{k}: weights {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-              for k, v in expected.items() if k in state and k != TEXT_EMBEDDING and state[k].shape != v.shape]
     if shapes:
-        problems.append(f"{len(shapes)} shape mismatches, e.g. {'; '.join(shapes[:3])}")
+        problems.append(f"{len(shapes)} shape mismatches, e.g. " + "; ".join(
+            f"{k}: weights {have[k]} vs model {expected[k]}" for k in shapes[:3]))
     return problems

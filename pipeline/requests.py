@@ -103,6 +103,7 @@ def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.n
         audio = audio[0]
     if audio.ndim != 2:
         raise RequestError(f"input '{name}' must be [channels, samples], got shape {list(audio.shape)}")
+    audio = _unflatten(audio, _number(tensors, contract.REFERENCE_CHANNELS, None, (1, limits.max_channels), int))
     channels, samples = audio.shape
     if not 1 <= channels <= limits.max_channels:
         raise RequestError(f"input '{name}' has {channels} channels; 1 to {limits.max_channels} are allowed "
@@ -121,7 +122,24 @@ def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.n
     return audio
 
 
-_REFERENCE_INPUTS = (contract.REFERENCE_AUDIO, contract.REFERENCE_SAMPLE_RATE, contract.REFERENCE_TEXT)
+def _unflatten(audio: np.ndarray, channels: int | None) -> np.ndarray:
+    """[1, channels * samples] (channel after channel) -> [channels, samples], as a request from
+    Triton's generate endpoints sends several channels; the downmix then happens here, after
+    f5-tts's silence trimming, as for every other request."""
+    if channels is None or audio.shape[0] == channels:
+        return audio
+    name, count = contract.REFERENCE_AUDIO, contract.REFERENCE_CHANNELS
+    if audio.shape[0] != 1:
+        raise RequestError(f"input '{count}' is {channels} but '{name}' has {audio.shape[0]} channels; send "
+                           f"'{name}' flat ([1, channels * samples]) with '{count}', or as [channels, samples] alone")
+    if audio.shape[1] % channels:
+        raise RequestError(f"input '{name}' holds {audio.shape[1]} samples, which is not a multiple of "
+                           f"'{count}' ({channels}); send the channels one after the other, each complete")
+    return audio.reshape(channels, -1)
+
+
+_REFERENCE_INPUTS = (contract.REFERENCE_AUDIO, contract.REFERENCE_SAMPLE_RATE, contract.REFERENCE_TEXT,
+                     contract.REFERENCE_CHANNELS)
 
 
 def _known(voices: Collection[str]) -> str:

@@ -27,6 +27,7 @@ import soundfile as sf
 
 import contract
 from client.api import SynthesisError, SynthesisOptions, synthesize_async
+from client.connection import resolve_endpoint
 
 TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
 _SPECS = {s.name: s for s in contract.TTS_INPUTS}
@@ -133,7 +134,8 @@ class Handler:
 
         loop = asyncio.get_running_loop()
         if loop not in self._clients:
-            self._clients[loop] = aio.InferenceServerClient(self.grpc_url)
+            endpoint = resolve_endpoint(self.grpc_url, "grpc")  # host:port, grpc:// or grpcs://
+            self._clients[loop] = aio.InferenceServerClient(endpoint.address, ssl=endpoint.ssl)
         return self._clients[loop]
 
     async def __call__(self, job: dict) -> dict:

@@ -186,3 +186,131 @@ def test_perf_analyzer_measures_the_server(server, tmp_path, protocol):
     assert re.findall(r"Request count: (\d+)", out) == ["4", "4"]
     rows = csv.read_text().splitlines()
     assert rows[0].startswith("Concurrency") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+# --- URLs, construction errors, messages a new user meets -----------------------------------
+def _one_clean_line(proc) -> str:
+    """A failed CLI run said one `client: error:` line and no traceback (from us or from tritonclient's
+    destructors)."""
+    err = proc.stderr.strip()
+    assert proc.returncode != 0
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.startswith("client: error: ") and "\n" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("args", [
+    ["--list-voices", "--protocol", "http", "--url", "http://{http}"],  # the issue's reproduction
+    ["--list-voices", "--url", "http://{http}/"],  # the scheme alone picks HTTP
+    ["--list-voices", "--url", "grpc://{grpc}"],
+], ids=["http_scheme_and_protocol", "http_scheme_only", "grpc_scheme"])
+def test_cli_takes_urls_with_a_scheme(server, args):
+    proc = run_client(*[a.format(http=server.http_url, grpc=server.grpc_url) for a in args])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["nature"] and proc.stderr == ""
+
+
+def test_python_api_takes_urls_with_a_scheme_and_refuses_a_contradiction(server, reference):
+    from client import list_voices
+
+    options = SynthesisOptions(seed=4, nfe_step=2)
+    args = (SHORT_TEXT, reference.audio, reference.sample_rate, reference.text)
+    via_http, _ = synthesize(*args, url=f"http://{server.http_url}", options=options)
+    via_grpc, _ = synthesize(*args, url=f"grpc://{server.grpc_url}", options=options)
+    np.testing.assert_array_equal(via_http, via_grpc)
+    assert list_voices(f"http://{server.http_url}") == list_voices(f"grpc://{server.grpc_url}") == ["nature"]
+    with pytest.raises(SynthesisError, match="is an HTTP address but the protocol asked for is grpc"):
+        synthesize(*args, url=f"http://{server.http_url}", protocol="grpc")
+    with pytest.raises(SynthesisError, match=r"scheme 'ftp://' is not supported; use host:port, or http://"):
+        list_voices(f"ftp://{server.http_url}")
+
+
+def test_bench_takes_a_grpc_url_and_refuses_an_http_one(server, tmp_path):
+    proc = run_client("bench", "--url", f"grpc://{server.grpc_url}", "--concurrency", "1", "--requests", 1,
+                      "--warmup", 0, "--nfe-step", 2, "--output-dir", tmp_path, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    refused = run_client("bench", "--url", f"http://{server.http_url}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert "bench speaks gRPC" in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_runpod_handler_takes_a_grpc_url(server):
+    import asyncio
+
+    from runpod_worker.handler import Handler
+
+    job = {"input": {"text": SHORT_TEXT, "voice": "nature", "nfe_step": 2, "seed": 1}}
+    answer = asyncio.run(Handler(f"grpc://{server.grpc_url}")(job))
+    assert "error" not in answer, answer
+    assert answer["sample_rate"] == contract.SAMPLE_RATE
+
+
+MISSING_PEM = "/nonexistent/ca.pem"
+SPEAK = ["--voice", "nature", "--text", SHORT_TEXT]
+
+
+@pytest.mark.parametrize("args", [
+    ["--list-voices", "--ssl", "--root-certificates", MISSING_PEM],
+    ["--list-voices", "--protocol", "http", "--ssl", "--root-certificates", MISSING_PEM],
+    [*SPEAK, "--ssl", "--root-certificates", MISSING_PEM],
+    [*SPEAK, "--protocol", "http", "--ssl", "--root-certificates", MISSING_PEM],
+    [*SPEAK, "--stream", "--ssl", "--root-certificates", MISSING_PEM],
+    [*SPEAK, "--stream", "--url", "https://localhost:1", "--root-certificates", MISSING_PEM],
+    ["--list-voices", "--url", "ftp://localhost:1"],
+    [*SPEAK, "--url", "localhost:http"],
+], ids=["grpc_list", "http_list", "grpc_unary", "http_unary", "grpc_stream", "https_stream", "bad_scheme",
+        "bad_port"])
+def test_a_client_that_cannot_be_built_says_one_line_and_no_traceback(tmp_path, args):
+    err = _one_clean_line(run_client(*args, "--output", tmp_path / "out.wav"))
+    if MISSING_PEM in args:
+        assert f"root certificates file {MISSING_PEM} does not exist" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_missing_reference_file_is_named(tmp_path):
+    missing = tmp_path / "missing.wav"
+    err = _one_clean_line(run_client("--reference-audio", missing, "--reference-text", "hi", "--text", "hi",
+                                     "--output", tmp_path / "out.wav"))
+    assert err == f"client: error: reference audio file {missing} does not exist"
+
+
+@pytest.mark.parametrize("protocol,stream", [("http", False), ("grpc", False), ("http", True)])
+def test_the_wrong_port_for_the_protocol_is_named(server, tmp_path, protocol, stream):
+    url = server.grpc_url if protocol == "http" else server.http_url  # each protocol at the other's port
+    err = _one_clean_line(run_client("--protocol", protocol, "--url", url, *SPEAK, *(["--stream"] if stream else []),
+                                     "--output", tmp_path / "out.wav", "--timeout", 30))
+    other = "gRPC" if protocol == "http" else "HTTP"
+    assert f"is it the {other} port?" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_verbose_summarises_tensors_instead_of_printing_them(server, tmp_path):
+    proc = run_client("--url", server.grpc_url, "--reference-audio", REFERENCE_WAV, "--reference-text",
+                      REFERENCE_TEXT, "--text", SHORT_TEXT, "--nfe-step", 2, "--output", tmp_path / "out.wav", "-v")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stderr) < 2000, f"-v printed {len(proc.stderr)} characters"
+    assert re.search(r"reference_audio FP32 \[1, 1, \d+\]", proc.stderr) and "target_text BYTES [1, 1]" in proc.stderr
+    assert re.search(r"response: waveform \[\d+\] at 24000 Hz", proc.stderr)
+
+
+def test_help_names_the_default_output():
+    proc = run_client("--help")
+    assert proc.returncode == 0
+    assert "(default: out.wav)" in " ".join(proc.stdout.split())
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_wavs_get_the_permissions_of_the_umask(tmp_path, umask):
+    from client.audio import ProgressiveWav, write_wav_atomic
+
+    old = os.umask(umask)
+    try:
+        write_wav_atomic(tmp_path / "unary.wav", np.zeros(100, np.float32), contract.SAMPLE_RATE)
+        streamed = ProgressiveWav(tmp_path / "streamed.wav", contract.SAMPLE_RATE)
+        streamed.write(np.zeros(100, np.float32))
+        streamed.close()
+    finally:
+        os.umask(old)
+    for name in ("unary.wav", "streamed.wav"):
+        assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o666 & ~umask), name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.wav", "unary.wav"]  # no temp file left

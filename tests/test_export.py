@@ -207,3 +207,36 @@ def test_released_vocos_architecture_matches_pytorch_on_real_speech(tmp_path, sp
     # torch.istft(center=True) trims n_fft // 2 at both ends: what f5-tts's vocos.decode returns
     want = (frames - 1) * contract.HOP_LENGTH if padding == "center" else frames * contract.HOP_LENGTH
     assert waveform.shape == (1, want)
+
+
+def test_force_onto_a_file_is_refused_before_any_work(tmp_path):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("hello\n")
+    proc = subprocess.run([sys.executable, "-m", "export", "--demo-tiny", "--output", str(afile), "--force"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and "[1/" not in proc.stdout  # no step ran
+    assert f"output {afile} is a file, not a directory" in proc.stderr
+    assert afile.read_text() == "hello\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]
+
+
+def test_a_checkpoint_of_another_size_is_not_called_a_vocab_mismatch(capsys, tiny, tmp_path):
+    """The issue's reproduction: a tiny checkpoint against F5TTS_v1_Small (same vocab, other widths)."""
+    rc, out = _export(capsys, tiny, tmp_path / "o", config="F5TTS_v1_Small")
+    assert rc == 2
+    assert "vocab size mismatch" not in out, out
+    assert "does not match the model config: the checkpoint is of another model size" in out
+    assert "its shapes fit none of f5-tts's configs" in out
+
+
+def test_a_mismatch_names_the_f5_tts_config_the_checkpoint_fits():
+    from pipeline.f5_model import resolve_model_config, state_dict_problems
+
+    vocab, size = load_vocab(default_vocab_file())
+    with torch.device("meta"):  # shapes only
+        small = build_cfm(ModelConfig.load(resolve_model_config("F5TTS_v1_Small")), vocab)
+        base = build_cfm(ModelConfig.load(resolve_model_config("F5TTS_v1_Base")), vocab)
+    problems = state_dict_problems(small.state_dict(), base, size)
+    assert problems[0].startswith("the checkpoint is of another model size"), problems
+    assert "fit f5-tts's F5TTS_v1_Small or F5TTS_Small config (--model-config F5TTS_v1_Small)" in problems[0]
+    assert not any("vocab" in p for p in problems), problems

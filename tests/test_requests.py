@@ -60,6 +60,11 @@ def test_options_are_read():
     ({contract.SPEED: np.array([[0.0]], np.float32)}, "'speed' is 0.0; allowed range is \\[0.3, 3.0\\]"),
     ({contract.SEED: np.array([[-2]])}, "'seed' is -2"),
     ({contract.DURATION: np.array([[500.0]], np.float32)}, "'duration' is 500.0"),
+    ({contract.REFERENCE_CHANNELS: np.array([[2]], np.int32),
+      contract.REFERENCE_AUDIO: np.full((1, 1, 24001), 0.1, np.float32)}, "24001 samples, which is not a multiple of"),
+    ({contract.REFERENCE_CHANNELS: np.array([[2]], np.int32),
+      contract.REFERENCE_AUDIO: np.full((1, 3, 24000), 0.1, np.float32)}, "'reference_channels' is 2 but"),
+    ({contract.REFERENCE_CHANNELS: np.array([[9]], np.int32)}, "'reference_channels' is 9; allowed range is \\[1, 8\\]"),
 ])
 def test_invalid_requests_are_refused_with_a_clear_message(overrides, message):
     with pytest.raises(RequestError, match=message):
@@ -105,3 +110,13 @@ def test_model_parameters_are_parsed_and_checked():
 def test_instance_device_follows_the_instance_kind():
     assert instance_device({"model_instance_kind": "GPU", "model_instance_device_id": "1"}) == "cuda:1"
     assert instance_device({"model_instance_kind": "CPU", "model_instance_device_id": "0"}) == "cpu"
+
+
+def test_flat_reference_with_its_channel_count_is_unflattened_channel_after_channel():
+    """What HTTP generate_stream sends: [1, channels * samples] and the count; same as [channels, samples]."""
+    stereo = np.stack([np.full(24000, 0.1, np.float32), np.full(24000, -0.2, np.float32)])[None]
+    flat = _tensors(**{contract.REFERENCE_AUDIO: stereo.reshape(1, 1, -1),
+                       contract.REFERENCE_CHANNELS: np.array([[2]], np.int32)})
+    np.testing.assert_array_equal(parse_request(flat).reference_audio, stereo[0])
+    shaped = _tensors(**{contract.REFERENCE_AUDIO: stereo, contract.REFERENCE_CHANNELS: np.array([[2]], np.int32)})
+    np.testing.assert_array_equal(parse_request(shaped).reference_audio, stereo[0])

@@ -96,3 +96,23 @@ def test_pt_checkpoint_exports_loads_and_serves_like_safetensors(tiny, tmp_path,
         from_pt = speak(srv, reference, seed=11)
     from_safetensors = speak(server, reference, seed=11)
     assert_same_audio(from_pt, from_safetensors, rel=1e-6)
+
+
+def test_a_clipped_reference_is_logged_in_the_server_log(server, reference):
+    """The pipeline logs through stdlib logging; the model routes it to Triton's log."""
+    import time
+
+    from conftest import Reference
+
+    line = "clipped to"
+    seen = server.log_text().count(line)
+    long = Reference(np.tile(reference.audio, (1, 5)), reference.sample_rate, reference.text)  # 26.7 s
+    assert 25 < long.audio.shape[1] / long.sample_rate < contract.LIMITS.max_reference_seconds
+    speak(server, long, SHORT_TEXT, nfe_step=2)
+    deadline = time.monotonic() + 30  # the stub's log records reach the server asynchronously
+    while server.log_text().count(line) == seen and time.monotonic() < deadline:
+        time.sleep(0.2)
+    logged = server.log_text().split("\n")
+    clipped = [ln for ln in logged if line in ln]
+    assert len(clipped) == seen + 1, "the clip was not logged"
+    assert "pipeline.synthesizer: request 0: reference of 26.7 s clipped to" in clipped[-1]

@@ -14,6 +14,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import contract
+from pipeline.logs import forward_logs
 from pipeline.parameters import TtsParameters, instance_device
 from pipeline.requests import RequestError, parse_request
 from pipeline.synthesizer import Synthesizer
@@ -22,6 +23,7 @@ from pipeline.vocoder import OnnxVocoder
 class TritonPythonModel:
     def initialize(self, args):
         started = time.monotonic()
+        forward_logs(pb_utils.Logger.log_info, pb_utils.Logger.log_warn, pb_utils.Logger.log_error)
         config = json.loads(args["model_config"])
         self.params = TtsParameters.from_triton(config.get("parameters", {}))
         device = instance_device(args)

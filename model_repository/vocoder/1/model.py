@@ -8,12 +8,14 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import contract
+from pipeline.logs import forward_logs
 from pipeline.parameters import VocoderParameters, instance_device
 from pipeline.vocoder import OnnxVocoder
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        forward_logs(pb_utils.Logger.log_info, pb_utils.Logger.log_warn, pb_utils.Logger.log_error)
         params = VocoderParameters.from_triton(json.loads(args["model_config"]).get("parameters", {}))
         model_dir = Path(args["model_repository"]) / args["model_version"]
         self.vocoder = OnnxVocoder(model_dir / params.onnx_file, device=instance_device(args))
