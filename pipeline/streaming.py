@@ -9,7 +9,7 @@ audio until the next chunk arrives, so the pieces sent, concatenated, equal
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -55,6 +55,26 @@ class StreamJoiner:
     def finish(self) -> np.ndarray:
         out, self._pending = self._pending.astype(np.float32), np.zeros(0)
         return out
+
+
+def chunk_inputs(inputs: Mapping[str, np.ndarray], index: int, first_chunk_chars: int) -> dict[str, np.ndarray]:
+    """The f5_tts inputs that ask for chunk `index` of a stream request's text: the request's own
+    inputs, its first-chunk budget (`first_chunk_chars` when it sent none), and the chunk index."""
+    chunk = {name: value for name, value in inputs.items() if name != contract.CHUNK_INDEX}
+    chunk.setdefault(contract.FIRST_CHUNK_CHARS, np.array([[first_chunk_chars]], dtype=np.int32))
+    chunk[contract.CHUNK_INDEX] = np.array([[index]], dtype=np.int32)
+    return chunk
+
+
+def chunk_result(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
+    """(waveform, chunk count) from f5_tts's outputs for one chunk request."""
+    return outputs[contract.WAVEFORM].reshape(-1), int(outputs[contract.CHUNK_COUNT].reshape(-1)[0])
+
+
+def piece_outputs(samples: np.ndarray) -> dict[str, np.ndarray]:
+    """The stream model's output tensors for one piece of audio (contract.STREAM_OUTPUTS)."""
+    return {contract.WAVEFORM: np.asarray(samples, dtype=np.float32)[None],
+            contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32)}
 
 
 # infer_chunk(k) -> (waveform of chunk k, number of chunks); send(samples, final)

@@ -40,7 +40,7 @@ MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - re
 SLOW_CHUNK_BYTES = 10  # infer_batch_process speaks chunks shorter than this at speed 0.3
 SLOW_CHUNK_SPEED = 0.3
 
-# mels [100, frames] -> waveforms, one per mel (in-process ONNX runtime, or BLS to `vocoder`)
+# mels [100, frames] -> waveforms, one per mel (pipeline.vocoder.OnnxVocoder in the f5_tts model)
 Vocode = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
 
 WEIGHTS_FILE = "model.safetensors"
@@ -71,6 +71,12 @@ def _tokens(text: str) -> list[str]:
 class Speech:
     waveform: np.ndarray  # float32 at 24 kHz: the whole text, or the one chunk asked for
     chunk_count: int  # chunks the target text was split into
+
+    def outputs(self) -> dict[str, np.ndarray]:
+        """The f5_tts output tensors of this answer (contract.TTS_OUTPUTS), batch dimension first."""
+        return {contract.WAVEFORM: self.waveform[None].astype(np.float32),
+                contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
+                contract.CHUNK_COUNT: np.array([[self.chunk_count]], dtype=np.int32)}
 
 
 def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[str]:

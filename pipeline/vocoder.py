@@ -9,8 +9,20 @@ from typing import Sequence
 import numpy as np
 
 import contract
+from pipeline.requests import RequestError
 
 ONNX_FILE = "vocos.onnx"
+
+
+def check_mel(mel: np.ndarray) -> np.ndarray:
+    """A vocoder request's mel [batch, 100, frames] as float32; RequestError for one it cannot decode."""
+    mel = np.asarray(mel)
+    if mel.ndim != 3 or mel.shape[1] != contract.N_MELS:
+        raise RequestError(f"input '{contract.MEL}' must be [batch, {contract.N_MELS}, frames], "
+                           f"got shape {list(mel.shape)}")
+    if not np.isfinite(mel).all():
+        raise RequestError(f"input '{contract.MEL}' contains NaN or Inf")
+    return np.ascontiguousarray(mel, dtype=np.float32)
 
 
 def onnxruntime_without_telemetry():

@@ -10,7 +10,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import contract
@@ -19,6 +18,7 @@ from pipeline.parameters import TtsParameters, instance_device
 from pipeline.requests import RequestError, parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
+
 
 class TritonPythonModel:
     def initialize(self, args):
@@ -52,30 +52,27 @@ class TritonPythonModel:
                     tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
                     tensors[spec.name] = None if tensor is None else tensor.as_numpy()
                 parsed.append((i, parse_request(tensors, self.params.defaults, self.params.limits,
-                                                      self.synthesizer.voices)))
+                                                self.synthesizer.voices)))
             except RequestError as e:
-                responses[i] = _error(str(e), pb_utils.TritonError.INVALID_ARG)
+                responses[i] = _error(e)
         try:
             results = self.synthesizer.synthesize([r for _, r in parsed])
         except Exception:
             pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
             results = [RuntimeError("internal error during synthesis; see the server log")] * len(parsed)
         for (i, _), result in zip(parsed, results):
-            if isinstance(result, RequestError):
-                responses[i] = _error(str(result), pb_utils.TritonError.INVALID_ARG)
-            elif isinstance(result, Exception):
-                responses[i] = _error(str(result), pb_utils.TritonError.INTERNAL)
+            if isinstance(result, Exception):
+                responses[i] = _error(result)
             else:
-                responses[i] = pb_utils.InferenceResponse([
-                    pb_utils.Tensor(contract.WAVEFORM, result.waveform[None].astype(np.float32)),
-                    pb_utils.Tensor(contract.SAMPLE_RATE_OUT, np.array([[contract.SAMPLE_RATE]], dtype=np.int32)),
-                    pb_utils.Tensor(contract.CHUNK_COUNT, np.array([[result.chunk_count]], dtype=np.int32)),
-                ])
+                responses[i] = pb_utils.InferenceResponse(
+                    [pb_utils.Tensor(name, value) for name, value in result.outputs().items()])
         return responses
 
     def finalize(self):
         self.synthesizer = None
 
 
-def _error(message, code):
-    return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, code))
+def _error(error: Exception):
+    """The request's fault (RequestError) is INVALID_ARG with its message; anything else is INTERNAL."""
+    code = pb_utils.TritonError.INVALID_ARG if isinstance(error, RequestError) else pb_utils.TritonError.INTERNAL
+    return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))

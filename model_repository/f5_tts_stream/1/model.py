@@ -11,12 +11,11 @@ import threading
 import time
 import traceback
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import contract
 from pipeline.parameters import StreamParameters
-from pipeline.streaming import stream_chunks
+from pipeline.streaming import chunk_inputs, chunk_result, piece_outputs, stream_chunks
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
@@ -49,28 +48,22 @@ class TritonPythonModel:
     def _serve(self, request):
         sender = request.get_response_sender()
         try:
-            inputs = [t for t in request.inputs() if t.name() != contract.CHUNK_INDEX]
-            if all(t.name() != contract.FIRST_CHUNK_CHARS for t in inputs):
-                inputs.append(pb_utils.Tensor(contract.FIRST_CHUNK_CHARS,
-                                              np.array([[self.params.first_chunk_chars]], dtype=np.int32)))
+            inputs = {t.name(): t.as_numpy() for t in request.inputs()}
 
             def infer_chunk(k):
-                chunk_request = pb_utils.InferenceRequest(
+                chunk = chunk_inputs(inputs, k, self.params.first_chunk_chars)
+                response = pb_utils.InferenceRequest(
                     model_name=self.params.tts_model,
-                    inputs=[*inputs, pb_utils.Tensor(contract.CHUNK_INDEX, np.array([[k]], dtype=np.int32))],
-                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT])
-                response = chunk_request.exec()
+                    inputs=[pb_utils.Tensor(name, value) for name, value in chunk.items()],
+                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT]).exec()
                 if response.has_error():
                     raise ChunkFailed(response.error())
-                wave = pb_utils.get_output_tensor_by_name(response, contract.WAVEFORM).as_numpy()
-                count = pb_utils.get_output_tensor_by_name(response, contract.CHUNK_COUNT).as_numpy()
-                return wave.reshape(-1), int(count.reshape(-1)[0])
+                return chunk_result({t.name(): t.as_numpy() for t in response.output_tensors()})
 
             def send(samples, final):
-                sender.send(pb_utils.InferenceResponse([
-                    pb_utils.Tensor(contract.WAVEFORM, samples[None].astype(np.float32)),
-                    pb_utils.Tensor(contract.SAMPLE_RATE_OUT, np.array([[contract.SAMPLE_RATE]], dtype=np.int32)),
-                ]), flags=FINAL if final else 0)
+                sender.send(pb_utils.InferenceResponse(
+                    [pb_utils.Tensor(name, value) for name, value in piece_outputs(samples).items()]),
+                    flags=FINAL if final else 0)
 
             def stop():
                 return self._stopping.is_set() or sender.is_cancelled()

@@ -4,13 +4,13 @@ import json
 import traceback
 from pathlib import Path
 
-import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import contract
 from pipeline.logs import forward_logs
 from pipeline.parameters import VocoderParameters, instance_device
-from pipeline.vocoder import OnnxVocoder
+from pipeline.requests import RequestError
+from pipeline.vocoder import OnnxVocoder, check_mel
 
 
 class TritonPythonModel:
@@ -23,14 +23,12 @@ class TritonPythonModel:
     def execute(self, requests):
         responses = []
         for request in requests:
-            mel = pb_utils.get_input_tensor_by_name(request, contract.MEL).as_numpy()
-            if not np.isfinite(mel).all():
-                responses.append(_error(f"input '{contract.MEL}' contains NaN or Inf",
-                                        pb_utils.TritonError.INVALID_ARG))
-                continue
             try:
+                mel = check_mel(pb_utils.get_input_tensor_by_name(request, contract.MEL).as_numpy())
                 wave = self.vocoder.decode_batch(mel)
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor(contract.WAVEFORM, wave)]))
+            except RequestError as e:
+                responses.append(_error(str(e), pb_utils.TritonError.INVALID_ARG))
             except Exception:
                 pb_utils.Logger.log_error(f"vocoder failed:\n{traceback.format_exc()}")
                 responses.append(_error("internal error in the vocoder; see the server log",
