@@ -115,7 +115,7 @@ def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: in
     repo, ckpt, config, vocos_dir = build_repository(arch, work, device)
     params = exported_parameters(repo)  # what model.py reads from config.pbtxt
     ours = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
-                                      OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx", device=device),
+                                      OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE, device=device),
                                       device=device, dtype=params.dtype, max_batch_chunks=params.max_batch_chunks,
                                       limits=params.limits, reference_cache_size=params.reference_cache_size)
     if max_batch_chunks is not None:

@@ -66,7 +66,7 @@ def _remote(server: TritonServer, protocol: str) -> float:
 def overhead(repo: Path, repeats: int) -> dict:
     audio, sr = _reference()
     synth = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
-                                       OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx"))
+                                       OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE))
     request = parse_request({
         contract.REFERENCE_AUDIO: audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
         contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),

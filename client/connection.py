@@ -10,13 +10,18 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import contract
+
 log = logging.getLogger("client")
 
 # scheme -> (protocol, TLS)
 SCHEMES = {"http": ("http", False), "https": ("http", True), "grpc": ("grpc", False), "grpcs": ("grpc", True)}
-DEFAULT_ADDRESS = {"grpc": "localhost:8001", "http": "localhost:8000"}
-# Triton's default ports, to suggest the other one when a port answers in the wrong protocol.
-DEFAULT_PORT = {"grpc": 8001, "http": 8000}
+# Triton's default ports: the default addresses, and the other one to suggest when a port answers in the
+# wrong protocol.
+DEFAULT_PORT = {"grpc": contract.GRPC_PORT, "http": contract.HTTP_PORT}
+DEFAULT_ADDRESS = {protocol: f"localhost:{port}" for protocol, port in DEFAULT_PORT.items()}
+# How each protocol says that the server refused the request itself (Triton's INVALID_ARG).
+INVALID_ARGUMENT_STATUSES = ("StatusCode.INVALID_ARGUMENT", "400")
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,7 @@ def describe_error(e: BaseException, endpoint: Endpoint | None, timeout: float |
     status = None
     if isinstance(e, InferenceServerException):
         text, status = e.message() or str(e), e.status()
-        if status in ("StatusCode.INVALID_ARGUMENT", "400"):  # the server's own message says it all
+        if status in INVALID_ARGUMENT_STATUSES:  # the server's own message says it all
             return text, status
     else:
         text = f"{type(e).__name__}: {e}"

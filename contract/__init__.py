@@ -18,6 +18,23 @@ TTS_MODEL = "f5_tts"
 STREAM_MODEL = "f5_tts_stream"  # decoupled: one response per text chunk, through f5_tts
 VOCODER_MODEL = "vocoder"
 
+# Files of the exported repository: `python -m export` writes them, the models load them and the
+# container's preflight checks them. <model>/config.pbtxt, <model>/1/model.py, and:
+MODEL_CONFIG_FILE = "config.pbtxt"
+MODEL_CODE_FILE = "model.py"
+MODEL_VERSION = "1"
+TTS_WEIGHTS_FILE = "model.safetensors"  # f5_tts/1/: the DiT weights
+TTS_ARCH_FILE = "model_config.yaml"  # f5_tts/1/: f5-tts's model config
+TTS_VOCAB_FILE = "vocab.txt"  # f5_tts/1/
+VOCODER_ONNX_FILE = "vocos.onnx"  # vocoder/1/
+MANIFEST_FILE = "manifest.json"  # at the repository's root: sources, checksums, options, versions
+
+# Triton's default ports (the launcher, the container, the clients' defaults).
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
+
+# Precisions the DiT weights can be stored and run in.
+DTYPES = ("fp32", "fp16", "bf16")
+
 
 @dataclass(frozen=True)
 class TensorSpec:

@@ -42,12 +42,12 @@ def main(env: dict[str, str] | None = None) -> int:
         if not repo.is_dir():
             raise EntrypointError(f"MODEL_REPOSITORY={repo} is not a directory (mount the model volume there)")
         gpu = gpu_name()
-        if not (repo / contract.TTS_MODEL / "config.pbtxt").is_file():
+        if not (repo / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE).is_file():
             try:
                 export_on_first_start(repo, env, gpu)
             except RepositoryError as e:
                 raise EntrypointError(f"MODEL_REPOSITORY={repo} holds no model repository "
-                                      f"({contract.TTS_MODEL}/config.pbtxt is missing); {e}") from None
+                                      f"({contract.TTS_MODEL}/{contract.MODEL_CONFIG_FILE} is missing); {e}") from None
         found = check_repository(repo, gpu)
         print(f"entrypoint: {describe(found, gpu)}", flush=True)
         admin_key = None
@@ -56,8 +56,10 @@ def main(env: dict[str, str] | None = None) -> int:
             if not header or not value:
                 raise EntrypointError("TRITON_ADMIN_KEY must be HEADER=VALUE")
             admin_key = (header, value)
-        server = TritonServer(repo, http_port=int(env.get("HTTP_PORT", 8000)), grpc_port=int(env.get("GRPC_PORT", 8001)),
-                              metrics_port=int(env.get("METRICS_PORT", 8002)), log_verbose=int(env.get("LOG_VERBOSE", 0)),
+        server = TritonServer(repo, http_port=int(env.get("HTTP_PORT", contract.HTTP_PORT)),
+                              grpc_port=int(env.get("GRPC_PORT", contract.GRPC_PORT)),
+                              metrics_port=int(env.get("METRICS_PORT", contract.METRICS_PORT)),
+                              log_verbose=int(env.get("LOG_VERBOSE", 0)),
                               extra_args=tuple(shlex.split(env.get("TRITON_ARGS", ""))), admin_key=admin_key)
         binary = find_tritonserver()
     except (EntrypointError, RepositoryError, ServerError, ValueError) as e:
@@ -65,14 +67,14 @@ def main(env: dict[str, str] | None = None) -> int:
         return 2
     cmd = server.command(binary)
     if env.get("STUB_WATCHDOG") == "1":
-        launcher = [sys.executable, "-m", "launcher", "--model-repository", str(repo),
+        watchdog = [sys.executable, "-m", "launcher", "--model-repository", str(repo),
                     "--http-port", str(server.http_port), "--grpc-port", str(server.grpc_port),
                     "--metrics-port", str(server.metrics_port), "--log-verbose", str(server.log_verbose)]
         if admin_key:
-            launcher += ["--admin-key", "=".join(admin_key)]
-        launcher += ["--", *server.extra_args] if server.extra_args else []
+            watchdog += ["--admin-key", "=".join(admin_key)]
+        watchdog += ["--", *server.extra_args] if server.extra_args else []
         print("entrypoint: exec (with stub watchdog) " + " ".join(cmd), flush=True)
-        os.execve(sys.executable, launcher, env)
+        os.execve(sys.executable, watchdog, env)
     print("entrypoint: exec " + " ".join(cmd), flush=True)
     os.execve(cmd[0], cmd, python_stub_env(binary, env))
     return 0  # not reached

@@ -19,6 +19,7 @@ from export.api import DEFAULT_MODEL_CONFIG, ExportRequest, export_model
 from export.demo import DEMO_NOTICE
 from export.errors import ExportError
 from pipeline.f5_model import builtin_config_names
+from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,7 +34,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    d = contract.DEFAULTS
+    d, serving = contract.DEFAULTS, mc.ServingOptions()
     p = _Parser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("sources")
     src.add_argument("--ckpt", help="checkpoint: .safetensors (keys prefixed ema_model.) or .pt with "
@@ -55,26 +56,30 @@ def _parser() -> _Parser:
     out.add_argument("--output", type=Path, required=True, help="model repository directory to write")
     out.add_argument("--force", action="store_true", help="replace a non-empty --output")
     srv = p.add_argument_group("serving")
-    srv.add_argument("--device", choices=["gpu", "cpu"], default="cpu", help="instance kind (default: %(default)s)")
-    srv.add_argument("--instances", type=int, default=1, help="model instances (default: %(default)s)")
-    srv.add_argument("--max-batch-size", type=int, default=8, help="dynamic batch size (default: %(default)s)")
-    srv.add_argument("--max-queue-delay-us", type=int, default=5000,
+    srv.add_argument("--device", choices=["gpu", "cpu"], default=serving.device,
+                     help="instance kind (default: %(default)s)")
+    srv.add_argument("--instances", type=int, default=serving.instances, help="model instances (default: %(default)s)")
+    srv.add_argument("--max-batch-size", type=int, default=serving.max_batch_size,
+                     help="dynamic batch size (default: %(default)s)")
+    srv.add_argument("--max-queue-delay-us", type=int, default=serving.max_queue_delay_us,
                      help="dynamic batcher wait for more requests, in microseconds (default: %(default)s)")
     srv.add_argument("--max-batch-chunks", type=int,
-                     help="text chunks sampled together in one DiT call (default: 16 on gpu; 1 on cpu, where "
-                          "padded batches measured slower than one chunk at a time: docs/benchmarks.md)")
+                     help=f"text chunks sampled together in one DiT call (default: {DEFAULT_MAX_BATCH_CHUNKS['gpu']} on "
+                          f"gpu; {DEFAULT_MAX_BATCH_CHUNKS['cpu']} on cpu, where padded batches measured slower than "
+                          "one chunk at a time: docs/benchmarks.md)")
     srv.add_argument("--no-warmup", dest="warmup", action="store_false",
                      help="skip the warm-up request at load (the first client request then pays for it)")
-    srv.add_argument("--reference-cache-size", type=int, default=32,
+    srv.add_argument("--reference-cache-size", type=int, default=serving.reference_cache_size,
                      help="preprocessed references kept per instance, by content hash (LRU; 0 = off; "
                           "default: %(default)s)")
-    srv.add_argument("--dtype", choices=["fp32", "fp16", "bf16"], default="fp32",
+    srv.add_argument("--dtype", choices=contract.DTYPES, default=serving.dtype,
                      help="stored DiT weights (default: %(default)s; fp16/bf16 need --device gpu)")
     lim = p.add_argument_group("request limits (answered with INVALID_ARG beyond them)")
     lim.add_argument("--max-text-bytes", type=int, default=contract.LIMITS.max_target_text_bytes,
                      help="UTF-8 bytes of target text per request (default: %(default)s)")
     lim.add_argument("--max-reference-seconds", type=float, default=contract.LIMITS.max_reference_seconds,
-                     help="longest reference upload; it is clipped to 12 s anyway (default: %(default)s)")
+                     help=f"longest reference upload; it is clipped to {contract.LIMITS.reference_clip_seconds:g} s "
+                          "anyway (default: %(default)s)")
     lim.add_argument("--max-audio-seconds", type=float, default=contract.LIMITS.max_audio_seconds,
                      help="largest `duration` and longest text chunk, reference included (default: %(default)s)")
     smp = p.add_argument_group("default sampling options (requests may override them)")

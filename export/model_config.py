@@ -15,11 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import contract
-
-
-# Text chunks sampled in one DiT call, by device: on CPU, padded batches measured 2-3x slower
-# than one chunk at a time (docs/benchmarks.md).
-DEFAULT_MAX_BATCH_CHUNKS = {"gpu": 16, "cpu": 1}
+from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS, StreamParameters, TtsParameters, VocoderParameters, to_triton
 
 
 @dataclass(frozen=True)
@@ -28,14 +24,14 @@ class ServingOptions:
     instances: int = 1
     max_batch_size: int = 8
     max_queue_delay_us: int = 5000
-    dtype: str = "fp32"
+    dtype: str = contract.DTYPES[0]
     defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
     max_batch_chunks: int | None = None  # None: DEFAULT_MAX_BATCH_CHUNKS of the device
     demo: bool = False
     model_name: str = "F5-TTS"
     warmup: bool = True  # Triton model_warmup with real speech before the model is READY
     limits: contract.Limits = field(default_factory=contract.Limits)
-    reference_cache_size: int = 32  # preprocessed references kept per model instance (LRU by content)
+    reference_cache_size: int = TtsParameters.reference_cache_size  # preprocessed references per instance (LRU)
 
     def __post_init__(self) -> None:
         if self.max_batch_chunks is None:
@@ -55,8 +51,8 @@ class ServingOptions:
             raise ValueError(f"max reference seconds must exceed {limits.min_reference_seconds}")
         if self.max_batch_chunks < 1:
             raise ValueError(f"max batch chunks must be >= 1, got {self.max_batch_chunks}")
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise ValueError(f"dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
+        if self.dtype not in contract.DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(contract.DTYPES)}, got {self.dtype!r}")
         if self.dtype != "fp32" and self.device == "cpu":
             raise ValueError(f"dtype {self.dtype} needs --device gpu (half precision is slow or unsupported on CPU)")
         for name, (low, high) in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
@@ -87,12 +83,7 @@ def _instance_group(options: ServingOptions) -> pb.ModelInstanceGroup:
     return pb.ModelInstanceGroup(count=options.instances, kind=kind)
 
 
-def _params(values: dict[str, object]) -> dict[str, pb.ModelParameter]:
-    return {k: pb.ModelParameter(string_value=str(v).lower() if isinstance(v, bool) else str(v))
-            for k, v in values.items()}
-
-
-def _python_model(name: str, inputs, outputs, options: ServingOptions, parameters: dict) -> pb.ModelConfig:
+def _python_model(name: str, inputs, outputs, options: ServingOptions, parameters: dict[str, str]) -> pb.ModelConfig:
     cfg = pb.ModelConfig(
         name=name, backend="python", max_batch_size=options.max_batch_size,
         input=[_io(s, pb.ModelInput) for s in inputs],
@@ -100,26 +91,23 @@ def _python_model(name: str, inputs, outputs, options: ServingOptions, parameter
         instance_group=[_instance_group(options)],
         dynamic_batching=pb.ModelDynamicBatching(max_queue_delay_microseconds=options.max_queue_delay_us),
     )
-    for key, value in _params(parameters).items():
-        cfg.parameters[key].CopyFrom(value)
+    for key, value in parameters.items():
+        cfg.parameters[key].string_value = value
     return cfg
 
 
 def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None,
                voices: Sequence[str] = ()) -> pb.ModelConfig:
-    d = options.defaults
-    listed = {contract.VOICES_PARAMETER: contract.format_voice_list(voices)} if voices else {}
-    cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options, {
-        **listed,
-        "dtype": options.dtype, "max_batch_chunks": options.max_batch_chunks, "demo_model": options.demo,
-        "f5_model_name": options.model_name, "vocoder_file": "../vocoder/1/vocos.onnx",
-        "default_nfe_step": d.nfe_step, "default_cfg_strength": d.cfg_strength,
-        "default_sway_sampling_coef": d.sway_sampling_coef, "default_speed": d.speed,
-        "max_target_text_bytes": options.limits.max_target_text_bytes,
-        "max_reference_seconds": options.limits.max_reference_seconds,
-        "max_audio_seconds": options.limits.max_audio_seconds,
-        "reference_cache_size": options.reference_cache_size,
-    })
+    d, limits = options.defaults, options.limits
+    parameters = TtsParameters(
+        dtype=options.dtype, max_batch_chunks=options.max_batch_chunks, demo_model=options.demo,
+        f5_model_name=options.model_name, default_nfe_step=d.nfe_step, default_cfg_strength=d.cfg_strength,
+        default_sway_sampling_coef=d.sway_sampling_coef, default_speed=d.speed,
+        max_target_text_bytes=limits.max_target_text_bytes, max_reference_seconds=limits.max_reference_seconds,
+        max_audio_seconds=limits.max_audio_seconds, reference_cache_size=options.reference_cache_size,
+        voices=contract.format_voice_list(voices))
+    cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options,
+                        to_triton(parameters, omit_empty=(contract.VOICES_PARAMETER,)))
     if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
         for spec in contract.TTS_INPUTS:
@@ -134,14 +122,14 @@ def stream_config(options: ServingOptions) -> pb.ModelConfig:
     """Decoupled and weightless: one CPU instance whose threads feed f5_tts chunk by chunk."""
     cfg = _python_model(contract.STREAM_MODEL, contract.STREAM_INPUTS, contract.STREAM_OUTPUTS,
                         dataclasses.replace(options, device="cpu", instances=1, max_queue_delay_us=0),
-                        {"tts_model": contract.TTS_MODEL, "first_chunk_chars": contract.STREAM_FIRST_CHUNK_CHARS})
+                        to_triton(StreamParameters()))
     cfg.model_transaction_policy.decoupled = True
     return cfg
 
 
 def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
     return _python_model(contract.VOCODER_MODEL, contract.VOCODER_INPUTS, contract.VOCODER_OUTPUTS, options,
-                         {"onnx_file": "vocos.onnx"})
+                         to_triton(VocoderParameters()))
 
 
 def to_pbtxt(config: pb.ModelConfig) -> str:

@@ -31,9 +31,7 @@ import contract
 from export import checkpoint as ckpt
 from export import model_config as mc
 from export import vocoder as voc
-from pipeline import synthesizer as synth
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
-from pipeline.vocoder import ONNX_FILE
 from pipeline.voices import VOICES_DIR, VoiceError, prepare_voice, save_voices
 
 log = logging.getLogger(__name__)
@@ -115,6 +113,12 @@ def write_warmup(directory: Path, reference: np.ndarray, sample_rate: int) -> di
             contract.REFERENCE_TEXT: [1], contract.TARGET_TEXT: [1], contract.NFE_STEP: [1], contract.SEED: [1]}
 
 
+def _copy_model_code(model: str, repository: Path) -> None:
+    """The model's model.py, from this project's model_repository/ templates."""
+    rel = Path(model) / contract.MODEL_VERSION / contract.MODEL_CODE_FILE
+    shutil.copyfile(TEMPLATES / rel, repository / rel)
+
+
 def _lock_down(root: Path) -> None:
     """Nothing in the repository is writable by group or others."""
     for path in [root, *root.rglob("*")]:
@@ -164,7 +168,7 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             cfm.load_state_dict(state, strict=False)
             n_params = sum(p.numel() for p in cfm.transformer.parameters())
             print(f"      {n_params / 1e6:.1f} M parameters, vocab {vocab_size}")
-        tts_dir = staging / contract.TTS_MODEL / "1"
+        tts_dir = staging / contract.TTS_MODEL / contract.MODEL_VERSION
         with step(f"writing DiT weights ({options.dtype})"):
             from safetensors.torch import save_file
 
@@ -172,10 +176,10 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             dtype = DTYPES[options.dtype]
             weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
                        for k, v in cfm.state_dict().items()}
-            save_file(weights, str(tts_dir / synth.WEIGHTS_FILE))
-            shutil.copyfile(sources.model_config, tts_dir / synth.CONFIG_FILE)
-            shutil.copyfile(sources.vocab, tts_dir / synth.VOCAB_FILE)
-            shutil.copyfile(TEMPLATES / contract.TTS_MODEL / "1" / "model.py", tts_dir / "model.py")
+            save_file(weights, str(tts_dir / contract.TTS_WEIGHTS_FILE))
+            shutil.copyfile(sources.model_config, tts_dir / contract.TTS_ARCH_FILE)
+            shutil.copyfile(sources.vocab, tts_dir / contract.TTS_VOCAB_FILE)
+            _copy_model_code(contract.TTS_MODEL, staging)
         if sources.voices:
             with step(f"preparing {len(sources.voices)} registered voice(s) as f5-tts prepares references"):
                 prepared = {name: prepare_voice(path, text, options.limits) for name, path, text in sources.voices}
@@ -183,27 +187,24 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
                 for name, path, _ in sources.voices:
                     ref = prepared[name]
                     print(f"      {name}: {path} ({ref.seconds:.1f} s{', clipped' if ref.clipped else ''})")
-        voc_dir = staging / contract.VOCODER_MODEL / "1"
+        voc_dir = staging / contract.VOCODER_MODEL / contract.MODEL_VERSION
         voc_dir.mkdir(parents=True)
         reference, sample_rate = sf.read(str(REFERENCE_WAV), dtype="float32")
         with step("exporting the Vocos vocoder to ONNX and checking it against PyTorch"):
             vocos = voc.load_vocos(sources.vocoder_dir)
-            voc.export_onnx(vocos, voc_dir / ONNX_FILE)
+            voc.export_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE)
             with torch.no_grad():
                 mel = cfm.mel_spec(torch.from_numpy(reference)[None])  # real speech, f5-tts's mel front end
-            error = voc.check_onnx(vocos, voc_dir / ONNX_FILE, mel)
+            error = voc.check_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE, mel)
             print(f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
                   f"(limit {voc.MAX_ABS_ERROR:.0e})")
-            shutil.copyfile(TEMPLATES / contract.VOCODER_MODEL / "1" / "model.py", voc_dir / "model.py")
+            _copy_model_code(contract.VOCODER_MODEL, staging)
         with step("writing config.pbtxt and warm-up samples"):
             dims = write_warmup(staging / contract.TTS_MODEL / "warmup", reference, sample_rate)
-            (staging / contract.TTS_MODEL / "config.pbtxt").write_text(
-                mc.to_pbtxt(mc.tts_config(options, dims, names)))
-            stream_dir = staging / contract.STREAM_MODEL
-            (stream_dir / "1").mkdir(parents=True)
-            (stream_dir / "config.pbtxt").write_text(mc.to_pbtxt(mc.stream_config(options)))
-            shutil.copyfile(TEMPLATES / contract.STREAM_MODEL / "1" / "model.py", stream_dir / "1" / "model.py")
-            (staging / contract.VOCODER_MODEL / "config.pbtxt").write_text(mc.to_pbtxt(mc.vocoder_config(options)))
+            for config in (mc.tts_config(options, dims, names), mc.stream_config(options), mc.vocoder_config(options)):
+                (staging / config.name / contract.MODEL_VERSION).mkdir(parents=True, exist_ok=True)
+                (staging / config.name / contract.MODEL_CONFIG_FILE).write_text(mc.to_pbtxt(config))
+            _copy_model_code(contract.STREAM_MODEL, staging)
         with step("writing manifest.json"):
             manifest = {
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -216,12 +217,12 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
                 "voices": {name: {"path": str(path), "sha256": sha256(path), "text": text}
                            for name, path, text in sources.voices},
                 "vocoder": {"source": sources.vocoder_source,
-                            "onnx_sha256": sha256(voc_dir / ONNX_FILE), "onnx_max_abs_error": error},
+                            "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE), "onnx_max_abs_error": error},
                 "options": {**asdict(options), "use_ema": sources.use_ema},
                 "versions": _versions(),
                 **(extra_manifest or {}),
             }
-            (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+            (staging / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         _lock_down(staging)
         if output.exists():
             shutil.rmtree(output)

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import contract
 from launcher.server import ADMIN_PROTOCOLS, GrpcTls, ServerError, TritonServer
 
 # With a dead stub tritonserver hangs on SIGTERM (it waits for the stub): kill it soon.
@@ -30,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="0.0.0.0",
                    help="address the HTTP, gRPC and metrics endpoints bind to (default: %(default)s, all interfaces; "
                         "127.0.0.1 keeps the server on this machine)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
-    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--http-port", type=int, default=contract.HTTP_PORT)
+    p.add_argument("--grpc-port", type=int, default=contract.GRPC_PORT)
+    p.add_argument("--metrics-port", type=int, default=contract.METRICS_PORT)
     p.add_argument("--log-verbose", type=int, default=0)
     p.add_argument("--ready-timeout", type=float, default=300.0, help="seconds to wait for readiness")
     p.add_argument("--log-file", type=Path, help="server log (default: a temp file, removed after a clean stop "

@@ -14,10 +14,13 @@ from pathlib import Path
 
 import contract
 
-REQUIRED_FILES = {
-    contract.TTS_MODEL: ["config.pbtxt", "1/model.py", "1/model.safetensors", "1/model_config.yaml", "1/vocab.txt"],
-    contract.STREAM_MODEL: ["config.pbtxt", "1/model.py"],
-    contract.VOCODER_MODEL: ["config.pbtxt", "1/model.py", "1/vocos.onnx"],
+_CODE = f"{contract.MODEL_VERSION}/{contract.MODEL_CODE_FILE}"
+REQUIRED_FILES = {  # per model, relative to its directory
+    contract.TTS_MODEL: [contract.MODEL_CONFIG_FILE, _CODE] + [
+        f"{contract.MODEL_VERSION}/{name}"
+        for name in (contract.TTS_WEIGHTS_FILE, contract.TTS_ARCH_FILE, contract.TTS_VOCAB_FILE)],
+    contract.STREAM_MODEL: [contract.MODEL_CONFIG_FILE, _CODE],
+    contract.VOCODER_MODEL: [contract.MODEL_CONFIG_FILE, _CODE, f"{contract.MODEL_VERSION}/{contract.VOCODER_ONNX_FILE}"],
 }
 
 
@@ -26,12 +29,17 @@ class RepositoryError(RuntimeError):
 
 
 def gpu_name() -> str | None:
-    try:
-        import torch
+    """The first GPU's name, or None when torch sees none. A GPU that CUDA reports but cannot use (a
+    driver or runtime mismatch) is an error, not "no GPU": serving it on CPU would hide the fault."""
+    import torch
 
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except Exception:
+    if not torch.cuda.is_available():
         return None
+    try:
+        return torch.cuda.get_device_name(0)
+    except Exception as e:  # torch raises RuntimeError, AssertionError or CUDA's own errors here
+        raise RepositoryError(f"CUDA reports a GPU but torch cannot use it ({type(e).__name__}: {e}); check the "
+                              "NVIDIA driver against the CUDA version of torch") from None
 
 
 def export_on_first_start(repo: Path, env: dict[str, str], gpu: str | None) -> None:
@@ -77,15 +85,16 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
             if not (repo / model / rel).is_file():
                 raise RepositoryError(f"{repo / model / rel} is missing; re-export the repository")
         try:
-            cfg = text_format.Parse((repo / model / "config.pbtxt").read_text(), pb.ModelConfig())
+            cfg = text_format.Parse((repo / model / contract.MODEL_CONFIG_FILE).read_text(), pb.ModelConfig())
         except text_format.ParseError as e:
-            raise RepositoryError(f"{repo / model / 'config.pbtxt'} is not a valid model config: {e}") from None
+            raise RepositoryError(f"{repo / model / contract.MODEL_CONFIG_FILE} is not a valid model config: {e}") \
+                from None
         kinds = {pb.ModelInstanceGroup.Kind.Name(g.kind) for g in cfg.instance_group}
         if "KIND_GPU" in kinds and gpu is None:
-            raise RepositoryError(f"{repo / model / 'config.pbtxt'} asks for KIND_GPU but no GPU is visible "
+            raise RepositoryError(f"{repo / model / contract.MODEL_CONFIG_FILE} asks for KIND_GPU but no GPU is visible "
                                   "(run with --gpus all, or export with --device cpu)")
         found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
-    manifest = repo / "manifest.json"
+    manifest = repo / contract.MANIFEST_FILE
     found["manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     return found
 

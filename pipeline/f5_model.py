@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 import contract
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+DTYPES = dict(zip(contract.DTYPES, (torch.float32, torch.float16, torch.bfloat16)))  # name -> torch dtype
 
 
 def builtin_config_names() -> list[str]:

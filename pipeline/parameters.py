@@ -15,6 +15,10 @@ import contract
 # Parameters Triton itself interprets; allowed beside ours.
 _TRITON_RESERVED = {"EXECUTION_ENV_PATH"}
 
+# Text chunks sampled in one DiT call, by device: on CPU, padded batches measured 2-3x slower
+# than one chunk at a time (docs/benchmarks.md).
+DEFAULT_MAX_BATCH_CHUNKS = {"gpu": 16, "cpu": 1}
+
 
 class ParameterError(ValueError):
     pass
@@ -46,13 +50,21 @@ def _parse(cls, raw: Mapping[str, Any]):
     return cls(**parsed)
 
 
+def to_triton(params, omit_empty: tuple[str, ...] = ()) -> dict[str, str]:
+    """The config.pbtxt parameters that `from_triton` parses back into `params` (the export writes these):
+    every field as a string, booleans as true/false; fields named in `omit_empty` only when set."""
+    values = {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    return {name: str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in values.items() if value != "" or name not in omit_empty}
+
+
 @dataclass(frozen=True)
 class TtsParameters:
-    dtype: str = "fp32"
-    max_batch_chunks: int = 16
+    dtype: str = contract.DTYPES[0]
+    max_batch_chunks: int = DEFAULT_MAX_BATCH_CHUNKS["gpu"]
     demo_model: bool = False
     f5_model_name: str = "unknown"
-    vocoder_file: str = "../vocoder/1/vocos.onnx"
+    vocoder_file: str = f"../{contract.VOCODER_MODEL}/{contract.MODEL_VERSION}/{contract.VOCODER_ONNX_FILE}"
     default_nfe_step: int = contract.DEFAULTS.nfe_step
     default_cfg_strength: float = contract.DEFAULTS.cfg_strength
     default_sway_sampling_coef: float = contract.DEFAULTS.sway_sampling_coef
@@ -61,13 +73,13 @@ class TtsParameters:
     max_reference_seconds: float = contract.LIMITS.max_reference_seconds
     max_audio_seconds: float = contract.LIMITS.max_audio_seconds
     reference_cache_size: int = 32  # preprocessed references kept by content hash (LRU); 0 = off
-    voices: str = ""  # registered voice names, comma-separated (contract.VOICES_PARAMETER)
+    voices: str = ""  # registered voice names, comma-separated (its name is contract.VOICES_PARAMETER)
 
     @classmethod
     def from_triton(cls, raw: Mapping[str, Any]) -> "TtsParameters":
         self = _parse(cls, raw)
-        if self.dtype not in ("fp32", "fp16", "bf16"):
-            raise ParameterError(f"model parameter 'dtype' = {self.dtype!r}; allowed: fp32, fp16, bf16")
+        if self.dtype not in contract.DTYPES:
+            raise ParameterError(f"model parameter 'dtype' = {self.dtype!r}; allowed: {', '.join(contract.DTYPES)}")
         for name in ("max_batch_chunks", "max_target_text_bytes", "max_reference_seconds", "max_audio_seconds"):
             if getattr(self, name) <= 0:
                 raise ParameterError(f"model parameter '{name}' = {getattr(self, name)}; must be > 0")
@@ -107,7 +119,7 @@ class StreamParameters:
 
 @dataclass(frozen=True)
 class VocoderParameters:
-    onnx_file: str = "vocos.onnx"
+    onnx_file: str = contract.VOCODER_ONNX_FILE
 
     @classmethod
     def from_triton(cls, raw: Mapping[str, Any]) -> "VocoderParameters":

@@ -29,6 +29,7 @@ from torch.nn.utils.rnn import pad_sequence
 
 import contract
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
+from pipeline.parameters import TtsParameters
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import RequestError, SynthesisRequest
 from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
@@ -42,10 +43,6 @@ SLOW_CHUNK_SPEED = 0.3
 
 # mels [100, frames] -> waveforms, one per mel (pipeline.vocoder.OnnxVocoder in the f5_tts model)
 Vocode = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
-
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "model_config.yaml"
-VOCAB_FILE = "vocab.txt"
 
 
 @dataclass
@@ -108,8 +105,9 @@ def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[st
 
 class Synthesizer:
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 max_batch_chunks: int = 16, limits: contract.Limits = contract.LIMITS,
-                 reference_cache_size: int = 32, voices: dict[str, Reference] | None = None) -> None:
+                 max_batch_chunks: int = TtsParameters.max_batch_chunks, limits: contract.Limits = contract.LIMITS,
+                 reference_cache_size: int = TtsParameters.reference_cache_size,
+                 voices: dict[str, Reference] | None = None) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
@@ -132,20 +130,20 @@ class Synthesizer:
         from safetensors.torch import load_file
 
         model_dir = Path(model_dir)
-        for name in (WEIGHTS_FILE, CONFIG_FILE, VOCAB_FILE):
-            if not (model_dir / name).is_file():
-                raise FileNotFoundError(f"{model_dir / name} is missing; re-run `python -m export`")
-        vocab_map, vocab_size = load_vocab(model_dir / VOCAB_FILE)
-        cfm = build_cfm(ModelConfig.load(model_dir / CONFIG_FILE), vocab_map)
+        weights, arch, vocab = (model_dir / contract.TTS_WEIGHTS_FILE, model_dir / contract.TTS_ARCH_FILE,
+                                model_dir / contract.TTS_VOCAB_FILE)
+        for path in (weights, arch, vocab):
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} is missing; re-run `python -m export`")
+        vocab_map, vocab_size = load_vocab(vocab)
+        cfm = build_cfm(ModelConfig.load(arch), vocab_map)
         try:
-            state = load_file(str(model_dir / WEIGHTS_FILE), device="cpu")
+            state = load_file(str(weights), device="cpu")
         except Exception as e:
-            raise ValueError(f"{model_dir / WEIGHTS_FILE} is not a readable safetensors file ({e}); "
-                             "re-run `python -m export`") from e
+            raise ValueError(f"{weights} is not a readable safetensors file ({e}); re-run `python -m export`") from e
         problems = state_dict_problems(state, cfm, vocab_size)
         if problems:
-            raise ValueError(f"{model_dir / WEIGHTS_FILE} does not fit {model_dir / CONFIG_FILE} and "
-                             f"{model_dir / VOCAB_FILE}: " + "; ".join(problems))
+            raise ValueError(f"{weights} does not fit {arch} and {vocab}: " + "; ".join(problems))
         cfm.load_state_dict(state, strict=False)
         voices = load_voices(model_dir / VOICES_DIR) if (model_dir / VOICES_DIR).is_dir() else {}
         return cls(cfm, vocode, device=device, dtype=DTYPES[dtype], voices=voices, **kwargs)

@@ -11,8 +11,6 @@ import numpy as np
 import contract
 from pipeline.requests import RequestError
 
-ONNX_FILE = "vocos.onnx"
-
 
 def check_mel(mel: np.ndarray) -> np.ndarray:
     """A vocoder request's mel [batch, 100, frames] as float32; RequestError for one it cannot decode."""

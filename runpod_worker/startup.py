@@ -90,9 +90,9 @@ class Settings:
             repository=volume / env.get("MODEL_REPOSITORY", "model_repository"),
             checkpoint=checkpoint,
             vocoder=volume / vocoder if vocoder else None,
-            http_port=_int_env(env, "HTTP_PORT", 8000, 0),
-            grpc_port=_int_env(env, "GRPC_PORT", 8001, 0),
-            metrics_port=_int_env(env, "METRICS_PORT", 8002, 0),
+            http_port=_int_env(env, "HTTP_PORT", contract.HTTP_PORT, 0),
+            grpc_port=_int_env(env, "GRPC_PORT", contract.GRPC_PORT, 0),
+            metrics_port=_int_env(env, "METRICS_PORT", contract.METRICS_PORT, 0),
             log_verbose=_int_env(env, "LOG_VERBOSE", 0, 0),
             triton_args=tuple(shlex.split(env.get("TRITON_ARGS", ""))),
             ready_timeout=ready_timeout,
@@ -108,7 +108,7 @@ def export_once(settings: Settings, gpu: str | None) -> None:
     renames it into place; a worker that loses the race drops its copy and uses the winner's.
     """
     if settings.checkpoint is not None and not settings.checkpoint.is_file():
-        config = settings.repository / contract.TTS_MODEL / "config.pbtxt"
+        config = settings.repository / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE
         raise WorkerStartError(
             f"the volume {settings.volume} holds neither an exported repository ({config} is missing) nor a "
             f"checkpoint ({settings.checkpoint} is missing): upload one of them, or point MODEL_REPOSITORY / "
@@ -128,7 +128,7 @@ def export_once(settings: Settings, gpu: str | None) -> None:
     try:
         preflight.export_on_first_start(private, env, gpu)
     except preflight.RepositoryError as e:
-        config = settings.repository / contract.TTS_MODEL / "config.pbtxt"
+        config = settings.repository / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE
         raise WorkerStartError(f"the volume {settings.volume} holds no exported repository ({config} is missing); "
                                f"{e}") from None
     try:
@@ -156,8 +156,11 @@ def _model_load_line(log_text: str) -> str | None:
 
 def start_server(settings: Settings) -> TritonServer:
     """Check or export the repository, then start tritonserver and wait until it is warm."""
-    gpu = preflight.gpu_name()
-    if not (settings.repository / contract.TTS_MODEL / "config.pbtxt").is_file():
+    try:
+        gpu = preflight.gpu_name()
+    except preflight.RepositoryError as e:
+        raise WorkerStartError(str(e)) from None
+    if not (settings.repository / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE).is_file():
         export_once(settings, gpu)
     try:
         found = preflight.check_repository(settings.repository, gpu)

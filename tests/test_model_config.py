@@ -114,3 +114,26 @@ def test_export_limits_reach_the_server_parameters():
     with pytest.raises(RequestError, match="'duration' is 61.0; allowed range is \\[0.0, 60.0\\]"):
         parse_request({**tensors, contract.TARGET_TEXT: np.array([[b"ok"]], dtype=object),
                        contract.DURATION: np.array([[61.0]], np.float32)}, params.defaults, params.limits)
+
+
+def test_config_parameters_are_the_typed_parameters_the_models_parse():
+    """Every config parameter is written from the models' parameter dataclasses and parses back into them."""
+    import dataclasses
+
+    from google.protobuf import json_format
+
+    from pipeline.parameters import StreamParameters, TtsParameters, VocoderParameters
+
+    assert contract.VOICES_PARAMETER in {f.name for f in dataclasses.fields(TtsParameters)}
+    for config, kind in [(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]), TtsParameters),
+                         (mc.stream_config(OPTIONS), StreamParameters), (mc.vocoder_config(OPTIONS), VocoderParameters)]:
+        raw = json_format.MessageToDict(config, preserving_proto_field_name=True)["parameters"]
+        assert set(raw) == {f.name for f in dataclasses.fields(kind)}, config.name
+        parsed = kind.from_triton(raw)
+        assert {k: v["string_value"] for k, v in raw.items()} == {
+            f.name: str(getattr(parsed, f.name)).lower() if isinstance(getattr(parsed, f.name), bool)
+            else str(getattr(parsed, f.name)) for f in dataclasses.fields(kind)}
+    tts = TtsParameters.from_triton(json_format.MessageToDict(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]),
+                                                              preserving_proto_field_name=True)["parameters"])
+    assert (tts.dtype, tts.max_batch_chunks, tts.f5_model_name, tts.voice_names) == (
+        OPTIONS.dtype, OPTIONS.max_batch_chunks, OPTIONS.model_name, ("zoe",))
