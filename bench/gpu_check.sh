@@ -2,7 +2,7 @@
 # One prepared run for a GPU machine (the device tool): F5TTS_v1_Base architecture (random
 # weights run at the speed of trained ones), NFE 32 and 16, a ~10 s target with a ~5 s
 # reference, batches 1/4/16, our pipeline vs f5-tts infer_process. Target: <= 8 minutes.
-# Missing wheels travel with the working tree (see DESIGN.md); results land in $OUT.
+# Wheels the device lacks travel with the working tree in wheels/ (installed below); results land in $OUT.
 #   bash bench/gpu_check.sh            # on the device
 #   ARCH=tiny DEVICE=cpu PYTHON=.venv/bin/python bash bench/gpu_check.sh   # verified on CPU
 set -euo pipefail

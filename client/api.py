@@ -6,6 +6,7 @@ it as the server finishes each text chunk (gRPC stream or HTTP server-sent event
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -14,7 +15,8 @@ from typing import Iterator, Mapping
 import numpy as np
 
 import contract
-from client.connection import Endpoint, describe_error, make_client, resolve_endpoint, ssl_context
+from client.connection import (INVALID_ARGUMENT_STATUSES, Endpoint, describe_error, make_client,
+                               resolve_endpoint, ssl_context)
 from client.request import SynthesisOptions, build_inputs, generate_body, grpc_inputs, http_inputs, triton_dtype
 
 __all__ = ["SynthesisError", "SynthesisOptions", "synthesize", "synthesize_async", "stream_synthesize",
@@ -30,11 +32,28 @@ class SynthesisError(RuntimeError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def invalid_argument(self) -> bool:
+        """The server refused the request itself (gRPC INVALID_ARGUMENT, HTTP 400): the message says why."""
+        return self.status in INVALID_ARGUMENT_STATUSES
+
 
 def _error(e: BaseException, endpoint: Endpoint | None, timeout: float | None = None,
            connected: bool = False) -> SynthesisError:
     message, status = describe_error(e, endpoint, timeout, connected)
     return SynthesisError(message, status)
+
+
+@contextlib.contextmanager
+def _reported(endpoint: Endpoint, timeout: float | None, connected: bool = False):
+    """Any failure inside becomes a SynthesisError saying what was reached and what to try; one that
+    is already a SynthesisError passes as it is."""
+    try:
+        yield
+    except SynthesisError:
+        raise
+    except Exception as e:
+        raise _error(e, endpoint, timeout, connected) from None
 
 
 def _endpoint(url: str | None, protocol: str | None, client_kwargs: dict) -> Endpoint:
@@ -147,28 +166,25 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
     responses: queue.Queue = queue.Queue()
     finished = False
     try:
-        log.debug("%s %s stream request: %s", endpoint.url, model, _summary(tensors))
-        client.start_stream(callback=lambda result, error: responses.put((result, error)),
-                            headers=dict(headers or {}))
-        client.async_stream_infer(model, grpc_inputs(tensors), enable_empty_final_response=True)
-        while not finished:
-            try:
-                result, error = responses.get(timeout=timeout)
-            except queue.Empty:
-                raise SynthesisError(f"timed out: no audio from the server at {endpoint.url} within {timeout:g} s; "
-                                     "the request was abandoned", "DEADLINE_EXCEEDED") from None
-            if error is not None:
-                raise _error(error, endpoint, timeout, connected=True)
-            params = result.get_response().parameters
-            finished = "triton_final_response" in params and params["triton_final_response"].bool_param
-            wave = result.as_numpy(contract.WAVEFORM)
-            if wave is not None and wave.size:
-                log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
-                yield wave.reshape(-1).astype(np.float32)
-    except SynthesisError:
-        raise
-    except Exception as e:
-        raise _error(e, endpoint, timeout) from None
+        with _reported(endpoint, timeout):
+            log.debug("%s %s stream request: %s", endpoint.url, model, _summary(tensors))
+            client.start_stream(callback=lambda result, error: responses.put((result, error)),
+                                headers=dict(headers or {}))
+            client.async_stream_infer(model, grpc_inputs(tensors), enable_empty_final_response=True)
+            while not finished:
+                try:
+                    result, error = responses.get(timeout=timeout)
+                except queue.Empty:
+                    raise SynthesisError(f"timed out: no audio from the server at {endpoint.url} within "
+                                         f"{timeout:g} s; the request was abandoned", "DEADLINE_EXCEEDED") from None
+                if error is not None:
+                    raise _error(error, endpoint, timeout, connected=True)
+                params = result.get_response().parameters
+                finished = "triton_final_response" in params and params["triton_final_response"].bool_param
+                wave = result.as_numpy(contract.WAVEFORM)
+                if wave is not None and wave.size:
+                    log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
+                    yield wave.reshape(-1).astype(np.float32)
     finally:
         try:
             client.stop_stream(cancel_requests=not finished)  # a consumer that stopped early cancels the rest
@@ -193,32 +209,30 @@ def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
     request = urllib.request.Request(f"{scheme}://{endpoint.address}/v2/models/{model}/generate_stream",
                                      data=json.dumps(body).encode("utf-8"),
                                      headers={"Content-Type": "application/json", **dict(headers or {})})
-    try:
-        response = urllib.request.urlopen(request, timeout=timeout, context=context)
-    except urllib.error.HTTPError as e:
-        raise SynthesisError(_sse_error(e.read()) or f"HTTP {e.code} {e.reason}", str(e.code)) from None
-    except urllib.error.URLError as e:
-        reason = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
-        raise _error(reason, endpoint, timeout) from None
-    except Exception as e:  # a port that does not speak HTTP, a timeout
-        raise _error(e, endpoint, timeout) from None
-    with response:
+    with _reported(endpoint, timeout):  # a port that does not speak HTTP, a timeout
         try:
-            for line in response:
-                if not line.startswith(b"data:"):
-                    continue
-                event = json.loads(line[5:])
-                if "error" in event:
-                    raise SynthesisError(event["error"])
-                wave = np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+            response = urllib.request.urlopen(request, timeout=timeout, context=context)
+        except urllib.error.HTTPError as e:
+            raise SynthesisError(_sse_error(e.read()) or f"HTTP {e.code} {e.reason}", str(e.code)) from None
+        except urllib.error.URLError as e:
+            raise e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason)) from None
+    with response, _reported(endpoint, timeout, connected=True):  # connection lost mid-stream, a timeout
+        for line in response:
+            if line.startswith(b"data:"):
+                wave = _sse_piece(line[5:], endpoint)
                 log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
                 yield wave
-        except SynthesisError:
-            raise
-        except (ValueError, KeyError) as e:  # a malformed event
-            raise SynthesisError(f"the stream from {endpoint.url} broke off: {type(e).__name__}: {e}") from None
-        except Exception as e:  # connection lost mid-stream, a timeout
-            raise _error(e, endpoint, timeout, connected=True) from None
+
+
+def _sse_piece(data: bytes, endpoint: Endpoint) -> np.ndarray:
+    """One server-sent event's audio; the server's error, or a malformed event, as SynthesisError."""
+    try:
+        event = json.loads(data)
+        if "error" in event:
+            raise SynthesisError(event["error"])
+        return np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+    except (ValueError, KeyError, TypeError) as e:
+        raise SynthesisError(f"the stream from {endpoint.url} broke off: {type(e).__name__}: {e}") from None
 
 
 def _sse_error(body: bytes) -> str | None:

@@ -2,7 +2,7 @@
 
 Two server builds are supported: `tritonserver` on PATH (the official NGC container)
 and the one bundled in the nvidia-pytriton wheel (this project's venv). The bundled
-build needs the environment prepared by `python_stub_env()`; see DESIGN.md.
+build needs the environment prepared by `python_stub_env()` (its docstring says why).
 """
 
 from __future__ import annotations

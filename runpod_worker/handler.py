@@ -150,7 +150,7 @@ class Handler:
                                                     parsed.reference_text, voice=parsed.voice, client=self._client(),
                                                     options=parsed.options)
         except SynthesisError as e:
-            if e.status == "StatusCode.INVALID_ARGUMENT":  # the request's fault: the message says why
+            if e.invalid_argument:  # the request's fault: the message says why
                 return {"error": str(e)}
             return {"error": f"synthesis failed ({e.status or 'no status'}): {e}"}
         synthesized = time.perf_counter()
