@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast test-unit clean
 
 setup:
 	scripts/setup.sh
@@ -13,8 +13,12 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
+# Tiers: tests/conftest.py and README.md (Tests).
 test-fast: setup
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "unit or integration"
+
+test-unit: setup
+	$(PY) -m pytest -m unit
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,14 +1,34 @@
-"""Shared fixtures: tiny checkpoints in the released formats, exported repositories, real servers.
+"""Shared fixtures, and the suite's three tiers.
 
-Servers are started through the project's launcher and always stopped by PID in teardown.
+Every test gets exactly one tier marker at collection (pytest_collection_modifyitems below):
+- `unit`: no tritonserver. Tiny models only (exporting the tiny model takes seconds); pipeline,
+  adapters (with a stubbed triton_python_backend_utils), export, clients without a server. The
+  default: a test that says nothing is unit, and if it starts tritonserver through `TritonServer`
+  anyway it fails at once, naming the marker it needs.
+- `integration`: a real tritonserver on the tiny model. Applied automatically to every test that
+  uses the session's `server` or `start_server` (directly or through another fixture). A test
+  that starts a server another way (a subprocess running the launcher, the demo) says so with
+  `@pytest.mark.integration`.
+- `slow`: full-size models (the release, Small configs, the released Vocos), long runs (the soak,
+  fuzzing at full count, perf_analyzer measurements), the RunPod worker and the deployment (the
+  container entrypoint serving). Marked by hand (`pytestmark = pytest.mark.slow` for a module); it
+  wins over the other two.
+`make test-fast` runs unit and integration; `make test` (CI) runs all three.
+
+Servers are started through the project's launcher and always stopped by PID in teardown. The
+session's `server` is shared by every test that only sends requests (test_faults freezes it for a
+second and thaws it); a test that needs its own configuration, or stops or kills its server, starts
+its own with `start_server`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +42,7 @@ from client.api import make_client
 from export.__main__ import request_from_argv
 from export.api import export_model
 from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
+from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
 
@@ -135,24 +156,45 @@ def hub_env(hf_home: Path, **extra: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def tiny_repo(tiny, tmp_path_factory) -> Path:
-    # A long queue delay so that concurrent test requests reliably share one dynamic batch, and
-    # batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
-    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository", "--max-queue-delay-us", "300000",
-                       "--max-batch-chunks", "16", "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
+    # Batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
+    # The export's default queue delay: the batching tests send together behind a barrier, and
+    # requests that arrive while an execution runs are batched whatever the delay.
+    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository",
+                       "--max-batch-chunks", str(DEFAULT_MAX_BATCH_CHUNKS["gpu"]),
+                       "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tiny_repo, request):
-    """A real tritonserver on the tiny repository; says on the terminal that it ran and answered."""
-    srv = TritonServer(tiny_repo, ready_timeout=180)
+    """A real tritonserver on the tiny repository, shared by the session, bound to loopback only
+    (test_launcher checks that the host is honoured). Says on the terminal that it ran and answered."""
+    srv = TritonServer(tiny_repo, ready_timeout=180, host="127.0.0.1")
     started = time.monotonic()
     srv.start()
     _say(request, f"tritonserver pid {srv.pid} ready in {time.monotonic() - started:.1f} s "
-                  f"(gRPC {srv.grpc_url}, HTTP {srv.http_url})")
+                  f"(gRPC {srv.grpc_url}, HTTP {srv.http_url}), shared by the session")
     try:
         yield srv
-        _say(request, f"tritonserver pid {srv.pid} answered {_inference_count(srv)} f5_tts requests")
+        stats = model_stats(srv)
+        _say(request, f"tritonserver pid {srv.pid} answered {stats.requests} f5_tts requests "
+                      f"in {stats.executions} executions")
     finally:
+        srv.stop()
+
+
+@pytest.fixture
+def start_server():
+    """start_server(repository, **TritonServer options) -> a started server of this test alone,
+    stopped by PID when the test ends, pass or fail."""
+    started: list[TritonServer] = []
+
+    def start(repository: Path, **options) -> TritonServer:
+        srv = TritonServer(repository, **{"ready_timeout": 180, **options})
+        started.append(srv)
+        return srv.start()
+
+    yield start
+    for srv in started:
         srv.stop()
 
 
@@ -162,18 +204,49 @@ def _say(request, line: str) -> None:
     capture = request.config.pluginmanager.get_plugin("capturemanager")
     if terminal and capture:
         with capture.global_and_fixture_disabled():
-            terminal.write_line(f"\n[{request.module.__name__}] {line}")
+            terminal.write_line(f"\n[{request.fixturename}] {line}")
 
 
-def _inference_count(srv: TritonServer) -> int:
+@dataclass(frozen=True)
+class ModelStats:
+    requests: int  # answered successfully
+    executions: int  # model executions (a dynamic batch is one)
+    batches: dict[int, int]  # batch size -> executions of that size
+
+
+def model_stats(srv: TritonServer, model: str = contract.TTS_MODEL) -> ModelStats:
+    """Triton's statistics of `model` (updated just after each answer is sent)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(srv.http_url)
     try:
-        stats = client.get_inference_statistics(contract.TTS_MODEL)["model_stats"][0]
-        return int(stats["inference_stats"]["success"]["count"])
+        stats = client.get_inference_statistics(model)["model_stats"][0]
     finally:
         client.close()
+    return ModelStats(int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"]),
+                      {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])})
+
+
+def pending_requests(srv: TritonServer, model: str = contract.TTS_MODEL) -> int:
+    """Triton's nv_inference_pending_request_count: requests of `model` that reached the server and
+    wait in its queue for an instance (not those executing)."""
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(srv.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(r'^nv_inference_pending_request_count\{model="%s",version="1"\} (\d+)' % re.escape(model),
+                      text, re.M)
+    assert found, f"no pending-request metric for {model} at {srv.metrics_url}"
+    return int(found.group(1))
+
+
+def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):
+    """Poll `condition()` until it returns something true (returned); fail after `timeout` s naming `what`.
+    The bound only stops a hung test: nothing is asserted about how long the wait took."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(every)
+    return value
 
 
 def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc",
@@ -212,3 +285,37 @@ def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> N
     assert peak > 0
     err = float(np.max(np.abs(got - want)))
     assert err <= rel * peak, f"max |diff| {err:.3e} > {rel} x peak {peak:.3e}"
+
+
+# --- tiers -------------------------------------------------------------------------------------
+TIERS = ("unit", "integration", "slow")
+SERVER_FIXTURES = {"server", "start_server"}  # a test using one of these (or a fixture that does) is integration
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        marked = [t for t in TIERS if item.get_closest_marker(t)]
+        if "slow" in marked:
+            tier = "slow"
+        elif "integration" in marked or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            tier = "integration"
+        elif marked == ["unit"] or not marked:
+            tier = "unit"
+        else:
+            raise pytest.UsageError(f"{item.nodeid}: tier markers {marked} contradict each other")
+        if tier not in marked:
+            item.add_marker(tier)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_start_no_server(request, monkeypatch):
+    """A unit test that reaches a started tritonserver fails, naming the marker it needs (the server
+    is stopped again by TritonServer.start's own clean-up)."""
+    if request.node.get_closest_marker("unit") is None:
+        return
+
+    def refuse(self):
+        pytest.fail(f"{request.node.nodeid} started tritonserver but is a unit test: use the `server` or "
+                    "`start_server` fixture, or mark it @pytest.mark.integration")
+
+    monkeypatch.setattr(TritonServer, "wait_ready", refuse)

@@ -13,7 +13,9 @@ import torch
 import yaml
 
 import contract
-from export.__main__ import main as export_main
+from export.__main__ import request_from_argv
+from export.api import Exported, export_model
+from export.errors import ExportError
 from export.demo import TINY_VOCOS, write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_WAV, sha256
 from export.vocoder import MAX_ABS_ERROR, VocoderError, check_onnx, export_onnx, load_vocos
@@ -24,11 +26,17 @@ from conftest import RELEASED_VOCOS_CONFIG, RELEASED_VOCOS_CONFIG_SHA256
 
 
 
-def _export(capsys, tiny, out, *extra, ckpt=None, config=None):
-    rc = export_main(["--ckpt", str(ckpt or tiny.checkpoint), "--model-config", str(config or tiny.config),
-                      "--vocoder", str(tiny.vocoder), "--output", str(out), *extra])
-    captured = capsys.readouterr()
-    return rc, captured.out + captured.err
+def _export(tiny, out, *extra, ckpt=None, config=None) -> Exported:
+    return export_model(request_from_argv(["--ckpt", str(ckpt or tiny.checkpoint), "--model-config",
+                                           str(config or tiny.config), "--vocoder", str(tiny.vocoder),
+                                           "--output", str(out), *extra]))
+
+
+def _refused(tiny, out, *extra, ckpt=None, config=None) -> str:
+    """The ExportError's message for an export that must fail."""
+    with pytest.raises(ExportError) as err:
+        _export(tiny, out, *extra, ckpt=ckpt, config=config)
+    return str(err.value)
 
 
 def test_repository_layout_manifest_and_permissions(tiny_repo, tiny):
@@ -58,73 +66,81 @@ def test_demo_tiny_says_it_is_noise(tmp_path):
     assert 'string_value: "true"' in (tmp_path / "demo/f5_tts/config.pbtxt").read_text()
 
 
-def test_missing_checkpoint(capsys, tiny, tmp_path):
-    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=tmp_path / "nope.safetensors")
-    assert rc == 2 and "nope.safetensors does not exist" in out
+def test_missing_checkpoint(tiny, tmp_path):
+    assert "nope.safetensors does not exist" in _refused(tiny, tmp_path / "o", ckpt=tmp_path / "nope.safetensors")
 
 
-def test_unknown_checkpoint_format(capsys, tiny, tmp_path):
+def test_unknown_checkpoint_format(tiny, tmp_path):
     bad = tmp_path / "weights.npz"
     bad.write_bytes(b"x")
-    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=bad)
-    assert rc == 2 and "unknown format '.npz'" in out
+    assert "unknown format '.npz'" in _refused(tiny, tmp_path / "o", ckpt=bad)
 
 
-def test_corrupt_checkpoint(capsys, tiny, tmp_path):
+def test_corrupt_checkpoint(tiny, tmp_path):
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"\x00" * 100)
-    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=bad)
-    assert rc == 2 and "not a readable safetensors file" in out
+    assert "not a readable safetensors file" in _refused(tiny, tmp_path / "o", ckpt=bad)
 
 
-def test_checkpoint_for_another_config_names_the_mismatch(capsys, tiny, tmp_path):
+def test_checkpoint_for_another_config_names_the_mismatch(tiny, tmp_path):
     other = write_tiny_model_config(tmp_path / "other.yaml", arch=dict(dim=48, depth=3, heads=2, dim_head=24,
                                                                         ff_mult=2, text_dim=32, conv_layers=1))
-    rc, out = _export(capsys, tiny, tmp_path / "o", config=other)
-    assert rc == 2
+    out = _refused(tiny, tmp_path / "o", config=other)
     assert "does not match the model config" in out
     assert "missing keys" in out and "transformer.transformer_blocks.2" in out  # depth 3 vs 2
     assert "shape mismatches" in out
 
 
-def test_vocab_size_mismatch_is_named(capsys, tiny, tmp_path):
+def test_vocab_size_mismatch_is_named(tiny, tmp_path):
+    _, trained = load_vocab(default_vocab_file())
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("".join(default_vocab_file().read_text().splitlines(keepends=True)[:100]))
-    rc, out = _export(capsys, tiny, tmp_path / "o", "--vocab", str(vocab))
-    assert rc == 2 and "vocab size mismatch" in out and "2545 tokens" in out and "has 100" in out
+    out = _refused(tiny, tmp_path / "o", "--vocab", str(vocab))
+    assert "vocab size mismatch" in out and f"{trained} tokens" in out and "has 100" in out
 
 
-def test_no_ema_reads_model_state_dict(capsys, tiny, tmp_path):
+def test_no_ema_reads_model_state_dict(tiny, tmp_path):
     raw = torch.load(tiny.checkpoint_pt, weights_only=True)
     plain = {k.removeprefix("ema_model."): v for k, v in raw["ema_model_state_dict"].items()
              if k not in ("initted", "step")}
     ckpt = tmp_path / "model_only.pt"
     torch.save({"model_state_dict": plain}, ckpt)
-    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=ckpt)
-    assert rc == 2 and "no `ema_model_state_dict`" in out and "--no-ema" in out
-    rc, out = _export(capsys, tiny, tmp_path / "o", "--no-ema", ckpt=ckpt)
-    assert rc == 0, out
+    out = _refused(tiny, tmp_path / "o", ckpt=ckpt)
+    assert "no `ema_model_state_dict`" in out and "--no-ema" in out
+    assert (_export(tiny, tmp_path / "o", "--no-ema", ckpt=ckpt).repository / "manifest.json").is_file()
 
 
-def test_non_empty_output_needs_force(capsys, tiny, tmp_path):
+def test_non_empty_output_needs_force(tiny, tmp_path):
     out_dir = tmp_path / "o"
     out_dir.mkdir()
     (out_dir / "keep.txt").write_text("x")
-    rc, out = _export(capsys, tiny, out_dir)
-    assert rc == 2 and "pass --force" in out and (out_dir / "keep.txt").exists()
-    rc, out = _export(capsys, tiny, out_dir, "--force")
-    assert rc == 0 and not (out_dir / "keep.txt").exists() and (out_dir / "manifest.json").exists()
+    assert "pass --force" in _refused(tiny, out_dir) and (out_dir / "keep.txt").exists()
+    assert _export(tiny, out_dir, "--force").repository == out_dir
+    assert not (out_dir / "keep.txt").exists() and (out_dir / "manifest.json").exists()
 
 
-def test_failed_export_leaves_no_repository(capsys, tiny, tmp_path):
-    rc, _ = _export(capsys, tiny, tmp_path / "o", "--vocab", str(tmp_path / "missing_vocab.txt"))
-    assert rc == 2
+def test_failed_export_leaves_no_repository(tiny, tmp_path):
+    _refused(tiny, tmp_path / "o", "--vocab", str(tmp_path / "missing_vocab.txt"))
     assert list(tmp_path.iterdir()) == []  # no output, no staging directory
 
 
-def test_half_precision_needs_gpu(capsys, tiny, tmp_path):
-    rc, out = _export(capsys, tiny, tmp_path / "o", "--dtype", "fp16")
-    assert rc == 2 and "needs --device gpu" in out
+def test_half_precision_needs_gpu(tiny, tmp_path):
+    assert "needs --device gpu" in _refused(tiny, tmp_path / "o", "--dtype", "fp16")
+
+
+def test_pt_checkpoint_exports_the_same_repository_as_safetensors(tiny, tiny_repo, tmp_path):
+    """Both released formats of the same weights export the same weights, config and vocab (so they serve
+    the same audio: the served model reads only these files)."""
+    from safetensors.torch import load_file
+
+    repo = _export(tiny, tmp_path / "repo_pt", ckpt=tiny.checkpoint_pt).repository
+    model_dir = repo / contract.TTS_MODEL / contract.MODEL_VERSION
+    want_dir = tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION
+    got = load_file(str(model_dir / contract.TTS_WEIGHTS_FILE))
+    want = load_file(str(want_dir / contract.TTS_WEIGHTS_FILE))
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)
+    for name in (contract.TTS_ARCH_FILE, contract.TTS_VOCAB_FILE):
+        assert (model_dir / name).read_bytes() == (want_dir / name).read_bytes(), name
 
 
 def test_fp16_weights_are_stored_in_fp16(tiny, tmp_path):
@@ -140,14 +156,14 @@ def test_fp16_weights_are_stored_in_fp16(tiny, tmp_path):
     assert dtypes == {torch.float16}
 
 
+@pytest.mark.slow  # random-init Small models (150 M parameters)
 @pytest.mark.parametrize("name", ["F5TTS_v1_Small", "F5TTS_Small"])
-def test_builtin_small_configs_export(capsys, tmp_path, tiny, name):
+def test_builtin_small_configs_export(tmp_path, tiny, name):
     """The v1 and v0 Small architectures, from f5-tts's own config names, export from a .pt checkpoint."""
     from pipeline.f5_model import resolve_model_config
 
     ckpt = write_random_checkpoint(resolve_model_config(name), tmp_path / f"{name}.pt", fmt="pt")
-    rc, out = _export(capsys, tiny, tmp_path / "o", ckpt=ckpt, config=name)
-    assert rc == 0, out
+    assert _export(tiny, tmp_path / "o", ckpt=ckpt, config=name).manifest["model"] == name
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +210,7 @@ def test_tiny_vocos_is_the_released_architecture_scaled_down():
     assert without_sizes(TINY_VOCOS) == without_sizes(yaml.safe_load(RELEASED_VOCOS_CONFIG.read_text()))
 
 
+@pytest.mark.slow  # the released Vocos architecture, full size
 @pytest.mark.parametrize("padding", ["center", "same"])
 def test_released_vocos_architecture_matches_pytorch_on_real_speech(tmp_path, speech_mel, padding):
     """charactr/vocos-mel-24khz's config (random weights), with its ISTFT head padding and with the other one."""
@@ -220,10 +237,9 @@ def test_force_onto_a_file_is_refused_before_any_work(tmp_path):
     assert afile.read_text() == "hello\n" and sorted(p.name for p in tmp_path.iterdir()) == ["afile.txt"]
 
 
-def test_a_checkpoint_of_another_size_is_not_called_a_vocab_mismatch(capsys, tiny, tmp_path):
+def test_a_checkpoint_of_another_size_is_not_called_a_vocab_mismatch(tiny, tmp_path):
     """The issue's reproduction: a tiny checkpoint against F5TTS_v1_Small (same vocab, other widths)."""
-    rc, out = _export(capsys, tiny, tmp_path / "o", config="F5TTS_v1_Small")
-    assert rc == 2
+    out = _refused(tiny, tmp_path / "o", config="F5TTS_v1_Small")
     assert "vocab size mismatch" not in out, out
     assert "does not match the model config: the checkpoint is of another model size" in out
     assert "its shapes fit none of f5-tts's configs" in out

@@ -1,7 +1,10 @@
-"""Property-based fuzzing of the real server over gRPC and HTTP (hypothesis).
+"""Property-based fuzzing (hypothesis), in two layers.
 
-Every answer must be either a success with finite samples of the expected length, or
-INVALID_ARG with a message. Never INTERNAL, never a dead stub; the server stays ready.
+In-process (unit): thousands of requests through parse_request, and batches of them through the
+Synthesizer: each is either parsed/synthesized (finite samples of the expected length) or refused
+with a RequestError, never anything else. Against the server (integration: a sample per protocol;
+slow: the full count): each answer is a success of the expected length or INVALID_ARG with a
+message. Never INTERNAL, never a dead stub; the server stays ready.
 """
 
 from __future__ import annotations
@@ -20,8 +23,13 @@ from tritonclient.utils import InferenceServerException
 import contract
 from client.request import triton_dtype
 from pipeline.reference import f5_preprocess_audio
+from pipeline.requests import RequestError, parse_request
+from pipeline.synthesizer import Speech, Synthesizer
+from pipeline.vocoder import OnnxVocoder
 
-EXAMPLES_PER_PROTOCOL = 160
+PARSE_EXAMPLES = 3000
+SYNTHESIS_BATCHES = {"unit": 40, "slow": 400}  # of 1 to 4 requests
+SERVER_EXAMPLES = {"integration": 24, "slow": 160}  # per protocol
 OUTCOMES: collections.Counter = collections.Counter()
 
 
@@ -133,52 +141,125 @@ def _send(server, protocol: str, tensors: dict[str, np.ndarray]):
         client.close()
 
 
-def _expected_seconds(tensors) -> float | None:
+def _expected_seconds(request) -> float | None:
     """Output length for a valid request with an explicit total duration (one chunk)."""
-    if contract.DURATION not in tensors or float(tensors[contract.DURATION].reshape(-1)[0]) <= 0:
+    if request.duration is None:
         return None
-    audio = tensors[contract.REFERENCE_AUDIO][0]
-    rate = int(tensors[contract.REFERENCE_SAMPLE_RATE].reshape(-1)[0])
-    processed, processed_rate, _ = f5_preprocess_audio(audio, rate)
+    processed, processed_rate, _ = f5_preprocess_audio(request.reference_audio, request.reference_sample_rate)
     ref_frames = int(processed.shape[-1] * contract.SAMPLE_RATE / processed_rate) // contract.HOP_LENGTH
-    total_frames = int(float(tensors[contract.DURATION].reshape(-1)[0]) * contract.SAMPLE_RATE / contract.HOP_LENGTH)
+    total_frames = int(request.duration * contract.SAMPLE_RATE / contract.HOP_LENGTH)
     return (total_frames - ref_frames) * contract.HOP_LENGTH / contract.SAMPLE_RATE
 
 
-def _check(server, protocol: str, tensors) -> None:
+def _check_audio(wave: np.ndarray, request) -> None:
+    assert wave.size > 0 and np.isfinite(wave).all()
+    expected = _expected_seconds(request)
+    if expected is not None:  # targets are short: one chunk, exact frames
+        assert abs(wave.size / contract.SAMPLE_RATE - expected) < 1.5 * contract.HOP_LENGTH / contract.SAMPLE_RATE
+
+
+def _check(server, protocol: str, tensors) -> str:
+    """The server's answer: "success" (checked audio) or "invalid_arg" (with a message)."""
     try:
         result = _send(server, protocol, tensors)
     except InferenceServerException as e:
         status, message = str(e.status()), e.message() or ""
         assert status in ("StatusCode.INVALID_ARGUMENT", "400"), f"{status}: {message}"
         assert message.strip(), "an error without a message"
-        OUTCOMES[f"{protocol} invalid_arg"] += 1
-        return
-    wave = result.as_numpy(contract.WAVEFORM).reshape(-1)
-    assert wave.size > 0 and np.isfinite(wave).all()
+        return "invalid_arg"
+    _check_audio(result.as_numpy(contract.WAVEFORM).reshape(-1), parse_request(tensors))
     assert int(result.as_numpy(contract.SAMPLE_RATE_OUT).reshape(-1)[0]) == contract.SAMPLE_RATE
-    expected = _expected_seconds(tensors)
-    if expected is not None:  # targets are short: one chunk, exact frames
-        assert abs(wave.size / contract.SAMPLE_RATE - expected) < 1.5 * contract.HOP_LENGTH / contract.SAMPLE_RATE
-    OUTCOMES[f"{protocol} success"] += 1
+    return "success"
 
 
-FUZZ = settings(max_examples=EXAMPLES_PER_PROTOCOL, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                       HealthCheck.function_scoped_fixture])
+def _fuzz(examples: int):
+    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
 
 
-@pytest.mark.parametrize("protocol", ["grpc", "http"])
-def test_fuzzed_requests_get_audio_or_invalid_argument(server, protocol):
-    @FUZZ
+def _outcomes(prefix: str) -> dict[str, int]:
+    return {k: v for k, v in OUTCOMES.items() if k.startswith(prefix)}
+
+
+# --- in-process ---------------------------------------------------------------------------------------
+
+def test_fuzzed_tensors_parse_or_are_refused_with_a_message():
+    @_fuzz(PARSE_EXAMPLES)
     @given(tensors=requests())
     def run(tensors):
-        _check(server, protocol, tensors)
+        try:
+            parse_request(tensors)
+        except RequestError as e:
+            assert str(e).strip(), "a refusal without a message"
+            OUTCOMES["parse refused"] += 1
+            return
+        OUTCOMES["parse parsed"] += 1
+
+    run()
+    counts = _outcomes("parse")
+    print(f"fuzz parse_request: {counts}")
+    assert sum(counts.values()) >= PARSE_EXAMPLES
+    assert counts.get("parse parsed", 0) >= PARSE_EXAMPLES // 4 and counts.get("parse refused", 0) >= PARSE_EXAMPLES // 4
+
+
+@pytest.fixture(scope="module")
+def synthesizer(tiny_repo):
+    """The synthesizer the server's f5_tts model builds from the tiny repository."""
+    vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
+    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder, max_batch_chunks=16)
+
+
+@pytest.mark.parametrize("tier", [pytest.param("unit"), pytest.param("slow", marks=pytest.mark.slow)])
+def test_fuzzed_batches_synthesize_or_are_refused_each_on_its_own(synthesizer, tier):
+    """What f5_tts's execute() does with a dynamic batch: parse each request, synthesize the parsed ones
+    together. A refused request never fails its neighbours."""
+    batches = SYNTHESIS_BATCHES[tier]
+    prefix = f"synthesis {tier}"
+
+    @_fuzz(batches)
+    @given(batch=st.lists(requests(), min_size=1, max_size=4))
+    def run(batch):
+        parsed = []
+        for tensors in batch:
+            try:
+                parsed.append(parse_request(tensors))
+            except RequestError:
+                OUTCOMES[f"{prefix} refused"] += 1
+        results = synthesizer.synthesize(parsed)
+        assert len(results) == len(parsed)
+        for request, result in zip(parsed, results):
+            if isinstance(result, RequestError):
+                assert str(result).strip()
+                OUTCOMES[f"{prefix} refused"] += 1
+                continue
+            assert isinstance(result, Speech), result
+            _check_audio(result.waveform, request)
+            OUTCOMES[f"{prefix} spoken"] += 1
+
+    run()
+    counts = _outcomes(prefix)
+    print(f"fuzz Synthesizer: {counts}")
+    assert counts.get(f"{prefix} spoken", 0) >= batches // 2 and counts.get(f"{prefix} refused", 0) >= batches // 2
+
+
+# --- against the server ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tier", [pytest.param("integration"), pytest.param("slow", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_fuzzed_requests_get_audio_or_invalid_argument(server, protocol, tier):
+    examples = SERVER_EXAMPLES[tier]
+    prefix = f"{tier} {protocol}"
+
+    @_fuzz(examples)
+    @given(tensors=requests())
+    def run(tensors):
+        OUTCOMES[f"{prefix} {_check(server, protocol, tensors)}"] += 1
 
     run()
     assert server.is_ready()
     assert server.dead_stubs() == []
-    counts = {k: v for k, v in OUTCOMES.items() if k.startswith(protocol)}
-    print(f"fuzz {protocol}: {counts}")
-    assert sum(counts.values()) >= EXAMPLES_PER_PROTOCOL
-    assert counts.get(f"{protocol} success", 0) >= 40 and counts.get(f"{protocol} invalid_arg", 0) >= 40
+    counts = _outcomes(prefix)
+    print(f"fuzz {prefix}: {counts}")
+    assert sum(counts.values()) >= examples
+    assert counts.get(f"{prefix} success", 0) >= examples // 4 and counts.get(f"{prefix} invalid_arg", 0) >= examples // 4

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +18,14 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 
 import contract
+from client import SynthesisError
 from launcher import ServerError, TritonServer
-from launcher.server import model_error_lines
+from launcher.server import free_port, model_error_lines
+from pipeline.f5_model import load_vocab
 
-from conftest import speak
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _alive(pid: int) -> bool:
@@ -39,32 +44,21 @@ def test_exported_repository_is_served_over_grpc_and_http(server):
     try:
         for c in (g, h):
             assert c.is_server_live() and c.is_server_ready()
-            assert c.is_model_ready(contract.TTS_MODEL) and c.is_model_ready(contract.VOCODER_MODEL)
+            for model in (contract.TTS_MODEL, contract.STREAM_MODEL, contract.VOCODER_MODEL):
+                assert c.is_model_ready(model), model
         meta = h.get_model_metadata(contract.TTS_MODEL)
         assert [i["name"] for i in meta["inputs"]] == [s.name for s in contract.TTS_INPUTS]
         assert [o["name"] for o in meta["outputs"]] == [s.name for s in contract.TTS_OUTPUTS]
+        # the vocoder model serves mel -> waveform: Vocos's centred ISTFT gives (frames - 1) * hop
+        frames = 50
+        mel = np.random.default_rng(0).normal(-4, 1, (1, contract.N_MELS, frames)).astype(np.float32)
+        inp = grpcclient.InferInput(contract.MEL, list(mel.shape), "FP32")
+        inp.set_data_from_numpy(mel)
+        wave = g.infer(contract.VOCODER_MODEL, [inp]).as_numpy(contract.WAVEFORM)
+        assert wave.shape == (1, (frames - 1) * contract.HOP_LENGTH)
     finally:
         g.close()
         h.close()
-
-
-def test_grpc_and_http_answer_the_same_audio(server, reference):
-    via_grpc = speak(server, reference, protocol="grpc", seed=5)
-    via_http = speak(server, reference, protocol="http", seed=5)
-    assert via_grpc.size > contract.SAMPLE_RATE // 2 and np.isfinite(via_grpc).all()
-    np.testing.assert_array_equal(via_grpc, via_http)
-
-
-def test_vocoder_model_serves_mel_to_waveform(server):
-    mel = np.random.default_rng(0).normal(-4, 1, (1, contract.N_MELS, 50)).astype(np.float32)
-    c = grpcclient.InferenceServerClient(server.grpc_url)
-    try:
-        inp = grpcclient.InferInput(contract.MEL, list(mel.shape), "FP32")
-        inp.set_data_from_numpy(mel)
-        wave = c.infer(contract.VOCODER_MODEL, [inp]).as_numpy(contract.WAVEFORM)
-    finally:
-        c.close()
-    assert wave.shape == (1, 49 * contract.HOP_LENGTH)  # Vocos's centred ISTFT: (frames - 1) * hop
 
 
 def _failing_repo(tmp_path):
@@ -86,12 +80,11 @@ def _failing_repo(tmp_path):
     return tmp_path
 
 
+@pytest.mark.integration  # starts tritonserver itself, to read the failed server's fields
 def test_model_that_fails_to_load_stops_the_launcher_with_its_error(tmp_path):
     server = TritonServer(_failing_repo(tmp_path), ready_timeout=60)
-    started = time.monotonic()
     with pytest.raises(ServerError) as err:
         server.start()
-    assert time.monotonic() - started < 60
     message = str(err.value)
     assert "exited with code" in message  # not a generic readiness timeout
     assert "failed to load 'broken'" in message
@@ -107,6 +100,7 @@ def _temp_log(text: str) -> Path:
     return Path(found[0])
 
 
+@pytest.mark.integration  # the launcher CLI starts tritonserver
 def test_launcher_cli_exits_nonzero_with_the_model_error_and_keeps_the_log(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "launcher", "--model-repository", str(_failing_repo(tmp_path)), "--check",
@@ -121,6 +115,7 @@ def test_launcher_cli_exits_nonzero_with_the_model_error_and_keeps_the_log(tmp_p
         log.unlink(missing_ok=True)
 
 
+@pytest.mark.integration
 def test_launcher_cli_check_binds_the_host_it_is_given_and_removes_its_log(tiny_repo):
     proc = subprocess.run(
         [sys.executable, "-m", "launcher", "--model-repository", str(tiny_repo), "--check", "--host", "127.0.0.1",
@@ -151,15 +146,14 @@ def _listening(port: int) -> set[str]:
     return found
 
 
-def test_the_server_binds_the_host_it_is_given(tiny_repo, server):
-    assert server.bound().endswith("(all interfaces)") and _listening(server.http_port) == {"0.0.0.0"}
-    local = TritonServer(tiny_repo, host="127.0.0.1").start()
-    try:
-        for port in (local.http_port, local.grpc_port, local.metrics_port):
-            assert _listening(port) == {"127.0.0.1"}, port
-        assert local.http_url.startswith("127.0.0.1:") and local.is_ready()
-    finally:
-        local.stop()
+def test_the_server_binds_the_host_it_is_given(server):
+    """The session's server binds 127.0.0.1 (conftest); the default, all interfaces, is checked on the
+    launcher CLI in test_dead_stub_fails_requests_and_the_launcher_exits."""
+    assert server.bound() == (f"HTTP 127.0.0.1:{server.http_port}, gRPC 127.0.0.1:{server.grpc_port}, "
+                              f"metrics 127.0.0.1:{server.metrics_port}")
+    for port in (server.http_port, server.grpc_port, server.metrics_port):
+        assert _listening(port) == {"127.0.0.1"}, port
+    assert server.http_url.startswith("127.0.0.1:") and server.is_ready()
 
 
 @pytest.mark.parametrize("which", ["http", "grpc"])
@@ -189,14 +183,17 @@ def test_error_lines_lead_with_the_port_in_use_not_gpu_noise():
     assert not any("CudaDriverHelper" in ln for ln in lines)
 
 
-def test_stop_terminates_the_server_and_its_stubs(tiny_repo):
-    server = TritonServer(tiny_repo).start()
-    pid = server.pid
-    stubs = subprocess.run(["pgrep", "-g", str(pid)], capture_output=True, text=True).stdout.split()
-    assert len(stubs) >= 2  # the server and at least one Python stub
-    log = server.log_path
-    server.stop()
-    for p in stubs:
+def test_a_second_server_answers_the_same_audio_and_stop_leaves_nothing_behind(tiny_repo, server, start_server,
+                                                                             reference):
+    """A restart changes no audio; stop() ends the server and its stubs and removes its temp log."""
+    second = start_server(tiny_repo)
+    assert_same_audio(speak(second, reference, LONG_TEXT, seed=99), speak(server, reference, LONG_TEXT, seed=99),
+                      rel=1e-6)
+    group = subprocess.run(["pgrep", "-g", str(second.pid)], capture_output=True, text=True).stdout.split()
+    assert len(group) >= 2  # the server and at least one Python stub
+    log = second.log_path
+    second.stop()
+    for p in group:
         assert not _alive(int(p)), f"process {p} of the server's group survived stop()"
     assert not log.exists(), "a clean stop removes the server's temp log"
 
@@ -218,16 +215,97 @@ def test_error_lines_put_the_model_failure_first():
     assert not any("NVML" in ln for ln in lines)
 
 
-@pytest.mark.parametrize("missing", ["f5_tts/1/model.safetensors", "vocoder/1/vocos.onnx"])
-def test_missing_weights_fail_the_start_naming_the_file(tiny_repo, tmp_path, missing):
-    import shutil
+def _copy(repo: Path, dest: Path) -> Path:
+    shutil.copytree(repo, dest)
+    for p in dest.rglob("*"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return dest
 
-    repo = tmp_path / "repo"
-    shutil.copytree(tiny_repo, repo)
-    (repo / missing).chmod(0o644)
-    (repo / missing).unlink()
-    started = time.monotonic()
+
+def _file(repo: Path, model: str, name: str) -> tuple[Path, str]:
+    """(the file in `repo`, its path relative to the repository)."""
+    rel = f"{model}/{contract.MODEL_VERSION}/{name}"
+    return repo / rel, rel
+
+
+def _missing_weights(repo):
+    path, rel = _file(repo, contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE)
+    path.unlink()
+    return rel, "is missing"
+
+
+def _corrupt_weights(repo):
+    path, rel = _file(repo, contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE)
+    path.write_bytes(b"\x00\x01garbage" * 100)
+    return rel, "is not a readable safetensors file"
+
+
+def _wrong_vocab(repo):
+    path, rel = _file(repo, contract.TTS_MODEL, contract.TTS_VOCAB_FILE)
+    _, trained = load_vocab(path)
+    path.write_text("".join(path.read_text().splitlines(keepends=True)[:100]))
+    return rel, f"vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has 100"
+
+
+def _missing_vocoder(repo):
+    path, rel = _file(repo, contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE)
+    path.unlink()
+    return rel, "is missing"
+
+
+def _corrupt_vocoder(repo):
+    path, rel = _file(repo, contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE)
+    path.write_bytes(b"not onnx")
+    return rel, contract.VOCODER_ONNX_FILE
+
+
+@pytest.mark.parametrize("breakage", [_missing_weights, _corrupt_weights, _wrong_vocab, _missing_vocoder,
+                                      _corrupt_vocoder],
+                         ids=["missing_weights", "corrupt_weights", "wrong_vocab_size", "missing_vocoder",
+                              "corrupt_vocoder"])
+def test_a_broken_repository_fails_the_start_naming_the_file(tiny_repo, tmp_path, start_server, breakage):
+    """The model's own load error, not a readiness timeout. The container entrypoint and the RunPod
+    worker start tritonserver with these flags (test_deploy, test_runpod check their own preflight)."""
+    repo = _copy(tiny_repo, tmp_path / "repo")
+    rel, problem = breakage(repo)
     with pytest.raises(ServerError) as err:
-        TritonServer(repo, ready_timeout=120).start()
-    assert time.monotonic() - started < 120
-    assert f"{repo / missing} is missing" in str(err.value)
+        start_server(repo, ready_timeout=120)
+    message = str(err.value)
+    assert "exited with code" in message, message
+    assert str(repo / rel) in message and problem in message, message
+
+
+@pytest.mark.integration  # the launcher CLI starts tritonserver
+def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
+    """Triton 2.51 neither restarts a dead Python stub nor reports the model not ready: the launcher's
+    watchdog stops the server and exits 3 (the container's STUB_WATCHDOG=1 runs this launcher)."""
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    launcher_process = subprocess.Popen(
+        [sys.executable, "-m", "launcher", "--model-repository", str(tiny_repo), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    try:
+        server = TritonServer(tiny_repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
+        ready = launcher_process.stdout.readline()  # once printed, the launcher has seen its stubs
+        assert ready.startswith("tritonserver ready"), ready
+        # the default host: all interfaces
+        assert f"HTTP 0.0.0.0:{http}, gRPC 0.0.0.0:{grpc}, metrics 0.0.0.0:{metrics} (all interfaces)" in ready
+        assert _listening(http) == {"0.0.0.0"}
+        triton = subprocess.run(["pgrep", "-P", str(launcher_process.pid)], capture_output=True,
+                                text=True).stdout.split()
+        assert len(triton) == 1
+        stubs = [int(p) for p in subprocess.run(["pgrep", "-P", triton[0], "-f", f"{contract.TTS_MODEL}/1/model.py"],
+                                               capture_output=True, text=True).stdout.split()]
+        assert len(stubs) == 1
+        os.kill(stubs[0], signal.SIGKILL)
+        with pytest.raises(SynthesisError) as err:  # reported per request, with the instance named
+            speak(server, reference, SHORT_TEXT)
+        assert "f5_tts_0_0" in str(err.value) and "not healthy" in str(err.value)
+        _, stderr = launcher_process.communicate(timeout=60)
+        assert launcher_process.returncode == 3
+        assert "the Python stub of f5_tts_0_0 died" in stderr
+    finally:
+        if launcher_process.poll() is None:
+            os.killpg(launcher_process.pid, signal.SIGKILL)
+            launcher_process.wait()
+    assert subprocess.run(["pgrep", "-f", f"tritonserver.*--http-port={http}"]).returncode == 1

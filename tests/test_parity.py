@@ -26,7 +26,8 @@ from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
-from conftest import LONG_TEXT, SHORT_TEXT, Reference, as_pcm16, assert_same_audio, f5tts_preprocessed, speak
+from conftest import (LONG_TEXT, SHORT_TEXT, Reference, as_pcm16, assert_same_audio, f5tts_preprocessed,
+                      f5tts_samples, speak)
 
 SEED = 1234
 NFE = 8
@@ -73,7 +74,7 @@ def monkeypatch_module():
 
 @pytest.fixture(scope="module")
 def synthesizer(tiny_repo):
-    vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
+    vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
     return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder, max_batch_chunks=16)
 
 
@@ -89,6 +90,17 @@ def test_one_chunk_at_a_time_equals_batched_chunks(synthesizer, reference):
     for got, want in zip(one_by_one, batched):
         assert got.chunk_count == want.chunk_count
         assert_same_audio(got.waveform, want.waveform)
+
+
+@pytest.mark.parametrize("speed", [0.5, 1.0, 2.0])
+def test_output_length_follows_speed(synthesizer, reference, speed, tmp_path):
+    got = synthesizer.synthesize([_request(reference, SHORT_TEXT, seed=1, speed=speed)])[0].waveform
+    assert got.size == f5tts_samples(reference, SHORT_TEXT, tmp_path, speed=speed)
+
+
+def test_output_length_follows_duration(synthesizer, reference, tmp_path):
+    got = synthesizer.synthesize([_request(reference, SHORT_TEXT, seed=1, duration=9.0)])[0].waveform  # total seconds
+    assert got.size == f5tts_samples(reference, SHORT_TEXT, tmp_path, duration=9.0)
 
 
 def _request(ref: Reference, text: str, **options):

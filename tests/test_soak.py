@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 
+import pytest
 
 from client.api import make_client
 from launcher import TritonServer
@@ -25,6 +26,8 @@ TIME_BOUND_S = 600
 # Measured here after a full-concurrency warm-up: between -61 and +67 MB over 256 requests (allocator and
 # arena noise). A leak of one reference or output per request would add 50-400 MB on top.
 RSS_GROWTH_BOUND_MB = 150
+
+pytestmark = pytest.mark.slow
 TEXTS = ["Hello there.", "A slightly longer sentence to vary the length.", "Short one.",
          "Triton keeps serving under load, request after request."]
 
