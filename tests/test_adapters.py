@@ -33,7 +33,15 @@ def _pipeline_logging_restored():
 
 
 def _load(name: str, monkeypatch):
-    return triton_stub.load_model(ADAPTERS / name / "1" / "model.py", monkeypatch)
+    return triton_stub.load_model(ADAPTERS / name / contract.MODEL_VERSION / contract.MODEL_CODE_FILE, monkeypatch)
+
+
+def _initialized(name: str, repository, monkeypatch):
+    """(the adapter's TritonPythonModel, initialized from `repository`'s config of it; its pb_utils)."""
+    model, pb_utils = _load(name, monkeypatch)
+    instance = model.TritonPythonModel()
+    instance.initialize(triton_stub.model_args(repository, name))
+    return instance, pb_utils
 
 
 def _request(pb_utils, sender=None, **inputs):
@@ -59,9 +67,7 @@ def _uploaded(reference, text=SHORT_TEXT, **options):
 
 @pytest.fixture
 def tts(tiny_repo, monkeypatch):
-    model, pb_utils = _load(contract.TTS_MODEL, monkeypatch)
-    instance = model.TritonPythonModel()
-    instance.initialize(triton_stub.model_args(tiny_repo, contract.TTS_MODEL))
+    instance, pb_utils = _initialized(contract.TTS_MODEL, tiny_repo, monkeypatch)
     yield instance, pb_utils
     instance.finalize()
 
@@ -254,9 +260,7 @@ def test_a_failure_inside_the_stream_model_is_internal_and_logged(stream):
 
 @pytest.fixture
 def vocoder(tiny_repo, monkeypatch):
-    model, pb_utils = _load(contract.VOCODER_MODEL, monkeypatch)
-    instance = model.TritonPythonModel()
-    instance.initialize(triton_stub.model_args(tiny_repo, contract.VOCODER_MODEL))
+    instance, pb_utils = _initialized(contract.VOCODER_MODEL, tiny_repo, monkeypatch)
     yield instance, pb_utils
     instance.finalize()
     assert instance.vocoder is None

@@ -222,52 +222,34 @@ def _copy(repo: Path, dest: Path) -> Path:
     return dest
 
 
-def _file(repo: Path, model: str, name: str) -> tuple[Path, str]:
-    """(the file in `repo`, its path relative to the repository)."""
-    rel = f"{model}/{contract.MODEL_VERSION}/{name}"
-    return repo / rel, rel
+# (model, file, what replaces it: None deletes it, bytes, or a function of its text; the problem named)
+BREAKAGES = {
+    "missing_weights": (contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE, None, "is missing"),
+    "corrupt_weights": (contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE, b"\x00\x01garbage" * 100,
+                        "is not a readable safetensors file"),
+    "wrong_vocab_size": (contract.TTS_MODEL, contract.TTS_VOCAB_FILE,
+                         lambda text: "".join(text.splitlines(keepends=True)[:100]),
+                         "vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has 100"),
+    "missing_vocoder": (contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE, None, "is missing"),
+    "corrupt_vocoder": (contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE, b"not onnx", contract.VOCODER_ONNX_FILE),
+}
 
 
-def _missing_weights(repo):
-    path, rel = _file(repo, contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE)
-    path.unlink()
-    return rel, "is missing"
-
-
-def _corrupt_weights(repo):
-    path, rel = _file(repo, contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE)
-    path.write_bytes(b"\x00\x01garbage" * 100)
-    return rel, "is not a readable safetensors file"
-
-
-def _wrong_vocab(repo):
-    path, rel = _file(repo, contract.TTS_MODEL, contract.TTS_VOCAB_FILE)
-    _, trained = load_vocab(path)
-    path.write_text("".join(path.read_text().splitlines(keepends=True)[:100]))
-    return rel, f"vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has 100"
-
-
-def _missing_vocoder(repo):
-    path, rel = _file(repo, contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE)
-    path.unlink()
-    return rel, "is missing"
-
-
-def _corrupt_vocoder(repo):
-    path, rel = _file(repo, contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE)
-    path.write_bytes(b"not onnx")
-    return rel, contract.VOCODER_ONNX_FILE
-
-
-@pytest.mark.parametrize("breakage", [_missing_weights, _corrupt_weights, _wrong_vocab, _missing_vocoder,
-                                      _corrupt_vocoder],
-                         ids=["missing_weights", "corrupt_weights", "wrong_vocab_size", "missing_vocoder",
-                              "corrupt_vocoder"])
-def test_a_broken_repository_fails_the_start_naming_the_file(tiny_repo, tmp_path, start_server, breakage):
+@pytest.mark.parametrize("case", list(BREAKAGES))
+def test_a_broken_repository_fails_the_start_naming_the_file(tiny_repo, tmp_path, start_server, case):
     """The model's own load error, not a readiness timeout. The container entrypoint and the RunPod
     worker start tritonserver with these flags (test_deploy, test_runpod check their own preflight)."""
+    model, name, change, problem = BREAKAGES[case]
     repo = _copy(tiny_repo, tmp_path / "repo")
-    rel, problem = breakage(repo)
+    rel = f"{model}/{contract.MODEL_VERSION}/{name}"
+    _, trained = load_vocab(repo / contract.TTS_MODEL / contract.MODEL_VERSION / contract.TTS_VOCAB_FILE)
+    problem = problem.format(trained=trained)
+    if change is None:
+        (repo / rel).unlink()
+    elif isinstance(change, bytes):
+        (repo / rel).write_bytes(change)
+    else:
+        (repo / rel).write_text(change((repo / rel).read_text()))
     with pytest.raises(ServerError) as err:
         start_server(repo, ready_timeout=120)
     message = str(err.value)

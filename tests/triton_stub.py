@@ -113,24 +113,13 @@ class InferenceRequest:
         return type(self).handler(self)
 
 
+def _level(name: str):
+    return classmethod(lambda cls, message: cls.lines.append((name, message)))
+
+
 class Logger:
     lines: list[tuple[str, str]] = []  # (level, message), for the test to read
-
-    @classmethod
-    def log_info(cls, message: str) -> None:
-        cls.lines.append(("info", message))
-
-    @classmethod
-    def log_warn(cls, message: str) -> None:
-        cls.lines.append(("warn", message))
-
-    @classmethod
-    def log_error(cls, message: str) -> None:
-        cls.lines.append(("error", message))
-
-    @classmethod
-    def log_verbose(cls, message: str) -> None:
-        cls.lines.append(("verbose", message))
+    log_info, log_warn, log_error, log_verbose = (_level(n) for n in ("info", "warn", "error", "verbose"))
 
 
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
