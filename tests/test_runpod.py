@@ -182,7 +182,11 @@ class ApiWorker:
 
 @pytest.fixture(scope="module")
 def api_worker(tiny_repo, tmp_path_factory, request):
-    worker = ApiWorker(tiny_repo, tmp_path_factory.mktemp("runpod_api"))
+    # A volume of its own: processes are told apart by the repository in their command line, and the
+    # session's server serves tiny_repo itself.
+    tmp = tmp_path_factory.mktemp("runpod_api")
+    repo = shutil.copytree(tiny_repo, tmp / "volume" / "model_repository")
+    worker = ApiWorker(repo, tmp)
     try:
         ready = worker.wait_ready()
         _say(request, f"runpod worker pid {worker.proc.pid} serving its API in {ready:.1f} s "
@@ -190,7 +194,7 @@ def api_worker(tiny_repo, tmp_path_factory, request):
         yield worker
     finally:
         worker.kill()
-        _assert_none_left(tiny_repo)
+        _assert_none_left(repo)
 
 
 def test_worker_logs_what_it_loaded(api_worker):
