@@ -213,7 +213,9 @@ def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
         try:
             response = urllib.request.urlopen(request, timeout=timeout, context=context)
         except urllib.error.HTTPError as e:
-            raise SynthesisError(_sse_error(e.read()) or f"HTTP {e.code} {e.reason}", str(e.code)) from None
+            with e:  # an unclosed HTTPError keeps its connection open, and a stopping server waits for it
+                message = _sse_error(e.read()) or f"HTTP {e.code} {e.reason}"
+            raise SynthesisError(message, str(e.code)) from None
         except urllib.error.URLError as e:
             raise e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason)) from None
     with response, _reported(endpoint, timeout, connected=True):  # connection lost mid-stream, a timeout

@@ -27,7 +27,7 @@ from pipeline.requests import RequestError, parse_request
 from pipeline.synthesizer import Speech, Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
-PARSE_EXAMPLES = 3000
+PARSE_EXAMPLES = 2000
 SYNTHESIS_BATCHES = {"unit": 40, "slow": 400}  # of 1 to 4 requests
 SERVER_EXAMPLES = {"integration": 24, "slow": 160}  # per protocol
 OUTCOMES: collections.Counter = collections.Counter()

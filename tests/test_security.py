@@ -232,7 +232,10 @@ def test_pickled_code_in_a_checkpoint_is_never_executed(tmp_path):
 def test_the_server_and_the_export_make_no_outside_connection(tiny, tmp_path):
     """Nothing phones home: onnxruntime 1.32 sends telemetry to Microsoft unless it is switched off
     before it starts. The export and a server that loads and warms up (a synthesis through both
-    models' onnxruntime sessions) get a recording proxy and must not use it."""
+    models' onnxruntime sessions) get a recording proxy and must not use it. The server is the
+    launcher's `--check` on 127.0.0.1: it binds that host only and removes its temp log after a
+    clean stop."""
+    import re
     import subprocess
     import sys
 
@@ -245,9 +248,14 @@ def test_the_server_and_the_export_make_no_outside_connection(tiny, tmp_path):
         env = hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url, HTTP_PROXY=proxy.url)
         for command in (["export", "--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config),
                          "--vocoder", str(tiny.vocoder), "--output", str(repo)],
-                        ["launcher", "--model-repository", str(repo), "--check", "--http-port", "0",
-                         "--grpc-port", "0", "--metrics-port", "0"]):
+                        ["launcher", "--model-repository", str(repo), "--check", "--host", "127.0.0.1",
+                         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]):
             proc = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, text=True,
                                   timeout=300)
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proxy.lines == []
+    ready = [ln for ln in proc.stdout.splitlines() if ln.startswith("tritonserver ready")]
+    assert ready and re.search(r"HTTP 127\.0\.0\.1:\d+, gRPC 127\.0\.0\.1:\d+, metrics 127\.0\.0\.1:\d+", ready[0])
+    assert "all interfaces" not in ready[0]
+    log = re.findall(r"(/\S*/tritonserver-\S+?\.log)", ready[0])
+    assert log and not Path(log[0]).exists(), "a clean stop leaves no temp log behind"
