@@ -43,6 +43,7 @@ async function loadVoices(select) {
     return;
   }
   const voices = (await response.json()).data;
+  say("voice-status", voices.length ? "" : "No voices yet: upload one below.");
   const picker = $("voice");
   picker.replaceChildren(...voices.map((v) => {
     const option = new Option(`${v.name} (${v.source === "library" ? "library" : "registered"})`, v.id);
@@ -50,7 +51,6 @@ async function loadVoices(select) {
     return option;
   }));
   if (select) picker.value = select;
-  if (!voices.length) say("voice-status", "No voices yet: upload one below.");
 }
 
 function wavBlob(pieces, samples) {
@@ -189,8 +189,8 @@ async function upload() {
     return;
   }
   const voice = await response.json();
-  say("voice-status", `Voice '${voice.name}' added (${voice.seconds.toFixed(1)} s).`);
   await loadVoices(voice.id);
+  say("voice-status", `Voice '${voice.name}' added (${voice.seconds.toFixed(1)} s).`);
 }
 
 async function deleteVoice() {
@@ -202,8 +202,9 @@ async function deleteVoice() {
   }
   const response = await fetch(`/v1/audio/voices/${encodeURIComponent(option.value)}`,
                                { method: "DELETE", headers: authHeaders() });
-  say("voice-status", response.ok ? `Voice '${option.value}' deleted.` : await errorMessage(response), !response.ok);
+  const message = response.ok ? `Voice '${option.value}' deleted.` : await errorMessage(response);
   await loadVoices();
+  say("voice-status", message, !response.ok);
 }
 
 $("api-key").value = localStorage.getItem("f5-gateway-key") || "";
