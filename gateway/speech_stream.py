@@ -28,6 +28,16 @@ def sse_event(event: dict) -> bytes:
     return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
 
 
+class _BrokenOff(Exception):
+    """The audio stream broke off after its first bytes; the response must end unfinished."""
+
+
+def _broken_off(e: BaseException) -> bool:
+    if isinstance(e, BaseExceptionGroup):  # the response's task group may wrap it
+        return all(_broken_off(x) for x in e.exceptions)
+    return isinstance(e, _BrokenOff)
+
+
 class _ClosingResponse(StreamingResponse):
     """Closes the stream however the response ends: finished, failed, the client gone, or never
     started (a client that left before the first byte), so the Triton request is cancelled at once."""
@@ -39,6 +49,11 @@ class _ClosingResponse(StreamingResponse):
     async def __call__(self, scope, receive, send) -> None:
         try:
             await super().__call__(scope, receive, send)
+        except BaseException as e:
+            # Returning without the body's end makes the server drop the connection: the client sees an
+            # incomplete chunked response (the cause is logged once, below, without a traceback).
+            if not _broken_off(e):
+                raise
         finally:
             with anyio.CancelScope(shield=True):
                 await self.body_iterator.aclose()
@@ -92,7 +107,7 @@ class SpeechStream:
             log.warning("speech stream broke off after %.2f s of audio: %s", self.samples / contract.SAMPLE_RATE,
                         e.message)
             if not sse:
-                raise  # aborts the chunked body: the client sees an incomplete response, never a silent cut
+                raise _BrokenOff() from None  # an aborted body, never a silent cut
             yield sse_event({"type": "error", "error": e.body()["error"]})
 
     async def close(self) -> None:

@@ -343,6 +343,39 @@ def _counts(server) -> tuple[int, int]:
     return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
 
 
+def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(tiny_repo, tmp_path):
+    import os
+
+    from launcher import TritonServer
+
+    srv = TritonServer(tiny_repo, ready_timeout=180)
+    srv.start()
+    gw = Gateway([srv.grpc_url], tmp_path / "voices", tmp_path / "gateway.log")
+    try:
+        gw.wait_live()
+        headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+        long = speech_body(VERY_LONG_TEXT, nfe_step=16, response_format="pcm")
+        with httpx.Client(base_url=gw.url, headers=headers, timeout=120) as http, \
+                http.stream("POST", "/v1/audio/speech", json={**long, "stream_format": "sse"}) as sse, \
+                http.stream("POST", "/v1/audio/speech", json=long) as audio:
+            lines = sse.iter_lines()
+            assert json.loads(next(ln for ln in lines if ln.startswith("data:"))[5:])["type"] == "speech.audio.delta"
+            raw = audio.iter_raw()
+            assert next(raw)
+            os.kill(srv.pid, signal.SIGTERM)  # mid-stream: the rest of the text is never synthesized
+            last = json.loads([ln for ln in lines if ln.startswith("data:")][-1][5:])
+            assert last["type"] == "error" and last["error"]["code"] == "triton_unavailable", last
+            assert "cannot serve speech now" in last["error"]["message"]
+            with pytest.raises(httpx.RemoteProtocolError):  # the chunked body is aborted, not ended
+                for _ in raw:
+                    pass
+    finally:
+        gw.stop()
+        srv.stop()
+    assert gw.log_text().count("speech stream broke off after") == 2
+    assert "Traceback" not in gw.log_text()
+
+
 def test_concurrent_requests_share_tritons_batches(gateway, server):
     before = _counts(server)
     barrier = threading.Barrier(4)
