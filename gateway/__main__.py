@@ -30,11 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         "required" if settings.api_key else "not required")
     server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level=settings.log_level,
                                            access_log=settings.log_level == "debug", timeout_graceful_shutdown=10))
-    server.run()
-    # uvicorn logs why it could not start (a port in use) and returns; say it in one line too.
+    try:
+        server.run()
+    except SystemExit:  # uvicorn exits when it cannot start (a port in use), after logging why
+        pass
     if not server.started:
-        print(f"gateway: error: could not listen on {settings.host}:{settings.port} (see the log above)",
-              file=sys.stderr, flush=True)
+        print(f"gateway: error: could not serve on {settings.host}:{settings.port} (a port in use? see the log "
+              "above)", file=sys.stderr, flush=True)
         return 2
     return 0
 

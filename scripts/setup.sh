@@ -19,14 +19,16 @@ find_python() {
 }
 
 # The browser test of the gateway's playground drives Debian's Chromium through its chromedriver
-# (a test tool's own browser download needs the internet). Installed once; skipped when present.
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+# (a test tool's own browser download needs the internet); the gateway's tests also run curl.
+# Installed once; skipped when present.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || ! command -v curl >/dev/null 2>&1; then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing chromium and chromium-driver (apt)"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    echo "setup: installing chromium, chromium-driver and curl (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver curl >/dev/null
   else
-    echo "setup: WARNING: chromium and chromedriver are missing, so the playground's browser test will fail:" \
-         "run this as root, or: sudo apt-get install chromium chromium-driver" >&2
+    echo "setup: WARNING: chromium, chromedriver or curl is missing, so the gateway's tests will fail:" \
+         "run this as root, or: sudo apt-get install chromium chromium-driver curl" >&2
   fi
 fi
 

@@ -581,3 +581,11 @@ def test_start_failure_is_one_line(tmp_path):
     lines = [ln for ln in gw.log_text().splitlines() if ln.startswith("gateway: error:")]
     assert lines == [f"gateway: error: the voices directory {blocker / 'voices'} is not usable (Not a directory): "
                      "point --voices-dir at a writable directory"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        gw = Gateway(["127.0.0.1:1"], tmp_path / "voices", tmp_path / "busy.log", "--port", str(port))
+        assert gw.proc.wait(timeout=60) == 2
+    lines = [ln for ln in gw.log_text().splitlines() if ln.startswith("gateway: error:")]
+    assert lines == [f"gateway: error: could not serve on 127.0.0.1:{port} (a port in use? see the log above)"]
