@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -156,6 +157,23 @@ def server(tiny_repo, request):
         srv.stop()
 
 
+def wait_until_answering(url: str, proc, log: Callable[[], str], timeout: float, what: str) -> float:
+    """Poll `url` until it answers with a success status; seconds waited. Fails with the end of `log()`
+    if `proc` exits or `timeout` passes first."""
+    import urllib.error
+    import urllib.request
+
+    started = time.monotonic()
+    while True:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}:\n{log()[-3000:]}"
+        assert time.monotonic() - started < timeout, f"{what} not up after {timeout} s:\n{log()[-3000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+
+
 def _say(request, line: str) -> None:
     """A line on the terminal, past pytest's output capture."""
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -247,18 +265,8 @@ class Gateway:
         return self.log_path.read_text(errors="replace")
 
     def wait_live(self, timeout: float = 60) -> "Gateway":
-        import urllib.error
-        import urllib.request
-
-        deadline = time.monotonic() + timeout
-        while True:
-            assert self.proc.poll() is None, f"gateway exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"gateway not up after {timeout} s:\n{self.log_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{self.url}/health/live", timeout=2):
-                    return self
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
+        wait_until_answering(f"{self.url}/health/live", self.proc, self.log_text, timeout, "gateway")
+        return self
 
     def stop(self) -> int:
         import subprocess
