@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import contract
+from bench import save_report
 from client.api import stream_synthesize_async
 from client.request import SynthesisOptions
 from launcher import TritonServer
@@ -198,9 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     report["request"] = {"text": TEXT, "nfe_step": args.nfe_step, "voice": voice,
                          "model": str(args.repository) if args.repository else
                          "tiny (F5TTS_v1_Base layout, dim 64, depth 2)"}
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "gateway_cpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    save_report(args.output, "gateway_cpu", report)
     return 0
 
 
