@@ -6,6 +6,7 @@ the project's asyncio gRPC client. It imports `client` and `contract` only (no t
 beside tritonserver or on any machine that reaches it.
 
 Modules: `settings` (options), `errors` (OpenAI's error shape), `speech_request` (the request body,
-checked), `encoders` (mp3/opus/aac/flac/wav/pcm), `triton` (the server side), `voice_library`
-(uploaded voices on disk), `app` (the routes), `static/` (the playground page).
+checked), `encoders` (mp3/opus/aac/flac/wav/pcm), `speech_stream` (one answer, encoded as Triton
+sends it), `triton` (the server side), `voice_library` (uploaded voices on disk), `app` (the
+routes), `static/` (the playground page).
 """

@@ -77,8 +77,8 @@ def api_error(e: SynthesisError, url: str) -> APIError:
         return APIError(500, f"Triton at {url} failed: {message}", code="triton_error")
     message = message.replace(f"input '{contract.TARGET_TEXT}'", "'input'")
     param = "input" if "'input'" in message else next(
-        (name for name in (contract.VOICE, contract.SPEED, contract.SEED, contract.NFE_STEP, contract.CFG_STRENGTH,
-                           contract.SWAY_SAMPLING_COEF, contract.DURATION) if f"'{name}'" in message),
+        (name for name in (contract.DURATION, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF,
+                           contract.SEED, contract.SPEED, contract.VOICE) if f"'{name}'" in message),
         "voice" if "reference" in message else None)
     return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
 

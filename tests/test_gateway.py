@@ -376,6 +376,29 @@ def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(
     assert "Traceback" not in gw.log_text()
 
 
+def test_past_max_concurrency_is_a_429_that_the_sdk_would_retry(server, tmp_path):
+    gw = Gateway([server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log", "--max-concurrency", "1")
+    try:
+        gw.wait_live()
+        with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=120) as http, \
+                http.stream("POST", "/v1/audio/speech",
+                            json=speech_body(VERY_LONG_TEXT, response_format="pcm", nfe_step=64)) as busy:
+            body = busy.iter_raw()  # kept: a dropped iterator closes the response (the gateway then cancels)
+            assert next(body)  # one request in flight (seconds of synthesis left: slow steps, many chunks)
+            refused = http.post("/v1/audio/speech", json=speech_body(SHORT_TEXT))
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"] == {
+                "message": "1 speech requests are in flight, this gateway's limit (--max-concurrency); retry shortly",
+                "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+        # the stream above was left early: once the gateway has closed it (it logs that), its slot is free again
+        deadline = time.monotonic() + 60
+        while "stopped after" not in gw.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert post(gw, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm")).status_code == 200
+    finally:
+        gw.stop()
+
+
 def test_concurrent_requests_share_tritons_batches(gateway, server):
     before = _counts(server)
     barrier = threading.Barrier(4)
