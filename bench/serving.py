@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import soundfile as sf
 
 import contract
+from bench import save_report
 from client import SynthesisOptions, synthesize
 from export.__main__ import request_from_argv
 from export.api import export_model
@@ -124,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                   "overhead": overhead(warm, args.repeats),
                   "cold_start": {"warmup_on": cold_start(warm, args.launches, args.steady),
                                  "warmup_off": cold_start(cold, args.launches, args.steady)}}
-    args.output.mkdir(parents=True, exist_ok=True)
-    (args.output / "serving_cpu.json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    save_report(args.output, "serving_cpu", report)
     return 0
 
 

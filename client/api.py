@@ -10,7 +10,7 @@ import contextlib
 import json
 import logging
 import queue
-from typing import Iterator, Mapping
+from typing import AsyncIterator, Iterator, Mapping
 
 import numpy as np
 
@@ -132,6 +132,48 @@ async def synthesize_async(text: str, reference_audio: np.ndarray | None = None,
     except Exception as e:
         raise _error(e, None, timeout) from None
     return _result(result)
+
+
+async def stream_synthesize_async(text: str, reference_audio: np.ndarray | None = None,
+                                  reference_sample_rate: int | None = None, reference_text: str | None = None, *,
+                                  client, voice: str | None = None, model: str = contract.STREAM_MODEL,
+                                  options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
+                                  headers: Mapping[str, str] | None = None) -> AsyncIterator[np.ndarray]:
+    """asyncio gRPC variant of stream_synthesize; `client` is a tritonclient.grpc.aio.InferenceServerClient.
+
+    Closing the generator before its end (`aclose()`, or cancelling the task that iterates it)
+    cancels the request on the server. A connection failure raises SynthesisError with status
+    "StatusCode.UNAVAILABLE"; a refused request, the server's message (no status: Triton's gRPC
+    stream carries none). `timeout` bounds the whole stream.
+    """
+    import grpc
+    from tritonclient.grpc._utils import get_error_grpc
+
+    tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
+
+    async def requests():
+        yield {"model_name": model, "inputs": grpc_inputs(tensors),
+               "parameters": {"triton_enable_empty_final_response": True}}
+
+    responses = client.stream_infer(requests(), stream_timeout=timeout, headers=dict(headers or {}))
+    finished = False
+    try:
+        async for result, error in responses:
+            if error is not None:
+                raise _error(error, None, timeout)
+            params = result.get_response().parameters
+            finished = "triton_final_response" in params and params["triton_final_response"].bool_param
+            wave = result.as_numpy(contract.WAVEFORM)
+            if wave is not None and wave.size:
+                yield wave.reshape(-1).astype(np.float32)
+            if finished:
+                return
+        raise SynthesisError("the stream ended before its final response")
+    except grpc.RpcError as e:
+        raise _error(get_error_grpc(e), None, timeout) from None
+    finally:
+        if not finished:
+            responses.cancel()  # synchronous: safe inside a cancelled task
 
 
 def stream_synthesize(text: str, reference_audio: np.ndarray | None = None, reference_sample_rate: int | None = None,

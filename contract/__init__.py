@@ -71,6 +71,9 @@ CHUNK_COUNT = "chunk_count"
 STREAM_FIRST_CHUNK_CHARS = 60
 # Model config parameter of f5_tts that lists the registered voices (comma-separated).
 VOICES_PARAMETER = "voices"
+# What a voice name may look like (registered at export, or in the gateway's voice library); at most
+# Limits.max_voice_name_bytes long.
+VOICE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 
 
 def format_voice_list(names) -> str:

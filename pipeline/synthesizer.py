@@ -120,6 +120,8 @@ class Synthesizer:
         # skips f5-tts's silence trimming, resampling and the mel front end.
         self._references: OrderedDict[str, tuple[Reference, torch.Tensor]] = OrderedDict()
         self.reference_cache_size = reference_cache_size
+        self.reference_cache_hits = 0  # uploaded references found prepared (the model exports these as a metric)
+        self.reference_cache_misses = 0
         # Registered voices: prepared at export, their mels computed once here.
         self.voices = {name: (ref, self._mel(ref)) for name, ref in (voices or {}).items()}
 
@@ -215,7 +217,9 @@ class Synthesizer:
         hit = self._references.get(key)
         if hit is not None:
             self._references.move_to_end(key)
+            self.reference_cache_hits += 1
             return hit
+        self.reference_cache_misses += 1
         ref = prepare_reference(audio, request.reference_sample_rate, request.reference_text)
         cond = self._mel(ref)
         if self.reference_cache_size > 0:

@@ -23,7 +23,7 @@ from pipeline.requests import RequestError
 
 VOICES_DIR = "voices"
 INDEX_FILE = "voices.json"
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+NAME_PATTERN = re.compile(contract.VOICE_NAME_PATTERN)
 
 
 class VoiceError(ValueError):

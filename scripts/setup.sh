@@ -18,6 +18,20 @@ find_python() {
   echo "setup: Python 3.11 not found (set PYTHON=/path/to/python3.11)" >&2; exit 1
 }
 
+# The browser test of the gateway's playground drives Debian's Chromium through its chromedriver
+# (a test tool's own browser download needs the internet); the gateway's tests also run curl.
+# Installed once; skipped when present.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+    || ! command -v curl >/dev/null 2>&1; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium, chromium-driver and curl (apt)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver curl >/dev/null
+  else
+    echo "setup: WARNING: chromium, chromedriver or curl is missing, so the gateway's tests will fail:" \
+         "run this as root, or: sudo apt-get install chromium chromium-driver curl" >&2
+  fi
+fi
+
 stamp_inputs() { cat "$REQS" requirements/lock.txt requirements/runpod.txt pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1; }
 STAMP="$VENV/.setup-stamp"
 if [[ -f "$STAMP" && "$(cat "$STAMP")" == "$(stamp_inputs)" ]]; then
@@ -71,6 +85,7 @@ chmod +x "$PA"
 
 "$VENV/bin/python" - <<'PY'
 import numpy, torch, torchaudio, f5_tts.model, onnxruntime, tritonclient.grpc, soundfile, runpod.serverless  # noqa: F401
+import av, fastapi, openai, selenium, uvicorn  # noqa: F401  (the gateway and its tests)
 from launcher import find_tritonserver
 assert numpy.__version__.startswith("1."), f"numpy {numpy.__version__}: the Python stub needs numpy<2"
 print(f"setup: torch {torch.__version__}, numpy {numpy.__version__}, onnxruntime {onnxruntime.__version__}, "

@@ -31,6 +31,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -198,6 +199,23 @@ def start_server():
         srv.stop()
 
 
+def wait_until_answering(url: str, proc, log: Callable[[], str], timeout: float, what: str) -> float:
+    """Poll `url` until it answers with a success status; seconds waited. Fails with the end of `log()`
+    if `proc` exits or `timeout` passes first."""
+    import urllib.error
+    import urllib.request
+
+    started = time.monotonic()
+    while True:
+        assert proc.poll() is None, f"{what} exited with {proc.returncode}:\n{log()[-3000:]}"
+        assert time.monotonic() - started < timeout, f"{what} not up after {timeout} s:\n{log()[-3000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.1)
+
+
 def _say(request, line: str) -> None:
     """A line on the terminal, past pytest's output capture."""
     terminal = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -319,3 +337,65 @@ def _unit_tests_start_no_server(request, monkeypatch):
                     "`start_server` fixture, or mark it @pytest.mark.integration")
 
     monkeypatch.setattr(TritonServer, "wait_ready", refuse)
+
+
+# --- the OpenAI-compatible gateway (gateway/) in front of a server ---------------------------------------------------
+GATEWAY_KEY = "test-key"
+
+
+class Gateway:
+    """`python -m gateway` as its own process on a free port; stopped by PID."""
+
+    def __init__(self, triton_urls: list[str], voices_dir: Path, log_path: Path, *extra: str,
+                 api_key: str | None = GATEWAY_KEY) -> None:
+        import os
+        import subprocess
+        import sys
+
+        from launcher.server import free_port
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.voices_dir = voices_dir
+        self.log_path = log_path
+        env = {k: v for k, v in os.environ.items() if k != "F5_GATEWAY_API_KEY"}
+        if api_key:
+            env["F5_GATEWAY_API_KEY"] = api_key
+        args = [a for url in triton_urls for a in ("--triton-url", url)]
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", *args, "--port", str(self.port),
+                                          "--voices-dir", str(voices_dir), *extra],
+                                         cwd=Path(__file__).resolve().parent.parent, env=env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_live(self, timeout: float = 60) -> "Gateway":
+        wait_until_answering(f"{self.url}/health/live", self.proc, self.log_text, timeout, "gateway")
+        return self
+
+    def stop(self) -> int:
+        import subprocess
+
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def gateway(server, tmp_path_factory, request):
+    """The gateway in front of this module's server, with an API key and an empty voice library."""
+    work = tmp_path_factory.mktemp("gateway")
+    gw = Gateway([server.grpc_url], work / "voices", work / "gateway.log", "--max-upload-mb", "2")
+    try:
+        gw.wait_live()
+        _say(request, f"gateway pid {gw.proc.pid} on {gw.url} in front of tritonserver pid {server.pid}")
+        yield gw
+    finally:
+        gw.stop()

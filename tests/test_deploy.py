@@ -77,12 +77,61 @@ def test_kubernetes_deployment_probes_resources_ports():
 
 def test_kubernetes_service_and_queue_time_autoscaling():
     svc = _k8s("service.yaml")
-    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002}
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002,
+                                                                   "openai": 8080}
     hpa = _k8s("hpa.yaml")
     assert hpa["kind"] == "HorizontalPodAutoscaler"
     assert hpa["spec"]["scaleTargetRef"]["name"] == _k8s("deployment.yaml")["metadata"]["name"]
     assert "queue" in hpa["spec"]["metrics"][0]["pods"]["metric"]["name"]
     assert "nv_inference_queue_duration_us" in (DOCKER / "k8s" / "hpa.yaml").read_text()
+
+
+# --- the gateway beside tritonserver -------------------------------------------------------
+
+def test_dockerfile_ships_the_gateway():
+    text = (DOCKER / "Dockerfile").read_text()
+    assert "COPY gateway/ gateway/" in text
+    assert "mkdir -p /models /voices && chown 1000 /models /voices" in text  # the voice library, writable
+    assert re.search(r"^EXPOSE 8000 8001 8002 8080$", text, re.M)
+
+
+def test_compose_runs_the_gateway_beside_triton():
+    from gateway.settings import parse_args
+
+    services = yaml.safe_load((DOCKER / "compose.yaml").read_text())["services"]
+    gw, triton = services["gateway"], services["triton"]
+    assert gw["image"] == triton["image"] and "build" not in gw  # the same image, its own command
+    assert gw["entrypoint"] == ["python3", "-m", "gateway"]
+    settings = parse_args(gw["command"], env={})  # the command line the gateway accepts
+    assert settings.triton_urls == ("triton:8001",) and settings.host == "0.0.0.0"
+    assert f"{settings.port}:{settings.port}" in gw["ports"]
+    assert any(v.endswith(f":{settings.voices_dir}") for v in gw["volumes"])
+    assert gw["depends_on"]["triton"]["condition"] == "service_healthy"  # starts once Triton is ready
+    assert f"http://127.0.0.1:{settings.port}/health/ready" in " ".join(gw["healthcheck"]["test"])
+    assert "F5_GATEWAY_API_KEY" in gw["environment"]
+
+
+def test_kubernetes_runs_the_gateway_in_each_pod_ready_with_triton():
+    from gateway.settings import parse_args
+
+    pod = _k8s("deployment.yaml")["spec"]["template"]["spec"]
+    containers = {c["name"]: c for c in pod["containers"]}
+    triton, gw = containers["triton"], containers["gateway"]
+    assert gw["image"] == triton["image"] and gw["command"] == ["python3", "-m", "gateway"]
+    settings = parse_args(gw["args"], env={})
+    grpc = next(p["containerPort"] for p in triton["ports"] if p["name"] == "grpc")
+    assert settings.triton_urls == (f"127.0.0.1:{grpc}",) and settings.host == "0.0.0.0"
+    assert [p["containerPort"] for p in gw["ports"]] == [settings.port]
+    # the gateway's readiness is Triton's (and both speech models'): no traffic before the warm-up
+    assert gw["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": gw["ports"][0]["name"]}
+    assert gw["livenessProbe"]["httpGet"]["path"] == "/health/live"
+    mount = next(m for m in gw["volumeMounts"] if m["mountPath"] == str(settings.voices_dir))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert "persistentVolumeClaim" in volume  # shared by the replicas
+    key = next(e for e in gw["env"] if e["name"] == "F5_GATEWAY_API_KEY")
+    assert key["valueFrom"]["secretKeyRef"]["optional"] is True
+    service = {p["name"]: p for p in _k8s("service.yaml")["spec"]["ports"]}
+    assert service["openai"]["port"] == settings.port and service["openai"]["targetPort"] == gw["ports"][0]["name"]
 
 
 # --- the entrypoint, for real ------------------------------------------------------------

@@ -31,12 +31,12 @@ from launcher.server import free_port
 from pipeline.reference import prepare_reference
 from runpod_worker.handler import decode_audio
 
-from conftest import VOICE, _say
+from conftest import VOICE, _say, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
-START_TIMEOUT = 180
+START_TIMEOUT = 180  # seconds; a bound for a hung start, not a measurement
 
-pytestmark = pytest.mark.slow  # the RunPod worker  # seconds; a bound for a hung start, not a measurement
+pytestmark = pytest.mark.slow  # the RunPod worker
 
 
 def _reference_job(**extra) -> dict:
@@ -143,15 +143,8 @@ class ApiWorker:
         return self.log.read_text(errors="replace")
 
     def wait_ready(self) -> float:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            assert self.proc.poll() is None, f"worker exited with {self.proc.returncode}:\n{self.output()[-3000:]}"
-            assert time.monotonic() < deadline, f"worker not ready:\n{self.output()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/", timeout=2):
-                    return time.monotonic() - self.started
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.25)
+        wait_until_answering(f"http://127.0.0.1:{self.port}/", self.proc, self.output, START_TIMEOUT, "worker")
+        return time.monotonic() - self.started
 
     def runsync(self, job_input: dict) -> dict:
         body = json.dumps({"input": job_input}).encode()

@@ -37,6 +37,14 @@ class TritonPythonModel:
         if loaded != list(self.params.voice_names):
             raise ValueError(f"model parameter '{contract.VOICES_PARAMETER}' lists {list(self.params.voice_names)} but "
                              f"{model_dir / args['model_version']}/voices holds {loaded}; re-run `python -m export`")
+        # Triton's custom metrics (on :8002/metrics beside its own): how often an uploaded reference, e.g. a
+        # voice of the gateway's library sent with every request, was found already prepared.
+        self._cache_family = family = pb_utils.MetricFamily(name="f5_tts_reference_cache_total",
+                                       description="uploaded references looked up in f5_tts's reference cache",
+                                       kind=pb_utils.MetricFamily.COUNTER)
+        self._cache_metrics = {"hit": family.Metric(labels={"result": "hit"}),
+                               "miss": family.Metric(labels={"result": "miss"})}
+        self._cache_counted = {"hit": 0, "miss": 0}
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}) loaded on {device} in "
@@ -60,6 +68,7 @@ class TritonPythonModel:
         except Exception:
             pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
             results = [RuntimeError("internal error during synthesis; see the server log")] * len(parsed)
+        self._count_cache()
         for (i, _), result in zip(parsed, results):
             if isinstance(result, Exception):
                 responses[i] = _error(result)
@@ -68,8 +77,17 @@ class TritonPythonModel:
                     [pb_utils.Tensor(name, value) for name, value in result.outputs().items()])
         return responses
 
+    def _count_cache(self):
+        for result, now in (("hit", self.synthesizer.reference_cache_hits),
+                            ("miss", self.synthesizer.reference_cache_misses)):
+            if now > self._cache_counted[result]:
+                self._cache_metrics[result].increment(now - self._cache_counted[result])
+                self._cache_counted[result] = now
+
     def finalize(self):
         self.synthesizer = None
+        self._cache_metrics = None  # before their family (Triton's rule)
+        self._cache_family = None
 
 
 def _error(error: Exception):

@@ -1,0 +1,118 @@
+"""One answer of POST /v1/audio/speech: Triton's pieces encoded as they arrive, sent as raw audio
+bytes (chunked) or as OpenAI's server-sent events (speech.audio.delta with base64 audio, then
+speech.audio.done)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from typing import AsyncIterator, Callable
+
+import anyio
+import numpy as np
+from fastapi.responses import StreamingResponse
+
+import contract
+from gateway import encoders
+from gateway.errors import APIError
+from gateway.speech_request import SpeechRequest
+
+log = logging.getLogger("gateway")
+# Fast enough for the event loop; the compressing encoders take milliseconds per piece and run in threads.
+_INLINE_FORMATS = ("pcm", "wav")
+
+
+def sse_event(event: dict) -> bytes:
+    return b"data: " + json.dumps(event, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _BrokenOff(Exception):
+    """The audio stream broke off after its first bytes; the response must end unfinished."""
+
+
+def _broken_off(e: BaseException) -> bool:
+    if isinstance(e, BaseExceptionGroup):  # the response's task group may wrap it
+        return all(_broken_off(x) for x in e.exceptions)
+    return isinstance(e, _BrokenOff)
+
+
+class _ClosingResponse(StreamingResponse):
+    """Closes the stream however the response ends: finished, failed, the client gone, or never
+    started (a client that left before the first byte), so the Triton request is cancelled at once."""
+
+    def __init__(self, stream: "SpeechStream", **kwargs) -> None:
+        super().__init__(stream.body(), **kwargs)
+        self._stream = stream
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except BaseException as e:
+            # Returning without the body's end makes the server drop the connection: the client sees an
+            # incomplete chunked response (the cause is logged once, below, without a traceback).
+            if not _broken_off(e):
+                raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
+                await self._stream.close()
+
+
+class SpeechStream:
+    def __init__(self, req: SpeechRequest, first: np.ndarray, pieces: AsyncIterator[np.ndarray],
+                 on_close: Callable[[int, bool], None]) -> None:
+        self.req = req
+        self._first = first
+        self._pieces = pieces
+        self._on_close = on_close
+        self._encoder = encoders.FORMATS[req.response_format].make(contract.SAMPLE_RATE)
+        self.samples = 0
+        self.completed = False
+        self._closed = False
+
+    def response(self, headers: dict[str, str]) -> StreamingResponse:
+        sse = self.req.stream_format == "sse"
+        media_type = "text/event-stream" if sse else encoders.FORMATS[self.req.response_format].media_type
+        return _ClosingResponse(self, media_type=media_type, headers=headers)
+
+    async def _encode(self, fn, *args) -> bytes:
+        inline = self.req.response_format in _INLINE_FORMATS
+        data = fn(*args) if inline else await asyncio.to_thread(fn, *args)
+        if not data or self.req.stream_format != "sse":
+            return data
+        return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode("ascii")})
+
+    async def body(self) -> AsyncIterator[bytes]:
+        sse = self.req.stream_format == "sse"
+        try:
+            piece = self._first
+            while piece is not None:
+                pcm = encoders.quantize(piece)
+                self.samples += pcm.size
+                if data := await self._encode(self._encoder.push, pcm):
+                    yield data
+                piece = await anext(self._pieces, None)
+            if data := await self._encode(self._encoder.finish):
+                yield data
+            if sse:
+                # F5-TTS's units: input characters are its text tokens, mel frames its output tokens.
+                frames = self.samples // contract.HOP_LENGTH
+                chars = len(self.req.input)
+                yield sse_event({"type": "speech.audio.done",
+                                 "usage": {"input_tokens": chars, "output_tokens": frames, "total_tokens": chars + frames}})
+            self.completed = True
+        except APIError as e:  # Triton broke off after the response had started
+            log.warning("speech stream broke off after %.2f s of audio: %s", self.samples / contract.SAMPLE_RATE,
+                        e.message)
+            if not sse:
+                raise _BrokenOff() from None  # an aborted body, never a silent cut
+            yield sse_event({"type": "error", "error": e.body()["error"]})
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._pieces.aclose()  # cancels what is left on Triton when the client went away
+        self._on_close(self.samples, self.completed)

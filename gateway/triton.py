@@ -1,0 +1,168 @@
+"""The Triton side: asyncio gRPC clients (one per server URL), what the server offers, streamed speech.
+
+Every request goes through `f5_tts_stream`, so audio leaves after the first text chunk; its pieces
+joined are the whole answer. Several URLs are used round robin; a server that cannot be reached is
+skipped while the request has not started, so one down replica costs no request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import logging
+import time
+from typing import AsyncIterator
+
+import numpy as np
+
+import contract
+from client.api import SynthesisError, stream_synthesize_async
+from client.request import SynthesisOptions
+from gateway.errors import APIError, bad_request, unavailable
+
+log = logging.getLogger("gateway")
+
+UNREACHABLE = "StatusCode.UNAVAILABLE"
+# Triton's gRPC stream carries a message but no status code: these messages mean "not now", not "bad request".
+_NOT_NOW = ("server not ready", "is not ready", "unknown model", "is not found", "shutting down")
+_SERVER_FAULT = ("see the server log",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Speaker:
+    """Who speaks: a voice registered on the server, or reference audio with its transcript."""
+
+    voice: str | None = None
+    audio: np.ndarray | None = None  # [channels, samples], float32
+    sample_rate: int | None = None
+    text: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    voices: tuple[str, ...]  # registered at export
+    limits: contract.Limits  # with the server's own export-time values
+
+
+def _parameters(config: dict) -> dict[str, str]:
+    return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+
+
+def server_info(config: dict) -> ServerInfo:
+    params = _parameters(config)
+    limits = contract.LIMITS
+    for name, kind in (("max_target_text_bytes", int), ("max_reference_seconds", float),
+                       ("max_audio_seconds", float)):
+        if params.get(name, "").strip():
+            limits = dataclasses.replace(limits, **{name: kind(params[name])})
+    return ServerInfo(contract.parse_voice_list(params.get(contract.VOICES_PARAMETER, "")), limits)
+
+
+def _message(e: Exception) -> str:
+    """tritonclient's exceptions keep the server's words in message(); str() adds a status prefix."""
+    return (e.message() if callable(getattr(e, "message", None)) else None) or str(e)
+
+
+def api_error(e: SynthesisError, url: str) -> APIError:
+    """Triton's answer as an OpenAI error: its INVALID_ARG message (the contract's input names replaced by
+    the API's) as a 400, 'not now' as a 503, the rest as a 500."""
+    message = str(e)
+    lower = message.lower()
+    if e.status == UNREACHABLE or any(s in lower for s in _NOT_NOW):
+        return unavailable(f"Triton at {url} cannot serve speech now: {message}")
+    if e.status == "StatusCode.DEADLINE_EXCEEDED":
+        return APIError(504, f"Triton at {url} did not finish in time: {message}", code="timeout")
+    if any(s in lower for s in _SERVER_FAULT) or e.status in ("StatusCode.INTERNAL", "StatusCode.UNKNOWN"):
+        return APIError(500, f"Triton at {url} failed: {message}", code="triton_error")
+    message = message.replace(f"input '{contract.TARGET_TEXT}'", "'input'")
+    param = "input" if "'input'" in message else next(
+        (name for name in (contract.DURATION, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF,
+                           contract.SEED, contract.SPEED, contract.VOICE) if f"'{name}'" in message),
+        "voice" if "reference" in message else None)
+    return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
+
+
+class Triton:
+    def __init__(self, urls: tuple[str, ...], timeout: float, info_ttl: float) -> None:
+        self.urls = urls
+        self.timeout = timeout
+        self.info_ttl = info_ttl
+        self._clients: list = []
+        self._turn = itertools.count()
+        self._info: tuple[float, ServerInfo] | None = None
+        self._info_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        import tritonclient.grpc.aio as aio
+
+        # gRPC asyncio channels belong to the loop that made them: made here, in the server's loop.
+        self._clients = [aio.InferenceServerClient(url) for url in self.urls]
+
+    async def close(self) -> None:
+        for c in self._clients:
+            await c.close()
+
+    def _order(self) -> list[tuple[str, object]]:
+        first = next(self._turn) % len(self._clients)
+        pairs = list(zip(self.urls, self._clients))
+        return pairs[first:] + pairs[:first]
+
+    async def readiness(self) -> dict[str, str | None]:
+        """Per URL: None when the server and both speech models are ready, else why not."""
+        async def check(url, c):
+            try:
+                if not await c.is_server_ready():
+                    return "server not ready"
+                for model in (contract.TTS_MODEL, contract.STREAM_MODEL):
+                    if not await c.is_model_ready(model):
+                        return f"model {model} not ready"
+                return None
+            except Exception as e:  # unreachable: InferenceServerException or gRPC's own
+                return f"unreachable ({_message(e)})"
+        found = await asyncio.gather(*(check(u, c) for u, c in zip(self.urls, self._clients)))
+        return dict(zip(self.urls, found))
+
+    async def info(self) -> ServerInfo:
+        """Registered voices and limits from f5_tts's config, cached for a while (they change with a new export)."""
+        async with self._info_lock:
+            if self._info and time.monotonic() - self._info[0] < self.info_ttl:
+                return self._info[1]
+            errors = []
+            for url, c in self._order():
+                try:
+                    config = (await c.get_model_config(contract.TTS_MODEL, as_json=True, client_timeout=10))["config"]
+                except Exception as e:
+                    errors.append(f"{url}: {_message(e)}")
+                    continue
+                self._info = (time.monotonic(), server_info(config))
+                return self._info[1]
+            raise unavailable(f"Triton is not reachable or serves no {contract.TTS_MODEL} model: " + "; ".join(errors))
+
+    async def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]:
+        """The speech's float32 pieces as Triton sends them. Raises APIError before the first piece (and
+        after it, should the stream break). Closing the generator early cancels the request on Triton."""
+        errors = []
+        for url, c in self._order():
+            pieces = stream_synthesize_async(text, speaker.audio, speaker.sample_rate, speaker.text,
+                                             voice=speaker.voice, client=c, options=options, timeout=self.timeout)
+            try:
+                try:
+                    first = await pieces.__anext__()
+                except StopAsyncIteration:
+                    return
+                except SynthesisError as e:
+                    if e.status == UNREACHABLE:  # nothing started there: the next server may take it
+                        errors.append(f"{url}: {e}")
+                        continue
+                    raise api_error(e, url) from None
+                yield first
+                try:
+                    async for piece in pieces:
+                        yield piece
+                except SynthesisError as e:
+                    raise api_error(e, url) from None
+                return
+            finally:
+                await pieces.aclose()
+        raise unavailable("Triton is not reachable: " + "; ".join(errors))

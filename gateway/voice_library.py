@@ -1,0 +1,190 @@
+"""Uploaded voices, stored on disk and sent to Triton as the reference of each request.
+
+Layout: <voices dir>/<name>/voice.json (transcript and facts) and audio.wav (the upload's samples as
+decoded, float32, its own rate and channels: Triton prepares it exactly as it would the uploaded
+file). A voice is written into a private directory and renamed into place, and deleted by renaming
+it away first, so readers (other requests, other gateway processes on the same directory) see a
+voice whole or not at all; of two uploads of one name, exactly one wins. The server's reference
+cache keys on the audio's content, so a repeated voice is prepared once there.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+import contract
+from gateway.errors import APIError, bad_request
+
+log = logging.getLogger("gateway")
+
+AUDIO_FILE = "audio.wav"
+META_FILE = "voice.json"
+_NAME = re.compile(contract.VOICE_NAME_PATTERN)
+_STALE_SECONDS = 600  # leftovers of a crash mid-upload or mid-delete, removed at start
+
+
+@dataclass(frozen=True)
+class StoredVoice:
+    name: str
+    transcript: str
+    audio: np.ndarray  # [channels, samples] float32
+    sample_rate: int
+    created_at: int
+
+    def describe(self) -> dict:
+        """OpenAI's voice object (id, object, name, created_at, type) and what F5-TTS uses."""
+        return {"id": self.name, "object": "audio.voice", "name": self.name, "created_at": self.created_at,
+                "type": "audio_sample", "source": "library", "transcript": self.transcript,
+                "seconds": round(self.audio.shape[1] / self.sample_rate, 3), "sample_rate": self.sample_rate,
+                "channels": self.audio.shape[0]}
+
+
+def check_name(name: str) -> str:
+    if not _NAME.fullmatch(name) or len(name.encode("utf-8")) > contract.LIMITS.max_voice_name_bytes:
+        raise bad_request(f"voice name {name!r} is not allowed: use letters, digits, '_', '.' or '-', starting with "
+                          f"a letter or digit, at most {contract.LIMITS.max_voice_name_bytes} characters", "name")
+    return name
+
+
+def decode_upload(data: bytes, filename: str, limits: contract.Limits) -> tuple[np.ndarray, int]:
+    """An uploaded audio file -> float32 [channels, samples] within the reference limits."""
+    what = f"the uploaded audio {filename!r} ({len(data)} bytes)"
+    try:
+        audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as e:
+        raise bad_request(f"{what} is not an audio file libsndfile can read ({e}); send WAV, FLAC, OGG or MP3",
+                          "audio_sample") from None
+    seconds = len(audio) / rate
+    if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
+        raise bad_request(f"{what} has a sample rate of {rate} Hz; allowed range is [{limits.min_sample_rate}, "
+                          f"{limits.max_sample_rate}]", "audio_sample")
+    if audio.shape[1] > limits.max_channels:
+        raise bad_request(f"{what} has {audio.shape[1]} channels; 1 to {limits.max_channels} are allowed",
+                          "audio_sample")
+    if not limits.min_reference_seconds <= seconds <= limits.max_reference_seconds:
+        raise bad_request(f"{what} is {seconds:.2f} s long; {limits.min_reference_seconds} to "
+                          f"{limits.max_reference_seconds:g} s are allowed (F5-TTS uses at most "
+                          f"{limits.reference_clip_seconds:g} s of it, clipped at a pause)", "audio_sample")
+    if not np.isfinite(audio).all():
+        raise bad_request(f"{what} contains NaN or Inf samples", "audio_sample")
+    if not np.any(audio):
+        raise bad_request(f"{what} is silent (all samples are zero)", "audio_sample")
+    return np.ascontiguousarray(audio.T), int(rate)
+
+
+def check_transcript(transcript: str, limits: contract.Limits) -> str:
+    transcript = transcript.strip()
+    if not transcript:
+        raise bad_request("'transcript' is empty: give the words spoken in the audio sample", "transcript")
+    size = len(transcript.encode("utf-8"))
+    if size > limits.max_reference_text_bytes:
+        raise bad_request(f"'transcript' is {size} bytes; at most {limits.max_reference_text_bytes} bytes of UTF-8 "
+                          "are allowed", "transcript")
+    return transcript
+
+
+class VoiceLibrary:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._cache: dict[str, tuple[tuple[int, int], StoredVoice]] = {}
+        self._lock = threading.Lock()  # the cache; the files need none (renames are atomic)
+
+    def open(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{uuid.uuid4().hex}"
+            probe.mkdir()
+            probe.rmdir()
+        except OSError as e:
+            raise OSError(f"the voices directory {self.root} is not usable ({e.strerror}): point --voices-dir at a "
+                          "writable directory") from None
+        for leftover in self.root.glob(".*-*"):
+            try:
+                if time.time() - leftover.stat().st_mtime > _STALE_SECONDS:
+                    shutil.rmtree(leftover, ignore_errors=True)
+            except OSError:
+                pass
+
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.root.iterdir() if not p.name.startswith(".") and p.is_dir())
+
+    def get(self, name: str) -> StoredVoice | None:
+        path = self.root / name
+        if name.startswith(".") or not _NAME.fullmatch(name):
+            return None
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        key = (st.st_ino, st.st_mtime_ns)
+        with self._lock:
+            hit = self._cache.get(name)
+        if hit and hit[0] == key:
+            return hit[1]
+        try:
+            meta = json.loads((path / META_FILE).read_text())
+            audio, rate = sf.read(str(path / AUDIO_FILE), dtype="float32", always_2d=True)
+        except (OSError, ValueError, sf.LibsndfileError) as e:
+            if not path.exists():  # deleted meanwhile
+                return None
+            raise APIError(500, f"voice {name!r} in {self.root} is unreadable ({e}); delete and upload it again",
+                           code="voice_unreadable") from None
+        voice = StoredVoice(name, meta["transcript"], np.ascontiguousarray(audio.T), int(rate), int(meta["created_at"]))
+        with self._lock:
+            self._cache[name] = (key, voice)
+        return voice
+
+    def all(self) -> list[StoredVoice]:
+        return [v for v in (self.get(n) for n in self.names()) if v is not None]
+
+    def add(self, name: str, transcript: str, audio: np.ndarray, sample_rate: int, source: str) -> StoredVoice:
+        private = self.root / f".new-{uuid.uuid4().hex}"
+        private.mkdir()
+        try:
+            created = int(time.time())
+            sf.write(str(private / AUDIO_FILE), audio.T, sample_rate, format="WAV", subtype="FLOAT")
+            (private / META_FILE).write_text(json.dumps(
+                {"name": name, "transcript": transcript, "created_at": created, "source_file": source}, indent=1))
+            for f in (private / AUDIO_FILE, private / META_FILE):
+                with open(f, "rb") as fh:
+                    os.fsync(fh.fileno())
+            try:
+                os.rename(private, self.root / name)  # onto nothing: atomic; onto a voice: refused
+            except OSError as e:
+                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise APIError(409, f"voice {name!r} already exists; delete it first or choose another name",
+                                   param="name", code="voice_exists") from None
+                raise
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        log.info("voice %r added (%.1f s, %d Hz, %d channel(s))", name, audio.shape[1] / sample_rate, sample_rate,
+                 audio.shape[0])
+        return self.get(name)
+
+    def delete(self, name: str) -> bool:
+        if name.startswith(".") or not _NAME.fullmatch(name):
+            return False
+        trash = self.root / f".del-{uuid.uuid4().hex}"
+        try:
+            os.rename(self.root / name, trash)  # gone for readers at once; two deletes: one wins
+        except FileNotFoundError:
+            return False
+        shutil.rmtree(trash, ignore_errors=True)
+        with self._lock:
+            self._cache.pop(name, None)
+        log.info("voice %r deleted", name)
+        return True

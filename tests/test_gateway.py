@@ -1,0 +1,614 @@
+"""The OpenAI-compatible gateway (gateway/) in front of a real tritonserver: the official `openai` SDK,
+curl, every response format decoded back to samples and compared with Triton's own answer, bad inputs,
+the voice library, a client that leaves mid-stream, and a Triton that is not there."""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import io
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+
+import httpx
+import numpy as np
+import openai
+import pytest
+import soundfile as sf
+
+import contract
+from client import SynthesisOptions, stream_synthesize
+from client.audio import pcm16
+from export.repository import REFERENCE_TEXT, REFERENCE_WAV
+from launcher.server import free_port
+
+from conftest import GATEWAY_KEY, LONG_TEXT, SHORT_TEXT, VOICE, Gateway
+
+NFE = 4
+SEED = 7
+VERY_LONG_TEXT = " ".join([LONG_TEXT] * 3)  # many text chunks: a client that leaves early leaves most undone
+FORMATS = ("mp3", "opus", "aac", "flac", "wav", "pcm")
+
+
+def sdk(gateway, **kwargs) -> openai.OpenAI:
+    # No retries: a test must see the first answer (the SDK retries 429/5xx by default).
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=kwargs.pop("api_key", GATEWAY_KEY), max_retries=0,
+                         timeout=120, **kwargs)
+
+
+def speech_body(text=LONG_TEXT, **fields) -> dict:
+    body = {"model": "f5-tts", "input": text, "voice": VOICE, "nfe_step": NFE, "seed": SEED}
+    body.update(fields)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def post(gateway, path, key=GATEWAY_KEY, headers=None, **kwargs) -> httpx.Response:
+    headers = {**({"Authorization": f"Bearer {key}"} if key else {}), **(headers or {})}
+    return httpx.post(f"{gateway.url}{path}", headers=headers, timeout=120, **kwargs)
+
+
+_triton_answers: dict = {}
+
+
+def triton_answer(server, text=LONG_TEXT, voice=VOICE, **options) -> np.ndarray:
+    """What Triton's stream model answers the project's gRPC client for the same request (joined pieces)."""
+    options = {"nfe_step": NFE, "seed": SEED, **options}
+    key = (text, voice, tuple(sorted(options.items())))
+    if key not in _triton_answers:
+        pieces = stream_synthesize(text, voice=voice, url=server.grpc_url, options=SynthesisOptions(**options),
+                                   timeout=120)
+        _triton_answers[key] = np.concatenate(list(pieces))
+    return _triton_answers[key]
+
+
+def as_int16(wave: np.ndarray) -> np.ndarray:
+    return np.frombuffer(pcm16(wave), dtype="<i2")
+
+
+def decode(fmt: str, data: bytes) -> tuple[np.ndarray, int]:
+    """The answer's samples (int16 for the lossless formats) and sample rate, decoded by libraries."""
+    if fmt == "pcm":
+        assert len(data) % 2 == 0
+        return np.frombuffer(data, dtype="<i2"), contract.SAMPLE_RATE  # the rate is the format's definition
+    if fmt == "aac":  # libsndfile has no AAC: FFmpeg's decoder through PyAV
+        import av
+
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.audio[0]
+            frames = [f.to_ndarray().reshape(-1) for f in container.decode(stream)]
+            return np.concatenate(frames), stream.codec_context.sample_rate
+    dtype = "int16" if fmt in ("wav", "flac") else "float32"
+    samples, rate = sf.read(io.BytesIO(data), dtype=dtype)
+    assert samples.ndim == 1  # mono
+    return samples, rate
+
+
+def metric(server, name: str, labels: str) -> float:
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    found = re.search(rf"^{name}{{{re.escape(labels)}}} (\S+)$", text, re.M)
+    assert found, f"{name}{{{labels}}} is not on {server.metrics_url}"
+    return float(found.group(1))
+
+
+def _stats(server) -> int:
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{contract.TTS_MODEL}/stats", timeout=10) as r:
+        return int(json.load(r)["model_stats"][0]["inference_stats"]["success"]["count"])
+
+
+# --- the official openai SDK ---------------------------------------------------------------------------------------
+
+def test_openai_sdk_speech_create_answers_mp3_by_default(gateway, server):
+    answer = sdk(gateway).audio.speech.create(model="f5-tts", voice=VOICE, input=LONG_TEXT,
+                                              extra_body={"nfe_step": NFE, "seed": SEED})
+    assert answer.response.headers["content-type"] == "audio/mpeg"
+    samples, rate = decode("mp3", answer.content)
+    want = triton_answer(server)
+    assert rate == contract.SAMPLE_RATE
+    assert want.size <= samples.size <= want.size + 2 * 1152  # MPEG frames: encoder delay and padding
+
+
+def test_openai_sdk_streams_a_wav_to_a_file_equal_to_tritons_answer(gateway, server, tmp_path):
+    path = tmp_path / "speech.wav"
+    with sdk(gateway).audio.speech.with_streaming_response.create(
+            model="f5-tts", voice=VOICE, input=LONG_TEXT, response_format="wav",
+            extra_body={"nfe_step": NFE, "seed": SEED}) as response:
+        assert response.headers.get("transfer-encoding") == "chunked"  # sent as produced, length unknown
+        response.stream_to_file(path)
+    samples, rate = sf.read(str(path), dtype="int16")
+    assert rate == contract.SAMPLE_RATE
+    np.testing.assert_array_equal(samples, as_int16(triton_answer(server)))
+
+
+def test_openai_sdk_sse_events_carry_the_audio(gateway, server):
+    with sdk(gateway).audio.speech.with_streaming_response.create(
+            model="f5-tts", voice=VOICE, input=LONG_TEXT, response_format="pcm", stream_format="sse",
+            extra_body={"nfe_step": NFE, "seed": SEED}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [json.loads(line[len("data:"):]) for line in response.iter_lines() if line.startswith("data:")]
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) >= 3 and events[-1]["type"] == "speech.audio.done"  # one delta per text chunk, then done
+    assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
+    audio = b"".join(base64.b64decode(e["audio"]) for e in deltas)
+    want = as_int16(triton_answer(server))
+    np.testing.assert_array_equal(np.frombuffer(audio, dtype="<i2"), want)
+    usage = events[-1]["usage"]
+    assert usage["input_tokens"] == len(LONG_TEXT)
+    assert usage["output_tokens"] == want.size // contract.HOP_LENGTH
+    assert usage["total_tokens"] == usage["input_tokens"] + usage["output_tokens"]
+
+
+def test_openai_sdk_lists_and_retrieves_models(gateway):
+    client = sdk(gateway)
+    assert [m.id for m in client.models.list()] == ["f5-tts"]
+    assert client.models.retrieve("f5-tts").owned_by == "f5-tts-triton"
+    with pytest.raises(openai.NotFoundError, match="the model 'tts-1' does not exist; available: f5-tts"):
+        client.models.retrieve("tts-1")
+
+
+# --- every format, decoded -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_decodes_to_the_tritons_answer(gateway, server, fmt):
+    response = post(gateway, "/v1/audio/speech", json=speech_body(response_format=fmt))
+    assert response.status_code == 200, response.text
+    samples, rate = decode(fmt, response.content)
+    want = as_int16(triton_answer(server))
+    assert rate == contract.SAMPLE_RATE
+    if fmt in ("pcm", "wav", "flac"):  # lossless: exactly the 16-bit samples of Triton's answer
+        np.testing.assert_array_equal(samples, want)
+    elif fmt == "opus":  # Ogg keeps the exact length (pre-skip and end trimming)
+        assert samples.size == want.size
+    else:  # MPEG and AAC frames add the encoder's delay and pad the last frame
+        assert want.size <= samples.size <= want.size + 2304, (samples.size, want.size)
+    assert np.abs(samples).max() > 0
+
+
+def test_a_format_that_is_not_openais_is_a_400(gateway):
+    response = post(gateway, "/v1/audio/speech", json=speech_body(response_format="ogg"))
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "message": "'response_format' is 'ogg'; allowed: mp3, opus, aac, flac, wav, pcm",
+        "type": "invalid_request_error", "param": "response_format", "code": None}
+
+
+def test_a_format_the_gateway_cannot_encode_is_a_400_not_a_500(server, tmp_path, monkeypatch):
+    """PyAV missing (a slim install): mp3 and aac are refused up front, the others still work."""
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "av.py").write_text("raise ImportError('no PyAV here', name='av')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shim))
+    gw = Gateway([server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log")
+    try:
+        gw.wait_live()
+        response = post(gw, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="aac"))
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["param"] == "response_format" and error["code"] == "unsupported_response_format"
+        assert error["message"] == ("response_format 'aac' cannot be produced by this gateway: PyAV (FFmpeg aac) is "
+                                    "not installed (av); available: opus, flac, wav, pcm")
+        assert post(gw, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="opus")).status_code == 200
+    finally:
+        gw.stop()
+
+
+# --- curl ----------------------------------------------------------------------------------------------------------
+
+def test_curl_from_the_readme(gateway, server, tmp_path):
+    curl = shutil.which("curl")
+    assert curl, "curl is not installed"
+    out = tmp_path / "speech.flac"
+    body = json.dumps(speech_body(response_format="flac"))
+    proc = subprocess.run([curl, "-sS", "-f", f"{gateway.url}/v1/audio/speech", "-H", f"Authorization: Bearer {GATEWAY_KEY}",
+                           "-H", "Content-Type: application/json", "-d", body, "-o", str(out), "-D", "-"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "content-type: audio/flac" in proc.stdout.lower()
+    samples, rate = sf.read(str(out), dtype="int16")
+    assert rate == contract.SAMPLE_RATE
+    np.testing.assert_array_equal(samples, as_int16(triton_answer(server)))
+    refused = subprocess.run([curl, "-sS", f"{gateway.url}/v1/audio/speech", "-H", "Content-Type: application/json",
+                              "-d", body, "-w", "%{http_code}"], capture_output=True, text=True, timeout=60)
+    assert refused.stdout.endswith("401") and '"code":"invalid_api_key"' in refused.stdout
+
+
+# --- bad inputs ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("body,status,param,message", [
+    pytest.param(speech_body(""), 400, "input", "'input' is empty or whitespace only", id="empty_input"),
+    pytest.param(speech_body("   "), 400, "input", "'input' is empty or whitespace only", id="blank_input"),
+    pytest.param(speech_body("a" * 4097), 400, "input", "'input' is 4097 characters; at most 4096 are allowed",
+                 id="input_over_openais_limit"),
+    pytest.param(speech_body("a" * 4050), 400, "input", "'input' is 4050 bytes; at most 4000 bytes of UTF-8 are allowed",
+                 id="input_over_the_servers_limit"),
+    pytest.param(speech_body(voice="alloy"), 400, "voice",
+                 "unknown voice 'alloy'; known voices: nature (upload one with POST /v1/audio/voices)",
+                 id="openai_voice_is_not_invented"),
+    pytest.param(speech_body(voice={"id": "nobody"}), 400, "voice", "unknown voice 'nobody'", id="unknown_voice_id"),
+    pytest.param(speech_body(voice=42), 400, "voice", "'voice' must be a voice name or {\"id\": name}",
+                 id="voice_not_a_string"),
+    pytest.param(speech_body(model="tts-1"), 404, "model",
+                 "the model 'tts-1' does not exist; available: f5-tts (GET /v1/models)", id="unknown_model"),
+    pytest.param(speech_body(speed=4.5), 400, "speed", "'speed' is 4.5; allowed range is [0.25, 4.0]",
+                 id="speed_too_high"),
+    pytest.param(speech_body(speed=0.1), 400, "speed", "'speed' is 0.1; allowed range is [0.25, 4.0]",
+                 id="speed_too_low"),
+    pytest.param(speech_body(speed="fast"), 400, "speed", "'speed' must be a finite number, got string 'fast'",
+                 id="speed_not_a_number"),
+    pytest.param(speech_body(stream_format="chunks"), 400, "stream_format",
+                 "'stream_format' is 'chunks'; allowed: audio, sse", id="unknown_stream_format"),
+    pytest.param(speech_body(nfe_step="16"), 400, "nfe_step", "'nfe_step' must be an integer, got string '16'",
+                 id="nfe_step_not_an_integer"),
+    pytest.param(speech_body(nfe_step=500), 400, "nfe_step", "'nfe_step' is 500; allowed range is [1, 128]",
+                 id="nfe_step_out_of_range_says_triton"),
+    pytest.param(speech_body(seed=2**64), 400, "seed", "'seed' is 18446744073709551616, outside the INT64 range",
+                 id="seed_too_large"),
+    pytest.param(speech_body(duration=1.0), 400, "duration", "'duration' is 1.0 s but must exceed the reference",
+                 id="duration_shorter_than_the_reference_says_triton"),
+    pytest.param(speech_body(temperature=0.7), 400, "temperature",
+                 "unrecognized request argument(s) supplied: 'temperature'; allowed: model, input, voice",
+                 id="unknown_argument"),
+    pytest.param({"input": "Hello.", "voice": VOICE}, 400, "model", "'model' is required", id="missing_model"),
+    pytest.param([1, 2], 400, None, "the request body must be a JSON object, got array", id="not_an_object"),
+])
+def test_bad_requests_get_openais_error_shape(gateway, body, status, param, message):
+    response = post(gateway, "/v1/audio/speech", json=body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["type"] == "invalid_request_error" and error["param"] == param
+    assert message in error["message"], error["message"]
+
+
+def test_bad_json_and_wrong_keys(gateway):
+    not_json = post(gateway, "/v1/audio/speech", content=b"{oops", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 400 and "the request body is not valid JSON" in not_json.json()["error"]["message"]
+    for key, message in ((None, "missing API key: send the header 'Authorization: Bearer <key>'"),
+                         ("wrong", "incorrect API key provided")):
+        refused = post(gateway, "/v1/audio/speech", key=key, json=speech_body())
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert refused.json()["error"] == {"message": refused.json()["error"]["message"], "type": "invalid_request_error",
+                                           "param": None, "code": "invalid_api_key"}
+        assert message in refused.json()["error"]["message"]
+    with pytest.raises(openai.AuthenticationError, match="incorrect API key provided"):
+        sdk(gateway, api_key="wrong").audio.speech.create(model="f5-tts", voice=VOICE, input="Hello.")
+    with pytest.raises(openai.BadRequestError, match="unknown voice 'alloy'"):
+        sdk(gateway).audio.speech.create(model="f5-tts", voice="alloy", input="Hello.")
+    assert httpx.get(f"{gateway.url}/health/live").status_code == 200  # health and the page need no key
+    assert httpx.get(f"{gateway.url}/").status_code == 200
+
+
+def test_the_gateway_serves_on_after_bad_requests(gateway, server):
+    # after every refusal above (this module runs them first), a good request is answered in full
+    response = post(gateway, "/v1/audio/speech", json=speech_body(response_format="pcm"))
+    assert response.status_code == 200
+    np.testing.assert_array_equal(np.frombuffer(response.content, "<i2"), as_int16(triton_answer(server)))
+    assert "Traceback" not in gateway.log_text()
+
+
+def test_speed_maps_onto_the_models_range(gateway, server):
+    """OpenAI's 0.25-4 onto F5-TTS's 0.3-3: equal inside both, the nearest end beyond."""
+    def pcm(**fields):
+        response = post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm", **fields))
+        assert response.status_code == 200, response.text
+        return np.frombuffer(response.content, "<i2")
+
+    np.testing.assert_array_equal(pcm(speed=2.0), as_int16(triton_answer(server, SHORT_TEXT, speed=2.0)))
+    np.testing.assert_array_equal(pcm(speed=4.0), as_int16(triton_answer(server, SHORT_TEXT, speed=3.0)))
+    np.testing.assert_array_equal(pcm(speed=0.25), as_int16(triton_answer(server, SHORT_TEXT, speed=0.3)))
+    assert pcm(speed=2.0).size < pcm(speed=1.0).size
+
+
+# --- streaming and cancellation ------------------------------------------------------------------------------------
+
+def test_first_bytes_leave_early_and_a_client_that_leaves_cancels_the_rest(gateway, server):
+    log_line = "stopped after"
+    seen = server.log_text().count(log_line)
+    before = _stats(server)
+    body = json.dumps(speech_body(VERY_LONG_TEXT, response_format="pcm", nfe_step=16)).encode()
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=120) as sock:
+        sock.sendall(f"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {GATEWAY_KEY}\r\n"
+                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        received = b""
+        while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < 1000:
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed early: {received[:500]!r}"
+            received += chunk
+        assert received.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in received.lower()
+    # the gateway closes its Triton stream; the stream model notices and stops (it logs how far it got)
+    deadline = time.monotonic() + 60
+    while server.log_text().count(log_line) == seen and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.log_text().count(log_line) > seen, "the stream model did not notice the cancellation"
+    done = _stats(server) - before
+    total = int(server.log_text().rsplit(log_line, 1)[1].split(" of ")[1].split()[0])
+    assert total >= 6 and done <= 3 < total, f"{done} of {total} chunks synthesized after the client left"
+    deadline = time.monotonic() + 30
+    while "stopped after" not in gateway.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert re.search(r"speech: \d+ chars, voice nature, pcm, speed None: [\d.]+ s of audio, first audio after \d+ ms, "
+                     r"stopped after", gateway.log_text())
+
+
+def _counts(server) -> tuple[int, int]:
+    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{contract.TTS_MODEL}/stats", timeout=10) as r:
+        stats = json.load(r)["model_stats"][0]
+    return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
+
+
+def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(tiny_repo, tmp_path):
+    import os
+
+    from launcher import TritonServer
+
+    srv = TritonServer(tiny_repo, ready_timeout=180)
+    srv.start()
+    gw = Gateway([srv.grpc_url], tmp_path / "voices", tmp_path / "gateway.log")
+    try:
+        gw.wait_live()
+        headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+        long = speech_body(VERY_LONG_TEXT, nfe_step=16, response_format="pcm")
+        with httpx.Client(base_url=gw.url, headers=headers, timeout=120) as http, \
+                http.stream("POST", "/v1/audio/speech", json={**long, "stream_format": "sse"}) as sse, \
+                http.stream("POST", "/v1/audio/speech", json=long) as audio:
+            lines = sse.iter_lines()
+            assert json.loads(next(ln for ln in lines if ln.startswith("data:"))[5:])["type"] == "speech.audio.delta"
+            raw = audio.iter_raw()
+            assert next(raw)
+            os.kill(srv.pid, signal.SIGTERM)  # mid-stream: the rest of the text is never synthesized
+            last = json.loads([ln for ln in lines if ln.startswith("data:")][-1][5:])
+            assert last["type"] == "error" and last["error"]["code"] == "triton_unavailable", last
+            assert "cannot serve speech now" in last["error"]["message"]
+            with pytest.raises(httpx.RemoteProtocolError):  # the chunked body is aborted, not ended
+                for _ in raw:
+                    pass
+    finally:
+        gw.stop()
+        srv.stop()
+    assert gw.log_text().count("speech stream broke off after") == 2
+    assert "Traceback" not in gw.log_text()
+
+
+def test_past_max_concurrency_is_a_429_that_the_sdk_would_retry(server, tmp_path):
+    gw = Gateway([server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log", "--max-concurrency", "1")
+    try:
+        gw.wait_live()
+        with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=120) as http, \
+                http.stream("POST", "/v1/audio/speech",
+                            json=speech_body(VERY_LONG_TEXT, response_format="pcm", nfe_step=64)) as busy:
+            body = busy.iter_raw()  # kept: a dropped iterator closes the response (the gateway then cancels)
+            assert next(body)  # one request in flight (seconds of synthesis left: slow steps, many chunks)
+            refused = http.post("/v1/audio/speech", json=speech_body(SHORT_TEXT))
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"] == {
+                "message": "1 speech requests are in flight, this gateway's limit (--max-concurrency); retry shortly",
+                "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+        # the stream above was left early: once the gateway has closed it (it logs that), its slot is free again
+        deadline = time.monotonic() + 60
+        while "stopped after" not in gw.log_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert post(gw, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm")).status_code == 200
+    finally:
+        gw.stop()
+
+
+def test_concurrent_requests_share_tritons_batches(gateway, server):
+    before = _counts(server)
+    barrier = threading.Barrier(4)
+
+    def send(seed):
+        barrier.wait(timeout=30)
+        return post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, seed=seed, response_format="pcm"))
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(send, (1, 2, 1, 3)))
+    assert [a.status_code for a in answers] == [200] * 4
+    assert answers[0].content == answers[2].content != answers[1].content
+    requests, executions = (a - b for a, b in zip(_counts(server), before))
+    assert requests == 4 and executions < requests  # the gateway's requests reached the dynamic batcher together
+
+
+# --- the voice library ---------------------------------------------------------------------------------------------
+
+def upload(gateway, name, audio: bytes | None = None, transcript=REFERENCE_TEXT, filename="ref.wav", **extra):
+    files = {"audio_sample": (filename, REFERENCE_WAV.read_bytes() if audio is None else audio, "audio/wav")}
+    return post(gateway, "/v1/audio/voices", data={"name": name, "transcript": transcript, **extra}, files=files)
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 24_000, fmt: str = "WAV") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, samples, rate, format=fmt)
+    return buf.getvalue()
+
+
+def test_a_voice_uploaded_with_the_openai_sdk_speaks_like_the_registered_one(gateway, server):
+    """The library voice is the shipped reference, which tiny_repo registers as `nature`: same audio."""
+    with open(REFERENCE_WAV, "rb") as f:
+        voice = sdk(gateway).audio.voices.create(name="nature-copy", audio_sample=f, consent="not needed here",
+                                                 extra_body={"transcript": REFERENCE_TEXT})
+    assert (voice.id, voice.name, voice.object, voice.type) == ("nature-copy", "nature-copy", "audio.voice",
+                                                                "audio_sample")
+    assert voice.created_at > 0
+    copy = sdk(gateway).audio.speech.create(model="f5-tts", voice={"id": "nature-copy"}, input=LONG_TEXT,
+                                            response_format="pcm", extra_body={"nfe_step": NFE, "seed": SEED})
+    np.testing.assert_array_equal(np.frombuffer(copy.content, "<i2"), as_int16(triton_answer(server)))
+
+
+def test_a_repeated_library_voice_is_prepared_once_on_the_server(gateway, server):
+    """Triton's reference cache, seen in its metrics: the second request of a voice prepares nothing."""
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32")
+    assert upload(gateway, "cached", wav_bytes(audio[: 3 * rate] * 0.5, rate)).status_code == 201  # a new reference
+    counts = []
+    for _ in range(3):
+        assert post(gateway, "/v1/audio/speech", json=speech_body(voice="cached", response_format="pcm")).status_code \
+            == 200
+        counts.append((metric(server, "f5_tts_reference_cache_total", 'result="miss"'),
+                       metric(server, "f5_tts_reference_cache_total", 'result="hit"')))
+    (miss0, hit0), (miss1, hit1), (miss2, hit2) = counts
+    assert miss1 == miss2 == miss0  # prepared during the first request (its first chunk), never again
+    assert hit2 - hit1 == hit1 - hit0 >= 3  # every chunk of a repeated request is a hit
+
+
+def test_voice_list_and_delete(gateway):
+    assert upload(gateway, "to-delete").status_code == 201
+    listed = httpx.get(f"{gateway.url}/v1/audio/voices", headers={"Authorization": f"Bearer {GATEWAY_KEY}"}).json()
+    by_id = {v["id"]: v for v in listed["data"]}
+    assert listed["object"] == "list"
+    assert by_id[VOICE]["source"] == "registered"
+    voice = by_id["to-delete"]
+    assert voice["source"] == "library" and voice["transcript"] == REFERENCE_TEXT
+    assert voice["sample_rate"] == 24_000 and voice["channels"] == 1 and voice["seconds"] == pytest.approx(5.333, 1e-3)
+    deleted = sdk(gateway).audio.voices.delete("to-delete")
+    assert (deleted.id, deleted.deleted, deleted.object) == ("to-delete", True, "audio.voice.deleted")
+    again = httpx.delete(f"{gateway.url}/v1/audio/voices/to-delete", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+    assert again.status_code == 404 and again.json()["error"]["code"] == "voice_not_found"
+    gone = post(gateway, "/v1/audio/speech", json=speech_body(voice="to-delete"))
+    assert gone.status_code == 400 and "unknown voice 'to-delete'" in gone.json()["error"]["message"]
+    registered = httpx.delete(f"{gateway.url}/v1/audio/voices/{VOICE}", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+    assert registered.status_code == 400 and "registered on the server at export" in registered.json()["error"]["message"]
+
+
+def _silence(seconds, rate=24_000):
+    return np.zeros(int(seconds * rate), np.float32)
+
+
+def _tone(seconds, rate=24_000, channels=1):
+    t = np.arange(int(seconds * rate)) / rate
+    wave = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    return wave if channels == 1 else np.stack([wave] * channels, axis=1)
+
+
+@pytest.mark.parametrize("name,audio,transcript,status,param,message", [
+    ("bad-audio", b"just some bytes", REFERENCE_TEXT, 400, "audio_sample",
+     "the uploaded audio 'ref.wav' (15 bytes) is not an audio file libsndfile can read"),
+    ("too-short", wav_bytes(_tone(0.1)), REFERENCE_TEXT, 400, "audio_sample", "is 0.10 s long; 0.3 to 30 s are allowed"),
+    ("too-long", wav_bytes(_tone(31)), REFERENCE_TEXT, 400, "audio_sample", "is 31.00 s long; 0.3 to 30 s are allowed"),
+    ("silent", wav_bytes(_silence(2)), REFERENCE_TEXT, 400, "audio_sample", "is silent (all samples are zero)"),
+    ("many-channels", wav_bytes(_tone(1, channels=9)), REFERENCE_TEXT, 400, "audio_sample",
+     "has 9 channels; 1 to 8 are allowed"),
+    ("low-rate", wav_bytes(_tone(1, rate=2000), rate=2000), REFERENCE_TEXT, 400, "audio_sample",
+     "has a sample rate of 2000 Hz; allowed range is [4000, 192000]"),
+    ("no-words", None, "   ", 400, "transcript", "'transcript' is empty"),
+    ("long-words", None, "x" * 1001, 400, "transcript", "'transcript' is 1001 bytes; at most 1000 bytes"),
+    ("../escape", None, REFERENCE_TEXT, 400, "name", "voice name '../escape' is not allowed"),
+    (".hidden", None, REFERENCE_TEXT, 400, "name", "voice name '.hidden' is not allowed"),
+    ("has space", None, REFERENCE_TEXT, 400, "name", "voice name 'has space' is not allowed"),
+    ("x" * 65, None, REFERENCE_TEXT, 400, "name", "at most 64 characters"),
+    (VOICE, None, REFERENCE_TEXT, 409, "name", "voice 'nature' is registered on the server (at export)"),
+    ("too-big", b"RIFF" + bytes(3 * 2**20), REFERENCE_TEXT, 413, "audio_sample",
+     "bytes, larger than this gateway's limit of 2097152 bytes (--max-upload-mb)"),
+], ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None)
+def test_bad_uploads_are_refused_and_leave_nothing(gateway, name, audio, transcript, status, param, message):
+    before = sorted(p.name for p in gateway.voices_dir.iterdir())
+    response = upload(gateway, name, audio, transcript)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert error["param"] == param and message in error["message"], error
+    assert sorted(p.name for p in gateway.voices_dir.iterdir()) == before  # no partial voice, no temp files
+
+
+def test_missing_upload_fields(gateway):
+    for data, files, missing in (({"name": "x", "transcript": "y"}, {"other": ("a.txt", b"?")}, "audio_sample"),
+                                 ({"name": "x"}, {"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes())}, "transcript"),
+                                 ({"name": "x", "transcript": "y", "audio_sample": "text"}, {"f": ("a", b"")}, None)):
+        response = post(gateway, "/v1/audio/voices", data=data, files=files)
+        assert response.status_code == 400 and response.json()["error"]["param"] == (missing or "audio_sample")
+        assert (f"'{missing}' is required" if missing else "'audio_sample' must be a file part") in \
+            response.json()["error"]["message"]
+    as_json = post(gateway, "/v1/audio/voices", json={"name": "x"})
+    assert as_json.status_code == 400 and "send multipart/form-data" in as_json.json()["error"]["message"]
+    assert not [p for p in gateway.voices_dir.iterdir() if p.name == "x"]
+
+
+def test_concurrent_uploads_of_one_name_store_exactly_one(gateway):
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32")
+    variants = [wav_bytes(audio[: 2 * rate] * (0.2 + 0.1 * i), rate) for i in range(6)]
+    barrier = threading.Barrier(len(variants))
+
+    def send(data):
+        barrier.wait(timeout=30)
+        return upload(gateway, "contested", data)
+
+    with concurrent.futures.ThreadPoolExecutor(len(variants)) as pool:
+        answers = list(pool.map(send, variants))
+    codes = sorted(a.status_code for a in answers)
+    assert codes == [201] + [409] * (len(variants) - 1), [a.text for a in answers]
+    winner = variants[[a.status_code for a in answers].index(201)]
+    stored, _ = sf.read(str(gateway.voices_dir / "contested" / "audio.wav"), dtype="float32")
+    np.testing.assert_array_equal(stored, sf.read(io.BytesIO(winner), dtype="float32")[0])
+    assert not [p for p in gateway.voices_dir.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_the_library_survives_a_restart(gateway, server, tmp_path):
+    assert upload(gateway, "kept", wav_bytes(_tone(2) + 0.01 * np.random.default_rng(0).standard_normal(48_000)
+                                             .astype(np.float32))).status_code == 201
+    first = post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, voice="kept", response_format="pcm"))
+    other = Gateway([server.grpc_url], gateway.voices_dir, tmp_path / "second.log").wait_live()
+    try:
+        again = post(other, "/v1/audio/speech", json=speech_body(SHORT_TEXT, voice="kept", response_format="pcm"))
+    finally:
+        assert other.stop() in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it shut down on
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content
+
+
+# --- Triton not there ----------------------------------------------------------------------------------------------
+
+def test_503_while_triton_is_not_ready_and_failover_to_one_that_is(server, tmp_path):
+    dead = f"127.0.0.1:{free_port()}"
+    alone = Gateway([dead], tmp_path / "voices", tmp_path / "alone.log", api_key=None).wait_live()
+    try:
+        response = httpx.post(f"{alone.url}/v1/audio/speech", json=speech_body(SHORT_TEXT), timeout=60)
+        assert response.status_code == 503 and response.headers["retry-after"] == "5"
+        error = response.json()["error"]
+        assert error["type"] == "server_error" and error["code"] == "triton_unavailable"
+        assert f"Triton is not reachable or serves no f5_tts model: {dead}:" in error["message"]
+        ready = httpx.get(f"{alone.url}/health/ready")
+        assert ready.status_code == 503 and f"no Triton server is ready: {dead}: unreachable" in \
+            ready.json()["error"]["message"]
+        assert httpx.get(f"{alone.url}/health/live").status_code == 200
+    finally:
+        assert alone.stop() in (0, -signal.SIGTERM)
+    both = Gateway([dead, server.grpc_url], tmp_path / "voices", tmp_path / "both.log", api_key=None).wait_live()
+    try:
+        assert httpx.get(f"{both.url}/health/ready").json()["triton"] == {dead: both_unreachable(both, dead),
+                                                                          server.grpc_url: "ready"}
+        for _ in range(2):  # round robin: one of the two starts at the dead server and moves on
+            response = httpx.post(f"{both.url}/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm"),
+                                  timeout=120)
+            assert response.status_code == 200
+            np.testing.assert_array_equal(np.frombuffer(response.content, "<i2"),
+                                          as_int16(triton_answer(server, SHORT_TEXT)))
+    finally:
+        assert both.stop() in (0, -signal.SIGTERM)
+
+
+def both_unreachable(gw, url) -> str:
+    status = httpx.get(f"{gw.url}/health/ready").json()["triton"][url]
+    assert status.startswith("unreachable")
+    return status
+
+
+def test_start_failure_is_one_line(tmp_path):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    gw = Gateway(["127.0.0.1:1"], blocker / "voices", tmp_path / "fail.log")
+    assert gw.proc.wait(timeout=60) == 2
+    lines = [ln for ln in gw.log_text().splitlines() if ln.startswith("gateway: error:")]
+    assert lines == [f"gateway: error: the voices directory {blocker / 'voices'} is not usable (Not a directory): "
+                     "point --voices-dir at a writable directory"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        gw = Gateway(["127.0.0.1:1"], tmp_path / "voices", tmp_path / "busy.log", "--port", str(port))
+        assert gw.proc.wait(timeout=60) == 2
+    lines = [ln for ln in gw.log_text().splitlines() if ln.startswith("gateway: error:")]
+    assert lines == [f"gateway: error: could not serve on 127.0.0.1:{port} (a port in use? see the log above)"]
