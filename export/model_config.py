@@ -15,11 +15,19 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import contract
+from pipeline.buckets import DEFAULT_LENGTH_BUCKETS, ENGINES, format_buckets
 
 
 # Text chunks sampled in one DiT call, by device: on CPU, padded batches measured 2-3x slower
 # than one chunk at a time (docs/benchmarks.md).
 DEFAULT_MAX_BATCH_CHUNKS = {"gpu": 16, "cpu": 1}
+# DiT dtype by device: fp16 on GPU, as f5-tts's load_checkpoint runs it on CUDA devices of
+# capability >= 7; CPU: see docs/benchmarks.md ("Half precision on CPU").
+DEFAULT_DTYPE = {"gpu": "fp16", "cpu": "fp32"}
+# The in-process vocoder of f5_tts: PyTorch Vocos where the mels are on GPU (no host round trip, no
+# onnxruntime-gpu needed), the ONNX file on CPU.
+DEFAULT_VOCODER_RUNTIME = {"gpu": "torch", "cpu": "onnx"}
+VOCODER_RUNTIMES = ("onnx", "torch")
 
 
 @dataclass(frozen=True)
@@ -28,7 +36,11 @@ class ServingOptions:
     instances: int = 1
     max_batch_size: int = 8
     max_queue_delay_us: int = 5000
-    dtype: str = "fp32"
+    dtype: str | None = None  # None: DEFAULT_DTYPE of the device
+    engine: str = "eager"  # eager | compiled (torch.compile on length buckets; CUDA graphs on GPU)
+    length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS  # total frames a chunk is padded to (compiled)
+    cuda_graphs: bool = True  # compiled engine on GPU: capture each (batch size, bucket) as a CUDA graph
+    vocoder_runtime: str | None = None  # None: DEFAULT_VOCODER_RUNTIME of the device
     defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
     max_batch_chunks: int | None = None  # None: DEFAULT_MAX_BATCH_CHUNKS of the device
     demo: bool = False
@@ -40,6 +52,10 @@ class ServingOptions:
     def __post_init__(self) -> None:
         if self.max_batch_chunks is None:
             object.__setattr__(self, "max_batch_chunks", DEFAULT_MAX_BATCH_CHUNKS.get(self.device, 1))
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", DEFAULT_DTYPE.get(self.device, "fp32"))
+        if self.vocoder_runtime is None:
+            object.__setattr__(self, "vocoder_runtime", DEFAULT_VOCODER_RUNTIME.get(self.device, "onnx"))
 
     def check(self) -> None:
         if self.device not in ("cpu", "gpu"):
@@ -59,6 +75,13 @@ class ServingOptions:
             raise ValueError(f"dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
         if self.dtype != "fp32" and self.device == "cpu":
             raise ValueError(f"dtype {self.dtype} needs --device gpu (half precision is slow or unsupported on CPU)")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if not self.length_buckets or min(self.length_buckets) < 1:
+            raise ValueError(f"length buckets must be positive frame counts, got {self.length_buckets}")
+        if self.vocoder_runtime not in VOCODER_RUNTIMES:
+            raise ValueError(f"vocoder runtime must be one of {', '.join(VOCODER_RUNTIMES)}, "
+                             f"got {self.vocoder_runtime!r}")
         for name, (low, high) in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
                                   ("sway_sampling_coef", limits.sway_sampling_coef), ("speed", limits.speed)]:
             value = getattr(self.defaults, name)
@@ -112,6 +135,8 @@ def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None
     cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options, {
         **listed,
         "dtype": options.dtype, "max_batch_chunks": options.max_batch_chunks, "demo_model": options.demo,
+        "engine": options.engine, "length_buckets": format_buckets(options.length_buckets),
+        "cuda_graphs": options.cuda_graphs, "vocoder_runtime": options.vocoder_runtime,
         "f5_model_name": options.model_name, "vocoder_file": "../vocoder/1/vocos.onnx",
         "default_nfe_step": d.nfe_step, "default_cfg_strength": d.cfg_strength,
         "default_sway_sampling_coef": d.sway_sampling_coef, "default_speed": d.speed,

@@ -85,6 +85,11 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
             raise RepositoryError(f"{repo / model / 'config.pbtxt'} asks for KIND_GPU but no GPU is visible "
                                   "(run with --gpus all, or export with --device cpu)")
         found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
+    if found[contract.TTS_MODEL]["parameters"].get("vocoder_runtime") == "torch":  # PyTorch Vocos beside the ONNX
+        for name in ("config.yaml", "pytorch_model.bin"):
+            path = repo / contract.VOCODER_MODEL / "1" / "vocos" / name
+            if not path.is_file():
+                raise RepositoryError(f"{path} is missing (f5_tts runs the PyTorch vocoder); re-export the repository")
     manifest = repo / "manifest.json"
     found["manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     return found

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import contract
+from pipeline.buckets import DEFAULT_LENGTH_BUCKETS, ENGINES, EngineError, format_buckets, parse_buckets
 
 # Parameters Triton itself interprets; allowed beside ours.
 _TRITON_RESERVED = {"EXECUTION_ENV_PATH"}
@@ -53,6 +54,12 @@ class TtsParameters:
     demo_model: bool = False
     f5_model_name: str = "unknown"
     vocoder_file: str = "../vocoder/1/vocos.onnx"
+    vocoder_runtime: str = "onnx"  # onnx: vocoder_file under onnxruntime | torch: PyTorch Vocos in torch_vocoder_dir
+    torch_vocoder_dir: str = "../vocoder/1/vocos"
+    engine: str = "eager"  # eager | compiled
+    length_buckets: str = format_buckets(DEFAULT_LENGTH_BUCKETS)  # frames, comma-separated (compiled engine)
+    cuda_graphs: bool = True  # compiled engine on a GPU instance: CUDA graphs per (batch size, bucket)
+    compile_cache_dir: str = "compile_cache"  # TorchInductor's cache; relative to the model directory
     default_nfe_step: int = contract.DEFAULTS.nfe_step
     default_cfg_strength: float = contract.DEFAULTS.cfg_strength
     default_sway_sampling_coef: float = contract.DEFAULTS.sway_sampling_coef
@@ -68,6 +75,14 @@ class TtsParameters:
         self = _parse(cls, raw)
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise ParameterError(f"model parameter 'dtype' = {self.dtype!r}; allowed: fp32, fp16, bf16")
+        if self.engine not in ENGINES:
+            raise ParameterError(f"model parameter 'engine' = {self.engine!r}; allowed: {', '.join(ENGINES)}")
+        if self.vocoder_runtime not in ("onnx", "torch"):
+            raise ParameterError(f"model parameter 'vocoder_runtime' = {self.vocoder_runtime!r}; allowed: onnx, torch")
+        try:
+            parse_buckets(self.length_buckets)
+        except EngineError as e:
+            raise ParameterError(f"model parameter 'length_buckets': {e}") from None
         for name in ("max_batch_chunks", "max_target_text_bytes", "max_reference_seconds", "max_audio_seconds"):
             if getattr(self, name) <= 0:
                 raise ParameterError(f"model parameter '{name}' = {getattr(self, name)}; must be > 0")
@@ -75,6 +90,10 @@ class TtsParameters:
             raise ParameterError(f"model parameter 'reference_cache_size' = {self.reference_cache_size}; "
                                  "must be >= 0")
         return self
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        return parse_buckets(self.length_buckets)
 
     @property
     def voice_names(self) -> tuple[str, ...]:
