@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo test test-fast clean device-wheels device-rehearsal
 
 setup:
 	scripts/setup.sh
@@ -15,6 +15,13 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# The prepared GPU run (bench/device/README.md): the wheels it carries, and its rehearsal here on CPU.
+device-wheels:
+	bash bench/device/wheels.sh
+
+device-rehearsal: device-wheels
+	bash bench/device/rehearse.sh
 
 clean:
 	rm -rf build .pytest_cache

@@ -52,7 +52,8 @@ class _Recording:
         return self.vocode(mels)
 
 
-def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: str = TEXT) -> dict:
+def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: str = TEXT,
+        warm_up: bool = True) -> dict:
     import soundfile as sf
 
     repo, *_ = build_repository(arch, work, "cpu")
@@ -64,7 +65,7 @@ def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: s
                                                    max_batch_chunks=params.max_batch_chunks)
     audio, sr = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
     request = _request(np.ascontiguousarray(audio.T), sr, text, nfe, 7)
-    for synth in synths.values():  # warm-up: allocators, kernels, reference cache
+    for synth in synths.values() if warm_up else ():  # allocators, kernels, reference cache
         synth.synthesize([request])
     times: dict[str, list[float]] = {d: [] for d in dtypes}
     outputs = {}
@@ -86,7 +87,7 @@ def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: s
                "wave_vs_" + base: difference(wave, outputs[base][1])}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return {"arch": arch, "nfe": nfe, "rounds": rounds, "text": text, "reference": REFERENCE_WAV.name,
+    return {"arch": arch, "nfe": nfe, "rounds": rounds, "warm_up": warm_up, "text": text, "reference": REFERENCE_WAV.name,
             "parameters": sum(p.numel() for p in synths[base].cfm.transformer.parameters()),
             "rows": rows, "machine": _machine("cpu")}
 
@@ -98,11 +99,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], help="the first is the baseline")
     p.add_argument("--nfe", type=int, default=16)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--text", default=TEXT)
+    p.add_argument("--no-warm-up", dest="warm_up", action="store_false",
+                   help="no untimed request first (for a full-size model on a slow machine)")
     p.add_argument("--output", type=Path, default=Path("build/bench_precision"))
     args = p.parse_args(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
-        report = run(args.arch, args.dtypes, args.nfe, args.rounds, Path(tmp))
+        report = run(args.arch, args.dtypes, args.nfe, args.rounds, Path(tmp), args.text, args.warm_up)
     path = args.output / f"precision_{args.arch}_cpu.json"
     path.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {path}")

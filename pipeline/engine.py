@@ -276,7 +276,8 @@ def _cuda_capture(run: Callable[[], torch.Tensor], pool) -> Callable[[], torch.T
 def _dummy_inputs(transformer, rows: int, frames: int, dtype, device) -> dict:
     text_dim = transformer.text_embed.text_embed.embedding_dim
     x = torch.zeros(rows, frames, contract.N_MELS, dtype=dtype, device=device)
-    kwargs = dict(x=x, cond=torch.zeros_like(x), text=torch.zeros(rows, 1, dtype=torch.long, device=device),
+    # text is never read (the cache is filled); width 2, not 1, so that dynamic shapes do not specialise it
+    kwargs = dict(x=x, cond=torch.zeros_like(x), text=torch.zeros(rows, 2, dtype=torch.long, device=device),
                   time=torch.tensor(0.5, dtype=dtype, device=device),
                   mask=torch.ones(rows, frames, dtype=torch.bool, device=device), cfg_infer=True, cache=True)
     embed = torch.zeros(rows, frames, text_dim, dtype=dtype, device=device)
@@ -300,7 +301,7 @@ class _StaticInputs:
                      "text_uncond": torch.zeros(n * text_dim, dtype=dtype, device=device)}
         self.text_dim = text_dim
         self.time = torch.tensor(0.5, dtype=dtype, device=device)
-        self.text = torch.zeros(rows, 1, dtype=torch.long, device=device)  # unused: the cache is always filled
+        self.text = torch.zeros(rows, 2, dtype=torch.long, device=device)  # never read: the cache is always filled
 
     def views(self, rows: int, frames: int) -> dict[str, torch.Tensor]:
         n = rows * frames
