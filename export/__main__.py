@@ -78,7 +78,7 @@ def _parser() -> _Parser:
                           "default: %(default)s)")
     srv.add_argument("--dtype", choices=["fp32", "fp16", "bf16"],
                      help="DiT weights as stored and run (default: fp16 on gpu, as f5-tts runs on CUDA; fp32 on "
-                          "cpu, where bf16 is allowed and fp16 is not: docs/benchmarks.md)")
+                          "cpu, the only choice there: docs/benchmarks.md)")
     srv.add_argument("--engine", choices=list(ENGINES), default="eager",
                      help="eager: f5-tts's DiT as is; compiled: torch.compile on length buckets, compiled at model "
                           "load, with CUDA graphs per (batch size, bucket) on gpu (default: %(default)s)")

@@ -73,9 +73,9 @@ class ServingOptions:
             raise ValueError(f"max batch chunks must be >= 1, got {self.max_batch_chunks}")
         if self.dtype not in ("fp32", "fp16", "bf16"):
             raise ValueError(f"dtype must be fp32, fp16 or bf16, got {self.dtype!r}")
-        if self.dtype == "fp16" and self.device == "cpu":
-            raise ValueError("dtype fp16 needs --device gpu: on CPU it measured several times slower than fp32 "
-                             "(docs/benchmarks.md); use bf16 on CPUs with native bf16 (AVX512-BF16, AMX), else fp32")
+        if self.dtype != "fp32" and self.device == "cpu":
+            raise ValueError(f"dtype {self.dtype} needs --device gpu: on CPU, half precision measured no faster than "
+                             "fp32 and far from its audio (docs/benchmarks.md, section 5)")
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if not self.length_buckets or min(self.length_buckets) < 1:
