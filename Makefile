@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-unit clean
+.PHONY: setup demo test test-fast test-unit clean device-wheels device-rehearsal
 
 setup:
 	scripts/setup.sh
@@ -19,6 +19,13 @@ test-fast: setup
 
 test-unit: setup
 	$(PY) -m pytest -m unit
+
+# The prepared GPU run (bench/device/README.md): the wheels it carries, and its rehearsal here on CPU.
+device-wheels:
+	bash bench/device/wheels.sh
+
+device-rehearsal: device-wheels
+	bash bench/device/rehearse.sh
 
 clean:
 	rm -rf build .pytest_cache

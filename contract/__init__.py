@@ -27,6 +27,9 @@ TTS_WEIGHTS_FILE = "model.safetensors"  # f5_tts/1/: the DiT weights
 TTS_ARCH_FILE = "model_config.yaml"  # f5_tts/1/: f5-tts's model config
 TTS_VOCAB_FILE = "vocab.txt"  # f5_tts/1/
 VOCODER_ONNX_FILE = "vocos.onnx"  # vocoder/1/
+TORCH_VOCOS_DIR = "vocos"  # vocoder/1/: the PyTorch Vocos for GPU instances of f5_tts, as released:
+VOCOS_CONFIG_FILE, VOCOS_WEIGHTS_FILE = "config.yaml", "pytorch_model.bin"  # (also a --vocoder directory)
+COMPILE_CACHE_DIR = "compile_cache"  # f5_tts/: TorchInductor's cache of the compiled engine, kept across restarts
 MANIFEST_FILE = "manifest.json"  # at the repository's root: sources, checksums, options, versions
 
 # Triton's default ports (the launcher, the container, the clients' defaults).

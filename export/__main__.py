@@ -18,8 +18,9 @@ from export import model_config as mc
 from export.api import DEFAULT_MODEL_CONFIG, ExportRequest, export_model
 from export.demo import DEMO_NOTICE
 from export.errors import ExportError
+from pipeline.buckets import ENGINES, EngineError, format_buckets, parse_buckets
 from pipeline.f5_model import builtin_config_names
-from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS
+from pipeline.parameters import DEFAULT_DTYPE, DEFAULT_MAX_BATCH_CHUNKS, DEFAULT_VOCODER_RUNTIME, VOCODER_RUNTIMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,6 +32,13 @@ class _Parser(argparse.ArgumentParser):
         if self.raise_errors:
             raise ExportError(f"export flags: {message}")
         super().error(message)
+
+
+def _buckets(text: str) -> tuple[int, ...]:
+    try:
+        return parse_buckets(text)
+    except EngineError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _parser() -> _Parser:
@@ -72,8 +80,21 @@ def _parser() -> _Parser:
     srv.add_argument("--reference-cache-size", type=int, default=serving.reference_cache_size,
                      help="preprocessed references kept per instance, by content hash (LRU; 0 = off; "
                           "default: %(default)s)")
-    srv.add_argument("--dtype", choices=contract.DTYPES, default=serving.dtype,
-                     help="stored DiT weights (default: %(default)s; fp16/bf16 need --device gpu)")
+    srv.add_argument("--dtype", choices=contract.DTYPES,
+                     help=f"DiT weights as stored and run (default: {DEFAULT_DTYPE['gpu']} on gpu, as f5-tts runs on CUDA; "
+                          f"{DEFAULT_DTYPE['cpu']} on cpu, the only choice there: docs/benchmarks.md)")
+    srv.add_argument("--engine", choices=list(ENGINES), default=serving.engine,
+                     help="eager: f5-tts's DiT as is; compiled: torch.compile on length buckets, compiled at model "
+                          "load, with CUDA graphs per (batch size, bucket) on gpu (default: %(default)s)")
+    srv.add_argument("--length-buckets", type=_buckets, default=serving.length_buckets, metavar="FRAMES,...",
+                     help="compiled engine: total frames (reference + speech, 93.75 per second) a chunk is padded "
+                          f"up to; longer chunks run eagerly (default: {format_buckets(serving.length_buckets)})")
+    srv.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
+                     help="compiled engine on gpu: no CUDA graph capture")
+    srv.add_argument("--vocoder-runtime", choices=VOCODER_RUNTIMES,
+                     help="f5_tts's in-process vocoder: torch (PyTorch Vocos on the device) or onnx "
+                          f"({contract.VOCODER_ONNX_FILE} under onnxruntime); default {DEFAULT_VOCODER_RUNTIME['gpu']} "
+                          f"on gpu, {DEFAULT_VOCODER_RUNTIME['cpu']} on cpu")
     lim = p.add_argument_group("request limits (answered with INVALID_ARG beyond them)")
     lim.add_argument("--max-text-bytes", type=int, default=contract.LIMITS.max_target_text_bytes,
                      help="UTF-8 bytes of target text per request (default: %(default)s)")
@@ -94,6 +115,8 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
     serving = mc.ServingOptions(
         device=args.device, instances=args.instances, max_batch_size=args.max_batch_size,
         max_queue_delay_us=args.max_queue_delay_us, dtype=args.dtype, max_batch_chunks=args.max_batch_chunks,
+        engine=args.engine, length_buckets=args.length_buckets, cuda_graphs=args.cuda_graphs,
+        vocoder_runtime=args.vocoder_runtime,
         warmup=args.warmup, reference_cache_size=args.reference_cache_size,
         defaults=contract.SamplingDefaults(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed),
         limits=dataclasses.replace(contract.LIMITS, max_target_text_bytes=args.max_text_bytes,

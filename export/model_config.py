@@ -15,7 +15,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import contract
-from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS, StreamParameters, TtsParameters, VocoderParameters, to_triton
+from pipeline.buckets import DEFAULT_LENGTH_BUCKETS, ENGINES, format_buckets
+from pipeline.parameters import (DEFAULT_DTYPE, DEFAULT_MAX_BATCH_CHUNKS, DEFAULT_VOCODER_RUNTIME, VOCODER_RUNTIMES,
+                                 StreamParameters, TtsParameters, VocoderParameters, to_triton)
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,11 @@ class ServingOptions:
     instances: int = 1
     max_batch_size: int = 8
     max_queue_delay_us: int = 5000
-    dtype: str = contract.DTYPES[0]
+    dtype: str | None = None  # None: DEFAULT_DTYPE of the device
+    engine: str = TtsParameters.engine  # eager | compiled (torch.compile on length buckets; CUDA graphs on GPU)
+    length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS  # total frames a chunk is padded to (compiled)
+    cuda_graphs: bool = TtsParameters.cuda_graphs  # compiled engine on GPU: a CUDA graph per (batch size, bucket)
+    vocoder_runtime: str | None = None  # None: DEFAULT_VOCODER_RUNTIME of the device
     defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
     max_batch_chunks: int | None = None  # None: DEFAULT_MAX_BATCH_CHUNKS of the device
     demo: bool = False
@@ -36,6 +42,10 @@ class ServingOptions:
     def __post_init__(self) -> None:
         if self.max_batch_chunks is None:
             object.__setattr__(self, "max_batch_chunks", DEFAULT_MAX_BATCH_CHUNKS.get(self.device, 1))
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", DEFAULT_DTYPE.get(self.device, "fp32"))
+        if self.vocoder_runtime is None:
+            object.__setattr__(self, "vocoder_runtime", DEFAULT_VOCODER_RUNTIME.get(self.device, "onnx"))
 
     def check(self) -> None:
         if self.device not in ("cpu", "gpu"):
@@ -54,7 +64,15 @@ class ServingOptions:
         if self.dtype not in contract.DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(contract.DTYPES)}, got {self.dtype!r}")
         if self.dtype != "fp32" and self.device == "cpu":
-            raise ValueError(f"dtype {self.dtype} needs --device gpu (half precision is slow or unsupported on CPU)")
+            raise ValueError(f"dtype {self.dtype} needs --device gpu: on CPU, half precision measured no faster than "
+                             "fp32 and far from its audio (docs/benchmarks.md, section 6)")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if not self.length_buckets or min(self.length_buckets) < 1:
+            raise ValueError(f"length buckets must be positive frame counts, got {self.length_buckets}")
+        if self.vocoder_runtime not in VOCODER_RUNTIMES:
+            raise ValueError(f"vocoder runtime must be one of {', '.join(VOCODER_RUNTIMES)}, "
+                             f"got {self.vocoder_runtime!r}")
         for name, (low, high) in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
                                   ("sway_sampling_coef", limits.sway_sampling_coef), ("speed", limits.speed)]:
             value = getattr(self.defaults, name)
@@ -105,6 +123,8 @@ def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None
         default_sway_sampling_coef=d.sway_sampling_coef, default_speed=d.speed,
         max_target_text_bytes=limits.max_target_text_bytes, max_reference_seconds=limits.max_reference_seconds,
         max_audio_seconds=limits.max_audio_seconds, reference_cache_size=options.reference_cache_size,
+        engine=options.engine, length_buckets=format_buckets(options.length_buckets), cuda_graphs=options.cuda_graphs,
+        vocoder_runtime=options.vocoder_runtime,
         voices=contract.format_voice_list(voices))
     cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options,
                         to_triton(parameters, omit_empty=(contract.VOICES_PARAMETER,)))

@@ -4,7 +4,7 @@ Layout written (all generated; never committed):
   f5_tts/config.pbtxt, f5_tts/1/{model.py, model.safetensors, model_config.yaml, vocab.txt},
   f5_tts/1/voices/{voices.json, <name>.wav} (registered voices, when given),
   f5_tts/warmup/<input files>, f5_tts_stream/{config.pbtxt, 1/model.py} (decoupled, no weights),
-  vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx}, manifest.json (sources with checksums, options, versions).
+  vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx, vocos/{config.yaml, pytorch_model.bin}}, manifest.json (sources with checksums, options, versions).
 The repository is built in a temporary sibling directory and moved into place at the end,
 so a failed export never leaves a half-written repository behind.
 """
@@ -160,6 +160,9 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
     try:
         with step("reading model config, vocab and checkpoint"):
             model_cfg = ModelConfig.load(sources.model_config)
+            if options.engine == "compiled" and model_cfg.backbone != "DiT":
+                raise ValueError(f"--engine compiled supports the DiT backbone (F5-TTS); {model_cfg.name} is "
+                                 f"{model_cfg.backbone}: use --engine eager")
             vocab_map, vocab_size = load_vocab(sources.vocab)
             state = ckpt.read_state_dict(sources.checkpoint, use_ema=sources.use_ema)
         with step(f"checking the checkpoint against {model_cfg.name}"):
@@ -199,6 +202,10 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             print(f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
                   f"(limit {voc.MAX_ABS_ERROR:.0e})")
             _copy_model_code(contract.VOCODER_MODEL, staging)
+            # The PyTorch Vocos too: GPU instances of f5_tts vocode with it where the mels are.
+            (voc_dir / contract.TORCH_VOCOS_DIR).mkdir()
+            for name in (voc.CONFIG_FILE, voc.WEIGHTS_FILE):
+                shutil.copyfile(sources.vocoder_dir / name, voc_dir / contract.TORCH_VOCOS_DIR / name)
         with step("writing config.pbtxt and warm-up samples"):
             dims = write_warmup(staging / contract.TTS_MODEL / "warmup", reference, sample_rate)
             for config in (mc.tts_config(options, dims, names), mc.stream_config(options), mc.vocoder_config(options)):

@@ -94,6 +94,11 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
             raise RepositoryError(f"{repo / model / contract.MODEL_CONFIG_FILE} asks for KIND_GPU but no GPU is visible "
                                   "(run with --gpus all, or export with --device cpu)")
         found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
+    if found[contract.TTS_MODEL]["parameters"].get("vocoder_runtime") == "torch":  # PyTorch Vocos beside the ONNX
+        for name in (contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE):
+            path = repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR / name
+            if not path.is_file():
+                raise RepositoryError(f"{path} is missing (f5_tts runs the PyTorch vocoder); re-export the repository")
     manifest = repo / contract.MANIFEST_FILE
     found["manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     return found

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import contract
+from pipeline.buckets import DEFAULT_LENGTH_BUCKETS, ENGINES, EngineError, format_buckets, parse_buckets
 
 # Parameters Triton itself interprets; allowed beside ours.
 _TRITON_RESERVED = {"EXECUTION_ENV_PATH"}
@@ -18,6 +19,13 @@ _TRITON_RESERVED = {"EXECUTION_ENV_PATH"}
 # Text chunks sampled in one DiT call, by device: on CPU, padded batches measured 2-3x slower
 # than one chunk at a time (docs/benchmarks.md).
 DEFAULT_MAX_BATCH_CHUNKS = {"gpu": 16, "cpu": 1}
+# DiT dtype by device: fp16 on GPU, as f5-tts's load_checkpoint runs it on CUDA devices of
+# capability >= 7; CPU: see docs/benchmarks.md ("Half precision on CPU").
+DEFAULT_DTYPE = {"gpu": "fp16", "cpu": "fp32"}
+# f5_tts's in-process vocoder: the ONNX file under onnxruntime, or PyTorch Vocos where the mels
+# are (GPU: no host round trip, no onnxruntime-gpu needed).
+VOCODER_RUNTIMES = ("onnx", "torch")
+DEFAULT_VOCODER_RUNTIME = {"gpu": "torch", "cpu": "onnx"}
 
 
 class ParameterError(ValueError):
@@ -65,6 +73,12 @@ class TtsParameters:
     demo_model: bool = False
     f5_model_name: str = "unknown"
     vocoder_file: str = f"../{contract.VOCODER_MODEL}/{contract.MODEL_VERSION}/{contract.VOCODER_ONNX_FILE}"
+    vocoder_runtime: str = VOCODER_RUNTIMES[0]  # onnx: vocoder_file | torch: PyTorch Vocos in torch_vocoder_dir
+    torch_vocoder_dir: str = f"../{contract.VOCODER_MODEL}/{contract.MODEL_VERSION}/{contract.TORCH_VOCOS_DIR}"
+    engine: str = ENGINES[0]  # eager | compiled
+    length_buckets: str = format_buckets(DEFAULT_LENGTH_BUCKETS)  # frames, comma-separated (compiled engine)
+    cuda_graphs: bool = True  # compiled engine on a GPU instance: CUDA graphs per (batch size, bucket)
+    compile_cache_dir: str = contract.COMPILE_CACHE_DIR  # TorchInductor's cache; relative to the model directory
     default_nfe_step: int = contract.DEFAULTS.nfe_step
     default_cfg_strength: float = contract.DEFAULTS.cfg_strength
     default_sway_sampling_coef: float = contract.DEFAULTS.sway_sampling_coef
@@ -80,6 +94,15 @@ class TtsParameters:
         self = _parse(cls, raw)
         if self.dtype not in contract.DTYPES:
             raise ParameterError(f"model parameter 'dtype' = {self.dtype!r}; allowed: {', '.join(contract.DTYPES)}")
+        if self.engine not in ENGINES:
+            raise ParameterError(f"model parameter 'engine' = {self.engine!r}; allowed: {', '.join(ENGINES)}")
+        if self.vocoder_runtime not in VOCODER_RUNTIMES:
+            raise ParameterError(f"model parameter 'vocoder_runtime' = {self.vocoder_runtime!r}; "
+                                 f"allowed: {', '.join(VOCODER_RUNTIMES)}")
+        try:
+            parse_buckets(self.length_buckets)
+        except EngineError as e:
+            raise ParameterError(f"model parameter 'length_buckets': {e}") from None
         for name in ("max_batch_chunks", "max_target_text_bytes", "max_reference_seconds", "max_audio_seconds"):
             if getattr(self, name) <= 0:
                 raise ParameterError(f"model parameter '{name}' = {getattr(self, name)}; must be > 0")
@@ -87,6 +110,10 @@ class TtsParameters:
             raise ParameterError(f"model parameter 'reference_cache_size' = {self.reference_cache_size}; "
                                  "must be >= 0")
         return self
+
+    @property
+    def buckets(self) -> tuple[int, ...]:
+        return parse_buckets(self.length_buckets)
 
     @property
     def voice_names(self) -> tuple[str, ...]:

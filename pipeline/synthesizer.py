@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 import contract
+from pipeline.buckets import DEFAULT_LENGTH_BUCKETS
+from pipeline.engine import DitEngine
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
 from pipeline.parameters import TtsParameters
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
@@ -41,8 +43,9 @@ MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - re
 SLOW_CHUNK_BYTES = 10  # infer_batch_process speaks chunks shorter than this at speed 0.3
 SLOW_CHUNK_SPEED = 0.3
 
-# mels [100, frames] -> waveforms, one per mel (pipeline.vocoder.OnnxVocoder in the f5_tts model)
-Vocode = Callable[[Sequence[np.ndarray]], list[np.ndarray]]
+# mels [100, frames] (fp32 tensors on the synthesizer's device) -> waveforms (float32 numpy), one per mel:
+# pipeline.vocoder's OnnxVocoder (CPU, onnxruntime) or TorchVocoder (PyTorch Vocos where the mels are)
+Vocode = Callable[[Sequence[torch.Tensor]], list[np.ndarray]]
 
 
 @dataclass
@@ -107,7 +110,9 @@ class Synthesizer:
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  max_batch_chunks: int = TtsParameters.max_batch_chunks, limits: contract.Limits = contract.LIMITS,
                  reference_cache_size: int = TtsParameters.reference_cache_size,
-                 voices: dict[str, Reference] | None = None) -> None:
+                 voices: dict[str, Reference] | None = None,
+                 engine: str = TtsParameters.engine, length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
+                 cuda_graphs: bool = TtsParameters.cuda_graphs) -> None:
         self.device = torch.device(device)
         self.dtype = dtype
         # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
@@ -115,6 +120,8 @@ class Synthesizer:
         self.cfm.transformer.to(dtype)
         self.vocode = vocode
         self.max_batch_chunks = max_batch_chunks
+        self.engine = DitEngine(self.cfm.transformer, engine=engine, device=self.device, dtype=dtype,
+                                buckets=length_buckets, max_batch=max_batch_chunks, cuda_graphs=cuda_graphs)
         self.limits = limits
         # Preprocessed references by content: a speaker who sends the same reference again
         # skips f5-tts's silence trimming, resampling and the mel front end.
@@ -124,6 +131,10 @@ class Synthesizer:
         self.reference_cache_misses = 0
         # Registered voices: prepared at export, their mels computed once here.
         self.voices = {name: (ref, self._mel(ref)) for name, ref in (voices or {}).items()}
+
+    def warm_up(self) -> float:
+        """Compile the DiT (and capture its CUDA graphs) now, not on a request; seconds spent (eager: 0)."""
+        return self.engine.warm_up()
 
     @classmethod
     def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu", dtype: str = "fp32",
@@ -192,7 +203,9 @@ class Synthesizer:
                 raise RequestError(f"a text chunk would need {seconds:.1f} s of audio; at most "
                                    f"{self.limits.max_audio_seconds:g} s per chunk is allowed (lower "
                                    f"'{contract.DURATION}' or raise '{contract.SPEED}')")
-            noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device, dtype=self.dtype)
+            # Drawn in fp32 whatever the DiT dtype: the same seed gives the same noise in fp32, fp16 and bf16
+            # (torch.randn draws other values in half precision on CPU).
+            noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device).to(self.dtype)
             chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise))
         if request.chunk_index is not None:
             # Every chunk's noise is drawn above, so chunk k gets the values it gets in a whole-text request.
@@ -241,37 +254,35 @@ class Synthesizer:
     # --- sampling ------------------------------------------------------------------------
     @torch.inference_mode()
     def _sample(self, chunks: list[_Chunk], steps: int, cfg_strength: float, sway: float) -> list[torch.Tensor]:
-        """Batched CFM.sample; returns each chunk's generated mel [100, frames] (fp32)."""
+        """Batched CFM.sample; returns each chunk's generated mel [100, frames] (fp32, on the device).
+
+        The engine may pad the batch: total frames up to a length bucket, and rows (copies of the
+        last chunk) up to a captured batch size; padded frames are masked, padded rows dropped.
+        """
         from f5_tts.model.utils import get_epss_timesteps, lens_to_mask, list_str_to_idx
         from torchdiffeq import odeint
 
         cfm, device = self.cfm, self.device
-        lens = torch.tensor([c.cond.shape[0] for c in chunks], device=device)
-        duration = torch.tensor([c.duration for c in chunks], device=device)
-        max_duration = int(duration.max())
-        cond = pad_sequence([c.cond for c in chunks], batch_first=True).to(self.dtype)
-        cond = F.pad(cond, (0, 0, 0, max_duration - cond.shape[1]), value=0.0)
-        text = list_str_to_idx([c.text for c in chunks], cfm.vocab_char_map).to(device)
-        cond_mask = lens_to_mask(lens, length=max_duration).unsqueeze(-1)
+        shape = self.engine.shape(len(chunks), max(c.duration for c in chunks))
+        rows = chunks + [chunks[-1]] * (shape.rows - len(chunks))
+        lens = torch.tensor([c.cond.shape[0] for c in rows], device=device)
+        duration = torch.tensor([c.duration for c in rows], device=device)
+        cond = pad_sequence([c.cond for c in rows], batch_first=True).to(self.dtype)
+        cond = F.pad(cond, (0, 0, 0, shape.frames - cond.shape[1]), value=0.0)
+        text = list_str_to_idx([c.text for c in rows], cfm.vocab_char_map).to(device)
+        cond_mask = lens_to_mask(lens, length=shape.frames).unsqueeze(-1)
         step_cond = torch.where(cond_mask, cond, torch.zeros_like(cond))
-        mask = lens_to_mask(duration) if len(chunks) > 1 else None
-
-        def flow(t, x):
-            if cfg_strength < 1e-5:
-                return cfm.transformer(x=x, cond=step_cond, text=text, time=t, mask=mask,
-                                       drop_audio_cond=False, drop_text=False, cache=True)
-            both = cfm.transformer(x=x, cond=step_cond, text=text, time=t, mask=mask, cfg_infer=True, cache=True)
-            pred, null_pred = torch.chunk(both, 2, dim=0)
-            return pred + (pred - null_pred) * cfg_strength
-
-        y0 = pad_sequence([c.noise for c in chunks], batch_first=True)
-        t = get_epss_timesteps(steps, device=device, dtype=step_cond.dtype)
+        # As CFM.sample: no mask for a single exact row (f5-tts's unmasked path); the compiled DiT always takes one.
+        mask = lens_to_mask(duration, length=shape.frames) if shape.compiled or len(rows) > 1 else None
+        y0 = pad_sequence([c.noise for c in rows], batch_first=True)
+        y0 = F.pad(y0, (0, 0, 0, shape.frames - y0.shape[1]), value=0.0)
+        # The time grid stays fp32 (the DiT gets t in its own dtype): in bf16, f5-tts's grid has
+        # neighbouring steps that round to the same value, which torchdiffeq refuses.
+        t = get_epss_timesteps(steps, device=device, dtype=torch.float32)
         if sway is not None:
             t = t + sway * (torch.cos(torch.pi / 2 * t) - 1 + t)
-        try:
+        with self.engine.velocity(shape, text, step_cond, mask, duration, cfg_strength) as flow:
             out = odeint(flow, y0, t, **cfm.odeint_kwargs)[-1]
-        finally:
-            cfm.transformer.clear_cache()
         out = torch.where(cond_mask, cond, out).float()
         return [out[i, c.reference_frames:c.duration].T for i, c in enumerate(chunks)]
 
@@ -296,7 +307,7 @@ class Synthesizer:
                 batch = members[start:start + self.max_batch_chunks]
                 for j, mel in zip(batch, self._sample([planned[j] for j in batch], steps, cfg, sway)):
                     mels[j] = mel
-        waves = self.vocode([mels[j].cpu().numpy() for j in range(len(planned))]) if planned else []
+        waves = self.vocode([mels[j] for j in range(len(planned))]) if planned else []
         per_request: dict[int, list[np.ndarray]] = {}
         for chunk, wave in zip(planned, waves):
             if chunk.reference.rms < TARGET_RMS:

@@ -1,4 +1,5 @@
-"""The ONNX Vocos vocoder under onnxruntime (CUDA EP on GPU, CPU EP otherwise)."""
+"""The vocoder: Vocos as ONNX under onnxruntime (CPU, the `vocoder` model, images with onnxruntime-gpu), or
+PyTorch Vocos on the device where the mels already are (GPU instances of `f5_tts`)."""
 
 from __future__ import annotations
 
@@ -58,12 +59,62 @@ class OnnxVocoder:
             providers = ["CPUExecutionProvider"]
         self.session = onnx_session(path, options, providers)
 
-    def __call__(self, mels: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Each mel [100, frames] -> its waveform, decoded alone (no padding effects)."""
-        return [self.decode_batch(mel[None])[0] for mel in mels]
+    def __call__(self, mels: Sequence) -> list[np.ndarray]:
+        """Each mel [100, frames] (numpy, or a torch tensor: copied to the host) -> its waveform, decoded alone
+        (no padding effects)."""
+        return [self.decode_batch(_on_host(mel)[None])[0] for mel in mels]
 
     def decode_batch(self, mel: np.ndarray) -> np.ndarray:
         """[batch, 100, frames] -> [batch, (frames - 1) * 256] (Vocos's "center" ISTFT head; frames * 256 for
         a "same" head)."""
         mel = np.ascontiguousarray(mel, dtype=np.float32)
         return self.session.run([contract.WAVEFORM], {contract.MEL: mel})[0]
+
+
+def _on_host(mel) -> np.ndarray:
+    return mel.detach().cpu().numpy() if hasattr(mel, "detach") else mel
+
+
+class TorchVocoder:
+    """PyTorch Vocos (loaded by f5-tts's own `load_vocoder`) on the mels where they are.
+
+    All mels of a call are decoded in one batch, and each equals its decode alone: Vocos's
+    backbone mixes frames only in its convolutions, so zeroing the padded frames before each
+    of them makes padding invisible (a lone mel's convolutions pad with zeros too); the ISTFT
+    head then runs per mel on its own frames (its overlap-add would spread into padding). The
+    waveforms leave the device in one copy.
+    """
+
+    def __init__(self, directory: Path, device: str = "cpu") -> None:
+        import torch
+        from f5_tts.infer.utils_infer import load_vocoder
+
+        directory = Path(directory)
+        for name in (contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"vocoder {directory / name} is missing; re-run `python -m export`")
+        self.device = torch.device(device)
+        self.vocos = load_vocoder("vocos", is_local=True, local_path=str(directory), device=str(self.device))
+        if self.vocos.backbone.adanorm:
+            raise ValueError(f"{directory}: a Vocos with adaptive layer norm (EnCodec features) is not supported")
+
+    def __call__(self, mels: Sequence) -> list[np.ndarray]:
+        """mels [100, frames] (tensors or numpy, fp32) -> waveforms [(frames - 1) * 256] (centred head)."""
+        import torch
+
+        with torch.inference_mode():
+            mels = [torch.as_tensor(m, dtype=torch.float32, device=self.device) for m in mels]
+            if not mels:
+                return []
+            frames = torch.tensor([m.shape[-1] for m in mels], device=self.device)
+            batch = torch.nn.utils.rnn.pad_sequence([m.T for m in mels], batch_first=True).transpose(1, 2)
+            keep = (torch.arange(batch.shape[-1], device=self.device)[None, :] < frames[:, None])[:, None, :]
+            backbone = self.vocos.backbone
+            x = backbone.norm(backbone.embed(batch).transpose(1, 2)).transpose(1, 2) * keep
+            for block in backbone.convnext:
+                x = block(x) * keep
+            x = backbone.final_layer_norm(x.transpose(1, 2))
+            waves = [self.vocos.head(x[i:i + 1, :n])[0] for i, n in enumerate(frames.tolist())]
+            lengths = [len(w) for w in waves]
+            flat = torch.cat(waves).cpu().numpy()
+        return list(np.split(flat, np.cumsum(lengths)[:-1]))

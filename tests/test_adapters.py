@@ -14,7 +14,6 @@ import pytest
 
 import contract
 from pipeline.parameters import ParameterError
-from pipeline.streaming import StreamJoiner
 
 import triton_stub
 from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio

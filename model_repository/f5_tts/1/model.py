@@ -1,8 +1,10 @@
 """Triton Python-backend adapter for F5-TTS: tensors in -> pipeline -> tensors out.
 
 All logic lives in `pipeline/` (importable and tested without Triton). The vocoder runs
-in-process on the ONNX file of the `vocoder` model: warm-up at load cannot call another
-model (Triton loads models concurrently), and it saves a shared-memory round trip per chunk.
+in-process on the files of the `vocoder` model (its ONNX file, or on GPU the PyTorch Vocos
+beside it): warm-up at load cannot call another model (Triton loads models concurrently),
+and it saves a shared-memory round trip per chunk. A compiled engine compiles here, in
+initialize, into a cache inside the repository that the next start reuses.
 """
 
 import json
@@ -17,7 +19,8 @@ from pipeline.logs import forward_logs
 from pipeline.parameters import TtsParameters, instance_device
 from pipeline.requests import RequestError, parse_request
 from pipeline.synthesizer import Synthesizer
-from pipeline.vocoder import OnnxVocoder
+from pipeline.engine import use_cache_dir
+from pipeline.vocoder import OnnxVocoder, TorchVocoder
 
 
 class TritonPythonModel:
@@ -28,11 +31,18 @@ class TritonPythonModel:
         self.params = TtsParameters.from_triton(config.get("parameters", {}))
         device = instance_device(args)
         model_dir = Path(args["model_repository"])
-        vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
+        if self.params.vocoder_runtime == "torch":
+            vocoder = TorchVocoder((model_dir / self.params.torch_vocoder_dir).resolve(), device=device)
+        else:
+            vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
+        if self.params.engine == "compiled":
+            use_cache_dir(model_dir / self.params.compile_cache_dir)
         self.synthesizer = Synthesizer.from_directory(
             model_dir / args["model_version"], vocoder, device=device, dtype=self.params.dtype,
             max_batch_chunks=self.params.max_batch_chunks, limits=self.params.limits,
-            reference_cache_size=self.params.reference_cache_size)
+            reference_cache_size=self.params.reference_cache_size, engine=self.params.engine,
+            length_buckets=self.params.buckets, cuda_graphs=self.params.cuda_graphs)
+        compiled_in = self.synthesizer.warm_up()
         loaded = sorted(self.synthesizer.voices)
         if loaded != list(self.params.voice_names):
             raise ValueError(f"model parameter '{contract.VOICES_PARAMETER}' lists {list(self.params.voice_names)} but "
@@ -47,8 +57,10 @@ class TritonPythonModel:
         self._cache_counted = {"hit": 0, "miss": 0}
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
-        pb_utils.Logger.log_info(f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}) loaded on {device} in "
-                     f"{time.monotonic() - started:.1f} s; voices: {', '.join(loaded) or 'none'}")
+        pb_utils.Logger.log_info(
+            f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}, engine {self.params.engine}, vocoder "
+            f"{self.params.vocoder_runtime}) loaded on {device} in {time.monotonic() - started:.1f} s"
+            f"{f' (compiling {compiled_in:.1f} s)' if compiled_in else ''}; voices: {', '.join(loaded) or 'none'}")
 
     def execute(self, requests):
         responses = [None] * len(requests)
