@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import contract
+from bench import save_report
 from bench.pipeline import _machine, _request, build_repository
 from export.repository import REFERENCE_WAV
 from pipeline.engine import DitEngine
@@ -36,8 +37,8 @@ TEXTS = ["I don't really care what you call me.",
 
 
 def _synth(repo: Path, engine: str) -> Synthesizer:
-    return Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
-                                      OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx"),
+    vocoder = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
+    return Synthesizer.from_directory(repo / contract.TTS_MODEL / contract.MODEL_VERSION, vocoder,
                                       max_batch_chunks=1, engine="eager" if engine == "eager" else "compiled")
 
 
@@ -85,7 +86,7 @@ print(json.dumps({{"load_s": loaded, "warm_up_s": compile_s, "total_s": time.per
 
 
 def cold_start(repo: Path, cache: Path) -> dict:
-    script = _START.format(cache=str(cache), model=str(repo / contract.TTS_MODEL / "1"))
+    script = _START.format(cache=str(cache), model=str(repo / contract.TTS_MODEL / contract.MODEL_VERSION))
     out = {}
     for name in ("first_ever", "warm_cache"):
         proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -103,16 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--output", type=Path, default=Path("build/bench_engine"))
     args = p.parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         repo, *_ = build_repository(args.arch, Path(tmp), "cpu")
         report = {"arch": args.arch, "nfe": args.nfe, "texts": TEXTS, "machine": _machine("cpu"),
                   "cold_start": cold_start(repo, Path(tmp) / "inductor_cache"),
                   "steady": steady(repo, args.nfe, args.rounds)}
-    path = args.output / f"engine_{args.arch}_cpu.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report["steady"].items() if k != "times_s"}, indent=1))
-    print(f"wrote {path}")
+    print(f"wrote {save_report(args.output, f'engine_{args.arch}_cpu', report)}")
     return 0
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 import contract
+from bench import save_report
 from bench.pipeline import _machine, _request, build_repository, exported_parameters
 from export.repository import REFERENCE_WAV
 from pipeline.synthesizer import Synthesizer
@@ -58,10 +59,10 @@ def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: s
 
     repo, *_ = build_repository(arch, work, "cpu")
     params = exported_parameters(repo)
-    onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
+    onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
     synths = {}
     for dtype in dtypes:
-        synths[dtype] = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1", _Recording(onnx), dtype=dtype,
+        synths[dtype] = Synthesizer.from_directory(repo / contract.TTS_MODEL / contract.MODEL_VERSION, _Recording(onnx), dtype=dtype,
                                                    max_batch_chunks=params.max_batch_chunks)
     audio, sr = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
     request = _request(np.ascontiguousarray(audio.T), sr, text, nfe, 7)
@@ -104,12 +105,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="no untimed request first (for a full-size model on a slow machine)")
     p.add_argument("--output", type=Path, default=Path("build/bench_precision"))
     args = p.parse_args(argv)
-    args.output.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:
         report = run(args.arch, args.dtypes, args.nfe, args.rounds, Path(tmp), args.text, args.warm_up)
-    path = args.output / f"precision_{args.arch}_cpu.json"
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {save_report(args.output, f'precision_{args.arch}_cpu', report)}")
     return 0
 
 

@@ -4,7 +4,8 @@ Layout written (all generated; never committed):
   f5_tts/config.pbtxt, f5_tts/1/{model.py, model.safetensors, model_config.yaml, vocab.txt},
   f5_tts/1/voices/{voices.json, <name>.wav} (registered voices, when given),
   f5_tts/warmup/<input files>, f5_tts_stream/{config.pbtxt, 1/model.py} (decoupled, no weights),
-  vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx, vocos/{config.yaml, pytorch_model.bin}}, manifest.json (sources with checksums, options, versions).
+  vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx, vocos/{config.yaml, pytorch_model.bin}},
+  manifest.json (sources with checksums, options, versions).
 The repository is built in a temporary sibling directory and moved into place at the end,
 so a failed export never leaves a half-written repository behind.
 """

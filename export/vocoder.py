@@ -28,7 +28,8 @@ MAX_ABS_ERROR = 1e-3  # fp32 ONNX vs PyTorch Vocos; export fails above this
 
 
 HUB_VOCOS = "charactr/vocos-mel-24khz"  # what f5-tts's load_vocoder fetches
-CONFIG_FILE, WEIGHTS_FILE = contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE  # a Vocos directory, local or on the hub
+# A Vocos directory, local or on the hub:
+CONFIG_FILE, WEIGHTS_FILE = contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE
 HEAD_PADDINGS = ("center", "same")
 
 

@@ -82,8 +82,8 @@ def requests_():
 
 
 def _synth(repo: Path, **kwargs) -> Synthesizer:
-    vocoder = OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
-    return Synthesizer.from_directory(repo / contract.TTS_MODEL / "1", vocoder, **kwargs)
+    vocoder = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
+    return Synthesizer.from_directory(repo / contract.TTS_MODEL / contract.MODEL_VERSION, vocoder, **kwargs)
 
 
 def _eager_compiler(module, **_options):
@@ -213,8 +213,8 @@ from torch._dynamo.utils import counters
 from pipeline.engine import use_cache_dir
 from pipeline.synthesizer import Synthesizer
 use_cache_dir({str(cache)!r})
-synth = Synthesizer.from_directory({str(repo / contract.TTS_MODEL / "1")!r}, None, max_batch_chunks=2,
-                                   engine="compiled", length_buckets={BUCKETS!r})
+synth = Synthesizer.from_directory({str(repo / contract.TTS_MODEL / contract.MODEL_VERSION)!r}, None,
+                                   max_batch_chunks=2, engine="compiled", length_buckets={BUCKETS!r})
 synth.warm_up()
 print(json.dumps(dict(counters["inductor"])))
 """
@@ -237,11 +237,11 @@ class _KeepMels:
 
 @pytest.mark.parametrize("dtype, bound", [("bf16", 0.03), ("fp16", 0.005)])
 def test_half_precision_is_close_to_fp32(repo, requests_, dtype, bound):
-    onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
+    onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
     out = {}
     for name in ("fp32", dtype):
         keep = _KeepMels(onnx)
-        synth = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1", keep, dtype=name)
+        synth = Synthesizer.from_directory(repo / contract.TTS_MODEL / contract.MODEL_VERSION, keep, dtype=name)
         [speech] = synth.synthesize(requests_[1:2])  # the multi-chunk text
         out[name] = (np.concatenate(keep.mels, axis=-1), speech.waveform)
     assert out[dtype][1].shape == out["fp32"][1].shape
@@ -253,8 +253,8 @@ def test_half_precision_is_close_to_fp32(repo, requests_, dtype, bound):
 def test_torch_vocoder_equals_onnx_vocoder(repo, tmp_path, architecture):
     """Mels of different lengths decoded in one padded batch, each equal to the ONNX vocoder's lone decode."""
     if architecture == "tiny":
-        directory = repo / contract.VOCODER_MODEL / "1" / "vocos"
-        onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / "1" / "vocos.onnx")
+        directory = repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR
+        onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
     else:  # charactr/vocos-mel-24khz's architecture (random weights), exported as the export does
         from export import vocoder as voc
 
@@ -273,7 +273,7 @@ def test_torch_vocoder_equals_onnx_vocoder(repo, tmp_path, architecture):
 
 
 def test_export_writes_the_torch_vocoder_and_gpu_defaults(repo):
-    vocos = repo / contract.VOCODER_MODEL / "1" / "vocos"
+    vocos = repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR
     assert (vocos / "config.yaml").is_file() and (vocos / "pytorch_model.bin").is_file()
     gpu = request_from_argv(["--output", "x", "--device", "gpu"]).serving
     assert (gpu.dtype, gpu.vocoder_runtime, gpu.engine) == ("fp16", "torch", "eager")
