@@ -64,6 +64,15 @@ def use_cache_dir(directory: Path) -> Path:
     return directory
 
 
+def compile_cache_report() -> str:
+    """What TorchInductor's FX graph cache did in this process: all hits means nothing was compiled."""
+    from torch._dynamo.utils import counters
+
+    inductor = counters["inductor"]
+    return (f"compile cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}: "
+            f"{inductor['fxgraph_cache_hit']} hit(s), {inductor['fxgraph_cache_miss']} miss(es)")
+
+
 def check_compiler(device: torch.device) -> None:
     """TorchInductor writes C++ (CPU) or Triton (GPU, whose launcher is built with a C compiler)."""
     needed = ["c++", "g++"] if device.type == "cpu" else ["cc", "gcc"]
@@ -222,9 +231,10 @@ class DitEngine:
                 self.transformer.clear_cache()
         self._warm = True
         seconds = time.monotonic() - started
-        log.info("compiled DiT ready in %.1f s (%s, buckets %s frames%s)", seconds, self.device,
+        log.info("compiled DiT ready in %.1f s (%s, buckets %s frames%s; %s)", seconds, self.device,
                  format_buckets(self.buckets),
-                 f", CUDA graphs for batch sizes {graph_batch_sizes(self.max_batch)}" if self.graphs else "")
+                 f", CUDA graphs for batch sizes {graph_batch_sizes(self.max_batch)}" if self.graphs else "",
+                 compile_cache_report())
         return seconds
 
     def _set_cache(self, inputs: dict) -> None:

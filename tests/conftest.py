@@ -250,8 +250,8 @@ def pending_requests(srv: TritonServer, model: str = contract.TTS_MODEL) -> int:
     wait in its queue for an instance (not those executing)."""
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(srv.metrics_url, timeout=10) as r:
         text = r.read().decode()
-    found = re.search(r'^nv_inference_pending_request_count\{model="%s",version="1"\} (\d+)' % re.escape(model),
-                      text, re.M)
+    metric = r'^nv_inference_pending_request_count\{model="%s",version="%s"\} (\d+)'
+    found = re.search(metric % (re.escape(model), contract.MODEL_VERSION), text, re.M)
     assert found, f"no pending-request metric for {model} at {srv.metrics_url}"
     return int(found.group(1))
 

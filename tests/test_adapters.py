@@ -76,11 +76,22 @@ def test_f5_tts_initializes_from_its_exported_config(tts):
     assert instance.params.max_batch_chunks == 16 and instance.params.voice_names == (VOICE,)
     assert sorted(instance.synthesizer.voices) == [VOICE]
     loaded = [m for level, m in pb_utils.Logger.lines if level == "info" and "loaded on cpu" in m]
-    assert loaded and "(F5TTS_v1_Base_tiny, fp32)" in loaded[0] and f"voices: {VOICE}" in loaded[0]
+    assert loaded and "(F5TTS_v1_Base_tiny, fp32, engine eager, vocoder onnx)" in loaded[0]
+    assert f"voices: {VOICE}" in loaded[0]
     logging.getLogger("pipeline.synthesizer").warning("a pipeline record")  # reaches the server's log
     assert ("warn", "pipeline.synthesizer: a pipeline record") in pb_utils.Logger.lines
     instance.finalize()
     assert instance.synthesizer is None
+
+
+def test_f5_tts_counts_reference_cache_lookups_as_a_triton_metric(tts, reference):
+    """An uploaded reference sent twice is prepared once: a miss, then a hit (f5_tts_reference_cache_total)."""
+    instance, pb_utils = tts
+    for seed in (1, 2):
+        assert not instance.execute([_request(pb_utils, **_uploaded(reference, seed=seed))])[0].has_error()
+    family = pb_utils.MetricFamily.families["f5_tts_reference_cache_total"]
+    assert family.kind == pb_utils.MetricFamily.COUNTER
+    assert {m.labels["result"]: m.value() for m in family.metrics} == {"miss": 1, "hit": 1}
 
 
 @pytest.mark.parametrize("edit,error,message", [
@@ -90,7 +101,7 @@ def test_f5_tts_initializes_from_its_exported_config(tts):
 ], ids=["misspelt_parameter", "voices_disagree"])
 def test_f5_tts_initialize_refuses_a_config_it_cannot_serve(tiny_repo, monkeypatch, edit, error, message):
     model, _ = _load(contract.TTS_MODEL, monkeypatch)
-    config = edit((tiny_repo / contract.TTS_MODEL / "config.pbtxt").read_text())
+    config = edit((tiny_repo / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE).read_text())
     with pytest.raises(error) as err:
         model.TritonPythonModel().initialize(triton_stub.model_args(tiny_repo, contract.TTS_MODEL, config))
     assert message in str(err.value)
@@ -169,7 +180,7 @@ def _stream_chunk_count(stream, text: str) -> int:
 
 def test_stream_model_refuses_a_config_that_is_not_decoupled(tiny_repo, monkeypatch):
     model, _ = _load(contract.STREAM_MODEL, monkeypatch)
-    config = (tiny_repo / contract.STREAM_MODEL / "config.pbtxt").read_text().replace("decoupled: true",
+    config = (tiny_repo / contract.STREAM_MODEL / contract.MODEL_CONFIG_FILE).read_text().replace("decoupled: true",
                                                                                        "decoupled: false")
     with pytest.raises(ValueError, match="f5_tts_stream must be decoupled"):
         model.TritonPythonModel().initialize(triton_stub.model_args(tiny_repo, contract.STREAM_MODEL, config))
@@ -298,7 +309,7 @@ def test_vocoder_failure_is_internal_and_logged(vocoder, monkeypatch):
 
 def test_vocoder_initialize_refuses_an_unknown_parameter(tiny_repo, monkeypatch):
     model, _ = _load(contract.VOCODER_MODEL, monkeypatch)
-    config = (tiny_repo / contract.VOCODER_MODEL / "config.pbtxt").read_text().replace('key: "onnx_file"',
+    config = (tiny_repo / contract.VOCODER_MODEL / contract.MODEL_CONFIG_FILE).read_text().replace('key: "onnx_file"',
                                                                                          'key: "onnx_path"')
     with pytest.raises(ParameterError, match=r"unknown model parameter\(s\) \['onnx_path'\]"):
         model.TritonPythonModel().initialize(triton_stub.model_args(tiny_repo, contract.VOCODER_MODEL, config))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 import contract
 from export.__main__ import request_from_argv
 from export.api import export_model
-from export.demo import write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
+from export.demo import write_random_checkpoint, write_random_vocos, write_tiny_model_config
 from export.errors import ExportError
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from pipeline.buckets import EngineError, graph_batch_sizes, parse_buckets
@@ -41,6 +42,8 @@ from pipeline.parameters import ParameterError, TtsParameters
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder, TorchVocoder
+
+from conftest import assert_same_audio, export_tiny, speak
 
 ROOT = Path(__file__).resolve().parent.parent
 RELEASED_VOCOS_CONFIG = Path(__file__).parent / "data" / "vocos-mel-24khz" / "config.yaml"
@@ -53,14 +56,8 @@ BUCKETS = (256, 512, 768, 1024, 1536)  # the shapes these tests use; 1536 covers
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("fast_path")
-    config = write_tiny_model_config(d / "tiny.yaml")
-    ckpt = write_random_checkpoint(config, d / "model.safetensors")
-    vocos = write_tiny_vocos(d / "vocos")
-    export_model(request_from_argv(["--ckpt", str(ckpt), "--model-config", str(config), "--vocoder", str(vocos),
-                                    "--output", str(d / "repo"), "--no-warmup"]))
-    return d / "repo"
+def repo(tiny, tmp_path_factory) -> Path:
+    return export_tiny(tiny, tmp_path_factory.mktemp("fast_path") / "repo", "--no-warmup")
 
 
 @pytest.fixture(scope="module")
@@ -196,6 +193,7 @@ def compiled(repo, tmp_path_factory):
     return synth, cache
 
 
+@pytest.mark.slow  # compiles the DiT
 def test_compiled_equals_eager_without_compiling_on_requests(compiled, requests_, eager_speech, monkeypatch):
     synth, _ = compiled
     monkeypatch.setattr(DitEngine, "serving_stance", "fail_on_recompile")  # a compile now would raise
@@ -204,6 +202,7 @@ def test_compiled_equals_eager_without_compiling_on_requests(compiled, requests_
         _assert_close(got.waveform, want, 1e-4)
 
 
+@pytest.mark.slow  # compiles the DiT
 def test_second_start_loads_the_compiled_dit_from_the_cache(compiled, repo):
     """A fresh process with the same cache directory compiles nothing: Inductor's FX graph cache hits."""
     _, cache = compiled
@@ -223,6 +222,29 @@ print(json.dumps(dict(counters["inductor"])))
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
     assert stats.get("fxgraph_cache_hit", 0) >= 1 and stats.get("fxgraph_cache_miss", 0) == 0, stats
+
+
+@pytest.mark.slow  # compiles the DiT at each of two server starts
+def test_served_compiled_engine_compiles_at_load_then_reuses_its_cache(tiny, tmp_path, server, start_server,
+                                                                       reference):
+    """Through tritonserver: the compiled repository answers as the eager session server does, compiled
+    in initialize (no compile on a request), and its restart finds every graph in the repository's cache."""
+    repo = export_tiny(tiny, tmp_path / "repo", "--engine", "compiled",
+                       "--length-buckets", ",".join(str(b) for b in BUCKETS))
+    cache = repo / contract.TTS_MODEL / contract.COMPILE_CACHE_DIR
+    want = speak(server, reference, seed=7)
+    for start in ("first", "restart"):
+        srv = start_server(repo)
+        assert_same_audio(speak(srv, reference, seed=7), want, rel=1e-4)
+        ready = next(line for line in srv.log_text().splitlines() if "compiled DiT ready" in line)
+        assert f"compile cache {cache}" in ready, ready
+        misses = int(re.search(r"(\d+) miss\(es\)", ready).group(1))
+        hits = int(re.search(r"(\d+) hit\(s\)", ready).group(1))
+        if start == "first":
+            assert misses >= 1 and any(cache.iterdir()), ready
+        else:
+            assert misses == 0 and hits >= 1, ready
+        srv.stop()
 
 
 # --- half precision ---------------------------------------------------------------------------------
@@ -296,7 +318,7 @@ def test_model_parameters_refuse_bad_engine_settings():
     assert (params.engine, params.buckets, params.cuda_graphs) == ("compiled", (256, 512), False)
 
 
-def test_compiled_engine_refuses_what_it_cannot_run(repo, tmp_path, monkeypatch):
+def test_compiled_engine_refuses_what_it_cannot_run(repo, tiny, tmp_path, monkeypatch):
     from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
 
     vocab, _ = load_vocab(default_vocab_file())
@@ -313,5 +335,5 @@ def test_compiled_engine_refuses_what_it_cannot_run(repo, tmp_path, monkeypatch)
         config = write_tiny_model_config(tmp_path / "e2.yaml", base="E2TTS_Base",
                                          arch=dict(dim=64, depth=2, heads=2, ff_mult=2, text_dim=32, conv_layers=1))
         export_model(request_from_argv(["--ckpt", str(write_random_checkpoint(config, tmp_path / "e2.safetensors")),
-                                        "--model-config", str(config), "--vocoder", str(repo.parent / "vocos"),
+                                        "--model-config", str(config), "--vocoder", str(tiny.vocoder),
                                         "--output", str(tmp_path / "out"), "--engine", "compiled"]))

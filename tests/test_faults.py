@@ -39,7 +39,7 @@ def _one_at_a_time(repo: Path, dest: Path) -> Path:
     shutil.copytree(repo, dest)
     for p in dest.rglob("*"):
         p.chmod(0o755 if p.is_dir() else 0o644)
-    config = dest / contract.TTS_MODEL / "config.pbtxt"
+    config = dest / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE
     text = config.read_text()
     assert text.count("max_batch_size: 8") == 1
     config.write_text(text.replace("max_batch_size: 8", "max_batch_size: 1"))

@@ -207,7 +207,7 @@ def test_fuzzed_tensors_parse_or_are_refused_with_a_message():
 def synthesizer(tiny_repo):
     """The synthesizer the server's f5_tts model builds from the tiny repository."""
     vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
-    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / "1", vocoder, max_batch_chunks=16)
+    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, vocoder, max_batch_chunks=16)
 
 
 @pytest.mark.parametrize("tier", [pytest.param("unit"), pytest.param("slow", marks=pytest.mark.slow)])

@@ -18,6 +18,8 @@ import numpy as np
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
+import contract
+
 TRITONSERVER_RESPONSE_COMPLETE_FINAL = 1
 
 
@@ -122,6 +124,36 @@ class Logger:
     log_info, log_warn, log_error, log_verbose = (_level(n) for n in ("info", "warn", "error", "verbose"))
 
 
+class Metric:
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels, self._value = dict(labels), 0.0
+
+    def increment(self, value: float) -> None:
+        self._value += value
+
+    def set(self, value: float) -> None:
+        self._value = value
+
+    def value(self) -> float:
+        return self._value
+
+
+class MetricFamily:
+    """Custom metrics: the test reads `families[name].metrics` (what Triton would show on /metrics)."""
+
+    COUNTER, GAUGE, HISTOGRAM = range(3)
+    families: dict[str, "MetricFamily"] = {}
+
+    def __init__(self, name: str, description: str, kind: int) -> None:
+        self.name, self.description, self.kind, self.metrics = name, description, kind, []
+        type(self).families[name] = self
+
+    def Metric(self, labels: dict[str, str] | None = None) -> Metric:  # noqa: N802 (Triton's name)
+        metric = Metric(labels or {})
+        self.metrics.append(metric)
+        return metric
+
+
 def get_input_tensor_by_name(request: InferenceRequest, name: str) -> Tensor | None:
     return next((t for t in request.inputs() if t.name() == name), None)
 
@@ -139,10 +171,11 @@ def module() -> types.ModuleType:
     mod = types.ModuleType("triton_python_backend_utils")
     logger = type("Logger", (Logger,), {"lines": []})
     request = type("InferenceRequest", (InferenceRequest,), {"handler": None})
+    families = type("MetricFamily", (MetricFamily,), {"families": {}})
     for name in ("TRITONSERVER_RESPONSE_COMPLETE_FINAL", "TritonError", "Tensor", "InferenceResponse",
                  "get_input_tensor_by_name", "get_output_tensor_by_name", "using_decoupled_model_transaction_policy"):
         setattr(mod, name, globals()[name])
-    mod.Logger, mod.InferenceRequest = logger, request
+    mod.Logger, mod.InferenceRequest, mod.MetricFamily = logger, request, families
     return mod
 
 
@@ -158,8 +191,9 @@ def load_model(path: Path, monkeypatch) -> tuple[types.ModuleType, types.ModuleT
 
 def model_args(repository: Path, model: str, config: str | None = None) -> dict[str, str]:
     """initialize()'s args as Triton passes them: the config as JSON, the instance, the model's directory."""
-    text = config if config is not None else (repository / model / "config.pbtxt").read_text()
+    text = config if config is not None else (repository / model / contract.MODEL_CONFIG_FILE).read_text()
     parsed = json_format.MessageToDict(text_format.Parse(text, pb.ModelConfig()), preserving_proto_field_name=True)
     return {"model_config": json.dumps(parsed), "model_instance_kind": "CPU", "model_instance_name": f"{model}_0_0",
-            "model_instance_device_id": "0", "model_repository": str(repository / model), "model_version": "1",
+            "model_instance_device_id": "0", "model_repository": str(repository / model),
+            "model_version": contract.MODEL_VERSION,
             "model_name": model}
