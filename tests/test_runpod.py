@@ -31,7 +31,7 @@ from launcher.server import free_port
 from pipeline.reference import prepare_reference
 from runpod_worker.handler import decode_audio
 
-from conftest import VOICE, _say, wait_until_answering
+from conftest import VOICE, _say, assert_same_audio, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 180  # seconds; a bound for a hung start, not a measurement
@@ -215,7 +215,7 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
     after = api_worker.triton_stats(at_least=before["requests"] + len(jobs))
     assert [r["status"] for r in results] == ["COMPLETED"] * len(jobs), results
     waves = [_decode(r["output"]) for r in results]
-    np.testing.assert_array_equal(waves[0], waves[1])  # same seed and text: same audio
+    assert_same_audio(waves[1], waves[0])  # same seed and text: same audio, whichever batch each job joined
     assert waves[0].shape != waves[2].shape or not np.array_equal(waves[0], waves[2])  # another seed
     assert waves[3].size > 0
     assert after["requests"] - before["requests"] == len(jobs)
