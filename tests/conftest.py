@@ -5,20 +5,20 @@ Every test gets exactly one tier marker at collection (pytest_collection_modifyi
   adapters (with a stubbed triton_python_backend_utils), export, clients without a server. The
   default: a test that says nothing is unit, and if it starts tritonserver through `TritonServer`
   anyway it fails at once, naming the marker it needs.
-- `integration`: a real tritonserver on the tiny model. Applied automatically to every test that
-  uses the session's `server` or `start_server` (directly or through another fixture). A test
-  that starts a server another way (a subprocess running the launcher, the demo) says so with
-  `@pytest.mark.integration`.
-- `slow`: full-size models (the release, Small configs, the released Vocos), long runs (the soak,
-  fuzzing at full count, perf_analyzer measurements), the RunPod worker and the deployment (the
-  container entrypoint serving). Marked by hand (`pytestmark = pytest.mark.slow` for a module); it
-  wins over the other two.
+- `integration`: requests to the session's tritonserver on the tiny model (the `server` fixture,
+  directly or through another fixture such as the gateway's): applied automatically.
+- `slow`: what needs more than that. Tritonserver processes of a test's own (starts, restarts,
+  kills, broken repositories, TLS and admin-key configurations: `start_server` makes a test slow
+  automatically; a test that starts one another way, through the launcher CLI or the demo, is
+  marked by hand), full-size models (the release, Small configs, the released Vocos), long runs
+  (the soak, fuzzing at full count, perf_analyzer measurements, compiling the DiT), the RunPod
+  worker and the deployment (the container entrypoint). It wins over the other two.
 `make test-fast` runs unit and integration; `make test` (CI) runs all three.
 
 Servers are started through the project's launcher and always stopped by PID in teardown. The
 session's `server` is shared by every test that only sends requests (test_faults freezes it for a
 second and thaws it); a test that needs its own configuration, or stops or kills its server, starts
-its own with `start_server`.
+its own with `start_server` (and is slow).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
-import threading
+import signal
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -277,22 +277,42 @@ def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, pr
     return waveform
 
 
+QUEUED_WAIT = 10.0  # seconds; see speak_concurrently
+
+
 def speak_concurrently(server, jobs: list[dict]) -> list:
-    """Send all jobs at once (one thread and connection each); returns waveform or the exception per job."""
-    start = threading.Barrier(len(jobs))
+    """Send all jobs at once (one thread and connection each); returns waveform or the exception per job.
+
+    They share dynamic batches whatever the queue delay and the machine's load: f5_tts's stub is
+    frozen (SIGSTOP) until Triton's pending-request metric shows the jobs queued (all but the first,
+    which Triton hands to the frozen instance), then thawed; the queued ones form one batch. Jobs
+    that arrive within the queue delay go to the frozen instance together (a batch already), and
+    fewer are left pending: then the stub is thawed after QUEUED_WAIT seconds at most.
+    """
+    stub = next(pid for pid, name in server.stubs().items() if name.startswith(f"{contract.TTS_MODEL}_"))
 
     def run(job):
         client = make_client(server.grpc_url, "grpc")
         try:
-            start.wait(timeout=30)  # connections are up: fire together so the requests share a batch
             return speak(server, client=client, **job)
         except Exception as e:  # collected and asserted by the caller
             return e
         finally:
             client.close()
 
-    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        return list(pool.map(run, jobs))
+    os.kill(stub, signal.SIGSTOP)
+    try:
+        with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
+            results = [pool.submit(run, job) for job in jobs]
+            try:
+                deadline = time.monotonic() + QUEUED_WAIT
+                while pending_requests(server) < len(jobs) - 1 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            finally:
+                os.kill(stub, signal.SIGCONT)
+            return [r.result() for r in results]
+    finally:
+        os.kill(stub, signal.SIGCONT)
 
 
 def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> None:
@@ -307,15 +327,17 @@ def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> N
 
 # --- tiers -------------------------------------------------------------------------------------
 TIERS = ("unit", "integration", "slow")
-SERVER_FIXTURES = {"server", "start_server"}  # a test using one of these (or a fixture that does) is integration
+SHARED_SERVER = {"server"}  # a test using it (or a fixture that does) is integration
+OWN_SERVER = {"start_server"}  # a test starting servers of its own is slow (each start and stop costs ~10 s)
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         marked = [t for t in TIERS if item.get_closest_marker(t)]
-        if "slow" in marked:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if "slow" in marked or OWN_SERVER & fixtures:
             tier = "slow"
-        elif "integration" in marked or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        elif "integration" in marked or SHARED_SERVER & fixtures:
             tier = "integration"
         elif marked == ["unit"] or not marked:
             tier = "unit"
@@ -333,8 +355,8 @@ def _unit_tests_start_no_server(request, monkeypatch):
         return
 
     def refuse(self):
-        pytest.fail(f"{request.node.nodeid} started tritonserver but is a unit test: use the `server` or "
-                    "`start_server` fixture, or mark it @pytest.mark.integration")
+        pytest.fail(f"{request.node.nodeid} started tritonserver but is a unit test: use the session's `server`, "
+                    "or `start_server` for a server of its own (slow), or mark it @pytest.mark.slow")
 
     monkeypatch.setattr(TritonServer, "wait_ready", refuse)
 
@@ -399,3 +421,4 @@ def gateway(server, tmp_path_factory, request):
         yield gw
     finally:
         gw.stop()
+

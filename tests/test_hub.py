@@ -125,7 +125,7 @@ def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, 
 
 # --- the demo: a fallback only when the hub is unreachable -------------------------------------------------
 
-@pytest.mark.integration  # the demo starts tritonserver
+@pytest.mark.slow  # the demo starts a tritonserver of its own
 def test_demo_falls_back_to_the_demo_model_only_when_the_hub_is_unreachable(tmp_path):
     proc = _demo(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -81,7 +81,7 @@ def _failing_repo(tmp_path):
     return tmp_path
 
 
-@pytest.mark.integration  # starts tritonserver itself, to read the failed server's fields
+@pytest.mark.slow  # a tritonserver of its own, started directly, to read the failed server's fields
 def test_model_that_fails_to_load_stops_the_launcher_with_its_error(tmp_path):
     server = TritonServer(_failing_repo(tmp_path), ready_timeout=60)
     with pytest.raises(ServerError) as err:
@@ -101,7 +101,7 @@ def _temp_log(text: str) -> Path:
     return Path(found[0])
 
 
-@pytest.mark.integration  # the launcher CLI starts tritonserver
+@pytest.mark.slow  # the launcher CLI starts a tritonserver of its own
 def test_launcher_cli_exits_nonzero_with_the_model_error_and_keeps_the_log(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "launcher", "--model-repository", str(_failing_repo(tmp_path)), "--check",
@@ -245,7 +245,7 @@ def test_a_broken_repository_fails_the_start_naming_the_file(tiny_repo, tmp_path
     assert str(repo / rel) in message and problem in message, message
 
 
-@pytest.mark.integration  # the launcher CLI starts tritonserver
+@pytest.mark.slow  # the launcher CLI starts a tritonserver of its own
 def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
     """Triton 2.51 neither restarts a dead Python stub nor reports the model not ready: the launcher's
     watchdog stops the server and exits 3 (the container's STUB_WATCHDOG=1 runs this launcher)."""

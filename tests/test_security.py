@@ -72,7 +72,7 @@ def certs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def secure_server(tiny_repo, certs):
-    """gRPC over mutual TLS, admin APIs behind `admin-key: s3cret` (its tests are marked integration:
+    """gRPC over mutual TLS, admin APIs behind `admin-key: s3cret` (its tests are marked slow by hand:
     a module's server cannot come from the per-test start_server)."""
     srv = TritonServer(tiny_repo, admin_key=("admin-key", "s3cret"),
                        grpc_tls=GrpcTls(certs["server_cert"], certs["server_key"], certs["ca_cert"]))
@@ -89,7 +89,7 @@ def _speak_tls(server, reference, certs, **kw):
                       root_certificates=str(certs["ca_cert"]), **kw)
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # a tritonserver of its own (TLS and admin key, or behind a recording proxy)
 def test_grpc_mutual_tls(secure_server, reference, certs):
     wave, rate = _speak_tls(secure_server, reference, certs, private_key=str(certs["client_key"]),
                             certificate_chain=str(certs["client_cert"]))
@@ -132,11 +132,12 @@ class _TlsProxy:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                try:
-                    s.close()
+            for s in (src, dst):  # shutdown first: a close alone would not wake the other pipe's recv,
+                try:              # and its connection to Triton would stay open, holding Triton's stop
+                    s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+                s.close()
 
     def close(self):
         self.stopped = True
@@ -170,7 +171,7 @@ def _http(server, method: str, path: str, headers=None) -> int:
         return e.code
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # a tritonserver of its own (TLS and admin key, or behind a recording proxy)
 def test_admin_apis_need_the_key_while_inference_stays_open(secure_server):
     key = {"admin-key": "s3cret"}
     # HTTP: the repository index is refused without the key, allowed with it
@@ -191,7 +192,7 @@ def test_admin_apis_need_the_key_while_inference_stays_open(secure_server):
         http.close()
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # a tritonserver of its own (TLS and admin key, or behind a recording proxy)
 def test_admin_key_over_grpc(secure_server, certs):
     def client():
         return grpcclient.InferenceServerClient(
@@ -228,7 +229,7 @@ def test_pickled_code_in_a_checkpoint_is_never_executed(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.integration
+@pytest.mark.slow  # a tritonserver of its own (TLS and admin key, or behind a recording proxy)
 def test_the_server_and_the_export_make_no_outside_connection(tiny, tmp_path):
     """Nothing phones home: onnxruntime 1.32 sends telemetry to Microsoft unless it is switched off
     before it starts. The export and a server that loads and warms up (a synthesis through both
