@@ -11,8 +11,9 @@ Every test gets exactly one tier marker at collection (pytest_collection_modifyi
   kills, broken repositories, TLS and admin-key configurations: `start_server` makes a test slow
   automatically; a test that starts one another way, through the launcher CLI or the demo, is
   marked by hand), full-size models (the release, Small configs, the released Vocos), long runs
-  (the soak, fuzzing at full count, perf_analyzer measurements, compiling the DiT), the RunPod
-  worker and the deployment (the container entrypoint). It wins over the other two.
+  (the soak, fuzzing at full count, perf_analyzer measurements, compiling the DiT), a browser (the
+  playground), the RunPod worker and the deployment (the container entrypoint). It wins over the
+  other two.
 `make test-fast` runs unit and integration; `make test` (CI) runs all three.
 
 Servers are started through the project's launcher and always stopped by PID in teardown. The

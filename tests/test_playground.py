@@ -10,6 +10,8 @@ import shutil
 import pytest
 
 from conftest import GATEWAY_KEY, VOICE, _say
+
+pytestmark = pytest.mark.slow  # a browser (Chromium starts in ~10 s per test)
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 
 CHROMIUM = "/usr/bin/chromium"
