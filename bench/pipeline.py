@@ -31,16 +31,15 @@ import torch
 import contract
 from export.__main__ import request_from_argv
 from export.api import export_model
-from export.demo import write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
+from export.demo import write_random_sources
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
-from pipeline.f5_model import ModelConfig, default_vocab_file, resolve_model_config
+from pipeline.f5_model import ModelConfig, default_vocab_file
 from pipeline.parameters import TtsParameters
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
 # charactr/vocos-mel-24khz's config.yaml, byte for byte (the tests check its sha256)
-RELEASED_VOCOS_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data" / "vocos-mel-24khz" / "config.yaml"
 
 # Mixed lengths: one short, two medium, one long (multi-chunk) target.
 TEXTS = [
@@ -55,13 +54,7 @@ TEXTS = [
 
 def build_repository(arch: str, work: Path, device: str) -> tuple[Path, Path, Path, Path]:
     """Export a random-init model of `arch` (tiny | an f5-tts config name); returns repo, ckpt, config, vocos."""
-    if arch == "tiny":
-        config = write_tiny_model_config(work / "tiny.yaml")
-        vocos = write_tiny_vocos(work / "vocos")
-    else:
-        config = resolve_model_config(arch)
-        vocos = write_random_vocos(work / "vocos", RELEASED_VOCOS_CONFIG)
-    ckpt = write_random_checkpoint(config, work / "model.safetensors")
+    config, ckpt, vocos = write_random_sources(arch, work)
     repo = work / "repo"
     kind = "gpu" if device.startswith("cuda") else "cpu"
     export_model(request_from_argv(["--ckpt", str(ckpt), "--model-config", str(config), "--vocoder", str(vocos),

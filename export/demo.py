@@ -17,6 +17,10 @@ from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_v
 
 DEMO_NOTICE = "DEMO MODEL: tiny random weights; it produces noise, not speech"
 
+# charactr/vocos-mel-24khz's config.yaml byte for byte (a test checks its sha256): the architecture of
+# every full-size random Vocos the tests and benchmarks build.
+RELEASED_VOCOS_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data" / "vocos-mel-24khz" / "config.yaml"
+
 TINY_ARCH = dict(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_dim=32, conv_layers=1)
 TINY_VOCOS = {
     "feature_extractor": {"class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
@@ -92,3 +96,17 @@ def write_random_vocos(directory: Path, config: dict | Path, seed: int = 0) -> P
 def write_tiny_vocos(directory: Path, seed: int = 0) -> Path:
     """A Vocos directory with the mel-24khz layout, scaled down."""
     return write_random_vocos(directory, TINY_VOCOS, seed)
+
+
+def write_random_sources(arch: str, directory: Path) -> tuple[Path, Path, Path]:
+    """Random-init export sources in the released formats: (model config, checkpoint, Vocos directory).
+
+    `arch`: "tiny", or an f5-tts config name, built with the released Vocos architecture.
+    """
+    if arch == "tiny":
+        config = write_tiny_model_config(directory / "tiny.yaml")
+        vocos = write_tiny_vocos(directory / "vocos")
+    else:
+        config = resolve_model_config(arch)
+        vocos = write_random_vocos(directory / "vocos", RELEASED_VOCOS_CONFIG)
+    return config, write_random_checkpoint(config, directory / "model.safetensors"), vocos

@@ -43,14 +43,12 @@ from client import SynthesisOptions, synthesize
 from client.api import make_client
 from export.__main__ import request_from_argv
 from export.api import export_model
-from export.demo import write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
+from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
 from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
 
-DATA = Path(__file__).resolve().parent / "data"
 # charactr/vocos-mel-24khz's config.yaml byte for byte: every released-architecture Vocos fixture is built from it.
-RELEASED_VOCOS_CONFIG = DATA / "vocos-mel-24khz" / "config.yaml"
 RELEASED_VOCOS_CONFIG_SHA256 = "da9033922f969a47f0c160010226919e59f27761fd5066f3828d46de6650b0fc"
 
 SHORT_TEXT = "I don't really care what you call me."

@@ -33,7 +33,7 @@ import torch
 import contract
 from export.__main__ import request_from_argv
 from export.api import export_model
-from export.demo import write_random_checkpoint, write_random_vocos, write_tiny_model_config
+from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_random_vocos, write_tiny_model_config
 from export.errors import ExportError
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from pipeline.buckets import EngineError, graph_batch_sizes, parse_buckets
@@ -46,7 +46,6 @@ from pipeline.vocoder import OnnxVocoder, TorchVocoder
 from conftest import assert_same_audio, export_tiny, speak
 
 ROOT = Path(__file__).resolve().parent.parent
-RELEASED_VOCOS_CONFIG = Path(__file__).parent / "data" / "vocos-mel-24khz" / "config.yaml"
 SHORT = "I don't really care what you call me."
 LONG = ("I don't really care what you call me. I've been a silent spectator, watching species evolve, empires rise "
         "and fall. But always remember, I am mighty and enduring. Respect me and I'll nurture you; ignore me and you "

@@ -194,7 +194,7 @@ def test_worker_logs_what_it_loaded(api_worker):
     out = api_worker.output()
     assert "model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
     assert re.search(r"tritonserver 2\.\d+\.\d+ pid \d+ ready in [\d.]+ s, models loaded and warmed up; "
-                     r"f5_tts \(F5TTS_v1_Base_tiny, fp32\) loaded on cpu in [\d.]+ s", out)
+                     r"f5_tts \(F5TTS_v1_Base_tiny, fp32, engine eager, vocoder onnx\) loaded on cpu in [\d.]+ s", out)
     assert re.search(r"ready in [\d.]+ s from start: runpod 1\.10\.0, up to 8 concurrent jobs", out)
     # the job's input (users' audio) is not logged
     assert "Retrieved local job" not in out and "UklGR" not in out

@@ -39,14 +39,12 @@ import numpy as np
 import torch
 
 import contract
-from export.demo import write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
-from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab, resolve_model_config
+from export.demo import write_random_sources
+from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import TorchVocoder
 
-ROOT = Path(__file__).resolve().parents[2]
-RELEASED_VOCOS_CONFIG = ROOT / "tests" / "data" / "vocos-mel-24khz" / "config.yaml"
 REFERENCE_TEXT = "Some call me nature, others call me mother nature."
 # ~10 s of speech with the shipped reference (one chunk: under f5-tts's max_chars for it)
 TARGET_TEXT = ("I don't really care what you call me. I've been a silent spectator, watching species evolve, "
@@ -210,17 +208,6 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def build(arch: str, work: Path) -> tuple[Path, Path, Path]:
-    """Random-init F5-TTS checkpoint (the release's format) and Vocos directory; returns config, ckpt, vocos."""
-    if arch == "tiny":
-        config = write_tiny_model_config(work / "tiny.yaml")
-        vocos = write_tiny_vocos(work / "vocos")
-    else:
-        config = resolve_model_config(arch)
-        vocos = write_random_vocos(work / "vocos", RELEASED_VOCOS_CONFIG)
-    return config, write_random_checkpoint(config, work / "model.safetensors"), vocos
-
-
 def requests_for(audio: np.ndarray, sr: int, batch: int, nfe: int) -> list:
     return [parse_request({
         contract.REFERENCE_AUDIO: audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
@@ -360,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     run.report["reference_s"] = audio.shape[1] / sr
     with tempfile.TemporaryDirectory(prefix="device-run-") as tmp:
         t = time.perf_counter()
-        config, ckpt, vocos = build(args.arch, Path(tmp))
+        config, ckpt, vocos = write_random_sources(args.arch, Path(tmp))
         run.report["phases"]["build_s"] = time.perf_counter() - t
         run.log(f"built {args.arch} with random weights in {run.report['phases']['build_s']:.1f} s")
         synth = None
