@@ -83,9 +83,17 @@ def _assert_none_left(repo: Path) -> None:
     deadline = time.monotonic() + 30  # the stubs notice their server's death on their own
     while (left := _processes_using(repo)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    named = {pid: _command(pid) for pid in left}
     for pid in left:  # never leave them behind, even when failing
         os.kill(pid, signal.SIGKILL)
-    assert not left, f"processes still serving {repo}: {left}"
+    assert not left, f"processes still serving {repo} 30 s later: {named}"
+
+
+def _command(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return "(gone)"
 
 
 def _decode(output: dict) -> np.ndarray:
