@@ -75,9 +75,8 @@ def compile_cache_report() -> str:
 
 def check_compiler(device: torch.device) -> None:
     """TorchInductor writes C++ (CPU) or Triton (GPU, whose launcher is built with a C compiler)."""
-    needed = ["c++", "g++"] if device.type == "cpu" else ["cc", "gcc"]
-    names = [os.environ["CXX" if device.type == "cpu" else "CC"]] if os.environ.get(
-        "CXX" if device.type == "cpu" else "CC") else needed
+    variable, usual = ("CXX", ["c++", "g++"]) if device.type == "cpu" else ("CC", ["cc", "gcc"])
+    names = [os.environ[variable]] if os.environ.get(variable) else usual
     if not any(shutil.which(name) for name in names):
         raise EngineError(f"engine 'compiled' on {device.type} needs a C{'++' if device.type == 'cpu' else ''} "
                           f"compiler for TorchInductor ({' or '.join(names)} on PATH); install one "

@@ -27,7 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
-import signal
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -179,7 +179,10 @@ def server(tiny_repo, request):
         _say(request, f"tritonserver pid {srv.pid} answered {stats.requests} f5_tts requests "
                       f"in {stats.executions} executions")
     finally:
-        srv.stop()
+        code = srv.stop()
+    # Triton waits for open client connections before it exits: a test that leaks one costs every
+    # session the stop's whole grace period (and a server that has to be killed exits non-zero).
+    assert code == 0, f"the session's tritonserver did not stop cleanly (exit code {code}); see {srv.log_path}"
 
 
 @pytest.fixture
@@ -276,42 +279,31 @@ def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, pr
     return waveform
 
 
-QUEUED_WAIT = 10.0  # seconds; see speak_concurrently
-
-
 def speak_concurrently(server, jobs: list[dict]) -> list:
     """Send all jobs at once (one thread and connection each); returns waveform or the exception per job.
 
-    They share dynamic batches whatever the queue delay and the machine's load: f5_tts's stub is
-    frozen (SIGSTOP) until Triton's pending-request metric shows the jobs queued (all but the first,
-    which Triton hands to the frozen instance), then thawed; the queued ones form one batch. Jobs
-    that arrive within the queue delay go to the frozen instance together (a batch already), and
-    fewer are left pending: then the stub is thawed after QUEUED_WAIT seconds at most.
+    A long request goes first, so that the jobs, released together behind a barrier, find the
+    model busy for seconds and queue together whatever the queue delay and the machine's load;
+    and if they overtake it, the first job's execution is the wait. (Freezing the stub instead
+    crashed tritonserver 2.51: its Python backend's IPC lock times out.)
     """
-    stub = next(pid for pid, name in server.stubs().items() if name.startswith(f"{contract.TTS_MODEL}_"))
+    start = threading.Barrier(len(jobs))
 
     def run(job):
         client = make_client(server.grpc_url, "grpc")
         try:
+            start.wait(timeout=30)  # connections are up: fire together
             return speak(server, client=client, **job)
         except Exception as e:  # collected and asserted by the caller
             return e
         finally:
             client.close()
 
-    os.kill(stub, signal.SIGSTOP)
-    try:
-        with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-            results = [pool.submit(run, job) for job in jobs]
-            try:
-                deadline = time.monotonic() + QUEUED_WAIT
-                while pending_requests(server) < len(jobs) - 1 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-            finally:
-                os.kill(stub, signal.SIGCONT)
-            return [r.result() for r in results]
-    finally:
-        os.kill(stub, signal.SIGCONT)
+    with concurrent.futures.ThreadPoolExecutor(len(jobs) + 1) as pool:
+        long_request = pool.submit(speak, server, jobs[0]["reference"], LONG_TEXT, nfe_step=8, seed=0)
+        results = [pool.submit(run, job) for job in jobs]
+        long_request.result()
+        return [r.result() for r in results]
 
 
 def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> None:
