@@ -157,8 +157,8 @@ def hub_env(hf_home: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_repo(tiny, tmp_path_factory) -> Path:
     # Batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
-    # The export's default queue delay: the batching tests send together behind a barrier, and
-    # requests that arrive while an execution runs are batched whatever the delay.
+    # The export's default queue delay: the batching tests send together behind a barrier while a
+    # long request runs (speak_concurrently), so they queue and are batched whatever the delay.
     return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository",
                        "--max-batch-chunks", str(DEFAULT_MAX_BATCH_CHUNKS["gpu"]),
                        "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
