@@ -233,9 +233,15 @@ class ModelStats:
     executions: int  # model executions (a dynamic batch is one)
     batches: dict[int, int]  # batch size -> executions of that size
 
+    @property
+    def batched_requests(self) -> int:
+        """Requests executed so far, failed ones included: each is in exactly one batch."""
+        return sum(size * n for size, n in self.batches.items())
+
 
 def model_stats(srv: TritonServer, model: str = contract.TTS_MODEL) -> ModelStats:
-    """Triton's statistics of `model` (updated just after each answer is sent)."""
+    """Triton's statistics of `model`. The Python backend records a batch after its answers are sent:
+    a client can hold every answer while the batch is not counted yet (see speak_concurrently)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(srv.http_url)
@@ -282,17 +288,22 @@ def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, pr
 def speak_concurrently(server, jobs: list[dict]) -> list:
     """Send all jobs at once (one thread and connection each); returns waveform or the exception per job.
 
-    A long request goes first, so that the jobs, released together behind a barrier, find the
-    model busy for seconds and queue together whatever the queue delay and the machine's load;
-    and if they overtake it, the first job's execution is the wait. (Freezing the stub instead
-    crashed tritonserver 2.51: its Python backend's IPC lock times out.)
+    The jobs' connections are opened first; then a long request goes and the jobs follow it at once,
+    so they find the model busy for seconds and queue together whatever the queue delay and the
+    machine's load (or join the long request's batch). (Freezing the stub instead crashed
+    tritonserver 2.51: its Python backend's IPC lock times out.) Returns once Triton's statistics
+    count every batch these requests ran in, so that callers can read them.
     """
-    start = threading.Barrier(len(jobs))
+    before = model_stats(server).batched_requests
+    connected = threading.Barrier(len(jobs) + 1)
+    go = threading.Event()
 
     def run(job):
         client = make_client(server.grpc_url, "grpc")
         try:
-            start.wait(timeout=30)  # connections are up: fire together
+            connected.wait(timeout=30)
+            if not go.wait(timeout=30):
+                raise TimeoutError("the long request was never sent")
             return speak(server, client=client, **job)
         except Exception as e:  # collected and asserted by the caller
             return e
@@ -300,10 +311,16 @@ def speak_concurrently(server, jobs: list[dict]) -> list:
             client.close()
 
     with concurrent.futures.ThreadPoolExecutor(len(jobs) + 1) as pool:
-        long_request = pool.submit(speak, server, jobs[0]["reference"], LONG_TEXT, nfe_step=8, seed=0)
         results = [pool.submit(run, job) for job in jobs]
+        connected.wait(timeout=30)
+        long_request = pool.submit(speak, server, jobs[0]["reference"], LONG_TEXT, nfe_step=8, seed=0)
+        go.set()
         long_request.result()
-        return [r.result() for r in results]
+        results = [r.result() for r in results]
+    sent = len(jobs) + 1
+    wait_for(lambda: model_stats(server).batched_requests >= before + sent,
+             f"Triton's batch statistics to count the {sent} requests", timeout=30)
+    return results
 
 
 def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> None:
