@@ -65,17 +65,22 @@ def main(argv: list[str] | None = None) -> int:
                           metrics_port=args.metrics_port, log_verbose=args.log_verbose,
                           ready_timeout=args.ready_timeout, extra_args=tuple(args.extra),
                           log_path=args.log_file, admin_key=admin_key, grpc_tls=tls, host=args.host)
+    # Before the start: a SIGTERM while the models load (a pod scaled down while starting) stops
+    # tritonserver through stop(), not through the kernel's SIGKILL when this process dies.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
-        server.start()
+        server.start()  # stops the server itself on any exception, KeyboardInterrupt included
     except ServerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("stopped before tritonserver was ready", file=sys.stderr)
+        return 0
     kept = "" if args.log_file else " (removed after a clean stop)"
     print(f"tritonserver ready: pid {server.pid}, {server.bound()}, log {server.log_path}{kept}", flush=True)
     if args.check:
         server.stop()
         return 0
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         while server.process and server.process.poll() is None:
             dead = server.dead_stubs()

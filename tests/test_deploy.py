@@ -10,7 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import yaml
 from launcher import TritonServer
 from launcher.server import free_port
 
-from conftest import speak
+from conftest import speak, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -148,25 +148,32 @@ def _run(env, timeout=120):
                           timeout=timeout)
 
 
-def _serve_then_stop(env, reference, timeout=180):
+def _serve_then_stop(env, reference, timeout=180, ready_line: str | None = None):
+    """Start the entrypoint, speak once, SIGTERM it; returns the audio and the entrypoint's output.
+    With `ready_line`, the stop waits until a line of the output starts with it too."""
     proc = subprocess.Popen([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True)
+    reader.start()
     try:
         server = TritonServer(Path(env["MODEL_REPOSITORY"]), http_port=int(env["HTTP_PORT"]),
                               grpc_port=int(env["GRPC_PORT"]), metrics_port=int(env["METRICS_PORT"]))
-        deadline = time.monotonic() + timeout
-        while not server.is_ready():
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "not ready in time"
-            time.sleep(0.5)
+
+        def ready():
+            assert proc.poll() is None, "".join(lines)
+            return server.is_ready() and (ready_line is None or any(ln.startswith(ready_line) for ln in lines))
+
+        wait_for(ready, "the entrypoint's server to be ready", timeout=timeout, every=0.5)
         wave = speak(server, reference, nfe_step=2)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return wave, out
+        reader.join(timeout=10)
+    return wave, "".join(lines)
 
 
 @pytest.mark.slow  # deployment
@@ -174,7 +181,9 @@ def _serve_then_stop(env, reference, timeout=180):
 def test_entrypoint_serves_a_mounted_repository(tiny_repo, reference, watchdog):
     """tritonserver exec'd with the launcher's flags (a model that fails to load then stops the start:
     test_launcher); with STUB_WATCHDOG=1 the launcher instead, whose watchdog test_launcher checks."""
-    wave, out = _serve_then_stop(_env(tiny_repo, **({"STUB_WATCHDOG": "1"} if watchdog else {})), reference)
+    launcher_ready = "tritonserver ready: pid "  # the launcher's line, printed once it has seen its stubs
+    wave, out = _serve_then_stop(_env(tiny_repo, **({"STUB_WATCHDOG": "1"} if watchdog else {})), reference,
+                                 ready_line=launcher_ready if watchdog else None)
     assert wave.size > 0
     assert "entrypoint: model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
     prefix = "entrypoint: exec (with stub watchdog) " if watchdog else "entrypoint: exec "
@@ -182,7 +191,7 @@ def test_entrypoint_serves_a_mounted_repository(tiny_repo, reference, watchdog):
     for flag in ("--exit-on-error=true", "--strict-readiness=true", "--model-control-mode=none"):
         assert flag in exec_line
     if watchdog:
-        assert any(line.startswith("tritonserver ready: pid ") for line in out.splitlines())  # the launcher's line
+        assert out.count(launcher_ready) == 1
 
 
 @pytest.mark.slow  # deployment

@@ -24,7 +24,7 @@ from launcher import ServerError, TritonServer
 from launcher.server import free_port, model_error_lines
 from pipeline.f5_model import load_vocab
 
-from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -278,4 +278,32 @@ def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
         if launcher_process.poll() is None:
             os.killpg(launcher_process.pid, signal.SIGKILL)
             launcher_process.wait()
+    assert subprocess.run(["pgrep", "-f", f"tritonserver.*--http-port={http}"]).returncode == 1
+
+
+@pytest.mark.slow  # the launcher CLI starts a tritonserver of its own
+def test_a_stop_while_the_models_load_stops_tritonserver_too(tiny_repo):
+    """SIGTERM (an orchestrator scaling down a pod that is still starting) before the server is
+    ready: the launcher stops tritonserver itself and exits 0, instead of dying and leaving it to the
+    kernel's parent-death SIGKILL."""
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    launcher_process = subprocess.Popen(
+        [sys.executable, "-m", "launcher", "--model-repository", str(tiny_repo), "--http-port", str(http),
+         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    try:
+        triton = wait_for(lambda: subprocess.run(["pgrep", "-P", str(launcher_process.pid), "tritonserver"],
+                                                 capture_output=True, text=True).stdout.split(),
+                          "the launcher's tritonserver process", timeout=60)
+        launcher_process.send_signal(signal.SIGTERM)
+        stdout, stderr = launcher_process.communicate(timeout=60)
+    finally:
+        if launcher_process.poll() is None:
+            os.killpg(launcher_process.pid, signal.SIGKILL)
+            launcher_process.wait()
+    assert "tritonserver ready" not in stdout, "the stop came after the start, not during it"
+    assert launcher_process.returncode == 0, stderr[-3000:]
+    assert "stopped before tritonserver was ready" in stderr, stderr[-3000:]
+    assert not _alive(int(triton[0]))
+    assert "ignored SIGTERM" not in stderr  # stopped by its SIGTERM, not killed after the grace
     assert subprocess.run(["pgrep", "-f", f"tritonserver.*--http-port={http}"]).returncode == 1
