@@ -40,7 +40,6 @@ import soundfile as sf
 
 import contract
 from client import SynthesisOptions, synthesize
-from client.api import make_client
 from export.__main__ import request_from_argv
 from export.api import export_model
 from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
@@ -231,17 +230,12 @@ def _say(request, line: str) -> None:
 class ModelStats:
     requests: int  # answered successfully
     executions: int  # model executions (a dynamic batch is one)
-    batches: dict[int, int]  # batch size -> executions of that size
-
-    @property
-    def batched_requests(self) -> int:
-        """Requests executed so far, failed ones included: each is in exactly one batch."""
-        return sum(size * n for size, n in self.batches.items())
+    batches: dict[int, int]  # batch size -> executions of that size (failed requests included)
 
 
 def model_stats(srv: TritonServer, model: str = contract.TTS_MODEL) -> ModelStats:
     """Triton's statistics of `model`. The Python backend records a batch after its answers are sent:
-    a client can hold every answer while the batch is not counted yet (see speak_concurrently)."""
+    a client can hold every answer while the batch is not counted yet (see behind_a_long_request)."""
     import tritonclient.http as httpclient
 
     client = httpclient.InferenceServerClient(srv.http_url)
@@ -285,42 +279,58 @@ def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, pr
     return waveform
 
 
-def speak_concurrently(server, jobs: list[dict]) -> list:
-    """Send all jobs at once (one thread and connection each); returns waveform or the exception per job.
+def behind_a_long_request(server, sends: list[Callable[[], object]],
+                          requests: Callable[[object], int] = lambda result: 1) -> tuple[list, dict[int, int]]:
+    """Call each of `sends` in a thread of its own, right behind a long request to f5_tts (the registered
+    voice, so any copy of the tiny repository serves it). Returns each call's result (or the exception it
+    raised) and the f5_tts batches executed meanwhile (batch size -> executions).
 
-    The jobs' connections are opened first; then a long request goes and the jobs follow it at once,
-    so they find the model busy for seconds and queue together whatever the queue delay and the
-    machine's load (or join the long request's batch). (Freezing the stub instead crashed
-    tritonserver 2.51: its Python backend's IPC lock times out.) Returns once Triton's statistics
-    count every batch these requests ran in, so that callers can read them.
+    The calls find the model busy for seconds and queue together whatever the queue delay and the
+    machine's load (or join the long request's batch). (Freezing the stub instead crashed tritonserver
+    2.51: its Python backend's IPC lock times out.) The Python backend records a batch after its
+    answers are sent, so the batches are read once Triton counts the long request and `requests(result)`
+    f5_tts requests per call that returned (one by default; a stream makes one per chunk) and one per
+    call that raised.
     """
-    before = model_stats(server).batched_requests
-    connected = threading.Barrier(len(jobs) + 1)
+    before = model_stats(server).batches
     go = threading.Event()
 
-    def run(job):
-        client = make_client(server.grpc_url, "grpc")
+    def run(send):
         try:
-            connected.wait(timeout=30)
             if not go.wait(timeout=30):
                 raise TimeoutError("the long request was never sent")
-            return speak(server, client=client, **job)
+            return send()
         except Exception as e:  # collected and asserted by the caller
             return e
-        finally:
-            client.close()
 
-    with concurrent.futures.ThreadPoolExecutor(len(jobs) + 1) as pool:
-        results = [pool.submit(run, job) for job in jobs]
-        connected.wait(timeout=30)
-        long_request = pool.submit(speak, server, jobs[0]["reference"], LONG_TEXT, nfe_step=8, seed=0)
+    with concurrent.futures.ThreadPoolExecutor(len(sends) + 1) as pool:
+        futures = [pool.submit(run, send) for send in sends]
+        long_request = pool.submit(synthesize, LONG_TEXT, voice=VOICE, url=server.grpc_url, timeout=120,
+                                   options=SynthesisOptions(nfe_step=8, seed=0))
         go.set()
         long_request.result()
-        results = [r.result() for r in results]
-    sent = len(jobs) + 1
-    wait_for(lambda: model_stats(server).batched_requests >= before + sent,
-             f"Triton's batch statistics to count the {sent} requests", timeout=30)
-    return results
+        results = [f.result() for f in futures]
+    errors = [r for r in results if isinstance(r, Exception)]
+    sent = 1 + len(errors) + sum(requests(r) for r in results if not isinstance(r, Exception))
+
+    def batches_since():
+        now = model_stats(server).batches
+        new = {size: n - before.get(size, 0) for size, n in now.items() if n > before.get(size, 0)}
+        return new if sum(size * n for size, n in new.items()) >= sent else None
+
+    return results, wait_for(batches_since, f"Triton's batch statistics to count the {sent} requests "
+                                            f"(calls that raised: {errors})", timeout=30)
+
+
+def calls_shared_a_batch(batched: dict[int, int]) -> bool:
+    """Whether two of behind_a_long_request's calls ran in one batch. The long request with one call
+    makes at most one batch of two; a batch of three, or a second batch of two, holds two calls."""
+    return max(batched) >= 3 or batched.get(2, 0) >= 2
+
+
+def speak_concurrently(server, jobs: list[dict]) -> tuple[list, dict[int, int]]:
+    """Speak each job (speak()'s arguments) at once, behind a long request: see behind_a_long_request."""
+    return behind_a_long_request(server, [lambda job=job: speak(server, **job) for job in jobs])
 
 
 def assert_same_audio(got: np.ndarray, want: np.ndarray, rel: float = 1e-3) -> None:

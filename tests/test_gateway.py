@@ -29,7 +29,8 @@ from client.audio import pcm16
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher.server import free_port
 
-from conftest import GATEWAY_KEY, LONG_TEXT, SHORT_TEXT, VOICE, Gateway, assert_same_audio
+from conftest import (GATEWAY_KEY, LONG_TEXT, SHORT_TEXT, VOICE, Gateway, assert_same_audio, behind_a_long_request,
+                      calls_shared_a_batch)
 
 NFE = 4
 SEED = 7
@@ -337,12 +338,6 @@ def test_first_bytes_leave_early_and_a_client_that_leaves_cancels_the_rest(gatew
                      r"stopped after", gateway.log_text())
 
 
-def _counts(server) -> tuple[int, int]:
-    with urllib.request.urlopen(f"http://{server.http_url}/v2/models/{contract.TTS_MODEL}/stats", timeout=10) as r:
-        stats = json.load(r)["model_stats"][0]
-    return int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"])
-
-
 def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(tiny_repo, tmp_path, start_server):
     import os
 
@@ -397,22 +392,17 @@ def test_past_max_concurrency_is_a_429_that_the_sdk_would_retry(server, tmp_path
 
 
 def test_concurrent_requests_share_tritons_batches(gateway, server):
-    before = _counts(server)
-    barrier = threading.Barrier(4)
-
     def send(seed):
-        barrier.wait(timeout=30)
         return post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, seed=seed, response_format="pcm"))
 
-    with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        answers = list(pool.map(send, (1, 2, 1, 3)))
+    answers, batched = behind_a_long_request(server, [lambda seed=seed: send(seed) for seed in (1, 2, 1, 3)])
     assert [a.status_code for a in answers] == [200] * 4
     waves = [np.frombuffer(a.content, "<i2").astype(np.float32) / 32768 for a in answers]
     # same seed, same audio, whichever batch each request joined (batch invariance: test_serving)
     assert_same_audio(waves[2], waves[0])
     assert answers[0].content != answers[1].content  # another seed
-    requests, executions = (a - b for a, b in zip(_counts(server), before))
-    assert requests == 4 and executions < requests  # the gateway's requests reached the dynamic batcher together
+    # the gateway's requests reached the dynamic batcher together
+    assert calls_shared_a_batch(batched), f"not batched together (batch size: executions): {batched}"
 
 
 # --- the voice library ---------------------------------------------------------------------------------------------

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import concurrent.futures
 import io
 import json
 import os
@@ -15,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,11 +25,12 @@ import soundfile as sf
 
 import contract
 from export.repository import REFERENCE_WAV
+from launcher import TritonServer
 from launcher.server import free_port
 from pipeline.reference import prepare_reference
 from runpod_worker.handler import decode_audio
 
-from conftest import VOICE, _say, assert_same_audio, wait_until_answering
+from conftest import VOICE, _say, assert_same_audio, behind_a_long_request, calls_shared_a_batch, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 180  # seconds; a bound for a hung start, not a measurement
@@ -161,19 +160,11 @@ class ApiWorker:
         with urllib.request.urlopen(req, timeout=120) as r:
             return json.load(r)
 
-    def triton_stats(self, at_least: int = 0) -> dict:
-        """f5_tts's statistics once they count `at_least` requests: Triton updates them just after
-        it answers, so the last answered request may be missing for a moment."""
-        url = f"http://127.0.0.1:{self.env['HTTP_PORT']}/v2/models/{contract.TTS_MODEL}/stats"
-        deadline = time.monotonic() + 10
-        while True:
-            with urllib.request.urlopen(url, timeout=10) as r:
-                stats = json.load(r)["model_stats"][0]
-            counts = {"requests": stats["inference_stats"]["success"]["count"],
-                      "executions": stats["execution_count"]}
-            if counts["requests"] >= at_least or time.monotonic() > deadline:
-                return counts
-            time.sleep(0.1)
+    @property
+    def triton(self) -> TritonServer:
+        """A handle on the worker's own tritonserver (for requests and statistics; it does not own it)."""
+        return TritonServer(self.repo, http_port=int(self.env["HTTP_PORT"]), grpc_port=int(self.env["GRPC_PORT"]),
+                            metrics_port=int(self.env["METRICS_PORT"]))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -211,24 +202,14 @@ def test_worker_logs_what_it_loaded(api_worker):
 def test_concurrent_jobs_share_triton_batches(api_worker):
     jobs = [_reference_job(seed=7), _reference_job(seed=7), _reference_job(seed=8),
             _reference_job(seed=7, text="Respect me and I'll nurture you.")]
-    before = api_worker.triton_stats()
-    barrier = threading.Barrier(len(jobs))
-
-    def send(job):
-        barrier.wait(timeout=30)
-        return api_worker.runsync(job)
-
-    with concurrent.futures.ThreadPoolExecutor(len(jobs)) as pool:
-        results = list(pool.map(send, jobs))
-    after = api_worker.triton_stats(at_least=before["requests"] + len(jobs))
+    results, batched = behind_a_long_request(api_worker.triton, [lambda job=job: api_worker.runsync(job) for job in jobs])
     assert [r["status"] for r in results] == ["COMPLETED"] * len(jobs), results
     waves = [_decode(r["output"]) for r in results]
     assert_same_audio(waves[1], waves[0])  # same seed and text: same audio, whichever batch each job joined
     assert waves[0].shape != waves[2].shape or not np.array_equal(waves[0], waves[2])  # another seed
     assert waves[3].size > 0
-    assert after["requests"] - before["requests"] == len(jobs)
-    # fewer model executions than requests: the jobs reached the dynamic batcher together
-    assert after["executions"] - before["executions"] < len(jobs), (before, after)
+    # the jobs reached the dynamic batcher together
+    assert calls_shared_a_batch(batched), f"not batched together (batch size: executions): {batched}"
 
 
 @pytest.mark.parametrize("change,message", [

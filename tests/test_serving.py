@@ -9,28 +9,18 @@ import pytest
 import contract
 from client import SynthesisError
 
-from conftest import SHORT_TEXT, Reference, assert_same_audio, model_stats, speak, speak_concurrently, wait_for
+from conftest import (SHORT_TEXT, Reference, assert_same_audio, calls_shared_a_batch, speak, speak_concurrently,
+                      wait_for)
 
 OTHER_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Triton batches requests.",
                "A third sentence, longer than the others, to vary the duration."]
 
-def _batch_sizes(server) -> dict[int, int]:
-    return model_stats(server).batches
-
-
-def _new_batches(before: dict[int, int], after: dict[int, int]) -> dict[int, int]:
-    """Batch size -> executions of that size between the two readings."""
-    return {size: n - before.get(size, 0) for size, n in after.items() if n > before.get(size, 0)}
-
-
 def test_request_gives_the_same_audio_alone_and_inside_a_batch(server, reference):
     alone = speak(server, reference, SHORT_TEXT, seed=42)
-    before = _batch_sizes(server)
     jobs = [dict(reference=reference, text=SHORT_TEXT, seed=42)]
     jobs += [dict(reference=reference, text=t, seed=i) for i, t in enumerate(OTHER_TEXTS)]
-    results = speak_concurrently(server, jobs)
-    batched = _new_batches(before, _batch_sizes(server))
-    assert max(batched) > 1, f"no dynamic batch executed (batch size: executions): {batched}"
+    results, batched = speak_concurrently(server, jobs)
+    assert calls_shared_a_batch(batched), f"no dynamic batch of the jobs (batch size: executions): {batched}"
     for r in results:
         assert not isinstance(r, Exception), r
     assert_same_audio(results[0], alone)
@@ -47,10 +37,8 @@ def test_same_seed_same_audio_and_different_seed_different_audio(server, referen
 
 def test_a_bad_request_fails_alone_inside_a_batch(server, reference):
     jobs = [dict(reference=reference, text=t, seed=3) for t in (SHORT_TEXT, "   ", OTHER_TEXTS[0], OTHER_TEXTS[1])]
-    before = _batch_sizes(server)
-    results = speak_concurrently(server, jobs)
-    batched = _new_batches(before, _batch_sizes(server))
-    assert max(batched) > 1, f"the requests were not batched (batch size: executions): {batched}"
+    results, batched = speak_concurrently(server, jobs)
+    assert calls_shared_a_batch(batched), f"the requests were not batched (batch size: executions): {batched}"
     bad = results[1]
     assert isinstance(bad, SynthesisError) and bad.status == "StatusCode.INVALID_ARGUMENT"
     assert "target_text" in str(bad) and "empty" in str(bad)
