@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -94,10 +95,28 @@ def python_stub_env(binary: ServerBinary, base: dict[str, str] | None = None) ->
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now, never the same twice in this process (the kernel's own pick for port 0
+    repeats within a few hundred calls). Picked below the kernel's ephemeral range when there is room:
+    outgoing connections take ports from that range, and one could take the port between this pick and
+    the server's bind seconds later."""
+    first_ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    pool = range(max(1024, first_ephemeral - 16384), first_ephemeral)
+    for _ in range(1000):
+        wanted = random.choice(pool) if len(pool) >= 1024 else 0  # else: the kernel's pick
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("", wanted))
+            except OSError:
+                continue
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
+    raise ServerError("no free TCP port found in 1000 tries; give the ports explicitly")
 
 
 # Noise the server prints on machines without a GPU; never the cause of a failure.

@@ -186,6 +186,15 @@ def test_a_second_server_answers_the_same_audio_and_stop_leaves_nothing_behind(t
     assert not log.exists(), "a clean stop removes the server's temp log"
 
 
+def test_free_ports_are_distinct_and_never_ones_an_outgoing_connection_can_take():
+    """Port 0 picks: outgoing connections take ephemeral ports, so a pick from that range could be taken
+    between the pick and tritonserver's bind (seconds later); and three picks for one server must differ."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = [free_port() for _ in range(300)]
+    assert len(set(ports)) == len(ports)
+    assert all(1024 <= port < low for port in ports), sorted(ports)[-5:]
+
+
 def test_missing_repository_is_reported(tmp_path):
     with pytest.raises(ServerError, match="is not a directory"):
         TritonServer(tmp_path / "nope").start()
@@ -267,9 +276,14 @@ def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
         stubs = [int(p) for p in subprocess.run(["pgrep", "-P", triton[0], "-f", f"{contract.TTS_MODEL}/1/model.py"],
                                                capture_output=True, text=True).stdout.split()]
         assert len(stubs) == 1
-        os.kill(stubs[0], signal.SIGKILL)
-        with pytest.raises(SynthesisError) as err:  # reported per request, with the instance named
-            speak(server, reference, SHORT_TEXT)
+        # The watchdog (polling each second) would stop the server before the request: pause it meanwhile.
+        os.kill(launcher_process.pid, signal.SIGSTOP)
+        try:
+            os.kill(stubs[0], signal.SIGKILL)
+            with pytest.raises(SynthesisError) as err:  # reported per request, with the instance named
+                speak(server, reference, SHORT_TEXT)
+        finally:
+            os.kill(launcher_process.pid, signal.SIGCONT)
         assert "f5_tts_0_0" in str(err.value) and "not healthy" in str(err.value)
         _, stderr = launcher_process.communicate(timeout=60)
         assert launcher_process.returncode == 3
@@ -292,9 +306,12 @@ def test_a_stop_while_the_models_load_stops_tritonserver_too(tiny_repo):
          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
     try:
-        triton = wait_for(lambda: subprocess.run(["pgrep", "-P", str(launcher_process.pid), "tritonserver"],
-                                                 capture_output=True, text=True).stdout.split(),
-                          "the launcher's tritonserver process", timeout=60)
+        def children(pid, name=None):
+            return subprocess.run(["pgrep", "-P", str(pid), *([name] if name else [])], capture_output=True,
+                                  text=True).stdout.split()
+
+        triton = wait_for(lambda: children(launcher_process.pid, "tritonserver"), "the launcher's tritonserver", 60)
+        wait_for(lambda: children(triton[0]), "a Python stub: the models are loading", timeout=60)
         launcher_process.send_signal(signal.SIGTERM)
         stdout, stderr = launcher_process.communicate(timeout=60)
     finally:
