@@ -102,12 +102,18 @@ async def _stats(client, model: str) -> dict:
     }
 
 
-async def _settled_stats(client, model: str, successes: int, wait_s: float = 5.0) -> dict:
-    """Statistics once Triton has counted `successes` requests: it updates them just after
-    sending a response, so a read right after the last answer can miss that request."""
+def _batched(stats: dict) -> int:
+    return sum(size * n for size, n in stats["batches"].items())
+
+
+async def _settled_stats(client, model: str, since: dict, requests: int, wait_s: float = 5.0) -> dict:
+    """Statistics once Triton has counted `requests` more successes and batched requests than `since`:
+    it updates them just after sending the responses (a batch's sizes last), so a read right after
+    the last answer can miss some."""
     deadline = time.monotonic() + wait_s
     stats = await _stats(client, model)
-    while stats["success_count"] < successes and time.monotonic() < deadline:
+    while ((stats["success_count"] - since["success_count"] < requests or _batched(stats) - _batched(since) < requests)
+           and time.monotonic() < deadline):
         await asyncio.sleep(0.05)
         stats = await _stats(client, model)
     return stats
@@ -195,12 +201,12 @@ async def run_bench(url: str, items: list[Item], concurrencies: list[int], reque
         for c in concurrencies:
             start = await _stats(client, model)
             await _run_level(client, items, c, warmup, options, model, timeout, None)
-            before = await _settled_stats(client, model, start["success_count"] + warmup)
+            before = await _settled_stats(client, model, start, warmup)
             progress = _progress(requests, f"concurrency {c}") if show_progress else None
             level = await _run_level(client, items, c, requests, options, model, timeout, progress)
             if progress is not None:
                 progress.close()
-            after = await _settled_stats(client, model, before["success_count"] + level["ok"])
+            after = await _settled_stats(client, model, before, level["ok"])
             level["triton"] = _stats_delta(before, after)
             levels.append(level)
         return {"url": url, "model": model, "options": {k: v for k, v in vars(options).items() if v is not None},

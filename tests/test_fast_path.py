@@ -235,7 +235,9 @@ def test_served_compiled_engine_compiles_at_load_then_reuses_its_cache(tiny, tmp
     for start in ("first", "restart"):
         srv = start_server(repo)
         assert_same_audio(speak(srv, reference, seed=7), want, rel=1e-4)
-        ready = next(line for line in srv.log_text().splitlines() if "compiled DiT ready" in line)
+        # the stub's log records reach the server's log asynchronously
+        ready = wait_for(lambda: next((ln for ln in srv.log_text().splitlines() if "compiled DiT ready" in ln), None),
+                         "the compiled DiT's ready line in the server log", timeout=30)
         assert f"compile cache {cache}" in ready, ready
         misses = int(re.search(r"(\d+) miss\(es\)", ready).group(1))
         hits = int(re.search(r"(\d+) hit\(s\)", ready).group(1))
