@@ -43,7 +43,7 @@ from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder, TorchVocoder
 
-from conftest import assert_same_audio, export_tiny, speak
+from conftest import assert_same_audio, export_tiny, speak, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = "I don't really care what you call me."
