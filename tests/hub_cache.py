@@ -71,8 +71,11 @@ class NetworkRecorder:
         return self
 
     def __exit__(self, *_) -> None:
+        # A close alone does not wake the thread's accept(): it would wait out the join's timeout.
+        self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
         self._thread.join(timeout=5)
+        assert not self._thread.is_alive(), "the recorder's thread did not stop"
 
     def _serve(self) -> None:
         while True:
