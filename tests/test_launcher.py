@@ -254,15 +254,21 @@ def test_a_broken_repository_fails_the_start_naming_the_file(tiny_repo, tmp_path
     assert str(repo / rel) in message and problem in message, message
 
 
+def _launch(repo: Path) -> tuple[subprocess.Popen, tuple[int, int, int]]:
+    """`python -m launcher` on free ports, in a session of its own; returns it and its HTTP, gRPC and
+    metrics ports."""
+    ports = free_port(), free_port(), free_port()
+    return subprocess.Popen(
+        [sys.executable, "-m", "launcher", "--model-repository", str(repo),
+         *(f"--{name}-port={port}" for name, port in zip(("http", "grpc", "metrics"), ports))],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True), ports
+
+
 @pytest.mark.slow  # the launcher CLI starts a tritonserver of its own
 def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
     """Triton 2.51 neither restarts a dead Python stub nor reports the model not ready: the launcher's
     watchdog stops the server and exits 3 (the container's STUB_WATCHDOG=1 runs this launcher)."""
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    launcher_process = subprocess.Popen(
-        [sys.executable, "-m", "launcher", "--model-repository", str(tiny_repo), "--http-port", str(http),
-         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    launcher_process, (http, grpc, metrics) = _launch(tiny_repo)
     try:
         server = TritonServer(tiny_repo, http_port=http, grpc_port=grpc, metrics_port=metrics)
         ready = launcher_process.stdout.readline()  # once printed, the launcher has seen its stubs
@@ -300,11 +306,7 @@ def test_a_stop_while_the_models_load_stops_tritonserver_too(tiny_repo):
     """SIGTERM (an orchestrator scaling down a pod that is still starting) before the server is
     ready: the launcher stops tritonserver itself and exits 0, instead of dying and leaving it to the
     kernel's parent-death SIGKILL."""
-    http, grpc, metrics = free_port(), free_port(), free_port()
-    launcher_process = subprocess.Popen(
-        [sys.executable, "-m", "launcher", "--model-repository", str(tiny_repo), "--http-port", str(http),
-         "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    launcher_process, (http, grpc, metrics) = _launch(tiny_repo)
     try:
         def children(pid, name=None):
             return subprocess.run(["pgrep", "-P", str(pid), *([name] if name else [])], capture_output=True,
