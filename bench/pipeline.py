@@ -39,8 +39,6 @@ from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
-# charactr/vocos-mel-24khz's config.yaml, byte for byte (the tests check its sha256)
-
 # Mixed lengths: one short, two medium, one long (multi-chunk) target.
 TEXTS = [
     "Hello there, this is a short one.",

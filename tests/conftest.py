@@ -47,7 +47,7 @@ from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
 
-# charactr/vocos-mel-24khz's config.yaml byte for byte: every released-architecture Vocos fixture is built from it.
+# sha256 of RELEASED_VOCOS_CONFIG (export/demo.py): charactr/vocos-mel-24khz's config.yaml byte for byte.
 RELEASED_VOCOS_CONFIG_SHA256 = "da9033922f969a47f0c160010226919e59f27761fd5066f3828d46de6650b0fc"
 
 SHORT_TEXT = "I don't really care what you call me."
@@ -156,8 +156,8 @@ def hub_env(hf_home: Path, **extra: str) -> dict[str, str]:
 @pytest.fixture(scope="session")
 def tiny_repo(tiny, tmp_path_factory) -> Path:
     # Batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
-    # The export's default queue delay: the batching tests send together behind a barrier while a
-    # long request runs (speak_concurrently), so they queue and are batched whatever the delay.
+    # The export's default queue delay: the batching tests send right behind a long request
+    # (behind_a_long_request), so they queue and are batched whatever the delay.
     return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository",
                        "--max-batch-chunks", str(DEFAULT_MAX_BATCH_CHUNKS["gpu"]),
                        "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
@@ -322,8 +322,11 @@ def behind_a_long_request(server, sends: list[Callable[[], object]],
         new = {size: n - before.get(size, 0) for size, n in now.items() if n > before.get(size, 0)}
         return new if sum(size * n for size, n in new.items()) >= sent else None
 
-    return results, wait_for(batches_since, f"Triton's batch statistics to count the {sent} requests "
-                                            f"(calls that raised: {errors})", timeout=30)
+    batched = wait_for(batches_since, f"Triton's batch statistics to count the {sent} requests "
+                                      f"(calls that raised: {errors})", timeout=30)
+    ran = sum(size * n for size, n in batched.items())
+    assert ran == sent, f"f5_tts ran {ran} requests for the long request and these calls, not {sent}"
+    return results, batched
 
 
 def calls_shared_a_batch(batched: dict[int, int]) -> bool:
@@ -443,4 +446,3 @@ def gateway(server, tmp_path_factory, request):
         yield gw
     finally:
         gw.stop()
-

@@ -154,7 +154,12 @@ def _serve_then_stop(env, reference, timeout=180, ready_line: str | None = None)
     proc = subprocess.Popen([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
-    reader = threading.Thread(target=lambda: [lines.append(line) for line in proc.stdout], daemon=True)
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
         server = TritonServer(Path(env["MODEL_REPOSITORY"]), http_port=int(env["HTTP_PORT"]),

@@ -9,10 +9,11 @@ import shutil
 
 import pytest
 
+from export.repository import REFERENCE_TEXT, REFERENCE_WAV
+
 from conftest import GATEWAY_KEY, VOICE, _say
 
 pytestmark = pytest.mark.slow  # a browser (Chromium starts in ~10 s per test)
-from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
