@@ -322,11 +322,9 @@ def behind_a_long_request(server, sends: list[Callable[[], object]],
         new = {size: n - before.get(size, 0) for size, n in now.items() if n > before.get(size, 0)}
         return new if sum(size * n for size, n in new.items()) >= sent else None
 
-    batched = wait_for(batches_since, f"Triton's batch statistics to count the {sent} requests "
-                                      f"(calls that raised: {errors})", timeout=30)
-    ran = sum(size * n for size, n in batched.items())
-    assert ran == sent, f"f5_tts ran {ran} requests for the long request and these calls, not {sent}"
-    return results, batched
+    # At least, not exactly: the previous test's last batch may be counted after `before` was read.
+    return results, wait_for(batches_since, f"Triton's batch statistics to count the {sent} requests "
+                                            f"(calls that raised: {errors})", timeout=30)
 
 
 def calls_shared_a_batch(batched: dict[int, int]) -> bool:
