@@ -12,12 +12,14 @@ so a failed export never leaves a half-written repository behind.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import struct
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from importlib import metadata
@@ -32,6 +34,7 @@ import contract
 from export import checkpoint as ckpt
 from export import model_config as mc
 from export import vocoder as voc
+from export.errors import ExportError
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
 from pipeline.voices import VOICES_DIR, VoiceError, prepare_voice, save_voices
 
@@ -136,7 +139,50 @@ def check_output(output: Path, force: bool) -> None:
         raise FileExistsError(f"output {output} exists and is not empty; pass --force to replace it")
     blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise FileExistsError(f"output {output} cannot be created: {blocking} is a file, not a directory")
+        raise FileExistsError(f"output {output} cannot be created: {blocking} is a file, not a directory; "
+                              "choose another --output")
+    _check_writable(output)
+
+
+# Why a directory could not be written, and what to do, by errno (root too is stopped by all of these).
+_UNWRITABLE = {
+    errno.EROFS: ("it is on a read-only file system", "choose a --output on a writable file system"),
+    errno.EACCES: ("permission denied", "choose a --output you may write, or fix the directory's permissions"),
+    errno.EPERM: ("operation not permitted (an immutable or append-only directory? see lsattr -d)",
+                  "choose another --output, or clear the attribute (chattr -i / -a)"),
+    errno.ENOENT: ("this file system does not accept new directories (a virtual one such as /proc or /sys)",
+                   "choose a --output on a disk"),
+}
+
+
+def _probe(directory: Path, output: Path) -> None:
+    """Create and remove a directory in `directory` (as the staging one will be), or raise ExportError
+    saying why `output` cannot be written. A name of its own: a stale staging directory is no error."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=f".{output.name}.export-probe-", dir=directory))
+    except OSError as e:
+        why, todo = _UNWRITABLE.get(e.errno, (e.strerror or str(e), "choose another --output"))
+        raise ExportError(f"output {output} cannot be written: creating a directory in {directory} failed: "
+                          f"{why}; {todo}") from None
+
+
+def _check_writable(output: Path) -> None:
+    """Fail in a second, before the export's minutes of work, where its end would fail: the staging
+    directory beside the output cannot be made, or an existing output cannot be replaced."""
+    # Beside the output, where the staging directory goes; when the output's parents do not exist
+    # yet, where the first of them would be made.
+    _probe(next(p for p in output.parents if p.exists()), output)
+    if not output.exists():
+        return
+    _probe(output, output)
+    if os.path.ismount(output):  # renaming onto or removing a mount point fails with EBUSY
+        raise ExportError(f"output {output} is a mount point, which the export cannot replace (it writes the "
+                          f"repository beside it and moves it into place); choose a directory inside it, "
+                          f"e.g. --output {output / 'model_repository'}")
+    for directory in [p for p in output.rglob("*") if p.is_dir() and not p.is_symlink()]:
+        if not os.access(directory, os.W_OK | os.X_OK):  # its files could not be removed
+            raise ExportError(f"output {output} cannot be replaced: {directory} is not writable; fix its "
+                              "permissions or choose another --output")
 
 
 def prepare_output(output: Path, force: bool) -> Path:

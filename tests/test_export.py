@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -256,3 +258,109 @@ def test_a_mismatch_names_the_f5_tts_config_the_checkpoint_fits():
     assert problems[0].startswith("the checkpoint is of another model size"), problems
     assert "fit f5-tts's F5TTS_v1_Small or F5TTS_Small config (--model-config F5TTS_v1_Small)" in problems[0]
     assert not any("vocab" in p for p in problems), problems
+
+
+# --- an output the export cannot write: one line, exit status 2, before any work ---------------------------------
+# The tests run as root, whom permission bits do not stop: each case below stops root too.
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, *, read_only: bool, content: bool = False):
+    """A tmpfs mounted at `path` (holding a file when `content`), read-only when `read_only`; unmounted after."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs in this sandbox ({mounted.stderr.strip()}): the mount cases need "
+                    "mount privileges")
+    try:
+        if content:
+            (path / "old.txt").write_text("old\n")
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=True)
+
+
+@contextlib.contextmanager
+def _immutable(path: Path):
+    """`path` with the immutable attribute, which stops root from changing the directory; cleared after."""
+    changed = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if changed.returncode != 0:
+        pytest.skip(f"chattr +i is not supported here ({changed.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _refused_at_once(output: Path, *extra: str) -> str:
+    """The one stderr line of `python -m export` refusing `output` before any work (no step ran, no
+    model was built: the demo model's construction warns on stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "export", "--demo-tiny", "--output", str(output), *extra],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "[1/" not in proc.stdout, proc.stdout  # no export step started
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"export: error: output {output}"), proc.stderr
+    return lines[0]
+
+
+def test_an_output_on_a_read_only_file_system_is_refused_before_any_work(tmp_path):
+    with _tmpfs(tmp_path / "ro", read_only=True) as ro:
+        line = _refused_at_once(ro / "repo")
+        assert f"creating a directory in {ro} failed: it is on a read-only file system" in line
+        assert "choose a --output on a writable file system" in line
+        assert _tree(ro) == []
+
+
+def test_force_onto_a_read_only_mount_point_is_refused_before_any_work(tmp_path):
+    """Once the export's whole work and then EBUSY (or EROFS) at its end, when it replaced the output."""
+    with _tmpfs(tmp_path / "ro", read_only=True, content=True) as ro:
+        line = _refused_at_once(ro, "--force")
+        assert "read-only file system" in line and _tree(ro) == ["old.txt"]
+    assert _tree(tmp_path) == ["ro"]  # no staging directory beside it
+
+
+def test_a_writable_mount_point_is_refused_with_the_directory_to_use_instead(tmp_path):
+    """A mount point cannot be replaced (EBUSY), however writable: the export says to write inside it."""
+    with _tmpfs(tmp_path / "volume", read_only=False, content=True) as volume:
+        line = _refused_at_once(volume, "--force")
+        assert f"is a mount point" in line and f"--output {volume / 'model_repository'}" in line
+        assert _tree(volume) == ["old.txt"]
+
+
+def test_an_immutable_directory_is_refused_before_any_work(tmp_path):
+    parent = tmp_path / "frozen"
+    parent.mkdir()
+    (parent / "old.txt").write_text("old\n")
+    with _immutable(parent):
+        for output, extra in [(parent / "repo", ()), (parent, ("--force",))]:
+            line = _refused_at_once(output, *extra)
+            assert f"creating a directory in {parent} failed: operation not permitted" in line
+            assert "chattr -i" in line
+    assert _tree(parent) == ["old.txt"]
+
+
+def test_force_onto_an_output_holding_an_immutable_directory_is_refused(tmp_path):
+    """Its files could not be removed at the end: said before the work, naming that directory."""
+    output = tmp_path / "repo"
+    (output / "sub").mkdir(parents=True)
+    with _immutable(output / "sub"):
+        line = _refused_at_once(output, "--force")
+    assert f"cannot be replaced: {output / 'sub'} is not writable" in line
+    assert _tree(tmp_path) == ["repo", "repo/sub"]
+
+
+def test_an_output_in_proc_or_under_a_file_is_refused_before_any_work(tmp_path):
+    line = _refused_at_once(Path("/proc/f5-export-test"))
+    assert "creating a directory in /proc failed: this file system does not accept new directories" in line
+    afile = tmp_path / "afile.txt"
+    afile.write_text("hello\n")
+    line = _refused_at_once(afile / "sub")
+    assert f"{afile} is a file, not a directory; choose another --output" in line
+    assert _tree(tmp_path) == ["afile.txt"]
