@@ -12,6 +12,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -27,6 +28,13 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 15.0
+
+# Where the Python backend's shared-memory regions (shm_open) appear on Linux. Each server gets a
+# prefix of its own (the backend's shm-region-prefix-name) so that the regions a killed server
+# leaves behind can be told from every other server's and removed. It starts like the backend's
+# default prefix, which is followed by a UUID: "f5tts-" (not hex) can never begin one.
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX_OPTION = "shm-region-prefix-name"
 
 
 class ServerError(RuntimeError):
@@ -171,9 +179,14 @@ class TritonServer:
     process: subprocess.Popen | None = field(default=None, init=False)
     _temp_log: bool = field(default=False, init=False, repr=False)  # log_path is ours to remove
     _stubs_at_ready: dict[int, str] = field(default_factory=dict, init=False, repr=False)
+    # This server's shared-memory region names start with it; "" when extra_args set the prefix
+    # (then the regions are not known to be this server's alone, and are left alone).
+    shm_prefix: str = field(default="", init=False)
 
     def __post_init__(self) -> None:
         self.model_repository = Path(self.model_repository).resolve()
+        if not any(SHM_PREFIX_OPTION in arg for arg in self.extra_args):
+            self.shm_prefix = f"triton_python_backend_shm_region_f5tts-{secrets.token_hex(6)}_"
         self.http_port = self.http_port or free_port()
         self.grpc_port = self.grpc_port or free_port()
         self.metrics_port = self.metrics_port or free_port()
@@ -252,6 +265,8 @@ class TritonServer:
         ]
         if binary.backend_dir is not None:
             cmd.append(f"--backend-directory={binary.backend_dir}")
+        if self.shm_prefix:
+            cmd.append(f"--backend-config=python,{SHM_PREFIX_OPTION}={self.shm_prefix}")
         if self.admin_key is not None:
             header, value = self.admin_key
             restricted = f"{','.join(ADMIN_PROTOCOLS)}:{header}={value}"
@@ -358,12 +373,28 @@ class TritonServer:
                 proc.wait()
         # Stubs may outlive a killed server; the group signal reaches them too.
         _signal_group(proc.pid, signal.SIGKILL)
+        self._remove_shm_regions()
         if self._temp_log and self.log_path is not None:
             if proc.returncode == 0:
                 self.log_path.unlink(missing_ok=True)
             else:
                 log.warning("tritonserver exited with code %s; its log is kept at %s", proc.returncode, self.log_path)
         return proc.returncode
+
+    def shm_regions(self) -> list[Path]:
+        """This server's Python-backend shared-memory regions that exist now."""
+        return sorted(SHM_DIR.glob(f"{self.shm_prefix}*")) if self.shm_prefix else []
+
+    def _remove_shm_regions(self) -> None:
+        """The regions of this (dead) server: a clean stop removes them itself, but a killed or crashed
+        server leaves them in /dev/shm (RAM) until reboot. Unlinking is safe while a dying stub still
+        maps one: the memory goes when the last mapping does."""
+        regions = self.shm_regions()
+        for path in regions:
+            path.unlink(missing_ok=True)
+        if regions:
+            log.info("removed %d shared-memory region(s) left by tritonserver: %s*", len(regions),
+                     SHM_DIR / self.shm_prefix)
 
     def __enter__(self) -> "TritonServer":
         return self.start()

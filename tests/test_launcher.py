@@ -21,7 +21,7 @@ import tritonclient.http as httpclient
 import contract
 from client import SynthesisError
 from launcher import ServerError, TritonServer
-from launcher.server import free_port, model_error_lines
+from launcher.server import SHM_DIR, free_port, model_error_lines
 from pipeline.f5_model import load_vocab
 
 from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
@@ -186,6 +186,24 @@ def test_a_second_server_answers_the_same_audio_and_stop_leaves_nothing_behind(t
     assert not log.exists(), "a clean stop removes the server's temp log"
 
 
+def test_a_killed_servers_shared_memory_is_removed_and_no_other_servers(tiny_repo, server, start_server):
+    """kill -9 of tritonserver leaves Python-backend regions in /dev/shm (RAM until reboot); stop() removes
+    exactly those of its own server (its own shm-region-prefix-name), never a live server's."""
+    live = server.shm_regions()
+    assert live and all(p.name.startswith(server.shm_prefix) for p in live)
+    second = start_server(tiny_repo)
+    assert second.shm_prefix != server.shm_prefix and second.shm_regions()
+    os.kill(second.pid, signal.SIGKILL)
+    second.process.wait()
+    wait_for(lambda: not second.stubs(), "the killed server's stubs to exit", timeout=60)
+    leaked = second.shm_regions()
+    assert leaked, "nothing left behind by the killed server: this test would prove nothing"
+    assert second.stop() == -signal.SIGKILL
+    second.log_path.unlink()  # kept after a failure, for a post-mortem this test does not need
+    assert not any(p.exists() for p in leaked) and second.shm_regions() == []
+    assert all(p.exists() for p in live) and server.is_ready()
+
+
 def test_free_ports_are_distinct_and_never_ones_an_outgoing_connection_can_take():
     """Port 0 picks: outgoing connections take ephemeral ports, so a pick from that range could be taken
     between the pick and tritonserver's bind (seconds later); and three picks for one server must differ."""
@@ -279,6 +297,9 @@ def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
         triton = subprocess.run(["pgrep", "-P", str(launcher_process.pid)], capture_output=True,
                                 text=True).stdout.split()
         assert len(triton) == 1
+        command = Path(f"/proc/{triton[0]}/cmdline").read_bytes().split(b"\0")
+        prefix = next(a.decode().split("shm-region-prefix-name=")[1] for a in command if b"shm-region-prefix" in a)
+        assert list(SHM_DIR.glob(f"{prefix}*"))
         stubs = [int(p) for p in subprocess.run(["pgrep", "-P", triton[0], "-f", f"{contract.TTS_MODEL}/1/model.py"],
                                                capture_output=True, text=True).stdout.split()]
         assert len(stubs) == 1
@@ -294,6 +315,8 @@ def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
         _, stderr = launcher_process.communicate(timeout=60)
         assert launcher_process.returncode == 3
         assert "the Python stub of f5_tts_0_0 died" in stderr
+        # the server it stopped (killed: with a dead stub it hangs on SIGTERM) left no shared memory
+        assert list(SHM_DIR.glob(f"{prefix}*")) == []
     finally:
         if launcher_process.poll() is None:
             os.killpg(launcher_process.pid, signal.SIGKILL)
