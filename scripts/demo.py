@@ -1,7 +1,11 @@
 """The main job, end to end: export a model repository, start tritonserver, synthesize
 the example sentence through the gRPC client, write the WAV, stop the server.
 
-  python scripts/demo.py [--ckpt PATH] [--vocoder DIR] [--output-wav demo.wav]
+  python scripts/demo.py [--ckpt PATH] [--vocoder DIR] [--output-wav demo.wav] [--text TEXT]
+
+The speech is streamed (f5_tts_stream, with f5-tts's own text chunking: the same audio as one
+whole-text request), so a line per text chunk shows progress as its audio arrives: on 2 CPU
+cores the full-size model needs about 17 s per second of speech (README.md, "The two commands").
 
 The released F5TTS_v1_Base is exported from the Hugging Face cache or hub (or --ckpt). Only
 when it is neither cached nor reachable does the demo fall back to the tiny demo model, whose
@@ -13,11 +17,16 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import threading
+import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from client import SynthesisOptions, load_audio, synthesize, write_wav_atomic
+import contract
+from client import SynthesisError, SynthesisOptions, load_audio, stream_synthesize, write_wav_atomic
 from export.api import ExportRequest, export_model
 from export.demo import DEMO_NOTICE
 from export.errors import ExportError
@@ -26,6 +35,48 @@ from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import ServerError, TritonServer
 
 TEXT = "I don't really care what you call me. I've been a silent spectator, watching species evolve."
+STILL_WORKING_SECONDS = 30  # a line this often while a chunk is being synthesized (minutes on CPU)
+
+
+def chunk_count(text: str, audio: np.ndarray, sample_rate: int) -> int:
+    """How many chunks the server splits `text` into with this reference: f5-tts's chunking as the
+    pipeline plans it (pipeline/synthesizer.py), to number the progress lines."""
+    from pipeline.reference import prepare_reference
+    from pipeline.synthesizer import MAX_CHARS_WINDOW_SECONDS, split_text
+
+    ref = prepare_reference(audio, sample_rate, REFERENCE_TEXT)
+    max_chars = int(len(ref.text.encode("utf-8")) / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds))
+    return len(split_text(text, max_chars))
+
+
+def speak_with_progress(server: TritonServer, text: str, audio: np.ndarray, sample_rate: int,
+                        nfe_step: int) -> np.ndarray:
+    """The speech of `text`, streamed: one line per text chunk as its audio arrives, and a line every
+    STILL_WORKING_SECONDS while a chunk is awaited."""
+    total = chunk_count(text, audio, sample_rate)
+    print(f"demo: synthesizing {total} text chunk(s) at NFE {nfe_step}", flush=True)
+    started, pieces, arrived = time.monotonic(), [], threading.Event()
+
+    def still_working():
+        while not arrived.wait(STILL_WORKING_SECONDS):
+            print(f"demo: chunk {len(pieces) + 1}/{total}: still synthesizing, "
+                  f"{time.monotonic() - started:.0f} s elapsed", flush=True)
+
+    # first_chunk_chars 0: f5-tts's chunking, so the joined pieces equal the whole-text answer.
+    options = SynthesisOptions(nfe_step=nfe_step, seed=0, first_chunk_chars=0)
+    ticker = threading.Thread(target=still_working, daemon=True)
+    ticker.start()
+    try:
+        for piece in stream_synthesize(text, audio, sample_rate, REFERENCE_TEXT, url=server.grpc_url,
+                                       protocol="grpc", options=options):
+            pieces.append(piece)
+            done = sum(len(p) for p in pieces) / contract.SAMPLE_RATE
+            print(f"demo: chunk {len(pieces)}/{total}: {len(piece) / contract.SAMPLE_RATE:.2f} s of audio "
+                  f"({done:.2f} s so far) after {time.monotonic() - started:.1f} s", flush=True)
+    finally:
+        arrived.set()
+        ticker.join()
+    return np.concatenate(pieces)
 
 
 def main() -> int:
@@ -36,6 +87,7 @@ def main() -> int:
     p.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository")
     p.add_argument("--output-wav", type=Path, default=ROOT / "build" / "demo.wav")
     p.add_argument("--nfe-step", type=int, default=16)
+    p.add_argument("--text", default=TEXT, help="what to say (default: %(default)r)")
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
@@ -55,14 +107,15 @@ def main() -> int:
         return 1
 
     audio, sample_rate = load_audio(REFERENCE_WAV)
+    print("demo: starting tritonserver (it loads the models and runs a warm-up request first)", flush=True)
     try:
         with TritonServer(args.repository) as server:
             print(f"tritonserver ready (pid {server.pid}); gRPC {server.grpc_url}, HTTP {server.http_url}", flush=True)
-            waveform, rate = synthesize(TEXT, audio, sample_rate, REFERENCE_TEXT, url=server.grpc_url,
-                                        protocol="grpc", options=SynthesisOptions(nfe_step=args.nfe_step, seed=0))
-    except ServerError as e:
+            waveform = speak_with_progress(server, args.text, audio, sample_rate, args.nfe_step)
+    except (ServerError, SynthesisError) as e:
         print(f"demo: error: {e}", file=sys.stderr)
         return 1
+    rate = contract.SAMPLE_RATE
     write_wav_atomic(args.output_wav, waveform, rate)
     print(f"demo: wrote {args.output_wav} ({len(waveform) / rate:.2f} s at {rate} Hz)")
     if demo:

@@ -8,6 +8,7 @@ loopback, which sees every connection the export makes.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from export.demo import write_random_checkpoint, write_random_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV, sha256
 from hub_cache import F5_CHECKPOINT, F5_REPO, VOCOS_REPO, NetworkRecorder, fill_cache
 
-from conftest import RELEASED_VOCOS_CONFIG, Reference, f5tts_samples, hub_env
+from conftest import LONG_TEXT, RELEASED_VOCOS_CONFIG, Reference, f5tts_samples, hub_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_CKPT = f"hf://{F5_REPO}/{F5_CHECKPOINT}"
@@ -125,14 +126,27 @@ def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, 
 
 # --- the demo: a fallback only when the hub is unreachable -------------------------------------------------
 
+def _chunk_progress(stdout: str) -> list[tuple[int, int, float, float]]:
+    """The demo's line per text chunk: (chunk, of chunks, its audio seconds, audio seconds so far)."""
+    return [(int(k), int(n), float(piece), float(so_far)) for k, n, piece, so_far in
+            re.findall(r"^demo: chunk (\d+)/(\d+): ([\d.]+) s of audio \(([\d.]+) s so far\) after [\d.]+ s$",
+                       stdout, re.M)]
+
+
 @pytest.mark.slow  # the demo starts a tritonserver of its own
 def test_demo_falls_back_to_the_demo_model_only_when_the_hub_is_unreachable(tmp_path):
-    proc = _demo(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), tmp_path)
+    """Also the demo's progress: a line per text chunk as its audio arrives (a long text: several chunks)."""
+    proc = _demo(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), tmp_path, "--text", LONG_TEXT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "is not in the Hugging Face cache" in proc.stdout and "Falling back to the demo model" in proc.stdout
     assert "produces noise, not speech" in proc.stdout.splitlines()[-1]
     assert json.loads((tmp_path / "repo" / "manifest.json").read_text())["demo_model"] is True
-    assert (tmp_path / "demo.wav").is_file()
+    progress = _chunk_progress(proc.stdout)
+    total = int(re.search(r"^demo: synthesizing (\d+) text chunk\(s\) at NFE 2$", proc.stdout, re.M).group(1))
+    assert total >= 3 and [(k, n) for k, n, _, _ in progress] == [(k, total) for k in range(1, total + 1)]
+    wave, rate = sf.read(str(tmp_path / "demo.wav"), dtype="float32")
+    assert progress[-1][3] == pytest.approx(len(wave) / rate, abs=0.01)
+    assert sum(piece for _, _, piece, _ in progress) == pytest.approx(len(wave) / rate, abs=0.01 * total)
 
 
 def test_demo_stops_on_any_other_export_error(tmp_path):
@@ -172,6 +186,7 @@ def test_demo_serves_the_released_checkpoint_from_the_hub_cache(released_hub_cac
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert proxy.lines == []
     assert "Falling back" not in proc.stdout and "noise" not in proc.stdout
+    assert [(k, n) for k, n, _, _ in _chunk_progress(proc.stdout)] == [(1, 1)]  # the sentence is one chunk
     manifest = json.loads((tmp_path / "repo" / "manifest.json").read_text())
     assert manifest["model"] == "F5TTS_v1_Base" and manifest["demo_model"] is False
     assert 330e6 < manifest["parameters"] < 345e6  # F5TTS_v1_Base has 337 M DiT parameters
