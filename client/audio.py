@@ -1,4 +1,4 @@
-"""Reference audio in, WAV out."""
+"""Reference audio in, WAV out (16-bit PCM, one conversion for every writer: to_int16)."""
 
 from __future__ import annotations
 
@@ -28,18 +28,24 @@ def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
 
 
 def write_wav_atomic(path: str | Path, waveform: np.ndarray, sample_rate: int) -> None:
-    """Write a 16-bit PCM WAV via a temp file + rename: no partial file on failure.
+    """Write a 16-bit mono PCM WAV via a temp file + rename: no partial file on failure.
 
-    The temp file is created with mode 0666 minus the umask, as open() would create the file
-    itself (mkstemp's 0600 would survive the rename).
+    The same writer and the same conversion (pcm16) as ProgressiveWav: a whole answer and a
+    streamed one of the same audio give the same bytes. The temp file is created with mode 0666
+    minus the umask, as open() would create the file itself (mkstemp's 0600 would survive the
+    rename).
     """
     path = Path(path)
+    waveform = np.asarray(waveform)
+    if waveform.ndim != 1:  # refused rather than interleaved under a mono header
+        raise ValueError(f"write_wav_atomic writes mono: give a 1-D waveform, got shape {list(waveform.shape)}")
+    frames = pcm16(waveform)  # before any file exists: a bad waveform leaves nothing behind
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(fd, "wb") as out:
-            sf.write(out, np.asarray(waveform, dtype=np.float32), sample_rate, subtype="PCM_16", format="WAV")
+        with os.fdopen(fd, "wb") as out, _wav_writer(out, sample_rate) as wav:
+            wav.writeframes(frames)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -54,10 +60,7 @@ class ProgressiveWav:
     def __init__(self, path: str | Path, sample_rate: int) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._out = open(path, "wb")
-        self._file = wave.open(self._out, "wb")
-        self._file.setnchannels(1)
-        self._file.setsampwidth(2)
-        self._file.setframerate(sample_rate)
+        self._file = _wav_writer(self._out, sample_rate)
 
     def write(self, samples: np.ndarray) -> None:
         self._file.writeframes(pcm16(samples))
@@ -68,6 +71,26 @@ class ProgressiveWav:
         self._out.close()
 
 
+def _wav_writer(out, sample_rate: int) -> wave.Wave_write:
+    """The stdlib's WAV writer, mono 16-bit: the one header both writers produce."""
+    wav = wave.open(out, "wb")
+    wav.setnchannels(1)
+    wav.setsampwidth(2)
+    wav.setframerate(sample_rate)
+    return wav
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    """Float audio in [-1, 1] -> 16-bit samples: clipped to [-1, 1], scaled by 32767 and rounded to
+    the nearest integer (halves to even). The one conversion of every writer here (WAV files, raw
+    PCM on stdout, the gateway's encoders): truncating instead would shift half the samples by
+    one step towards zero, and two writers that disagree give different files for the same audio."""
+    samples = np.asarray(samples)
+    # In float64 a float32 sample times 32767 is exact, so the rounding alone decides (a float32 product
+    # can land a value on the wrong side of a half).
+    return np.rint(np.clip(samples.astype(np.float64), -1.0, 1.0) * 32767).astype("<i2")
+
+
 def pcm16(samples: np.ndarray) -> bytes:
-    """Raw 16-bit little-endian PCM (what `aplay -f S16_LE` and `ffplay -f s16le` read)."""
-    return (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    """Raw 16-bit little-endian PCM (what `aplay -f S16_LE` and `ffplay -f s16le` read); see to_int16."""
+    return to_int16(samples).tobytes()

@@ -315,3 +315,27 @@ def test_written_wavs_get_the_permissions_of_the_umask(tmp_path, umask):
     for name in ("unary.wav", "streamed.wav"):
         assert oct((tmp_path / name).stat().st_mode & 0o777) == oct(0o666 & ~umask), name
     assert sorted(p.name for p in tmp_path.iterdir()) == ["streamed.wav", "unary.wav"]  # no temp file left
+
+
+# --- one 16-bit conversion, exit statuses, signals, gRPC's own log lines ---------------------
+def test_both_wav_writers_give_the_same_bytes_rounded_and_clipped(tmp_path):
+    """The whole-answer writer and the streaming one hold the same samples, rounded to the nearest step
+    (truncation moves k + 0.7 steps to k, and k + 0.5 on either side of a half) and clipped at +-1."""
+    from client.audio import ProgressiveWav, pcm16, write_wav_atomic
+
+    steps = np.array([0, 0.5, 0.7, -0.7, 1.5, 2.5, -2.5, 100.49, 100.51, -100.51, 32766.6], np.float64)
+    audio = np.concatenate([(steps / 32767).astype(np.float32), np.float32([1.0, -1.0, 1.5, -3.0, 0.9999999])])
+    want = np.rint(np.clip(audio.astype(np.float64), -1, 1) * 32767).astype(np.int16)
+    assert (want != (np.clip(audio, -1, 1) * 32767).astype(np.int16)).any()  # where truncation differs
+
+    write_wav_atomic(tmp_path / "whole.wav", audio, contract.SAMPLE_RATE)
+    streamed = ProgressiveWav(tmp_path / "streamed.wav", contract.SAMPLE_RATE)
+    for piece in np.array_split(audio, 3):
+        streamed.write(piece)
+    streamed.close()
+    whole = (tmp_path / "whole.wav").read_bytes()
+    assert (tmp_path / "streamed.wav").read_bytes() == whole
+    assert whole[44:] == pcm16(audio) == want.astype("<i2").tobytes()  # raw PCM on stdout: the same samples
+    samples, rate = sf.read(str(tmp_path / "whole.wav"), dtype="int16")
+    np.testing.assert_array_equal(samples, want)
+    assert rate == contract.SAMPLE_RATE and samples[-5:].tolist() == [32767, -32767, 32767, -32767, 32767]
