@@ -149,6 +149,12 @@ class SamplingDefaults:
 DEFAULTS = SamplingDefaults()
 
 
+# The longest text a request may ask to speak, in characters: OpenAI's cap on `input`. UTF-8 needs
+# up to 4 bytes a character, so the byte limit below covers it in any script (emoji, CJK extensions).
+MAX_TEXT_CHARS = 4096
+UTF8_MAX_BYTES_PER_CHAR = 4
+
+
 @dataclass(frozen=True)
 class Limits:
     """What a request may ask for. Each violation is answered with INVALID_ARG.
@@ -157,7 +163,7 @@ class Limits:
     (they become model parameters); the others are fixed.
     """
 
-    max_target_text_bytes: int = 4000
+    max_target_text_bytes: int = MAX_TEXT_CHARS * UTF8_MAX_BYTES_PER_CHAR
     max_reference_text_bytes: int = 1000
     min_reference_seconds: float = 0.3
     max_reference_seconds: float = 30.0  # accepted upload length

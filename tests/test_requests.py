@@ -42,7 +42,7 @@ def test_options_are_read():
     ({contract.TARGET_TEXT: None}, "missing required input 'target_text'"),
     ({contract.REFERENCE_AUDIO: None}, "missing required input 'reference_audio'"),
     ({contract.TARGET_TEXT: np.array([[b" \n\t"]], dtype=object)}, "'target_text' is empty or whitespace only"),
-    ({contract.TARGET_TEXT: np.array([[b"a" * 5000]], dtype=object)}, "'target_text' is 5000 bytes; at most 4000"),
+    ({contract.TARGET_TEXT: np.array([[b"a" * 16385]], dtype=object)}, "'target_text' is 16385 bytes; at most 16384"),
     ({contract.REFERENCE_TEXT: np.array([[b"\xff\xfe"]], dtype=object)}, "'reference_text' is not valid UTF-8"),
     ({contract.TARGET_TEXT: np.array([[b"a", b"b"]], dtype=object)}, "exactly one value per request"),
     ({contract.REFERENCE_AUDIO: np.zeros((1, 1, 24000), np.float32)}, "'reference_audio' is silent"),
