@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
     triton = Triton(settings.triton_urls, settings.timeout, settings.server_info_ttl)
     library = VoiceLibrary(settings.voices_dir)
     library.open()
+    aliases = dict(settings.voice_aliases)
     in_flight = 0
 
     @asynccontextmanager
@@ -75,6 +77,12 @@ def create_app(settings: Settings) -> FastAPI:
         await triton.close()
 
     app = FastAPI(title="F5-TTS speech gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    if settings.cors_origins:
+        # Browser pages on other origins (a chat UI calling this API directly). The key travels in the
+        # Authorization header, never in cookies, so credentials stay off.
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
+                           expose_headers=["X-First-Audio-Ms"], max_age=600)
 
     @app.exception_handler(APIError)
     async def _api_error(request: Request, e: APIError):
@@ -134,22 +142,31 @@ def create_app(settings: Settings) -> FastAPI:
     # --- voices ----------------------------------------------------------------------------------
     async def speaker(name: str) -> Speaker:
         info = await triton.info()
-        if name in info.voices:  # registered at export: prepared once on the server
-            return Speaker(voice=name)
-        stored = await asyncio.to_thread(library.get, name)
+        voice = aliases.get(name, name)
+        if voice in info.voices:  # registered at export: prepared once on the server
+            return Speaker(voice=voice)
+        stored = await asyncio.to_thread(library.get, voice)
         if stored is None:
-            known = sorted(set(info.voices) | set(await asyncio.to_thread(library.names)))
-            raise bad_request(f"unknown voice {name!r}; known voices: {', '.join(known) or 'none'} (upload one with "
-                              "POST /v1/audio/voices)", "voice", "voice_not_found")
+            known = sorted(set(info.voices) | set(await asyncio.to_thread(library.names)) | set(aliases))
+            alias = f" (the alias {name!r} names it: --voice-alias)" if voice != name else ""
+            raise bad_request(f"unknown voice {voice!r}{alias}; known voices: {', '.join(known) or 'none'} (upload "
+                              "one with POST /v1/audio/voices)", "voice", "voice_not_found")
         return Speaker(audio=stored.audio, sample_rate=stored.sample_rate, text=stored.transcript)
 
     @v1.get("/audio/voices")
     async def list_voices():
-        info = await triton.info()
-        registered = [{"id": n, "object": "audio.voice", "name": n, "created_at": None, "type": "audio_sample",
-                       "source": "registered"} for n in info.voices]
-        stored = [v.describe() for v in await asyncio.to_thread(library.all)]
-        return {"object": "list", "data": registered + stored}
+        """Registered voices (Triton's), the library's and the aliases. While Triton cannot be asked, the
+        library and the aliases are still listed, and `registered` says why its voices are missing."""
+        try:
+            registered_names, registered = (await triton.info()).voices, "available"
+        except APIError as e:
+            registered_names, registered = (), f"unknown: {e.message}"
+        listed = [{"id": n, "object": "audio.voice", "name": n, "created_at": None, "type": "audio_sample",
+                   "source": "registered"} for n in registered_names]
+        listed += [v.describe() for v in await asyncio.to_thread(library.all)]
+        listed += [{"id": a, "object": "audio.voice", "name": a, "created_at": None, "type": "audio_sample",
+                    "source": "alias", "alias_of": v} for a, v in aliases.items()]
+        return {"object": "list", "data": listed, "registered": registered}
 
     @v1.post("/audio/voices", status_code=201)
     async def add_voice(request: Request):
@@ -174,21 +191,27 @@ def create_app(settings: Settings) -> FastAPI:
             if not isinstance(fields["name"], str) or not isinstance(fields["transcript"], str):
                 raise bad_request("'name' and 'transcript' must be text fields")
             data = await upload.read()
-            filename = upload.filename or "upload"
+            filename, content_type = upload.filename or "upload", upload.content_type
         finally:
             await form.close()
         name = check_name(fields["name"].strip())
+        if name in aliases:
+            raise APIError(409, f"{name!r} is an alias of the voice {aliases[name]!r} (--voice-alias); choose another "
+                                "name", param="name", code="voice_exists")
         info = await triton.info()
         if name in info.voices:
             raise APIError(409, f"voice {name!r} is registered on the server (at export); choose another name",
                            param="name", code="voice_exists")
         transcript = check_transcript(fields["transcript"], info.limits)
-        audio, rate = await asyncio.to_thread(decode_upload, data, filename, info.limits)
+        audio, rate = await asyncio.to_thread(decode_upload, data, filename, info.limits, content_type)
         stored = await asyncio.to_thread(library.add, name, transcript, audio, rate, filename)
         return stored.describe()
 
     @v1.delete("/audio/voices/{name}")
     async def delete_voice(name: str):
+        if name in aliases:
+            raise bad_request(f"{name!r} is an alias of the voice {aliases[name]!r} (--voice-alias) and cannot be "
+                              "deleted here; start the gateway without it", "voice")
         info = await triton.info()
         if name in info.voices:
             raise bad_request(f"voice {name!r} is registered on the server at export and cannot be deleted here; "

@@ -4,16 +4,30 @@
 |---|---|---|---|
 | pcm  | none (16-bit little-endian samples) | raw | yes |
 | wav  | a RIFF header with open-ended sizes, then pcm (what streaming WAV writers do) | WAV | yes |
-| mp3  | PyAV (FFmpeg's libmp3lame) | MPEG audio | yes |
+| mp3  | PyAV (FFmpeg's libmp3lame) | MPEG audio | sse only: sent whole, so its LAME tag carries the delay and length |
 | opus | libsndfile through soundfile (libopus) | Ogg | yes |
 | aac  | PyAV (FFmpeg's native AAC encoder) | ADTS | yes |
 | flac | libsndfile through soundfile | FLAC | no: sent whole, so its header carries the length and MD5 |
 
+Encoder delay. MP3 and AAC decoders put the encoder's priming before the speech (libmp3lame 1105
+samples with the decoder's own delay, FFmpeg's AAC 1024) and pad the last frame, unless the file
+says how much to drop. For mp3 that is the LAME tag in the first frame (an "Info" frame: delay,
+padding and the frame count), which FFmpeg's muxer completes when it closes a seekable file: the
+whole answer is encoded into memory and sent at the end, and decoders that read the tag (FFmpeg,
+browsers, mpg123) return the samples without the delay (tested): exactly, or at some lengths with up
+to a few dozen samples of padding left at the end (measured: at most 46 in 40 random lengths; the
+padding FFmpeg records misses part of LAME's last frame there). A stream cannot take its first frame
+back, and a tag without the frame count is decoded as a frame of silence by FFmpeg (measured), so
+the mp3 deltas of stream_format "sse" carry no tag: 1105 samples of delay, then the last frames'
+padding (under 1152 samples, two 24 kHz frames; measured 52 to 606). ADTS has no field for priming
+at all: aac decodes to 1024 samples of delay, then the speech, then up to one frame (1024) of
+padding (tested); clients that need the exact samples ask for pcm, wav, flac or opus (Ogg's pre-skip
+and end trimming are exact).
+
 Why not libsndfile for mp3: its LAME encoder rewrites the first frame (the Xing/LAME tag) when it
-closes the file; a stream cannot take that back, and decoders then stop early (measured: 17784 of
-72000 samples). FFmpeg writes no such tag to an unseekable output. libsndfile has no AAC at all.
-Every encoder gets the same 16-bit samples (client.audio.pcm16), so the lossless formats carry
-exactly the pcm answer.
+closes the file, which a stream cannot take back: decoders then stop early (measured: 17784 of
+72000 samples). libsndfile has no AAC at all. Every encoder gets the same 16-bit samples
+(client.audio.pcm16), so the lossless formats carry exactly the pcm answer.
 """
 
 from __future__ import annotations
@@ -142,12 +156,16 @@ class FlacEncoder(Encoder):
 
 
 class PyAVEncoder(Encoder):
-    def __init__(self, sample_rate: int, container: str, codec: str) -> None:
+    """whole: into a seekable buffer, all of it sent by finish(), so that the muxer can complete its header
+    (mp3's LAME tag); else progressive, into an unseekable outbox, where muxers write no such header."""
+
+    def __init__(self, sample_rate: int, container: str, codec: str, whole: bool = False) -> None:
         import av
 
         self._rate = sample_rate
+        self._whole = io.BytesIO() if whole else None
         self._out = _Outbox(seekable=False)
-        self._container = av.open(self._out, "w", format=container)
+        self._container = av.open(self._whole or self._out, "w", format=container)
         self._stream = self._container.add_stream(codec, rate=sample_rate, layout="mono")
         self._stream.bit_rate = BITRATE
 
@@ -165,21 +183,24 @@ class PyAVEncoder(Encoder):
 
     def finish(self):
         tail = self._mux(None)  # flush the encoder
-        self._container.close()
-        return tail + self._out.take()
+        self._container.close()  # mp3 into a seekable buffer: its LAME tag is completed here
+        return self._whole.getvalue() if self._whole else tail + self._out.take()
 
 
 @dataclass(frozen=True)
 class AudioFormat:
     name: str
     media_type: str
-    progressive: bool  # bytes leave as each piece arrives (else all at the end)
+    progressive: bool  # stream_format "audio": bytes leave as each piece arrives (else all at the end)
     library: str
-    make: Callable[[int], Encoder]
+    make: Callable[[int], Encoder]  # the encoder of a stream_format "audio" answer
+    make_events: Callable[[int], Encoder] | None = None  # of an "sse" answer, where it differs: progressive
 
 
 FORMATS: dict[str, AudioFormat] = {f.name: f for f in (
-    AudioFormat("mp3", "audio/mpeg", True, "PyAV (FFmpeg libmp3lame)", lambda r: PyAVEncoder(r, "mp3", "libmp3lame")),
+    AudioFormat("mp3", "audio/mpeg", False, "PyAV (FFmpeg libmp3lame)",
+                lambda r: PyAVEncoder(r, "mp3", "libmp3lame", whole=True),
+                lambda r: PyAVEncoder(r, "mp3", "libmp3lame")),
     AudioFormat("opus", "audio/ogg; codecs=opus", True, "soundfile (libsndfile, libopus)", OggOpusEncoder),
     AudioFormat("aac", "audio/aac", True, "PyAV (FFmpeg aac)", lambda r: PyAVEncoder(r, "adts", "aac")),
     AudioFormat("flac", "audio/flac", False, "soundfile (libsndfile)", FlacEncoder),

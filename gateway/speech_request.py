@@ -11,9 +11,12 @@ from client.request import SynthesisOptions
 from gateway.errors import bad_request
 
 OPENAI_SPEED_RANGE = (0.25, 4.0)
+OPENAI_MAX_INSTRUCTIONS_CHARS = 4096  # OpenAI's cap; F5-TTS ignores instructions, but not without bound
 STREAM_FORMATS = ("audio", "sse")
 DEFAULT_FORMAT = "mp3"  # OpenAI's default
 OPENAI_FIELDS = ("model", "input", "voice", "instructions", "response_format", "speed", "stream_format")
+# Fields other OpenAI-style servers take, accepted for their clients: Kokoro-FastAPI's `stream`.
+COMPATIBLE_FIELDS = ("stream",)
 # Our extensions: the model's own sampling options, typed as the contract types them.
 EXTENSIONS = (contract.SEED, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF,
               contract.DURATION)
@@ -65,10 +68,11 @@ def model_speed(speed: float) -> float:
 def parse_speech_request(body, formats: tuple[str, ...], max_input_chars: int) -> SpeechRequest:
     if not isinstance(body, dict):
         raise bad_request(f"the request body must be a JSON object, got {_type_name(body)}")
-    unknown = sorted(set(body) - set(OPENAI_FIELDS) - set(EXTENSIONS))
+    unknown = sorted(set(body) - set(OPENAI_FIELDS) - set(EXTENSIONS) - set(COMPATIBLE_FIELDS))
     if unknown:
         raise bad_request(f"unrecognized request argument(s) supplied: {', '.join(map(repr, unknown))}; allowed: "
-                          f"{', '.join(OPENAI_FIELDS + EXTENSIONS)}", unknown[0], "unknown_parameter")
+                          f"{', '.join(OPENAI_FIELDS + EXTENSIONS + COMPATIBLE_FIELDS)}", unknown[0],
+                          "unknown_parameter")
     given = {k: v for k, v in body.items() if v is not None}
     for name in ("model", "input", "voice"):
         if name not in given:
@@ -92,10 +96,23 @@ def parse_speech_request(body, formats: tuple[str, ...], max_input_chars: int) -
     if response_format not in formats:
         raise bad_request(f"'response_format' is {response_format!r}; allowed: {', '.join(formats)}",
                           "response_format")
+    if "instructions" in given and len(given["instructions"]) > OPENAI_MAX_INSTRUCTIONS_CHARS:
+        raise bad_request(f"'instructions' is {len(given['instructions'])} characters; at most "
+                          f"{OPENAI_MAX_INSTRUCTIONS_CHARS} are allowed (F5-TTS takes the manner of speaking from the "
+                          "voice and ignores them)", "instructions", "string_above_max_length")
     stream_format = given.get("stream_format", "audio")
     if stream_format not in STREAM_FORMATS:
         raise bad_request(f"'stream_format' is {stream_format!r}; allowed: {', '.join(STREAM_FORMATS)}",
                           "stream_format")
+    stream = given.get("stream", False)
+    if not isinstance(stream, bool):
+        raise bad_request(f"'stream' must be true or false, got {_type_name(stream)} {stream!r}", "stream")
+    # `stream: true` (Kokoro-style clients) asks for raw audio bytes streamed: stream_format "audio". Beside
+    # an explicit "sse" it is a contradiction, refused rather than guessed at; `stream: false` states no
+    # preference (the answer is sent as OpenAI's is, by stream_format).
+    if stream and stream_format != "audio":
+        raise bad_request(f"'stream': true means stream_format 'audio' (raw audio bytes), but 'stream_format' is "
+                          f"{stream_format!r}; send one of the two", "stream")
     speed = None
     if "speed" in given:
         speed = _number("speed", given["speed"])

@@ -67,7 +67,9 @@ class SpeechStream:
         self._first = first
         self._pieces = pieces
         self._on_close = on_close
-        self._encoder = encoders.FORMATS[req.response_format].make(contract.SAMPLE_RATE)
+        fmt = encoders.FORMATS[req.response_format]
+        make = fmt.make_events if req.stream_format == "sse" and fmt.make_events else fmt.make
+        self._encoder = make(contract.SAMPLE_RATE)
         self.samples = 0
         self.completed = False
         self._closed = False

@@ -35,6 +35,8 @@ AUDIO_FILE = "audio.wav"
 META_FILE = "voice.json"
 _NAME = re.compile(contract.VOICE_NAME_PATTERN)
 _STALE_SECONDS = 600  # leftovers of a crash mid-upload or mid-delete, removed at start
+# What an upload may be, as this libsndfile reads it (MP3 needs libsndfile 1.1 or later).
+ACCEPTED_FORMATS = ", ".join(f for f in ("WAV", "FLAC", "OGG", "MP3", "AIFF") if f in sf.available_formats())
 
 
 @dataclass(frozen=True)
@@ -60,14 +62,20 @@ def check_name(name: str) -> str:
     return name
 
 
-def decode_upload(data: bytes, filename: str, limits: contract.Limits) -> tuple[np.ndarray, int]:
+def decode_upload(data: bytes, filename: str, limits: contract.Limits,
+                  content_type: str | None = None) -> tuple[np.ndarray, int]:
     """An uploaded audio file -> float32 [channels, samples] within the reference limits."""
     what = f"the uploaded audio {filename!r} ({len(data)} bytes)"
+    if not data:
+        raise bad_request(f"{what} is empty; send {ACCEPTED_FORMATS}", "audio_sample")
     try:
         audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e:
-        raise bad_request(f"{what} is not an audio file libsndfile can read ({e}); send WAV, FLAC, OGG or MP3",
-                          "audio_sample") from None
+        # libsndfile's own words, without the Python object it was handed (its str() starts with that).
+        reason = getattr(e, "error_string", None) or str(e)
+        sent = f"sent as {content_type}, " if content_type else ""
+        raise bad_request(f"{what} is not an audio file libsndfile can read: {reason.rstrip('.')} ({sent}it begins "
+                          f"{data[:12]!r}); send {ACCEPTED_FORMATS}", "audio_sample") from None
     seconds = len(audio) / rate
     if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
         raise bad_request(f"{what} has a sample rate of {rate} Hz; allowed range is [{limits.min_sample_rate}, "
