@@ -13,19 +13,49 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import contract
 from client.api import SynthesisError, list_voices, stream_synthesize, synthesize
-from client.connection import resolve_endpoint
 from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
+from client.connection import resolve_endpoint
 from client.request import SynthesisOptions, build_inputs, http_json_body
+
+# Exit statuses (the help's epilog and README.md's Clients section say the same).
+EXIT_FAILURE = 1  # the request failed: the server's message, a missing file, a server out of reach
+EXIT_USAGE = 2  # the command line is wrong (argparse's own status for its errors)
+EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports it
+EXIT_STATUSES = (f"exit status: 0 done; {EXIT_FAILURE} for a failed request; {EXIT_USAGE} for a usage error; "
+                 f"{EXIT_SIGNAL[signal.SIGINT]} (SIGINT, Ctrl-C)\nor {EXIT_SIGNAL[signal.SIGTERM]} (SIGTERM) when a "
+                 "signal abandons the request. Each of these says why in one line on\nstderr and leaves no output "
+                 "file.")
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. A BaseException, as KeyboardInterrupt is, so that no `except
+    Exception` on the way (the API's error mapping) reports it as a failed request, while every
+    `finally` and `except BaseException` (cancelling the stream, removing the partial WAV) runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    # Later signals are ignored: the clean-up this one starts (cancelling the request on the server,
+    # removing the partial file) finishes, and a second Ctrl-C prints no traceback from inside it.
+    for s in EXIT_SIGNAL:
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m client", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m client", description=__doc__, epilog=EXIT_STATUSES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", choices=["grpc", "http"],
                    help="default: the URL's scheme, else grpc")
@@ -81,6 +111,11 @@ def parse_args(argv):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # gRPC's C core logs lines of its own to stderr (a TLS handshake against a plaintext port logs
+    # one before the client's error); the CLI says what went wrong in one line itself. grpc reads
+    # this when it is first imported, which the client does lazily, after this line; a value the
+    # user set is kept (GRPC_VERBOSITY=DEBUG shows those lines again).
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         from client.bench import main as bench_main
@@ -92,17 +127,35 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     if args.verbose:
         logging.getLogger("client").setLevel(logging.DEBUG)
+    # signal.signal works in the main thread only (main() may be called from another one in-process);
+    # a signal ignored on the way in stays ignored (a shell's background job ignores SIGINT).
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {s: signal.signal(s, _interrupt) for s in EXIT_SIGNAL
+                    if signal.getsignal(s) is not signal.SIG_IGN}
+    try:
+        return _run(args)
+    except Interrupted as e:
+        removed = f"; the partial {args.output} was removed" if args.stream and args.output != "-" else ""
+        print(f"client: stopped by {e}: the request was abandoned{removed}", file=sys.stderr)
+        return EXIT_SIGNAL[e.signum]
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _run(args) -> int:
     try:
         endpoint = resolve_endpoint(args.url, args.protocol, args.ssl)
     except ValueError as e:
         print(f"client: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     url, protocol = endpoint.url, endpoint.protocol
     try:
         headers = dict(h.split("=", 1) for h in args.header)
     except ValueError:
         print(f"client: error: --header must be NAME=VALUE, got {args.header}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     connection = dict(ssl=endpoint.ssl, root_certificates=args.root_certificates, private_key=args.private_key,
                       certificate_chain=args.certificate_chain)
     # With raw PCM on stdout, everything said to the user goes to stderr.
@@ -141,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
     except (SynthesisError, ValueError, OSError) as e:
         print(f"client: error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILURE
+    # The output is complete: a signal now would only cut the summary line short.
+    for s in EXIT_SIGNAL:
+        if signal.getsignal(s) is _interrupt:
+            signal.signal(s, signal.SIG_IGN)
     seconds = samples / out_rate
     where = "stdout" if args.output == "-" else args.output
     ttfa = f", first audio after {first:.2f} s" if first is not None else ""
@@ -151,14 +208,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stream(args, text, reference, url, protocol, options, headers, connection) -> tuple[int, float | None]:
-    """Write each piece as it arrives; returns (samples written, seconds to the first piece)."""
+    """Write each piece as it arrives; returns (samples written, seconds to the first piece).
+    A stream that fails or is stopped (Interrupted) removes its partial WAV: a file at the output
+    path is a whole answer."""
     started = time.perf_counter()
     pieces = stream_synthesize(text, *reference, voice=args.voice, url=url, protocol=protocol,
                                model=args.model or contract.STREAM_MODEL, options=options, timeout=args.timeout,
-                               headers=headers, **connection)
-    sink = None if args.output == "-" else ProgressiveWav(args.output, contract.SAMPLE_RATE)
+                               headers=headers, **connection)  # a generator: nothing is sent before the loop
+    sink = None
     samples, first = 0, None
     try:
+        if args.output != "-":
+            sink = ProgressiveWav(args.output, contract.SAMPLE_RATE)
         for piece in pieces:
             if first is None:
                 first = time.perf_counter() - started
@@ -169,12 +230,12 @@ def _stream(args, text, reference, url, protocol, options, headers, connection) 
                 sink.write(piece)
             samples += len(piece)
     except BaseException:
-        if sink is not None:  # a failed stream leaves no half-written file behind
+        if sink is not None:
             sink.close()
             Path(args.output).unlink(missing_ok=True)
         raise
     finally:
-        pieces.close()  # on an early exit (broken pipe, Ctrl-C) the server stops the remaining chunks
+        pieces.close()  # on an early exit (broken pipe, a signal) the server stops the remaining chunks
     if sink is not None:
         sink.close()
     return samples, first

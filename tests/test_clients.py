@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import contract
 from client import SynthesisError, SynthesisOptions, synthesize, synthesize_async
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 
-from conftest import SHORT_TEXT
+from conftest import LONG_TEXT, SHORT_TEXT, VOICE, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -339,3 +340,101 @@ def test_both_wav_writers_give_the_same_bytes_rounded_and_clipped(tmp_path):
     samples, rate = sf.read(str(tmp_path / "whole.wav"), dtype="int16")
     np.testing.assert_array_equal(samples, want)
     assert rate == contract.SAMPLE_RATE and samples[-5:].tolist() == [32767, -32767, 32767, -32767, 32767]
+
+
+@pytest.mark.parametrize("args,status", [
+    (["--voice", "nature"], 2),  # no text: argparse
+    (["--text", "hi"], 2),  # no speaker
+    ([*SPEAK, "--nfe-step", "many"], 2),
+    ([*SPEAK, "--url", "ftp://localhost:1"], 2),
+    ([*SPEAK, "-H", "no-equals-sign"], 2),
+    ([*SPEAK, "--url", "127.0.0.1:9", "--timeout", 10], 1),  # nothing listens there
+    (["--reference-audio", "/nonexistent.wav", "--reference-text", "hi", "--text", "hi"], 1),
+], ids=["no_text", "no_speaker", "bad_number", "bad_scheme", "bad_header", "unreachable", "missing_file"])
+def test_usage_errors_exit_2_and_failures_1(tmp_path, args, status):
+    proc = run_client(*args, "--output", tmp_path / "out.wav")
+    assert proc.returncode == status, proc.stderr
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]  # argparse prints its usage first
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]), proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readme_and_help_state_the_exit_statuses_the_cli_uses():
+    from client.__main__ import EXIT_FAILURE, EXIT_SIGNAL, EXIT_USAGE
+
+    assert (EXIT_FAILURE, EXIT_USAGE, EXIT_SIGNAL) == (1, 2, {signal.SIGINT: 130, signal.SIGTERM: 143})
+    readme = (ROOT / "README.md").read_text()
+    clients = readme[readme.index("## Clients"):readme.index("\n## ", readme.index("## Clients") + 1)]
+    for text in [run_client("--help").stdout, clients]:
+        said = " ".join(text.split())
+        for phrase in ["1 for a failed request", "2 for a usage error", "130 (SIGINT, Ctrl-C)", "143 (SIGTERM)"]:
+            assert phrase in said, phrase
+
+
+def _grpc_env() -> dict[str, str]:
+    """This environment without gRPC's own settings: what the CLI does with none set."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GRPC_")}
+
+
+@pytest.mark.parametrize("args", [["--list-voices"], SPEAK, [*SPEAK, "--stream"]], ids=["list", "unary", "stream"])
+def test_tls_against_a_plaintext_port_says_only_the_clients_line(server, tmp_path, args):
+    """gRPC's C core logs the failed TLS handshake itself ("ssl_transport_security.cc ... Handshake
+    failed"); the CLI silences it and says its own one line."""
+    proc = subprocess.run([sys.executable, "-m", "client", *args, "--ssl", "--url", server.grpc_url, "--output",
+                           str(tmp_path / "out.wav"), "--timeout", "30"], capture_output=True, text=True,
+                          timeout=120, cwd=ROOT, env=_grpc_env())
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("client: error: cannot reach"), proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# Slow enough that a signal lands mid-stream on any machine: 15 chunks of NFE 32.
+INTERRUPTED_TEXT = " ".join([LONG_TEXT] * 3)
+
+
+def _connected_to(pid: int, port: int) -> bool:
+    """Whether process `pid` holds an established TCP connection to `port` (its request is under way)."""
+    import psutil
+
+    try:
+        return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+                   for c in psutil.Process(pid).net_connections("tcp"))
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "unary"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path, signum, stream):
+    """SIGTERM (a service manager, `timeout`) or SIGINT (Ctrl-C) while the audio arrives: no partial WAV
+    is left, one line says so, and the status is 128 + the signal, as a shell reports it. The signal is
+    sent once the request is observably under way: the streamed WAV has its first piece, or the unary
+    request's connection to the server is established."""
+    out = tmp_path / "out.wav"
+    # A stream is cancelled on the server; a unary request runs to its end there, so it is kept shorter.
+    args = ["--url", server.grpc_url, "--voice", VOICE, "--text", INTERRUPTED_TEXT if stream else LONG_TEXT,
+            "--nfe-step", 32, "--output", out, *(["--stream"] if stream else [])]
+    proc = subprocess.Popen([sys.executable, "-m", "client", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(server.grpc_url.rsplit(":", 1)[1])
+        if stream:
+            wait_for(lambda: proc.poll() is not None or (out.exists() and out.stat().st_size > 44),
+                     "the streamed WAV to hold its first piece")
+        else:
+            wait_for(lambda: proc.poll() is not None or _connected_to(proc.pid, port),
+                     "the client's connection to the server")
+        assert proc.poll() is None, f"the client ended before the signal: {proc.communicate()}"
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.splitlines() == [stderr.strip()] and "Traceback" not in stderr, stderr
+    assert stderr.startswith(f"client: stopped by {signal.Signals(signum).name}: the request was abandoned"), stderr
+    assert stdout == ""
+    assert list(tmp_path.iterdir()) == []
