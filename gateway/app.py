@@ -132,7 +132,11 @@ def create_app(settings: Settings) -> FastAPI:
     @v1.get("/models/{model_id}")
     async def get_model(model_id: str):
         check_model(model_id)
-        return model_object(model_id)
+        # Beyond OpenAI's fields, what the playground shows: the input limits (characters here, UTF-8 bytes on
+        # the server) and whether the server runs the demo model (noise).
+        info = await triton.info()
+        return {**model_object(model_id), "demo_model": info.demo_model, "max_input_chars": settings.max_input_chars,
+                "max_input_bytes": info.limits.max_target_text_bytes}
 
     def check_model(model_id: str) -> None:
         if model_id not in settings.model_ids:

@@ -43,6 +43,7 @@ class Speaker:
 class ServerInfo:
     voices: tuple[str, ...]  # registered at export
     limits: contract.Limits  # with the server's own export-time values
+    demo_model: bool = False  # exported with --demo-tiny: random weights, noise
 
 
 def _parameters(config: dict) -> dict[str, str]:
@@ -56,7 +57,8 @@ def server_info(config: dict) -> ServerInfo:
                        ("max_audio_seconds", float)):
         if params.get(name, "").strip():
             limits = dataclasses.replace(limits, **{name: kind(params[name])})
-    return ServerInfo(contract.parse_voice_list(params.get(contract.VOICES_PARAMETER, "")), limits)
+    return ServerInfo(contract.parse_voice_list(params.get(contract.VOICES_PARAMETER, "")), limits,
+                      demo_model=params.get("demo_model") == "true")
 
 
 def _message(e: Exception) -> str:
