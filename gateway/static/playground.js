@@ -5,16 +5,30 @@
 
 const RATE = 24000;
 const MODEL = "f5-tts";
+const KEY_STORAGE = "f5-gateway-key";
+const EXTENSIONS = { wav: "wav", mp3: "mp3", flac: "flac", opus: "opus", aac: "aac", pcm: "pcm" };
 const $ = (id) => document.getElementById(id);
+const utf8 = new TextEncoder();
 
-// What happened during the last Speak, for people (the numbers on the page) and for the browser test.
-const state = { running: false, done: false, error: null, firstAudioMs: null, receivedSeconds: 0, playedSeconds: 0 };
+// What happened during the last Speak and Download, and what the gateway said about its model: for
+// people (on the page) and for the browser test.
+const state = { running: false, done: false, error: null, firstAudioMs: null, receivedSeconds: 0, playedSeconds: 0,
+                seed: null, download: null, limits: null, demoModel: null };
 window.playground = state;
 let current = null; // {controller, ctx} of the Speak in progress
+let last = null; // {body, pieces, samples} of the last finished Speak: what Download saves
+let downloadUrl = null; // revoked when the next download replaces it (at once could cancel the save)
 
 function authHeaders(extra = {}) {
   const key = $("api-key").value.trim();
   return key ? { ...extra, Authorization: `Bearer ${key}` } : extra;
+}
+
+// Every call to the API: a 401 opens the key box and says what to do there.
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: authHeaders(options.headers) });
+  if (response.status === 401) askForKey();
+  return response;
 }
 
 async function errorMessage(response) {
@@ -30,6 +44,22 @@ function say(id, text, isError = false) {
   $(id).classList.toggle("error", isError);
 }
 
+function askForKey() {
+  const given = $("api-key").value.trim() !== "";
+  $("key-prompt").textContent = given
+    ? "The gateway did not accept this API key: correct it in the box below, then press Enter."
+    : "This gateway needs an API key: type it in the box below and press Enter. The voices appear once it is accepted.";
+  $("key-prompt").hidden = false;
+  $("key-box").open = true;
+  $("api-key").classList.add("attention");
+  $("api-key").focus();
+}
+
+function keyAccepted() {
+  $("key-prompt").hidden = true;
+  $("api-key").classList.remove("attention");
+}
+
 function showMetrics() {
   $("first-audio").textContent = state.firstAudioMs === null ? "–" : `${Math.round(state.firstAudioMs)} ms`;
   $("received").textContent = `${state.receivedSeconds.toFixed(2)} s`;
@@ -37,20 +67,65 @@ function showMetrics() {
 }
 
 async function loadVoices(select) {
-  const response = await fetch("/v1/audio/voices", { headers: authHeaders() });
+  const response = await api("/v1/audio/voices");
+  if (response.status === 401) {
+    $("voice").replaceChildren();
+    say("voice-status", "The voices are listed once the API key is accepted.");
+    return;
+  }
   if (!response.ok) {
     say("voice-status", `Cannot list voices: ${await errorMessage(response)}`, true);
     return;
   }
-  const voices = (await response.json()).data;
-  say("voice-status", voices.length ? "" : "No voices yet: upload one below.");
+  keyAccepted();
+  const listing = await response.json();
+  const voices = listing.data;
   const picker = $("voice");
   picker.replaceChildren(...voices.map((v) => {
-    const option = new Option(`${v.name} (${v.source === "library" ? "library" : "registered"})`, v.id);
+    const kind = v.source === "alias" ? `alias of ${v.alias_of}` : v.source === "library" ? "library" : "registered";
+    const option = new Option(`${v.name} (${kind})`, v.id);
     option.dataset.source = v.source;
     return option;
   }));
   if (select) picker.value = select;
+  if (listing.registered && listing.registered !== "available") {
+    say("voice-status", `The server's registered voices are missing: ${listing.registered}`, true);
+  } else {
+    say("voice-status", voices.length ? "" : "No voices yet: upload one below.");
+  }
+}
+
+// The limits and the demo flag come from the gateway (GET /v1/models/{id}), never from this page.
+async function loadModel() {
+  const response = await api(`/v1/models/${MODEL}`);
+  if (!response.ok) return; // a 401 asks for the key; the voice list says why otherwise
+  const model = await response.json();
+  if (Number.isInteger(model.max_input_chars) && Number.isInteger(model.max_input_bytes)) {
+    state.limits = { chars: model.max_input_chars, bytes: model.max_input_bytes };
+  }
+  state.demoModel = model.demo_model === true;
+  $("demo-notice").hidden = !state.demoModel;
+  countText();
+}
+
+function tooLong() {
+  const text = $("text").value;
+  const limits = state.limits;
+  return limits !== null && ([...text].length > limits.chars || utf8.encode(text).length > limits.bytes);
+}
+
+function countText() {
+  const text = $("text").value;
+  // Code points, as the gateway counts characters (an emoji is one, not JavaScript's two), and UTF-8
+  // bytes, as the server counts its limit.
+  const chars = [...text].length;
+  const bytes = utf8.encode(text).length;
+  const limits = state.limits;
+  let line = limits ? `${chars} / ${limits.chars} characters · ${bytes} / ${limits.bytes} bytes (UTF-8)`
+                    : `${chars} characters · ${bytes} bytes (UTF-8)`;
+  if (tooLong()) line += ": too long for this server; shorten the text to speak it";
+  say("counter", line, tooLong());
+  $("speak").disabled = state.running || tooLong();
 }
 
 function wavBlob(pieces, samples) {
@@ -76,27 +151,38 @@ function stop() {
   current = null;
 }
 
+function speechBody() {
+  const body = { model: MODEL, input: $("text").value, voice: $("voice").value, response_format: "pcm",
+                 speed: Number($("speed").value || 1) };
+  // A seed always: drawn here when none is given (or -1, "random"), so that Download can ask for the
+  // same speech again in another format.
+  const seed = $("seed").value === "" ? -1 : Number($("seed").value);
+  body.seed = seed >= 0 ? seed : crypto.getRandomValues(new Uint32Array(1))[0];
+  if ($("nfe").value !== "") body.nfe_step = Number($("nfe").value); // fewer steps: faster, rougher
+  return body;
+}
+
 async function speak() {
   stop();
   Object.assign(state, { running: true, done: false, error: null, firstAudioMs: null, receivedSeconds: 0,
-                         playedSeconds: 0 });
+                         playedSeconds: 0, seed: null, download: null });
+  last = null;
   showMetrics();
   $("result").hidden = true;
+  say("download-status", "");
   $("speak").disabled = true;
   $("stop").disabled = false;
   say("speak-status", "Synthesizing…");
   const ctx = new AudioContext({ sampleRate: RATE });
   const controller = new AbortController();
   current = { controller, ctx };
-  const body = { model: MODEL, input: $("text").value, voice: $("voice").value, response_format: "pcm",
-                 speed: Number($("speed").value || 1) };
-  if ($("seed").value !== "") body.seed = Number($("seed").value);
-  if ($("nfe").value !== "") body.nfe_step = Number($("nfe").value); // fewer steps: faster, rougher
+  const body = speechBody();
+  state.seed = body.seed;
   const started = performance.now();
   try {
     await ctx.resume();
-    const response = await fetch("/v1/audio/speech", {
-      method: "POST", headers: authHeaders({ "Content-Type": "application/json" }), body: JSON.stringify(body),
+    const response = await api("/v1/audio/speech", {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
       signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorMessage(response));
@@ -149,14 +235,16 @@ async function speak() {
       showMetrics();
     }
     state.done = true;
-    $("result").src = URL.createObjectURL(wavBlob(pieces, samples));
+    last = { body, pieces, samples };
+    if ($("player").src) URL.revokeObjectURL($("player").src);
+    $("player").src = URL.createObjectURL(wavBlob(pieces, samples));
     $("result").hidden = false;
     say("speak-status", `Received ${state.receivedSeconds.toFixed(2)} s of audio in ` +
                         `${((performance.now() - started) / 1000).toFixed(2)} s.`);
     if (ended === scheduled) finishPlaying();
     await allPlayed;
     say("speak-status", `Played ${state.playedSeconds.toFixed(2)} s of audio; first audio after ` +
-                        `${Math.round(state.firstAudioMs)} ms.`);
+                        `${Math.round(state.firstAudioMs)} ms (seed ${body.seed}).`);
   } catch (e) {
     if (e.name !== "AbortError") {
       state.error = e.message;
@@ -166,8 +254,44 @@ async function speak() {
     }
   } finally {
     state.running = false;
-    $("speak").disabled = false;
+    countText(); // re-enables Speak unless the text is too long
     $("stop").disabled = true;
+  }
+}
+
+async function download() {
+  if (!last) return;
+  const format = $("format").value;
+  $("download").disabled = true;
+  state.download = null;
+  try {
+    let blob;
+    if (format === "wav") {
+      blob = wavBlob(last.pieces, last.samples); // what was played: no second synthesis
+    } else {
+      // The browser cannot encode these: the gateway does, for the same request with the same seed.
+      say("download-status", `Encoding as ${format} (the same request again, seed ${last.body.seed})…`);
+      const response = await api("/v1/audio/speech", {
+        method: "POST", headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ ...last.body, response_format: format }),
+      });
+      if (!response.ok) throw new Error(await errorMessage(response));
+      blob = await response.blob();
+    }
+    const name = `speech-seed${last.body.seed}.${EXTENSIONS[format]}`;
+    if (downloadUrl) URL.revokeObjectURL(downloadUrl);
+    downloadUrl = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = downloadUrl;
+    link.download = name;
+    link.click();
+    state.download = { format, name, bytes: blob.size, url: downloadUrl };
+    say("download-status", `Saved ${name} (${(blob.size / 1024).toFixed(1)} KiB).`);
+  } catch (e) {
+    state.download = { format, error: e.message };
+    say("download-status", `Cannot download ${format}: ${e.message}`, true);
+  } finally {
+    $("download").disabled = false;
   }
 }
 
@@ -183,12 +307,13 @@ async function upload() {
   form.append("audio_sample", file);
   form.append("transcript", $("new-transcript").value);
   say("voice-status", "Uploading…");
-  const response = await fetch("/v1/audio/voices", { method: "POST", headers: authHeaders(), body: form });
+  const response = await api("/v1/audio/voices", { method: "POST", body: form });
   if (!response.ok) {
-    say("voice-status", await errorMessage(response), true);
+    say("voice-status", await errorMessage(response), true); // the form stays, to be corrected
     return;
   }
   const voice = await response.json();
+  for (const id of ["new-name", "new-audio", "new-transcript"]) $(id).value = ""; // ready for the next voice
   await loadVoices(voice.id);
   say("voice-status", `Voice '${voice.name}' added (${voice.seconds.toFixed(1)} s).`);
 }
@@ -197,23 +322,36 @@ async function deleteVoice() {
   const option = $("voice").selectedOptions[0];
   if (!option) return;
   if (option.dataset.source !== "library") {
-    say("voice-status", `'${option.value}' is registered on the server and cannot be deleted here.`, true);
+    say("voice-status", `'${option.value}' is not in the library (${option.text}) and cannot be deleted here.`, true);
     return;
   }
-  const response = await fetch(`/v1/audio/voices/${encodeURIComponent(option.value)}`,
-                               { method: "DELETE", headers: authHeaders() });
+  if (!window.confirm(`Delete the voice '${option.value}' from the library? This cannot be undone.`)) {
+    say("voice-status", `Voice '${option.value}' kept.`);
+    return;
+  }
+  const response = await api(`/v1/audio/voices/${encodeURIComponent(option.value)}`, { method: "DELETE" });
   const message = response.ok ? `Voice '${option.value}' deleted.` : await errorMessage(response);
   await loadVoices();
   say("voice-status", message, !response.ok);
 }
 
-$("api-key").value = localStorage.getItem("f5-gateway-key") || "";
+// A failed fetch (the gateway down, the network gone) rejects: said on the page, not only in the console.
+function guarded(statusId, action) {
+  return () => action().catch((e) => say(statusId, `Cannot reach the gateway: ${e.message}`, true));
+}
+
+$("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
 $("api-key").addEventListener("change", () => {
-  localStorage.setItem("f5-gateway-key", $("api-key").value.trim());
-  loadVoices();
+  localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
+  guarded("voice-status", () => Promise.all([loadVoices(), loadModel()]))();
 });
+$("text").addEventListener("input", countText);
 $("speak").addEventListener("click", speak);
 $("stop").addEventListener("click", () => { stop(); });
-$("upload").addEventListener("click", upload);
-$("delete").addEventListener("click", deleteVoice);
-loadVoices().then(() => { window.playgroundReady = true; });
+$("download").addEventListener("click", guarded("download-status", download));
+$("upload").addEventListener("click", guarded("voice-status", upload));
+$("delete").addEventListener("click", guarded("voice-status", deleteVoice));
+countText();
+guarded("voice-status", () => Promise.all([loadVoices(), loadModel()]))().then(() => {
+  window.playgroundReady = true;
+});
