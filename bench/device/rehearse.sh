@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The device run, rehearsed here on CPU: a Python 3.12 environment standing in for the device image
-# (bench/device/image.txt, nothing the image lacks), the carried wheels installed with
-# `pip install --no-deps --target` as there, then bench/device/run.sh with the tiny architecture.
+# The GPU benchmark, rehearsed on CPU: its Python 3.12 environment (bench/device/image.txt, and
+# nothing that environment lacks), the wheels installed with `pip install --no-deps --target` as on
+# the GPU machine, then bench/device/run.sh with the tiny architecture.
 # It passes when every variant ran (none skipped, none failed).
 #   make device-rehearsal          # or: bash bench/device/rehearse.sh [run.py options]
 set -euo pipefail
@@ -20,7 +20,7 @@ if [[ ! -x $VENV/bin/python ]] || ! cmp -s bench/device/image.txt $VENV/.image.t
     rm -rf $VENV
     "$(find_python312)" -m venv $VENV
     $VENV/bin/pip install -q -r bench/device/image.txt
-    # Remove what the image does not hold (pulled in as dependencies here).
+    # Remove what the environment does not hold (pulled in as dependencies here).
     extra=$($VENV/bin/python -I - <<'PY'  # -I: not this checkout's own egg-info
 import re
 from importlib import metadata

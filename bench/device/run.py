@@ -18,7 +18,7 @@ capture) seconds and its first request after warm-up vs its steady state.
 Results are written after every variant (a run cut short still leaves its table):
 $OUT/device_table.json, device_table.md, device_table.png, device_log.txt.
 
-  bash bench/device/run.sh                                   # on the device (see bench/device/README.md)
+  bash bench/device/run.sh                                   # on a CUDA machine (see bench/device/README.md)
   python -m bench.device.run --arch tiny --device cpu        # the rehearsal's call
 """
 
@@ -54,7 +54,7 @@ BASELINE = "eager-fp32"
 
 
 def read_wav(path: Path) -> tuple[np.ndarray, int]:
-    """16-bit PCM WAV -> float32 [channels, samples] (the device image has no soundfile; the stdlib reads it)."""
+    """16-bit PCM WAV -> float32 [channels, samples] (the environment has no soundfile: the stdlib reads it)."""
     with wave.open(str(path), "rb") as f:
         if f.getsampwidth() != 2:
             raise ValueError(f"{path}: {8 * f.getsampwidth()}-bit samples; expected 16-bit PCM")
@@ -222,7 +222,7 @@ def run_f5tts(run: Run, config: Path, ckpt: Path, vocos: Path, nfes, batches) ->
     from f5_tts.model import DiT
     from f5_tts.model.utils import seed_everything
 
-    def wav_load(path, *args, **kwargs):  # torchaudio.load needs torchcodec/FFmpeg, absent on the device
+    def wav_load(path, *args, **kwargs):  # torchaudio.load needs torchcodec/FFmpeg, absent from the environment
         audio, sr = read_wav(Path(path))
         return torch.from_numpy(audio), sr
 

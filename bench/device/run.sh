@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The device run: install the carried wheels beside the image's packages, then bench/device/run.py.
-# On the device machine (bench/device/README.md has the exact `run` call):
+# The GPU benchmark: install the wheels beside the environment's packages, then bench/device/run.py.
+# On the GPU machine, in a checkout holding build/device/wheels (bench/device/README.md):
 #   bash bench/device/run.sh
 # The rehearsal (bench/device/rehearse.sh) calls it with PYTHON, SITE, DEVICE, ARCH and OUT set.
 set -euo pipefail

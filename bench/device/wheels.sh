@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Download (or, for the pure-Python packages PyPI has no wheel of, build) the wheels listed in
-# bench/device/wheels.txt into build/device/wheels: what the device machine's image lacks.
+# bench/device/wheels.txt into build/device/wheels: what the GPU benchmark's environment lacks.
 #   bash bench/device/wheels.sh            # = make device-wheels
 set -euo pipefail
 cd "$(dirname "$0")/../.."
