@@ -35,6 +35,10 @@ MANIFEST_FILE = "manifest.json"  # at the repository's root: sources, checksums,
 # Triton's default ports (the launcher, the container, the clients' defaults).
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 
+# f5_tts's custom metrics, beside Triton's own on the metrics port.
+REFERENCE_CACHE_METRIC = "f5_tts_reference_cache_total"  # {result="hit"|"miss"}: uploaded references prepared once
+CANCELLED_METRIC = "f5_tts_cancelled_total"  # requests whose clients gave up mid-synthesis (their work stopped)
+
 # Precisions the DiT weights can be stored and run in.
 DTYPES = ("fp32", "fp16", "bf16")
 

@@ -19,6 +19,10 @@ class RequestError(ValueError):
     """A request the server refuses; the message is sent back to the client."""
 
 
+class Cancelled(Exception):
+    """The request's client gave up (Triton marked it cancelled): its work stopped at the next check."""
+
+
 @dataclass(frozen=True)
 class SynthesisRequest:
     # Either an uploaded reference (audio, rate, text) or a registered voice.

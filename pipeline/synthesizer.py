@@ -16,7 +16,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import math
 import secrets
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +35,7 @@ from pipeline.engine import DitEngine
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
 from pipeline.parameters import TtsParameters
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
-from pipeline.requests import RequestError, SynthesisRequest
+from pipeline.requests import Cancelled, RequestError, SynthesisRequest
 from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
 from pipeline.voices import VOICES_DIR, load_voices
 
@@ -42,6 +44,9 @@ log = logging.getLogger(__name__)
 MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - reference seconds) * speed
 SLOW_CHUNK_BYTES = 10  # infer_batch_process speaks chunks shorter than this at speed 0.3
 SLOW_CHUNK_SPEED = 0.3
+# How often, at most, the ODE loop asks Triton whether a request was cancelled (one IPC round trip per
+# request in the Python backend): a cancelled request costs at most this much more work.
+CANCEL_POLL_SECONDS = 0.05
 
 # mels [100, frames] (fp32 tensors on the synthesizer's device) -> waveforms (float32 numpy), one per mel:
 # pipeline.vocoder's OnnxVocoder (CPU, onnxruntime) or TorchVocoder (PyTorch Vocos where the mels are)
@@ -107,6 +112,8 @@ def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[st
 
 
 class Synthesizer:
+    cancel_poll_seconds = CANCEL_POLL_SECONDS
+
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  max_batch_chunks: int = TtsParameters.max_batch_chunks, limits: contract.Limits = contract.LIMITS,
                  reference_cache_size: int = TtsParameters.reference_cache_size,
@@ -129,6 +136,7 @@ class Synthesizer:
         self.reference_cache_size = reference_cache_size
         self.reference_cache_hits = 0  # uploaded references found prepared (the model exports these as a metric)
         self.reference_cache_misses = 0
+        self.cancelled_requests = 0  # requests whose clients gave up mid-work (the model exports these as a metric)
         # Registered voices: prepared at export, their mels computed once here.
         self.voices = {name: (ref, self._mel(ref)) for name, ref in (voices or {}).items()}
 
@@ -253,13 +261,47 @@ class Synthesizer:
 
     # --- sampling ------------------------------------------------------------------------
     @torch.inference_mode()
-    def _sample(self, chunks: list[_Chunk], steps: int, cfg_strength: float, sway: float) -> list[torch.Tensor]:
+    def _sample(self, chunks: list[_Chunk], steps: int, cfg_strength: float, sway: float,
+                watch: "CancelWatch | None" = None) -> list[torch.Tensor | None]:
         """Batched CFM.sample; returns each chunk's generated mel [100, frames] (fp32, on the device).
 
         The engine may pad the batch: total frames up to a length bucket, and rows (copies of the
         last chunk) up to a captured batch size; padded frames are masked, padded rows dropped.
+
+        The solve runs one Euler step at a time (torchdiffeq's odeint over each step of the grid:
+        the same arithmetic as one call over the whole grid). Between steps, `watch` says which
+        requests were cancelled: their rows leave the batch (None in the result) and the others
+        go on from where they are; when every row has left, the solve stops.
         """
-        from f5_tts.model.utils import get_epss_timesteps, lens_to_mask, list_str_to_idx
+        from f5_tts.model.utils import get_epss_timesteps
+
+        # The time grid stays fp32 (the DiT gets t in its own dtype): in bf16, f5-tts's grid has
+        # neighbouring steps that round to the same value, which torchdiffeq refuses.
+        t = get_epss_timesteps(steps, device=self.device, dtype=torch.float32)
+        if sway is not None:
+            t = t + sway * (torch.cos(torch.pi / 2 * t) - 1 + t)
+        states = [c.noise for c in chunks]  # each chunk's x at the current step, [duration, 100]
+        alive = list(range(len(chunks)))
+        step = 0
+        while alive and step < steps:
+            step, reached = self._solve([chunks[i] for i in alive], [states[i] for i in alive], t, step,
+                                        cfg_strength, watch)
+            for i, x in zip(alive, reached):
+                states[i] = x
+            if watch is not None:
+                alive = [i for i in alive if not watch.cancelled(chunks[i].request_index)]
+        mels: list[torch.Tensor | None] = [None] * len(chunks)
+        for i in alive:
+            c, x = chunks[i], states[i].clone()
+            x[:c.cond.shape[0]] = c.cond.to(x.dtype)  # CFM.sample: the reference frames are the condition
+            mels[i] = x.float()[c.reference_frames:c.duration].T
+        return mels
+
+    def _solve(self, chunks: list[_Chunk], states: list[torch.Tensor], t: torch.Tensor, step: int,
+               cfg_strength: float, watch: "CancelWatch | None") -> tuple[int, list[torch.Tensor]]:
+        """Euler steps on one batch from `step` until the grid ends or a row's request is cancelled:
+        the step reached and each chunk's state there."""
+        from f5_tts.model.utils import lens_to_mask, list_str_to_idx
         from torchdiffeq import odeint
 
         cfm, device = self.cfm, self.device
@@ -274,21 +316,29 @@ class Synthesizer:
         step_cond = torch.where(cond_mask, cond, torch.zeros_like(cond))
         # As CFM.sample: no mask for a single exact row (f5-tts's unmasked path); the compiled DiT always takes one.
         mask = lens_to_mask(duration, length=shape.frames) if shape.compiled or len(rows) > 1 else None
-        y0 = pad_sequence([c.noise for c in rows], batch_first=True)
-        y0 = F.pad(y0, (0, 0, 0, shape.frames - y0.shape[1]), value=0.0)
-        # The time grid stays fp32 (the DiT gets t in its own dtype): in bf16, f5-tts's grid has
-        # neighbouring steps that round to the same value, which torchdiffeq refuses.
-        t = get_epss_timesteps(steps, device=device, dtype=torch.float32)
-        if sway is not None:
-            t = t + sway * (torch.cos(torch.pi / 2 * t) - 1 + t)
+        y = pad_sequence(states + [states[-1]] * (shape.rows - len(chunks)), batch_first=True)
+        y = F.pad(y, (0, 0, 0, shape.frames - y.shape[1]), value=0.0)
+        requests, first = {c.request_index for c in chunks}, step
         with self.engine.velocity(shape, text, step_cond, mask, duration, cfg_strength) as flow:
-            out = odeint(flow, y0, t, **cfm.odeint_kwargs)[-1]
-        out = torch.where(cond_mask, cond, out).float()
-        return [out[i, c.reference_frames:c.duration].T for i, c in enumerate(chunks)]
+            while step < len(t) - 1:
+                y = odeint(flow, y, t[step:step + 2], **cfm.odeint_kwargs)[-1]
+                step += 1
+                if watch is not None and step < len(t) - 1 and watch.any_cancelled(requests):
+                    break
+        if watch is not None:
+            watch.ran([c.request_index for c in chunks], step - first)
+        return step, [y[r, :c.duration] for r, c in enumerate(chunks)]
 
-    def synthesize(self, requests: Sequence[SynthesisRequest]) -> list[Speech | RequestError]:
-        """One Speech per request, or the RequestError that request earned."""
-        results: list[Speech | RequestError | None] = [None] * len(requests)
+    def synthesize(self, requests: Sequence[SynthesisRequest],
+                   is_cancelled: Callable[[int], bool] | None = None) -> list[Speech | RequestError | Cancelled]:
+        """One Speech per request, or the RequestError that request earned.
+
+        is_cancelled(i): whether request i's client gave up (Triton's request.is_cancelled()). It is
+        asked between ODE steps (at most every CANCEL_POLL_SECONDS), between sub-batches and before
+        the vocoder; a cancelled request's chunks leave the work there and it gets Cancelled.
+        """
+        results: list[Speech | RequestError | Cancelled | None] = [None] * len(requests)
+        watch = CancelWatch(is_cancelled, self.cancel_poll_seconds) if is_cancelled is not None else None
         planned: list[_Chunk] = []
         chunk_counts: dict[int, int] = {}
         for i, request in enumerate(requests):
@@ -297,22 +347,85 @@ class Synthesizer:
                 planned.extend(chunks)
             except RequestError as e:
                 results[i] = e
-        mels: dict[int, torch.Tensor] = {}
+        mels: dict[int, torch.Tensor | None] = {}
         groups: dict[tuple, list[int]] = {}
         for j, chunk in enumerate(planned):
             groups.setdefault(requests[chunk.request_index].sampling_key, []).append(j)
+        if watch is not None:
+            watch.plan(planned, {i: requests[i].nfe_step for i in chunk_counts})
         for (steps, cfg, sway), members in groups.items():
             members.sort(key=lambda j: planned[j].duration)  # less padding per sub-batch
             for start in range(0, len(members), self.max_batch_chunks):
                 batch = members[start:start + self.max_batch_chunks]
-                for j, mel in zip(batch, self._sample([planned[j] for j in batch], steps, cfg, sway)):
+                if watch is not None:
+                    watch.poll({planned[j].request_index for j in batch}, force=True)
+                    batch = [j for j in batch if not watch.cancelled(planned[j].request_index)]
+                    if not batch:
+                        continue
+                for j, mel in zip(batch, self._sample([planned[j] for j in batch], steps, cfg, sway, watch)):
                     mels[j] = mel
-        waves = self.vocode([mels[j] for j in range(len(planned))]) if planned else []
+        if watch is not None and planned:
+            watch.poll({c.request_index for c in planned}, force=True)
+        keep = [j for j in range(len(planned))
+                if mels.get(j) is not None and not (watch and watch.cancelled(planned[j].request_index))]
+        waves = dict(zip(keep, self.vocode([mels[j] for j in keep]))) if keep else {}
         per_request: dict[int, list[np.ndarray]] = {}
-        for chunk, wave in zip(planned, waves):
+        for j, chunk in enumerate(planned):
+            if j not in waves:
+                continue
+            wave = waves[j]
             if chunk.reference.rms < TARGET_RMS:
                 wave = wave * chunk.reference.rms / TARGET_RMS
             per_request.setdefault(chunk.request_index, []).append(wave)
         for i, chunk_waves in per_request.items():
             results[i] = Speech(cross_fade(chunk_waves), chunk_counts[i])
+        if watch is not None:
+            for i, done, total in watch.report():
+                results[i] = Cancelled(f"cancelled by its client; stopped after {done} of {total} ODE steps")
+                self.cancelled_requests += 1
+                log.info("request %d cancelled by its client: stopped after %d of %d ODE steps of its %d "
+                         "chunk(s)", i, done, total, chunk_counts[i])
         return results  # type: ignore[return-value]
+
+
+class CancelWatch:
+    """Which requests of one batch their clients cancelled, and how far their work got.
+
+    Polling asks Triton once per request (an IPC round trip in the Python backend), so between
+    ODE steps it asks at most every `interval` seconds; a cancelled request stays cancelled.
+    """
+
+    def __init__(self, is_cancelled: Callable[[int], bool], interval: float) -> None:
+        self._is_cancelled, self._interval = is_cancelled, interval
+        self._cancelled: set[int] = set()
+        self._last_poll = -math.inf
+        self._total: dict[int, int] = {}  # request -> its chunks' ODE steps (chunks x NFE)
+        self._done: dict[int, int] = {}
+
+    def plan(self, chunks: Sequence[_Chunk], steps: dict[int, int]) -> None:
+        for c in chunks:
+            self._total[c.request_index] = self._total.get(c.request_index, 0) + steps[c.request_index]
+            self._done.setdefault(c.request_index, 0)
+
+    def cancelled(self, request: int) -> bool:
+        return request in self._cancelled
+
+    def poll(self, requests: set[int], force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_poll < self._interval:
+            return
+        self._last_poll = now
+        self._cancelled.update(i for i in requests - self._cancelled if self._is_cancelled(i))
+
+    def any_cancelled(self, requests: set[int]) -> bool:
+        self.poll(requests)
+        return not requests.isdisjoint(self._cancelled)
+
+    def ran(self, requests: Sequence[int], steps: int) -> None:
+        """One ODE step count for each chunk (one request index per chunk) of a solve."""
+        for i in requests:
+            self._done[i] += steps
+
+    def report(self) -> list[tuple[int, int, int]]:
+        """(request, ODE steps run, ODE steps planned) for each cancelled request."""
+        return [(i, self._done.get(i, 0), self._total.get(i, 0)) for i in sorted(self._cancelled)]

@@ -43,8 +43,9 @@ def _initialized(name: str, repository, monkeypatch):
     return instance, pb_utils
 
 
-def _request(pb_utils, sender=None, **inputs):
-    """A request as execute() gets it, from contract names to values ([1, 1] tensors, like a client's)."""
+def _request(pb_utils, sender=None, cancelled=lambda: False, **inputs):
+    """A request as execute() gets it, from contract names to values ([1, 1] tensors, like a client's);
+    cancelled() says whether its client has cancelled it by now."""
     tensors = []
     for name, value in inputs.items():
         if isinstance(value, np.ndarray):
@@ -54,7 +55,7 @@ def _request(pb_utils, sender=None, **inputs):
         else:
             array = np.array([[value]])
         tensors.append(pb_utils.Tensor(name, array))
-    return pb_utils.InferenceRequest(inputs=tensors, sender=sender)
+    return pb_utils.InferenceRequest(inputs=tensors, sender=sender, cancelled=cancelled)
 
 
 def _uploaded(reference, text=SHORT_TEXT, **options):
@@ -89,9 +90,26 @@ def test_f5_tts_counts_reference_cache_lookups_as_a_triton_metric(tts, reference
     instance, pb_utils = tts
     for seed in (1, 2):
         assert not instance.execute([_request(pb_utils, **_uploaded(reference, seed=seed))])[0].has_error()
-    family = pb_utils.MetricFamily.families["f5_tts_reference_cache_total"]
+    family = pb_utils.MetricFamily.families[contract.REFERENCE_CACHE_METRIC]
     assert family.kind == pb_utils.MetricFamily.COUNTER
     assert {m.labels["result"]: m.value() for m in family.metrics} == {"miss": 1, "hit": 1}
+
+
+def test_f5_tts_answers_a_cancelled_request_cancelled_and_its_neighbour_in_full(tts, reference):
+    """A request whose client cancelled it is answered CANCELLED and counted (f5_tts_cancelled_total); the
+    request beside it in the batch is answered as when it is alone."""
+    instance, pb_utils = tts
+    [alone] = instance.execute([_request(pb_utils, **_uploaded(reference, seed=5))])
+    gone = _request(pb_utils, cancelled=lambda: True, **_uploaded(reference, LONG_TEXT, seed=6))
+    kept = _request(pb_utils, **_uploaded(reference, seed=5))
+    cancelled, answered = instance.execute([gone, kept])
+    assert cancelled.error().code() == pb_utils.TritonError.CANCELLED
+    assert "cancelled by its client; stopped after 0 of" in cancelled.error().message()
+    assert gone.cancel_checks >= 1 and kept.cancel_checks >= 1
+    assert_same_audio(answered.outputs()[contract.WAVEFORM], alone.outputs()[contract.WAVEFORM])
+    family = pb_utils.MetricFamily.families[contract.CANCELLED_METRIC]
+    assert family.kind == pb_utils.MetricFamily.COUNTER and [m.value() for m in family.metrics] == [1]
+    assert any("cancelled by its client: stopped after 0 of" in m for _, m in pb_utils.Logger.lines)
 
 
 @pytest.mark.parametrize("edit,error,message", [
@@ -134,7 +152,7 @@ def test_f5_tts_answers_each_request_of_a_batch_on_its_own(tts, reference):
 def test_f5_tts_reports_its_own_failure_as_internal_and_logs_the_traceback(tts, reference, monkeypatch):
     instance, pb_utils = tts
 
-    def broken(requests):
+    def broken(requests, is_cancelled=None):
         raise RuntimeError("the DiT fell over")
 
     monkeypatch.setattr(instance.synthesizer, "synthesize", broken)

@@ -13,6 +13,7 @@ import sys
 import threading
 import types
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from google.protobuf import json_format, text_format
@@ -100,10 +101,17 @@ class InferenceRequest:
     handler = None  # (InferenceRequest) -> InferenceResponse: the model a BLS request reaches
 
     def __init__(self, model_name: str = "", inputs=(), requested_output_names=(),
-                 sender: ResponseSender | None = None) -> None:
+                 sender: ResponseSender | None = None, cancelled: Callable[[], bool] = lambda: False) -> None:
+        """cancelled: whether the client has cancelled the request by now (asked at every is_cancelled())."""
         self.model_name, self._inputs = model_name, list(inputs)
         self.requested_output_names = list(requested_output_names)
         self._sender = sender or ResponseSender()
+        self._cancelled = cancelled
+        self.cancel_checks = 0
+
+    def is_cancelled(self) -> bool:
+        self.cancel_checks += 1
+        return self._cancelled()
 
     def inputs(self) -> list[Tensor]:
         return self._inputs

@@ -17,7 +17,7 @@ import triton_python_backend_utils as pb_utils
 import contract
 from pipeline.logs import forward_logs
 from pipeline.parameters import TtsParameters, instance_device
-from pipeline.requests import RequestError, parse_request
+from pipeline.requests import Cancelled, RequestError, parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.engine import use_cache_dir
 from pipeline.vocoder import OnnxVocoder, TorchVocoder
@@ -49,12 +49,18 @@ class TritonPythonModel:
                              f"{model_dir / args['model_version']}/voices holds {loaded}; re-run `python -m export`")
         # Triton's custom metrics (on :8002/metrics beside its own): how often an uploaded reference, e.g. a
         # voice of the gateway's library sent with every request, was found already prepared.
-        self._cache_family = family = pb_utils.MetricFamily(name="f5_tts_reference_cache_total",
+        self._cache_family = family = pb_utils.MetricFamily(name=contract.REFERENCE_CACHE_METRIC,
                                        description="uploaded references looked up in f5_tts's reference cache",
                                        kind=pb_utils.MetricFamily.COUNTER)
         self._cache_metrics = {"hit": family.Metric(labels={"result": "hit"}),
                                "miss": family.Metric(labels={"result": "miss"})}
         self._cache_counted = {"hit": 0, "miss": 0}
+        # Requests whose clients gave up while f5_tts worked on them: their work stopped at the next check.
+        self._cancelled_family = pb_utils.MetricFamily(
+            name=contract.CANCELLED_METRIC, description="f5_tts requests cancelled by their clients mid-synthesis",
+            kind=pb_utils.MetricFamily.COUNTER)
+        self._cancelled_metric = self._cancelled_family.Metric(labels={})
+        self._cancelled_counted = 0
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(
@@ -76,11 +82,14 @@ class TritonPythonModel:
             except RequestError as e:
                 responses[i] = _error(e)
         try:
-            results = self.synthesizer.synthesize([r for _, r in parsed])
+            # Triton's request cancellation (a gRPC client that timed out, was interrupted or cancelled):
+            # asked between ODE steps, so an abandoned request stops instead of delaying the next ones.
+            results = self.synthesizer.synthesize([r for _, r in parsed],
+                                                  is_cancelled=lambda k: requests[parsed[k][0]].is_cancelled())
         except Exception:
             pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
             results = [RuntimeError("internal error during synthesis; see the server log")] * len(parsed)
-        self._count_cache()
+        self._count_metrics()
         for (i, _), result in zip(parsed, results):
             if isinstance(result, Exception):
                 responses[i] = _error(result)
@@ -89,20 +98,31 @@ class TritonPythonModel:
                     [pb_utils.Tensor(name, value) for name, value in result.outputs().items()])
         return responses
 
-    def _count_cache(self):
+    def _count_metrics(self):
         for result, now in (("hit", self.synthesizer.reference_cache_hits),
                             ("miss", self.synthesizer.reference_cache_misses)):
             if now > self._cache_counted[result]:
                 self._cache_metrics[result].increment(now - self._cache_counted[result])
                 self._cache_counted[result] = now
+        if self.synthesizer.cancelled_requests > self._cancelled_counted:
+            self._cancelled_metric.increment(self.synthesizer.cancelled_requests - self._cancelled_counted)
+            self._cancelled_counted = self.synthesizer.cancelled_requests
 
     def finalize(self):
         self.synthesizer = None
         self._cache_metrics = None  # before their family (Triton's rule)
         self._cache_family = None
+        self._cancelled_metric = None
+        self._cancelled_family = None
 
 
 def _error(error: Exception):
-    """The request's fault (RequestError) is INVALID_ARG with its message; anything else is INTERNAL."""
-    code = pb_utils.TritonError.INVALID_ARG if isinstance(error, RequestError) else pb_utils.TritonError.INTERNAL
+    """The request's fault (RequestError) is INVALID_ARG with its message, a client's cancellation CANCELLED;
+    anything else is INTERNAL."""
+    if isinstance(error, RequestError):
+        code = pb_utils.TritonError.INVALID_ARG
+    elif isinstance(error, Cancelled):
+        code = pb_utils.TritonError.CANCELLED
+    else:
+        code = pb_utils.TritonError.INTERNAL
     return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(error), code))
