@@ -3,7 +3,8 @@
 The same requests (registered voice, same text, seed and NFE) go to Triton's stream model two ways,
 interleaved so that both see the same machine: directly over the asyncio gRPC client
 (`stream_synthesize_async`, all pieces collected) and through the gateway (`POST /v1/audio/speech`,
-the whole body read) as pcm (no encoding) and mp3 (the default format, encoded as it streams).
+the whole body read) as pcm (no encoding) and mp3 (the default format, sent whole so that
+its LAME tag carries the encoder delay).
 Reported: p50/p95 latency and time to first audio at concurrency 1 and what the gateway adds, and
 throughput (requests/s, audio-s/s) at concurrency 8.
 
