@@ -111,7 +111,8 @@ def requests(draw):
         elif mutation == "empty_text":
             tensors[contract.TARGET_TEXT] = np.array([[draw(st.sampled_from([b"", b"  ", b"\n\t"]))]], dtype=object)
         elif mutation == "long_text":
-            tensors[contract.TARGET_TEXT] = np.array([[b"word " * 900]], dtype=object)
+            past_limit = b"word " * (contract.LIMITS.max_target_text_bytes // 5 + 1)  # one word over the limit
+            tensors[contract.TARGET_TEXT] = np.array([[past_limit]], dtype=object)
         elif mutation == "not_utf8":
             name = draw(st.sampled_from([contract.REFERENCE_TEXT, contract.TARGET_TEXT]))
             tensors[name] = np.array([[b"\xff\xfe\xfa" + draw(st.binary(max_size=10))]], dtype=object)
