@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 
 import contract
-from pipeline.requests import Cancelled, parse_request
+from pipeline.requests import Cancelled
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
-from conftest import LONG_TEXT, SHORT_TEXT, Reference, assert_same_audio, speak, wait_for
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
+from test_parity import NFE, _request  # f5_tts requests at the parity tests' NFE
 
-NFE = 8
 
 
 @pytest.fixture(scope="module")
@@ -64,15 +64,6 @@ def counted(synthesizer, monkeypatch):
     c = Counted(synthesizer, monkeypatch)
     yield c
     c.close()
-
-
-def _request(ref: Reference, text: str, **options):
-    tensors = {contract.REFERENCE_AUDIO: ref.audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[ref.sample_rate]]),
-               contract.REFERENCE_TEXT: np.array([[ref.text.encode()]], dtype=object),
-               contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
-               contract.NFE_STEP: np.array([[NFE]])}
-    tensors.update({k: np.array([[v]]) for k, v in options.items()})
-    return parse_request(tensors)
 
 
 def _stopped_after(result) -> tuple[int, int]:
