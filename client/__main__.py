@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -120,25 +121,38 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bench"]:
         from client.bench import main as bench_main
 
-        return bench_main(argv[1:])
+        with _signals_interrupt():
+            try:
+                return bench_main(argv[1:])
+            except Interrupted as e:  # asyncio.run cancels the requests in flight on the way out
+                print(f"bench: stopped by {e}: the benchmark was abandoned and wrote no report", file=sys.stderr)
+                return EXIT_SIGNAL[e.signum]
     if argv[:1] == ["synthesize"]:
         argv = argv[1:]
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     if args.verbose:
         logging.getLogger("client").setLevel(logging.DEBUG)
-    # signal.signal works in the main thread only (main() may be called from another one in-process);
-    # a signal ignored on the way in stays ignored (a shell's background job ignores SIGINT).
+    with _signals_interrupt():
+        try:
+            return _run(args)
+        except Interrupted as e:
+            removed = f"; the partial {args.output} was removed" if args.stream and args.output != "-" else ""
+            print(f"client: stopped by {e}: the request was abandoned{removed}", file=sys.stderr)
+            return EXIT_SIGNAL[e.signum]
+
+
+@contextlib.contextmanager
+def _signals_interrupt():
+    """SIGINT and SIGTERM raise Interrupted while inside. signal.signal works in the main thread only
+    (main() may be called from another one in-process); a signal ignored on the way in stays ignored
+    (a shell's background job ignores SIGINT)."""
     previous = {}
     if threading.current_thread() is threading.main_thread():
         previous = {s: signal.signal(s, _interrupt) for s in EXIT_SIGNAL
                     if signal.getsignal(s) is not signal.SIG_IGN}
     try:
-        return _run(args)
-    except Interrupted as e:
-        removed = f"; the partial {args.output} was removed" if args.stream and args.output != "-" else ""
-        print(f"client: stopped by {e}: the request was abandoned{removed}", file=sys.stderr)
-        return EXIT_SIGNAL[e.signum]
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)

@@ -213,3 +213,40 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
     assert waited < remaining / 4, (
         f"the short request waited {waited:.2f} s behind the abandoned one, whose remaining {total - done} ODE "
         f"steps ({remaining:.1f} s) were skipped; one step takes {per_step:.2f} s")
+
+
+def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server, reference):
+    """RunPod stops a job (cancelled, or past its execution timeout) by cancelling the handler's task: the
+    handler's gRPC call is cancelled with it, and f5_tts stops the request (its log line and metric)."""
+    import asyncio
+    import base64
+    import io
+
+    import soundfile as sf
+
+    from runpod_worker.handler import Handler
+
+    buf = io.BytesIO()
+    sf.write(buf, reference.audio[0], reference.sample_rate, format="WAV", subtype="PCM_16")
+    job = {"id": "stopped", "input": {
+        "text": " ".join([LONG_TEXT] * 4), "reference_text": reference.text, "nfe_step": 64, "seed": 1,
+        "reference_audio": base64.b64encode(buf.getvalue()).decode()}}
+    stopped_before = server.log_text().count("cancelled by its client")
+    cancelled_before = _metric(server, contract.CANCELLED_METRIC)
+
+    async def platform_stops_the_job():
+        task = asyncio.create_task(Handler(server.grpc_url)(job))
+        # The SDK's stop signal: task.cancel(), here once the job has run a while (as a timeout would).
+        done, _ = await asyncio.wait([task], timeout=2)
+        assert not done, f"the job finished before it could be stopped: {task.result()}"
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(platform_stops_the_job())
+    wait_for(lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
+             f"{contract.CANCELLED_METRIC} to count the stopped job")
+    stopped = re.findall(r"cancelled by its client: stopped after (\d+) of (\d+) ODE steps", server.log_text())
+    assert len(stopped) > stopped_before
+    done, total = map(int, stopped[-1])
+    assert done < total

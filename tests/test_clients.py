@@ -438,3 +438,26 @@ def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path,
     assert stderr.startswith(f"client: stopped by {signal.Signals(signum).name}: the request was abandoned"), stderr
     assert stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_bench_says_one_line_and_writes_no_report(server, tmp_path, signum):
+    """Ctrl-C (or SIGTERM) during `python -m client bench`: one line, 128 + the signal, no half report."""
+    out = tmp_path / "bench"
+    proc = subprocess.Popen([sys.executable, "-m", "client", "bench", "--url", server.grpc_url, "--concurrency", "1",
+                             "--requests", "50", "--warmup", "1", "--nfe-step", "4", "--output-dir", str(out),
+                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(server.grpc_url.rsplit(":", 1)[1])
+        wait_for(lambda: proc.poll() is not None or _connected_to(proc.pid, port), "the bench's connection")
+        assert proc.poll() is None, f"the bench ended before the signal: {proc.communicate()}"
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signum, stderr
+    assert stderr.splitlines() == [stderr.strip()] and "Traceback" not in stderr, stderr
+    assert stderr.startswith(f"bench: stopped by {signal.Signals(signum).name}"), stderr
+    assert not out.exists()

@@ -30,7 +30,7 @@ from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher.server import free_port
 
 from conftest import (GATEWAY_KEY, LONG_TEXT, SHORT_TEXT, VOICE, Gateway, assert_same_audio, behind_a_long_request,
-                      calls_shared_a_batch)
+                      calls_shared_a_batch, wait_for)
 
 NFE = 4
 SEED = 7
@@ -502,6 +502,24 @@ def test_first_bytes_leave_early_and_a_client_that_leaves_cancels_the_rest(gatew
         time.sleep(0.1)
     assert re.search(r"speech: \d+ chars, voice nature, pcm, speed None: [\d.]+ s of audio, first audio after \d+ ms, "
                      r"stopped after", gateway.log_text())
+
+
+def test_a_caller_that_times_out_before_a_whole_body_answer_cancels_it(gateway, server):
+    """mp3 is sent whole at its end (its LAME tag needs the final length): a caller that gives up while it
+    waits has received no audio yet, and the gateway still cancels the Triton request when it leaves."""
+    log_line = "stopped after"
+    seen = server.log_text().count(log_line)
+    with pytest.raises(httpx.ReadTimeout):
+        with httpx.stream("POST", f"{gateway.url}/v1/audio/speech", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+                          json=speech_body(VERY_LONG_TEXT, response_format="mp3", nfe_step=16),
+                          timeout=httpx.Timeout(120, read=2)) as r:
+            assert r.status_code == 200
+            r.read()
+    wait_for(lambda: server.log_text().count(log_line) > seen, "the stream model to log the cancellation")
+    done, total = map(int, re.findall(r"stopped after (\d+) of (\d+) chunks", server.log_text())[-1])
+    assert done < total
+    wait_for(lambda: re.search(r"speech: \d+ chars, voice nature, mp3, speed None: [\d.]+ s of audio, first audio "
+                               r"after \d+ ms, stopped after", gateway.log_text()), "the gateway to log the stop")
 
 
 def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(tiny_repo, tmp_path, start_server):
