@@ -13,7 +13,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest
 
-# Tiers: tests/conftest.py and README.md (Tests).
+# Tiers: tests/conftest.py and docs/testing.md.
 test-fast: setup
 	$(PY) -m pytest -m "unit or integration"
 

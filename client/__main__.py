@@ -27,7 +27,7 @@ from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
 from client.connection import resolve_endpoint
 from client.request import SynthesisOptions, build_inputs, http_json_body
 
-# Exit statuses (the help's epilog and README.md's Clients section say the same).
+# Exit statuses (the help's epilog and docs/clients.md say the same).
 EXIT_FAILURE = 1  # the request failed: the server's message, a missing file, a server out of reach
 EXIT_USAGE = 2  # the command line is wrong (argparse's own status for its errors)
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports it

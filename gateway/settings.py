@@ -44,7 +44,7 @@ class Settings:
 
 def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
-    p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.split("\n")[0] + " (see README)")
+    p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.split("\n")[0] + " (see docs/gateway.md)")
     p.add_argument("--triton-url", action="append", metavar="HOST:PORT",
                    help="Triton's gRPC endpoint; repeat for several servers (round robin, failover when one is "
                         f"unreachable). Default: {Settings.triton_urls[0]}")

@@ -385,7 +385,7 @@ def test_mp3_marks_its_encoder_delay_so_decoders_drop_it(gateway):
 
 def test_aac_carries_its_documented_encoder_delay(gateway):
     """ADTS has no field for priming: the aac answer decodes to 1024 samples of delay, the speech, and less
-    than a frame of padding, as the README says."""
+    than a frame of padding, as docs/gateway.md says."""
     wav = post(gateway, "/v1/audio/speech", json=speech_body(response_format="wav"))
     aac = post(gateway, "/v1/audio/speech", json=speech_body(response_format="aac"))
     assert wav.status_code == aac.status_code == 200
