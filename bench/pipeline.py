@@ -34,7 +34,7 @@ from export.api import export_model
 from export.demo import write_random_sources
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from pipeline.f5_model import ModelConfig, default_vocab_file
-from pipeline.parameters import TtsParameters
+from contract.parameters import TtsParameters
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
@@ -107,8 +107,7 @@ def run(arch: str, device: str, nfes: list[int], batches: list[int], repeats: in
     params = exported_parameters(repo)  # what model.py reads from config.pbtxt
     ours = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
                                       OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE, device=device),
-                                      device=device, dtype=params.dtype, max_batch_chunks=params.max_batch_chunks,
-                                      limits=params.limits, reference_cache_size=params.reference_cache_size)
+                                      device=device, parameters=params)
     if max_batch_chunks is not None:
         ours.max_batch_chunks = max_batch_chunks
     model = utils_infer.load_model(DiT, ModelConfig.load(config).arch, str(ckpt), vocab_file=str(default_vocab_file()),

@@ -9,7 +9,6 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -18,9 +17,8 @@ from export import model_config as mc
 from export.api import DEFAULT_MODEL_CONFIG, ExportRequest, export_model
 from export.demo import DEMO_NOTICE
 from export.errors import ExportError
-from pipeline.buckets import ENGINES, EngineError, format_buckets, parse_buckets
+from contract.parameters import DEVICES, TtsParameters, add_arguments, from_arguments
 from pipeline.f5_model import builtin_config_names
-from pipeline.parameters import DEFAULT_DTYPE, DEFAULT_MAX_BATCH_CHUNKS, DEFAULT_VOCODER_RUNTIME, VOCODER_RUNTIMES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,15 +32,8 @@ class _Parser(argparse.ArgumentParser):
         super().error(message)
 
 
-def _buckets(text: str) -> tuple[int, ...]:
-    try:
-        return parse_buckets(text)
-    except EngineError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _parser() -> _Parser:
-    d, serving = contract.DEFAULTS, mc.ServingOptions()
+    serving = mc.ServingOptions()
     p = _Parser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("sources")
     src.add_argument("--ckpt", help="checkpoint: .safetensors (keys prefixed ema_model.) or .pt with "
@@ -64,64 +55,24 @@ def _parser() -> _Parser:
     out.add_argument("--output", type=Path, required=True, help="model repository directory to write")
     out.add_argument("--force", action="store_true", help="replace a non-empty --output")
     srv = p.add_argument_group("serving")
-    srv.add_argument("--device", choices=["gpu", "cpu"], default=serving.device,
+    srv.add_argument("--device", choices=DEVICES, default=serving.device,
                      help="instance kind (default: %(default)s)")
     srv.add_argument("--instances", type=int, default=serving.instances, help="model instances (default: %(default)s)")
     srv.add_argument("--max-batch-size", type=int, default=serving.max_batch_size,
                      help="dynamic batch size (default: %(default)s)")
     srv.add_argument("--max-queue-delay-us", type=int, default=serving.max_queue_delay_us,
                      help="dynamic batcher wait for more requests, in microseconds (default: %(default)s)")
-    srv.add_argument("--max-batch-chunks", type=int,
-                     help=f"text chunks sampled together in one DiT call (default: {DEFAULT_MAX_BATCH_CHUNKS['gpu']} on "
-                          f"gpu; {DEFAULT_MAX_BATCH_CHUNKS['cpu']} on cpu, where padded batches measured slower than "
-                          "one chunk at a time: docs/benchmarks.md)")
     srv.add_argument("--no-warmup", dest="warmup", action="store_false",
                      help="skip the warm-up request at load (the first client request then pays for it)")
-    srv.add_argument("--reference-cache-size", type=int, default=serving.reference_cache_size,
-                     help="preprocessed references kept per instance, by content hash (LRU; 0 = off; "
-                          "default: %(default)s)")
-    srv.add_argument("--dtype", choices=contract.DTYPES,
-                     help=f"DiT weights as stored and run (default: {DEFAULT_DTYPE['gpu']} on gpu, as f5-tts runs on CUDA; "
-                          f"{DEFAULT_DTYPE['cpu']} on cpu, the only choice there: docs/benchmarks.md)")
-    srv.add_argument("--engine", choices=list(ENGINES), default=serving.engine,
-                     help="eager: f5-tts's DiT as is; compiled: torch.compile on length buckets, compiled at model "
-                          "load, with CUDA graphs per (batch size, bucket) on gpu (default: %(default)s)")
-    srv.add_argument("--length-buckets", type=_buckets, default=serving.length_buckets, metavar="FRAMES,...",
-                     help="compiled engine: total frames (reference + speech, 93.75 per second) a chunk is padded "
-                          f"up to; longer chunks run eagerly (default: {format_buckets(serving.length_buckets)})")
-    srv.add_argument("--no-cuda-graphs", dest="cuda_graphs", action="store_false",
-                     help="compiled engine on gpu: no CUDA graph capture")
-    srv.add_argument("--vocoder-runtime", choices=VOCODER_RUNTIMES,
-                     help="f5_tts's in-process vocoder: torch (PyTorch Vocos on the device) or onnx "
-                          f"({contract.VOCODER_ONNX_FILE} under onnxruntime); default {DEFAULT_VOCODER_RUNTIME['gpu']} "
-                          f"on gpu, {DEFAULT_VOCODER_RUNTIME['cpu']} on cpu")
-    lim = p.add_argument_group("request limits (answered with INVALID_ARG beyond them)")
-    lim.add_argument("--max-text-bytes", type=int, default=contract.LIMITS.max_target_text_bytes,
-                     help="UTF-8 bytes of target text per request (default: %(default)s)")
-    lim.add_argument("--max-reference-seconds", type=float, default=contract.LIMITS.max_reference_seconds,
-                     help=f"longest reference upload; it is clipped to {contract.LIMITS.reference_clip_seconds:g} s "
-                          "anyway (default: %(default)s)")
-    lim.add_argument("--max-audio-seconds", type=float, default=contract.LIMITS.max_audio_seconds,
-                     help="largest `duration` and longest text chunk, reference included (default: %(default)s)")
-    smp = p.add_argument_group("default sampling options (requests may override them)")
-    smp.add_argument("--nfe-step", type=int, default=d.nfe_step)
-    smp.add_argument("--cfg-strength", type=float, default=d.cfg_strength)
-    smp.add_argument("--sway-sampling-coef", type=float, default=d.sway_sampling_coef)
-    smp.add_argument("--speed", type=float, default=d.speed)
+    # f5_tts's parameters: their flags, defaults and ranges as contract/parameters.py declares them.
+    add_arguments(p, TtsParameters, {"serving": srv})
     return p
 
 
 def request_from_args(args: argparse.Namespace) -> ExportRequest:
-    serving = mc.ServingOptions(
-        device=args.device, instances=args.instances, max_batch_size=args.max_batch_size,
-        max_queue_delay_us=args.max_queue_delay_us, dtype=args.dtype, max_batch_chunks=args.max_batch_chunks,
-        engine=args.engine, length_buckets=args.length_buckets, cuda_graphs=args.cuda_graphs,
-        vocoder_runtime=args.vocoder_runtime,
-        warmup=args.warmup, reference_cache_size=args.reference_cache_size,
-        defaults=contract.SamplingDefaults(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed),
-        limits=dataclasses.replace(contract.LIMITS, max_target_text_bytes=args.max_text_bytes,
-                                   max_reference_seconds=args.max_reference_seconds,
-                                   max_audio_seconds=args.max_audio_seconds))
+    serving = mc.ServingOptions(device=args.device, instances=args.instances, max_batch_size=args.max_batch_size,
+                                max_queue_delay_us=args.max_queue_delay_us, warmup=args.warmup,
+                                tts=TtsParameters.for_device(args.device, **from_arguments(args, TtsParameters)))
     return ExportRequest(output=args.output, ckpt=args.ckpt, model_config=args.model_config, vocab=args.vocab,
                          vocoder=args.vocoder, use_ema=args.use_ema, voices=tuple(args.voice),
                          demo_tiny=args.demo_tiny, force=args.force, serving=serving)

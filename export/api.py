@@ -63,7 +63,8 @@ def export_model(request: ExportRequest) -> Exported:
     from pipeline.voices import VoiceError, parse_voice_spec
 
     name = "F5TTS_v1_Base_tiny_demo" if request.demo_tiny else Path(request.model_config).stem
-    serving = dataclasses.replace(request.serving, demo=request.demo_tiny, model_name=name)
+    serving = dataclasses.replace(request.serving, tts=dataclasses.replace(
+        request.serving.tts, demo_model=request.demo_tiny, f5_model_name=name))
     try:
         check_output(request.output, request.force)  # before the work, which a bad output would waste
         serving.check()

@@ -1,83 +1,63 @@
 """config.pbtxt generated from one typed spec, through tritonclient's model_config_pb2.
 
-The contract (contract/) names the tensors; ServingOptions holds what the export CLI
-lets a user choose. Text is produced by protobuf itself and checked by a parse round trip,
-so a config that Triton cannot read is never written.
+The contract (contract/) names the tensors and declares the models' parameters; ServingOptions
+holds what the export CLI lets a user choose. Text is produced by protobuf itself and checked by a
+parse round trip, so a config that Triton cannot read is never written.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import contract
-from pipeline.buckets import DEFAULT_LENGTH_BUCKETS, ENGINES, format_buckets
-from pipeline.parameters import (DEFAULT_DTYPE, DEFAULT_MAX_BATCH_CHUNKS, DEFAULT_VOCODER_RUNTIME, VOCODER_RUNTIMES,
-                                 StreamParameters, TtsParameters, VocoderParameters, to_triton)
+from contract.parameters import DEVICES, StreamParameters, TtsParameters, VocoderParameters
 
 
 @dataclass(frozen=True)
 class ServingOptions:
-    device: str = "cpu"  # cpu | gpu
+    """What Triton itself is told (instance group, dynamic batching, warm-up) and, whole, f5_tts's
+    parameters (contract/parameters.py declares each with its flag, default and range)."""
+
+    device: str = "cpu"  # cpu | gpu: the instance kind
     instances: int = 1
     max_batch_size: int = 8
     max_queue_delay_us: int = 5000
-    dtype: str | None = None  # None: DEFAULT_DTYPE of the device
-    engine: str = TtsParameters.engine  # eager | compiled (torch.compile on length buckets; CUDA graphs on GPU)
-    length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS  # total frames a chunk is padded to (compiled)
-    cuda_graphs: bool = TtsParameters.cuda_graphs  # compiled engine on GPU: a CUDA graph per (batch size, bucket)
-    vocoder_runtime: str | None = None  # None: DEFAULT_VOCODER_RUNTIME of the device
-    defaults: contract.SamplingDefaults = field(default_factory=contract.SamplingDefaults)
-    max_batch_chunks: int | None = None  # None: DEFAULT_MAX_BATCH_CHUNKS of the device
-    demo: bool = False
-    model_name: str = "F5-TTS"
     warmup: bool = True  # Triton model_warmup with real speech before the model is READY
-    limits: contract.Limits = field(default_factory=contract.Limits)
-    reference_cache_size: int = TtsParameters.reference_cache_size  # preprocessed references per instance (LRU)
+    tts: TtsParameters | None = None  # None: the declared defaults for `device`
 
     def __post_init__(self) -> None:
-        if self.max_batch_chunks is None:
-            object.__setattr__(self, "max_batch_chunks", DEFAULT_MAX_BATCH_CHUNKS.get(self.device, 1))
-        if self.dtype is None:
-            object.__setattr__(self, "dtype", DEFAULT_DTYPE.get(self.device, "fp32"))
-        if self.vocoder_runtime is None:
-            object.__setattr__(self, "vocoder_runtime", DEFAULT_VOCODER_RUNTIME.get(self.device, "onnx"))
+        if self.tts is None:
+            object.__setattr__(self, "tts", TtsParameters.for_device(self.device if self.device in DEVICES else "cpu"))
+
+    @classmethod
+    def create(cls, device: str = "cpu", **values) -> "ServingOptions":
+        """Triton-level fields by their names here, f5_tts's parameters by theirs (None: the device's default)."""
+        own = {f.name for f in dataclasses.fields(cls)} - {"device", "tts"}
+        triton = {k: values.pop(k) for k in list(values) if k in own}
+        return cls(device=device, tts=TtsParameters.for_device(device if device in DEVICES else "cpu", **values),
+                   **triton)
 
     def check(self) -> None:
-        if self.device not in ("cpu", "gpu"):
+        if self.device not in DEVICES:
             raise ValueError(f"device must be cpu or gpu, got {self.device!r}")
         if self.instances < 1:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
         if not 1 <= self.max_batch_size <= 256:
             raise ValueError(f"max batch size must be in [1, 256], got {self.max_batch_size}")
-        limits = self.limits
-        if limits.max_target_text_bytes < 1 or limits.max_audio_seconds <= 0:
-            raise ValueError("max text bytes and max audio seconds must be positive")
-        if not limits.min_reference_seconds < limits.max_reference_seconds:
-            raise ValueError(f"max reference seconds must exceed {limits.min_reference_seconds}")
-        if self.max_batch_chunks < 1:
-            raise ValueError(f"max batch chunks must be >= 1, got {self.max_batch_chunks}")
-        if self.dtype not in contract.DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(contract.DTYPES)}, got {self.dtype!r}")
-        if self.dtype != "fp32" and self.device == "cpu":
-            raise ValueError(f"dtype {self.dtype} needs --device gpu: on CPU, half precision measured no faster than "
-                             "fp32 and far from its audio (docs/benchmarks.md, section 6)")
-        if self.engine not in ENGINES:
-            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if not self.length_buckets or min(self.length_buckets) < 1:
-            raise ValueError(f"length buckets must be positive frame counts, got {self.length_buckets}")
-        if self.vocoder_runtime not in VOCODER_RUNTIMES:
-            raise ValueError(f"vocoder runtime must be one of {', '.join(VOCODER_RUNTIMES)}, "
-                             f"got {self.vocoder_runtime!r}")
-        for name, (low, high) in [("nfe_step", limits.nfe_step), ("cfg_strength", limits.cfg_strength),
-                                  ("sway_sampling_coef", limits.sway_sampling_coef), ("speed", limits.speed)]:
-            value = getattr(self.defaults, name)
-            if not low <= value <= high:
-                raise ValueError(f"--{name.replace('_', '-')} {value} is outside [{low}, {high}]")
+        self.tts.check()
+        if self.tts.dtype != "fp32" and self.device == "cpu":
+            raise ValueError(f"dtype {self.tts.dtype} needs --device gpu: on CPU, half precision measured no faster "
+                             "than fp32 and far from its audio (docs/benchmarks.md, section 6)")
+
+    def manifest(self) -> dict:
+        """Every option, flat, as the manifest records them."""
+        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tts"},
+                **dataclasses.asdict(self.tts)}
 
 
 _TYPES = {"FP32": pb.TYPE_FP32, "INT32": pb.TYPE_INT32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}
@@ -116,18 +96,9 @@ def _python_model(name: str, inputs, outputs, options: ServingOptions, parameter
 
 def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None,
                voices: Sequence[str] = ()) -> pb.ModelConfig:
-    d, limits = options.defaults, options.limits
-    parameters = TtsParameters(
-        dtype=options.dtype, max_batch_chunks=options.max_batch_chunks, demo_model=options.demo,
-        f5_model_name=options.model_name, default_nfe_step=d.nfe_step, default_cfg_strength=d.cfg_strength,
-        default_sway_sampling_coef=d.sway_sampling_coef, default_speed=d.speed,
-        max_target_text_bytes=limits.max_target_text_bytes, max_reference_seconds=limits.max_reference_seconds,
-        max_audio_seconds=limits.max_audio_seconds, reference_cache_size=options.reference_cache_size,
-        engine=options.engine, length_buckets=format_buckets(options.length_buckets), cuda_graphs=options.cuda_graphs,
-        vocoder_runtime=options.vocoder_runtime,
-        voices=contract.format_voice_list(voices))
+    parameters = dataclasses.replace(options.tts, voices=contract.format_voice_list(voices))
     cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options,
-                        to_triton(parameters, omit_empty=(contract.VOICES_PARAMETER,)))
+                        parameters.to_triton(omit_empty=(contract.VOICES_PARAMETER,)))
     if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
         for spec in contract.TTS_INPUTS:
@@ -142,14 +113,14 @@ def stream_config(options: ServingOptions) -> pb.ModelConfig:
     """Decoupled and weightless: one CPU instance whose threads feed f5_tts chunk by chunk."""
     cfg = _python_model(contract.STREAM_MODEL, contract.STREAM_INPUTS, contract.STREAM_OUTPUTS,
                         dataclasses.replace(options, device="cpu", instances=1, max_queue_delay_us=0),
-                        to_triton(StreamParameters()))
+                        StreamParameters().to_triton())
     cfg.model_transaction_policy.decoupled = True
     return cfg
 
 
 def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
     return _python_model(contract.VOCODER_MODEL, contract.VOCODER_INPUTS, contract.VOCODER_OUTPUTS, options,
-                         to_triton(VocoderParameters()))
+                         VocoderParameters().to_triton())
 
 
 def to_pbtxt(config: pb.ModelConfig) -> str:

@@ -21,7 +21,7 @@ import shutil
 import struct
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import metadata
 from importlib.resources import files
 from pathlib import Path
@@ -207,7 +207,7 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
     try:
         with step("reading model config, vocab and checkpoint"):
             model_cfg = ModelConfig.load(sources.model_config)
-            if options.engine == "compiled" and model_cfg.backbone != "DiT":
+            if options.tts.engine == "compiled" and model_cfg.backbone != "DiT":
                 raise ValueError(f"--engine compiled supports the DiT backbone (F5-TTS); {model_cfg.name} is "
                                  f"{model_cfg.backbone}: use --engine eager")
             vocab_map, vocab_size = load_vocab(sources.vocab)
@@ -219,11 +219,11 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             n_params = sum(p.numel() for p in cfm.transformer.parameters())
             print(f"      {n_params / 1e6:.1f} M parameters, vocab {vocab_size}")
         tts_dir = staging / contract.TTS_MODEL / contract.MODEL_VERSION
-        with step(f"writing DiT weights ({options.dtype})"):
+        with step(f"writing DiT weights ({options.tts.dtype})"):
             from safetensors.torch import save_file
 
             tts_dir.mkdir(parents=True)
-            dtype = DTYPES[options.dtype]
+            dtype = DTYPES[options.tts.dtype]
             weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
                        for k, v in cfm.state_dict().items()}
             save_file(weights, str(tts_dir / contract.TTS_WEIGHTS_FILE))
@@ -232,7 +232,7 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             _copy_model_code(contract.TTS_MODEL, staging)
         if sources.voices:
             with step(f"preparing {len(sources.voices)} registered voice(s) as f5-tts prepares references"):
-                prepared = {name: prepare_voice(path, text, options.limits) for name, path, text in sources.voices}
+                prepared = {name: prepare_voice(path, text, options.tts.limits) for name, path, text in sources.voices}
                 save_voices(tts_dir / VOICES_DIR, prepared)
                 for name, path, _ in sources.voices:
                     ref = prepared[name]
@@ -262,7 +262,7 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
         with step("writing manifest.json"):
             manifest = {
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "demo_model": options.demo,
+                "demo_model": options.tts.demo_model,
                 "model": model_cfg.name,
                 "parameters": n_params,
                 "sources": {name: {"path": str(path), "sha256": sha256(path)} for name, path in [
@@ -272,7 +272,7 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
                            for name, path, text in sources.voices},
                 "vocoder": {"source": sources.vocoder_source,
                             "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE), "onnx_max_abs_error": error},
-                "options": {**asdict(options), "use_ema": sources.use_ema},
+                "options": {**options.manifest(), "use_ema": sources.use_ema},
                 "versions": _versions(),
                 **(extra_manifest or {}),
             }

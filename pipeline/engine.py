@@ -35,7 +35,8 @@ import torch
 import torch.nn.functional as F
 
 import contract
-from pipeline.buckets import DEFAULT_LENGTH_BUCKETS, ENGINES, EngineError, format_buckets, graph_batch_sizes
+from contract.parameters import DEFAULT_LENGTH_BUCKETS, ENGINES, format_buckets
+from pipeline.buckets import EngineError, graph_batch_sizes
 
 log = logging.getLogger(__name__)
 

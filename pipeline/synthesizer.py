@@ -13,6 +13,7 @@ so a request's audio does not depend on its neighbours in the batch.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -30,10 +31,9 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 import contract
-from pipeline.buckets import DEFAULT_LENGTH_BUCKETS
+from contract.parameters import DEFAULT_LENGTH_BUCKETS, TtsParameters, format_buckets
 from pipeline.engine import DitEngine
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
-from pipeline.parameters import TtsParameters
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import Cancelled, RequestError, SynthesisRequest
 from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
@@ -46,7 +46,7 @@ SLOW_CHUNK_BYTES = 10  # infer_batch_process speaks chunks shorter than this at 
 SLOW_CHUNK_SPEED = 0.3
 # How often, at most, the ODE loop asks Triton whether a request was cancelled (one IPC round trip per
 # request in the Python backend): a cancelled request costs at most this much more work.
-CANCEL_POLL_SECONDS = 0.05
+CANCEL_POLL_SECONDS = TtsParameters.cancel_poll_ms / 1000
 
 # mels [100, frames] (fp32 tensors on the synthesizer's device) -> waveforms (float32 numpy), one per mel:
 # pipeline.vocoder's OnnxVocoder (CPU, onnxruntime) or TorchVocoder (PyTorch Vocos where the mels are)
@@ -112,15 +112,15 @@ def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[st
 
 
 class Synthesizer:
-    cancel_poll_seconds = CANCEL_POLL_SECONDS
-
     def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
                  max_batch_chunks: int = TtsParameters.max_batch_chunks, limits: contract.Limits = contract.LIMITS,
                  reference_cache_size: int = TtsParameters.reference_cache_size,
                  voices: dict[str, Reference] | None = None,
                  engine: str = TtsParameters.engine, length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
-                 cuda_graphs: bool = TtsParameters.cuda_graphs) -> None:
+                 cuda_graphs: bool = TtsParameters.cuda_graphs,
+                 cancel_poll_seconds: float = CANCEL_POLL_SECONDS) -> None:
         self.device = torch.device(device)
+        self.cancel_poll_seconds = cancel_poll_seconds
         self.dtype = dtype
         # The mel front end stays fp32 whatever the DiT dtype (its STFT needs it).
         self.cfm = cfm.eval().to(self.device)
@@ -145,10 +145,17 @@ class Synthesizer:
         return self.engine.warm_up()
 
     @classmethod
-    def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu", dtype: str = "fp32",
-                       **kwargs) -> "Synthesizer":
-        """Load weights exported by `python -m export` (model.safetensors, model_config.yaml, vocab.txt)."""
+    def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu",
+                       parameters: TtsParameters | None = None, **overrides) -> "Synthesizer":
+        """Load weights exported by `python -m export` (model.safetensors, model_config.yaml, vocab.txt) and
+        run them as `parameters` (f5_tts's, as config.pbtxt gives them) say; `overrides` replace fields of
+        them by name (tests and benchmarks; `length_buckets` may be a tuple)."""
         from safetensors.torch import load_file
+
+        if isinstance(overrides.get("length_buckets"), tuple):
+            overrides["length_buckets"] = format_buckets(overrides["length_buckets"])
+        p = dataclasses.replace(parameters or TtsParameters(), **overrides)
+        p.check()
 
         model_dir = Path(model_dir)
         weights, arch, vocab = (model_dir / contract.TTS_WEIGHTS_FILE, model_dir / contract.TTS_ARCH_FILE,
@@ -167,7 +174,10 @@ class Synthesizer:
             raise ValueError(f"{weights} does not fit {arch} and {vocab}: " + "; ".join(problems))
         cfm.load_state_dict(state, strict=False)
         voices = load_voices(model_dir / VOICES_DIR) if (model_dir / VOICES_DIR).is_dir() else {}
-        return cls(cfm, vocode, device=device, dtype=DTYPES[dtype], voices=voices, **kwargs)
+        return cls(cfm, vocode, device=device, dtype=DTYPES[p.dtype], voices=voices,
+                   max_batch_chunks=p.max_batch_chunks, limits=p.limits, reference_cache_size=p.reference_cache_size,
+                   engine=p.engine, length_buckets=p.buckets, cuda_graphs=p.cuda_graphs,
+                   cancel_poll_seconds=p.cancel_poll_ms / 1000)
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
     def _plan(self, index: int, request: SynthesisRequest) -> tuple[list[_Chunk], int]:

@@ -43,7 +43,7 @@ from client import SynthesisOptions, synthesize
 from export.__main__ import request_from_argv
 from export.api import export_model
 from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
-from pipeline.parameters import DEFAULT_MAX_BATCH_CHUNKS
+from contract.parameters import TtsParameters
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
 
@@ -159,7 +159,7 @@ def tiny_repo(tiny, tmp_path_factory) -> Path:
     # The export's default queue delay: the batching tests send right behind a long request
     # (behind_a_long_request), so they queue and are batched whatever the delay.
     return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository",
-                       "--max-batch-chunks", str(DEFAULT_MAX_BATCH_CHUNKS["gpu"]),
+                       "--max-batch-chunks", str(TtsParameters.for_device("gpu").max_batch_chunks),
                        "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import contract
-from pipeline.parameters import ParameterError
+from contract.parameters import ParameterError
 
 import triton_stub
 from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio

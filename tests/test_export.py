@@ -152,7 +152,7 @@ def test_fp16_weights_are_stored_in_fp16(tiny, tmp_path):
     from export.api import ExportRequest, export_model
 
     export_model(ExportRequest(tmp_path / "o", ckpt=str(tiny.checkpoint), model_config=str(tiny.config),
-                               vocoder=tiny.vocoder, serving=mc.ServingOptions(device="gpu", dtype="fp16")))
+                               vocoder=tiny.vocoder, serving=mc.ServingOptions.create(device="gpu", dtype="fp16")))
     with safe_open(str(tmp_path / "o/f5_tts/1/model.safetensors"), "pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys() if k.startswith("transformer.")}
     assert dtypes == {torch.float16}

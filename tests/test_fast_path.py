@@ -36,9 +36,9 @@ from export.api import export_model
 from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_random_vocos, write_tiny_model_config
 from export.errors import ExportError
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
-from pipeline.buckets import EngineError, graph_batch_sizes, parse_buckets
+from contract.parameters import ParameterError, TtsParameters, parse_buckets
+from pipeline.buckets import EngineError, graph_batch_sizes
 from pipeline.engine import DitEngine, Shape, use_cache_dir
-from pipeline.parameters import ParameterError, TtsParameters
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder, TorchVocoder
@@ -107,7 +107,7 @@ def _rel_l2(got, want) -> float:
 def test_buckets_and_batch_sizes():
     assert parse_buckets("512, 256,512") == (256, 512)
     for bad in ("", "a,b", "0,256", "-5"):
-        with pytest.raises(EngineError):
+        with pytest.raises(ParameterError):
             parse_buckets(bad)
     assert graph_batch_sizes(16) == (1, 2, 4, 8, 16)
     assert graph_batch_sizes(6) == (1, 2, 4, 6)
@@ -299,14 +299,14 @@ def test_export_writes_the_torch_vocoder_and_gpu_defaults(repo):
     vocos = repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR
     assert (vocos / "config.yaml").is_file() and (vocos / "pytorch_model.bin").is_file()
     gpu = request_from_argv(["--output", "x", "--device", "gpu"]).serving
-    assert (gpu.dtype, gpu.vocoder_runtime, gpu.engine) == ("fp16", "torch", "eager")
+    assert (gpu.tts.dtype, gpu.tts.vocoder_runtime, gpu.tts.engine) == ("fp16", "torch", "eager")
     cpu = request_from_argv(["--output", "x"]).serving
-    assert (cpu.dtype, cpu.vocoder_runtime, cpu.engine) == ("fp32", "onnx", "eager")
+    assert (cpu.tts.dtype, cpu.tts.vocoder_runtime, cpu.tts.engine) == ("fp32", "onnx", "eager")
     with pytest.raises(ValueError, match="needs --device gpu"):  # half precision on CPU: docs/benchmarks.md
         request_from_argv(["--output", "x", "--dtype", "bf16"]).serving.check()
     bf16 = request_from_argv(["--output", "x", "--device", "gpu", "--dtype", "bf16", "--engine", "compiled",
-                              "--length-buckets", "1024,512", "--no-cuda-graphs"]).serving
-    assert (bf16.dtype, bf16.engine, bf16.length_buckets, bf16.cuda_graphs) == ("bf16", "compiled", (512, 1024), False)
+                              "--length-buckets", "1024,512", "--no-cuda-graphs"]).serving.tts
+    assert (bf16.dtype, bf16.engine, bf16.buckets, bf16.cuda_graphs) == ("bf16", "compiled", (512, 1024), False)
 
 
 # --- clear errors ------------------------------------------------------------------------------------

@@ -21,7 +21,8 @@ from export import model_config as mc
 GOLDEN = Path(__file__).parent / "golden"
 WARMUP_DIMS = {contract.REFERENCE_AUDIO: [1, 127987], contract.REFERENCE_SAMPLE_RATE: [1],
                contract.REFERENCE_TEXT: [1], contract.TARGET_TEXT: [1], contract.NFE_STEP: [1], contract.SEED: [1]}
-OPTIONS = mc.ServingOptions(device="gpu", instances=2, max_batch_size=16, dtype="fp16", model_name="F5TTS_v1_Base")
+OPTIONS = mc.ServingOptions.create(device="gpu", instances=2, max_batch_size=16, dtype="fp16",
+                                   f5_model_name="F5TTS_v1_Base")
 
 
 def _check_golden(name: str, text: str) -> None:
@@ -77,7 +78,9 @@ def test_exported_configs_parse(tiny_repo):
     (mc.ServingOptions(device="tpu"), "device must be cpu or gpu"),
     (mc.ServingOptions(instances=0), "instances must be >= 1"),
     (mc.ServingOptions(max_batch_size=0), "max batch size"),
-    (mc.ServingOptions(dtype="fp16"), "needs --device gpu"),
+    (mc.ServingOptions.create(dtype="fp16"), "needs --device gpu"),
+    (mc.ServingOptions.create(max_batch_chunks=0), "'max_batch_chunks' = 0; must be >= 1"),
+    (mc.ServingOptions.create(default_nfe_step=0), "--nfe-step 0 is outside"),
 ])
 def test_invalid_serving_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
@@ -96,12 +99,13 @@ def test_export_limits_reach_the_server_parameters():
 
     from google.protobuf import json_format
 
-    from pipeline.parameters import TtsParameters
+    from contract.parameters import TtsParameters
     from pipeline.requests import RequestError, parse_request
 
     limits = dataclasses.replace(contract.LIMITS, max_target_text_bytes=50, max_reference_seconds=10.0,
                                  max_audio_seconds=60.0)
-    cfg = mc.tts_config(mc.ServingOptions(limits=limits), WARMUP_DIMS)
+    cfg = mc.tts_config(mc.ServingOptions.create(max_target_text_bytes=50, max_reference_seconds=10.0,
+                                                 max_audio_seconds=60.0), WARMUP_DIMS)
     raw = json_format.MessageToDict(cfg, preserving_proto_field_name=True)["parameters"]
     params = TtsParameters.from_triton(raw)
     assert params.limits == limits
@@ -122,7 +126,7 @@ def test_config_parameters_are_the_typed_parameters_the_models_parse():
 
     from google.protobuf import json_format
 
-    from pipeline.parameters import StreamParameters, TtsParameters, VocoderParameters
+    from contract.parameters import StreamParameters, TtsParameters, VocoderParameters
 
     assert contract.VOICES_PARAMETER in {f.name for f in dataclasses.fields(TtsParameters)}
     for config, kind in [(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]), TtsParameters),
@@ -136,4 +140,59 @@ def test_config_parameters_are_the_typed_parameters_the_models_parse():
     tts = TtsParameters.from_triton(json_format.MessageToDict(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]),
                                                               preserving_proto_field_name=True)["parameters"])
     assert (tts.dtype, tts.max_batch_chunks, tts.f5_model_name, tts.voice_names) == (
-        OPTIONS.dtype, OPTIONS.max_batch_chunks, OPTIONS.model_name, ("zoe",))
+        OPTIONS.tts.dtype, OPTIONS.tts.max_batch_chunks, OPTIONS.tts.f5_model_name, ("zoe",))
+
+
+def _other_value(f):
+    """A value of knob `f` other than its default (and its per-device defaults), inside its declared bounds."""
+    meta = f.metadata
+    if meta.get("choices"):
+        return next(c for c in reversed(meta["choices"]) if c != f.default)
+    if isinstance(f.default, bool):
+        return not f.default
+    if meta.get("normalize"):
+        return "512,1024"
+    if f.name.startswith("default_"):  # inside the request's allowed range
+        low, high = getattr(contract.LIMITS, f.name.removeprefix("default_"))
+        return type(f.default)((f.default + high) / 2) if f.default != high else low
+    return f.default + 3
+
+
+def test_every_knob_round_trips_from_the_export_flags_to_the_model():
+    """Each parameter declared as a knob in contract/parameters.py has an export flag; a value given there is
+    written to config.pbtxt and parsed back by the model as the same value (none lost or renamed on the way)."""
+    import dataclasses
+
+    from google.protobuf import json_format
+
+    from contract.parameters import TtsParameters, _flag
+    from export.__main__ import request_from_argv
+
+    knobs = [f for f in dataclasses.fields(TtsParameters) if f.metadata["cli"]]
+    assert {"dtype", "engine", "cuda_graphs", "cancel_poll_ms", "max_target_text_bytes"} <= {f.name for f in knobs}
+    argv = ["--output", "x", "--device", "gpu"]
+    wanted = {}
+    for f in knobs:
+        value = _other_value(f)
+        wanted[f.name] = value
+        argv += [_flag(f)] if isinstance(value, bool) else [_flag(f), str(value)]
+    serving = request_from_argv(argv).serving
+    serving.check()
+    text = mc.to_pbtxt(mc.tts_config(serving, WARMUP_DIMS))
+    raw = json_format.MessageToDict(text_format.Parse(text, pb.ModelConfig()),
+                                    preserving_proto_field_name=True)["parameters"]
+    parsed = TtsParameters.from_triton(raw)
+    assert {name: getattr(parsed, name) for name in wanted} == wanted
+    assert parsed == serving.tts
+
+
+def test_the_model_hands_its_parameters_whole_to_the_synthesizer(tiny_repo):
+    """model.py passes the parsed parameters as they are; the synthesizer runs by them."""
+    from contract.parameters import TtsParameters
+    from pipeline.synthesizer import Synthesizer
+
+    params = TtsParameters(max_batch_chunks=3, reference_cache_size=5, cancel_poll_ms=7.0, max_target_text_bytes=99,
+                           max_audio_seconds=20.0)
+    synth = Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, None, parameters=params)
+    assert (synth.max_batch_chunks, synth.reference_cache_size, synth.cancel_poll_seconds) == (3, 5, 0.007)
+    assert synth.limits == params.limits and synth.engine.engine == params.engine

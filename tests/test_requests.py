@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import contract
-from pipeline.parameters import ParameterError, TtsParameters, instance_device
+from contract.parameters import ParameterError, TtsParameters
+from pipeline.parameters import instance_device
 from pipeline.reference import normalize_reference_text, prepare_reference
 from pipeline.requests import RequestError, parse_request
 

@@ -16,7 +16,8 @@ import triton_python_backend_utils as pb_utils
 
 import contract
 from pipeline.logs import forward_logs
-from pipeline.parameters import TtsParameters, instance_device
+from contract.parameters import TtsParameters
+from pipeline.parameters import instance_device
 from pipeline.requests import Cancelled, RequestError, parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.engine import use_cache_dir
@@ -37,11 +38,8 @@ class TritonPythonModel:
             vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
         if self.params.engine == "compiled":
             use_cache_dir(model_dir / self.params.compile_cache_dir)
-        self.synthesizer = Synthesizer.from_directory(
-            model_dir / args["model_version"], vocoder, device=device, dtype=self.params.dtype,
-            max_batch_chunks=self.params.max_batch_chunks, limits=self.params.limits,
-            reference_cache_size=self.params.reference_cache_size, engine=self.params.engine,
-            length_buckets=self.params.buckets, cuda_graphs=self.params.cuda_graphs)
+        self.synthesizer = Synthesizer.from_directory(model_dir / args["model_version"], vocoder, device=device,
+                                                      parameters=self.params)
         compiled_in = self.synthesizer.warm_up()
         loaded = sorted(self.synthesizer.voices)
         if loaded != list(self.params.voice_names):

@@ -14,7 +14,7 @@ import traceback
 import triton_python_backend_utils as pb_utils
 
 import contract
-from pipeline.parameters import StreamParameters
+from contract.parameters import StreamParameters
 from pipeline.streaming import chunk_inputs, chunk_result, piece_outputs, stream_chunks
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL

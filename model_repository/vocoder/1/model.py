@@ -8,7 +8,8 @@ import triton_python_backend_utils as pb_utils
 
 import contract
 from pipeline.logs import forward_logs
-from pipeline.parameters import VocoderParameters, instance_device
+from contract.parameters import VocoderParameters
+from pipeline.parameters import instance_device
 from pipeline.requests import RequestError
 from pipeline.vocoder import OnnxVocoder, check_mel
 
