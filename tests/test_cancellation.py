@@ -141,19 +141,14 @@ def _metric(server, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _settled_stats(server) -> dict:
-    """f5_tts's statistics once nothing more is being recorded: the Python backend records a request just
-    after answering it, so a read right after an answer can miss it (two equal reads 0.2 s apart)."""
-    last = None
+def _stats_once_recorded(server, since: dict, answered: int) -> dict:
+    """f5_tts's statistics once they hold `answered` more answered requests than `since`: the Python
+    backend records a request just after answering it, so a read right after an answer can miss it."""
+    def recorded():
+        now = _f5_stats(server)
+        return now if _delta(now, since, "success")[0] >= answered else None
 
-    def settled():
-        nonlocal last
-        now, last = _f5_stats(server), _f5_stats(server) if last is None else last
-        same = now == last
-        last = now
-        return now if same else None
-
-    return wait_for(settled, "f5_tts's statistics to settle", every=0.2)
+    return wait_for(recorded, f"f5_tts's statistics to record {answered} more request(s)", every=0.1)
 
 
 def _delta(after: dict, before: dict, stat: str) -> tuple[int, float]:
@@ -173,10 +168,11 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
     def short():
         speak(server, reference, SHORT_TEXT, nfe_step=NFE, seed=1)
 
+    start = _f5_stats(server)
     short()  # warm
-    before = _settled_stats(server)
+    before = _stats_once_recorded(server, start, 1)
     short()
-    lone = _settled_stats(server)
+    lone = _stats_once_recorded(server, before, 1)
     assert _delta(lone, before, "success")[0] == 1
     lone_compute = _delta(lone, before, "compute_infer")[1]
 
@@ -196,7 +192,7 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
 
     wait_for(lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
              f"{contract.CANCELLED_METRIC} to count the abandoned request")
-    after = _settled_stats(server)
+    after = _stats_once_recorded(server, lone, 2)
     # The Python backend reports every answered request as a success, the CANCELLED one included.
     assert _delta(after, lone, "success")[0] == 2
     stopped = re.findall(r"stopped after (\d+) of (\d+) ODE steps of its (\d+) chunk", server.log_text())
