@@ -254,6 +254,11 @@ def _flag(f: dataclasses.Field) -> str:
     return f"--no-{name}" if f.default is True else f"--{name}"
 
 
+def flag_of(name: str, cls=TtsParameters) -> str:
+    """The export flag that sets parameter `name`."""
+    return _flag(next(f for f in dataclasses.fields(cls) if f.name == name))
+
+
 def _help(f: dataclasses.Field) -> str:
     per_device = f.metadata.get("per_device")
     text = f.metadata["help"]

@@ -34,7 +34,7 @@ def _contract_docs():
 
 def test_the_generated_sections_are_what_contract_states():
     script = _contract_docs()
-    assert set(script.SECTIONS) == {"docs/serving.md", "docs/limits-and-errors.md"}
+    assert set(script.SECTIONS) == {"docs/serving.md", "docs/limits-and-errors.md", "docs/export.md"}
     for path, (current, wanted) in script.generated().items():
         assert current == wanted, f"{path} differs from contract: run .venv/bin/python scripts/contract_docs.py"
 
@@ -50,6 +50,12 @@ def test_the_generated_sections_name_every_tensor_and_limit():
     limits = (ROOT / "docs" / "limits-and-errors.md").read_text()
     for field in dataclasses.fields(contract.Limits):
         assert f"| `{field.name}` |" in limits, field.name
+    from contract.parameters import TtsParameters, flag_of
+
+    export = (ROOT / "docs" / "export.md").read_text()
+    for field in dataclasses.fields(TtsParameters):
+        if field.metadata["cli"]:
+            assert f"| `{flag_of(field.name)}` | `{field.name}` |" in export, field.name
 
 
 def test_check_exits_1_with_a_diff_when_the_docs_differ(tmp_path, monkeypatch, capsys):
