@@ -23,6 +23,10 @@ from launcher.server import ADMIN_PROTOCOLS, GrpcTls, ServerError, TritonServer
 # With a dead stub tritonserver hangs on SIGTERM (it waits for the stub): kill it soon.
 STUB_DEATH_GRACE = 3.0
 
+# Exit statuses, for the supervisor above (a restart policy) to tell apart.
+EXIT_FAILED = 1  # tritonserver did not start, or exited on its own
+EXIT_STUB_DIED = 3  # a Python stub died while serving: only a fresh server serves its model again
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m launcher", description=__doc__,
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         server.start()  # stops the server itself on any exception, KeyboardInterrupt included
     except ServerError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("stopped before tritonserver was ready", file=sys.stderr)
         return 0
@@ -88,11 +92,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: the Python stub of {', '.join(dead)} died; Triton does not restart it and would "
                       f"fail every request to it. Stopping the server (log {server.log_path})", file=sys.stderr)
                 server.stop(grace=STUB_DEATH_GRACE)
-                return 3
+                return EXIT_STUB_DIED
             time.sleep(1)
         print(f"error: tritonserver exited with code {server.process.returncode}; log {server.log_path}",
               file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 0
     finally:

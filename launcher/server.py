@@ -38,7 +38,19 @@ SHM_PREFIX_OPTION = "shm-region-prefix-name"
 
 
 class ServerError(RuntimeError):
-    """The server could not be started or did not become ready."""
+    """The server could not be started or did not become ready.
+
+    Besides the message, for programs that report it their own way: `headline`, what happened;
+    `causes`, the server log's lines that explain it (each failed model's own error first) or else
+    its last line; `log_path`, that log (None when tritonserver never ran).
+    """
+
+    def __init__(self, message: str, *, headline: str | None = None, causes: tuple[str, ...] = (),
+                 log_path: Path | None = None) -> None:
+        super().__init__(message)
+        self.headline = headline or message
+        self.causes = causes
+        self.log_path = log_path
 
 
 @dataclass(frozen=True)
@@ -340,19 +352,21 @@ class TritonServer:
         while time.monotonic() < deadline:
             rc = self.process.poll()
             if rc is not None:
-                raise ServerError(self._failure(f"tritonserver exited with code {rc} before it was ready"))
+                raise self._failure(f"tritonserver exited with code {rc} before it was ready")
             if self.is_ready():
                 self._stubs_at_ready = self.stubs()
                 log.info("tritonserver ready (pid %d, http %s, grpc %s)", self.pid, self.http_url, self.grpc_url)
                 return
             time.sleep(0.25)
-        raise ServerError(self._failure(f"tritonserver not ready after {self.ready_timeout:.0f} s"))
+        raise self._failure(f"tritonserver not ready after {self.ready_timeout:.0f} s")
 
-    def _failure(self, headline: str) -> str:
+    def _failure(self, headline: str) -> ServerError:
         text = self.log_text()
         errors = model_error_lines(text)
         detail = "\n  ".join(errors) if errors else "\n  ".join(text.splitlines()[-15:])
-        return f"{headline}; server log {self.log_path}:\n  {detail}"
+        last = [ln.strip() for ln in text.splitlines() if ln.strip()][-1:]
+        return ServerError(f"{headline}; server log {self.log_path}:\n  {detail}", headline=headline,
+                           causes=tuple(errors or last), log_path=self.log_path)
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM the server's process group, SIGKILL it after `grace` seconds.
