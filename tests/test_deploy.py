@@ -3,6 +3,7 @@ here against the bundled tritonserver with the same flags (success and each fail
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -270,7 +271,7 @@ def test_a_gpu_that_cuda_cannot_use_is_an_error_not_no_gpu(monkeypatch):
     """No GPU here: torch.cuda is made to report one that fails, as a driver/runtime mismatch does."""
     import torch
 
-    from launcher.preflight import RepositoryError, gpu_name
+    from deploy.preflight import RepositoryError, gpu_name
 
     assert gpu_name() is None  # this machine has none
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -281,3 +282,228 @@ def test_a_gpu_that_cuda_cannot_use_is_an_error_not_no_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", broken)
     with pytest.raises(RepositoryError, match="CUDA reports a GPU but torch cannot use it .*insufficient"):
         gpu_name()
+
+
+# --- the deployments' settings (deploy/settings.py), read without starting anything -------------------
+
+def _settings_classes():
+    from deploy.settings import ContainerSettings, WorkerSettings
+
+    return [ContainerSettings, WorkerSettings]
+
+
+def test_every_setting_is_declared_with_its_name_kind_default_and_help():
+    from deploy.settings import declared, read
+
+    for cls in _settings_classes():
+        settings = list(declared(cls))
+        names = [s.env for s in settings]
+        assert len(names) == len(set(names)), f"{cls.__name__} reads a variable twice"
+        for s in settings:
+            assert re.fullmatch(r"[A-Z][A-Z0-9_]*", s.env) and s.help and s.kind.name
+            assert s.read({}) == s.default  # unset: the declared default
+            line = s.help_line()
+            assert line.startswith(f"{s.env}: {s.help} ({s.kind.name}") and "default: " in line
+        assert read(cls, {}) == cls()  # the class's own defaults are the declared ones
+
+
+def test_a_variable_means_the_same_in_every_deployment():
+    """Declared once: a variable both deployments read is one declaration, shared. MODEL_REPOSITORY alone
+    is declared for each, since its default differs (/models; model_repository inside the RunPod volume)."""
+    from deploy.settings import declared
+
+    by_name: dict[str, set] = {}
+    for cls in _settings_classes():
+        for s in declared(cls):
+            by_name.setdefault(s.env, set()).add(s)
+    twice = {name: found for name, found in by_name.items() if len(found) > 1}
+    assert set(twice) == {"MODEL_REPOSITORY"}
+    assert len({s.kind for s in twice["MODEL_REPOSITORY"]}) == 1
+
+
+def test_defaults_of_an_empty_environment():
+    from deploy.settings import ContainerSettings, ExportSettings, TritonSettings, WorkerSettings, read
+
+    import contract
+
+    triton = TritonSettings(http_port=contract.HTTP_PORT, grpc_port=contract.GRPC_PORT,
+                            metrics_port=contract.METRICS_PORT, log_verbose=0, triton_args=())
+    none = ExportSettings(checkpoint=None, model_config=None, vocoder=None, export_args=None)
+    assert read(ContainerSettings, {}) == ContainerSettings(
+        repository=Path("/models"), export=none, triton=triton, admin_key=None, stub_watchdog=False)
+    assert read(WorkerSettings, {}) == WorkerSettings(
+        volume=Path("/runpod-volume"), repository=Path("model_repository"), export=none, triton=triton,
+        ready_timeout=600.0, concurrency=8)
+
+
+def test_values_are_read_into_their_types():
+    from deploy.settings import ContainerSettings, WorkerSettings, read
+
+    env = {"MODEL_REPOSITORY": "/data/repo", "HTTP_PORT": "0", "GRPC_PORT": " 9001 ", "METRICS_PORT": "65535",
+           "LOG_VERBOSE": "2", "TRITON_ARGS": "--log-info=true --backend-config='python,a=b c'",
+           "TRITON_ADMIN_KEY": "X-Admin=s3cr=t", "STUB_WATCHDOG": "1", "F5_CHECKPOINT": "hf://org/repo/model.pt",
+           "F5_MODEL_CONFIG": "F5TTS_Base", "F5_VOCODER": "/ckpt/vocos", "F5_EXPORT_ARGS": "--device gpu --dtype bf16",
+           "F5_READY_TIMEOUT": "2.5", "F5_CONCURRENCY": "1", "F5_VOLUME": "/vol"}
+    c = read(ContainerSettings, env)
+    assert c.repository == Path("/data/repo") and c.stub_watchdog is True
+    assert (c.triton.http_port, c.triton.grpc_port, c.triton.metrics_port, c.triton.log_verbose) == (0, 9001, 65535, 2)
+    assert c.triton.triton_args == ("--log-info=true", "--backend-config=python,a=b c")
+    assert c.admin_key == ("X-Admin", "s3cr=t")  # split at the first "="
+    assert c.export.checkpoint == "hf://org/repo/model.pt" and c.export.model_config == "F5TTS_Base"
+    assert c.export.vocoder == Path("/ckpt/vocos") and c.export.export_args == ("--device", "gpu", "--dtype", "bf16")
+    w = read(WorkerSettings, env)
+    assert (w.volume, w.repository, w.ready_timeout, w.concurrency) == (Path("/vol"), Path("/data/repo"), 2.5, 1)
+    assert w.export == c.export and w.triton == c.triton
+    assert c.triton.server_options() == dict(http_port=0, grpc_port=9001, metrics_port=65535, log_verbose=2,
+                                             extra_args=c.triton.triton_args)
+
+
+def test_empty_is_the_default_except_for_shell_words():
+    """An empty F5_EXPORT_ARGS asks for no export flags, which is not its default (--device gpu on a GPU)."""
+    from deploy.settings import ContainerSettings, read
+
+    names = ("MODEL_REPOSITORY", "HTTP_PORT", "LOG_VERBOSE", "TRITON_ADMIN_KEY", "STUB_WATCHDOG", "F5_CHECKPOINT",
+             "F5_MODEL_CONFIG", "F5_VOCODER", "TRITON_ARGS")
+    assert read(ContainerSettings, dict.fromkeys(names, "")) == ContainerSettings()
+    assert read(ContainerSettings, {"F5_EXPORT_ARGS": ""}).export.export_args == ()
+    assert ContainerSettings().export.export_args is None
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"HTTP_PORT": "http"}, "HTTP_PORT='http' is not an integer; 0 to 65535 is allowed"),
+    ({"GRPC_PORT": "8001.5"}, "GRPC_PORT='8001.5' is not an integer; 0 to 65535 is allowed"),
+    ({"METRICS_PORT": "65536"}, "METRICS_PORT=65536; 0 to 65535 is allowed"),
+    ({"HTTP_PORT": "-1"}, "HTTP_PORT=-1; 0 to 65535 is allowed"),
+    ({"LOG_VERBOSE": "-2"}, "LOG_VERBOSE=-2; at least 0 is allowed"),
+    ({"STUB_WATCHDOG": "true"}, "STUB_WATCHDOG='true' is not 0 or 1"),
+    ({"TRITON_ARGS": "--log-file='x"}, "TRITON_ARGS=\"--log-file='x\" is not shell words (no closing quotation)"),
+    ({"F5_EXPORT_ARGS": '--voice "a'}, "F5_EXPORT_ARGS='--voice \"a' is not shell words (no closing quotation)"),
+    ({"TRITON_ADMIN_KEY": "novalue"}, "TRITON_ADMIN_KEY must be HEADER=VALUE (a header name, '=', then the value "
+                                      "the header must carry)"),
+    ({"TRITON_ADMIN_KEY": "=s3cret"}, "TRITON_ADMIN_KEY must be HEADER=VALUE"),
+    ({"F5_READY_TIMEOUT": "soon"}, "F5_READY_TIMEOUT='soon' is not a number; more than 0 is allowed"),
+    ({"F5_READY_TIMEOUT": "inf"}, "F5_READY_TIMEOUT='inf' is not a number; more than 0 is allowed"),
+    ({"F5_READY_TIMEOUT": "0"}, "F5_READY_TIMEOUT=0; more than 0 is allowed"),
+    ({"F5_CONCURRENCY": "0"}, "F5_CONCURRENCY=0; at least 1 is allowed"),
+    ({"F5_CONCURRENCY": "eight"}, "F5_CONCURRENCY='eight' is not an integer; at least 1 is allowed"),
+    # the first bad value in declaration order, alone
+    ({"F5_CONCURRENCY": "0", "HTTP_PORT": "x"}, "HTTP_PORT='x' is not an integer; 0 to 65535 is allowed"),
+], ids=lambda v: "-".join(v) if isinstance(v, dict) else None)
+def test_a_bad_value_is_one_line_naming_the_variable_and_what_is_allowed(env, message):
+    from deploy.settings import ContainerSettings, SettingError, WorkerSettings, read
+
+    cls = WorkerSettings if any(k in ("F5_READY_TIMEOUT", "F5_CONCURRENCY") for k in env) else ContainerSettings
+    with pytest.raises(SettingError) as err:
+        read(cls, env)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_secret_is_never_echoed():
+    from deploy.settings import ContainerSettings, SettingError, read
+
+    with pytest.raises(SettingError) as err:
+        read(ContainerSettings, {"TRITON_ADMIN_KEY": "Bearer-s3cret-token"})
+    assert "s3cret" not in str(err.value)
+
+
+def test_help_lists_every_variable_with_its_default():
+    from deploy.settings import ContainerSettings, WorkerSettings, declared, help_lines
+    from export.api import DEFAULT_MODEL_CONFIG
+
+    lines = help_lines(ContainerSettings)
+    assert "HTTP_PORT: Triton's HTTP port; 0 picks a free one (an integer, 0 to 65535; default: 8000)" in lines
+    assert "STUB_WATCHDOG: " in "\n".join(lines) and "(0 or 1; default: 0)" in "\n".join(lines)
+    worker = "\n".join(help_lines(WorkerSettings))
+    assert "F5_READY_TIMEOUT: seconds allowed for loading and warming up the models (a number, more than 0; " \
+           "default: 600)" in worker
+    model_config = next(s for s in declared(ContainerSettings) if s.env == "F5_MODEL_CONFIG")
+    assert DEFAULT_MODEL_CONFIG in model_config.help_line()  # the export's own default, not a stale copy
+    listed = {"deploy": _settings_classes(), str(ENTRYPOINT): [ContainerSettings]}
+    for command in ([sys.executable, "-m", "deploy"], [sys.executable, str(ENTRYPOINT), "--help"]):
+        out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, check=True).stdout
+        for cls in listed[command[2] if command[1] == "-m" else command[1]]:
+            assert all(f"  {s.help_line()}" in out for s in declared(cls)), out
+
+
+@pytest.mark.parametrize("variable,value,message", [
+    ("HTTP_PORT", "eighty", "entrypoint: error: HTTP_PORT='eighty' is not an integer; 0 to 65535 is allowed"),
+    ("STUB_WATCHDOG", "yes", "entrypoint: error: STUB_WATCHDOG='yes' is not 0 or 1"),
+])
+def test_entrypoint_refuses_a_bad_variable_before_anything_else(tmp_path, variable, value, message):
+    """Before the repository is looked at (here it is not even a directory) and before torch loads."""
+    env = {**_env(tmp_path / "absent"), variable: value}
+    proc = _run(env)
+    assert proc.returncode == 2
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [message]
+
+
+# --- the first-start export's request, from the typed settings ----------------------------------------
+
+def test_the_export_request_comes_from_the_typed_settings(tmp_path):
+    from deploy.preflight import export_request
+    from deploy.settings import ContainerSettings, read
+    from export.__main__ import request_from_argv
+
+    out = tmp_path / "out"
+    typed = read(ContainerSettings, {"F5_CHECKPOINT": "/ckpt/model.safetensors", "F5_MODEL_CONFIG": "F5TTS_Base",
+                                     "F5_VOCODER": "/ckpt/vocos"}).export
+    want = request_from_argv(["--ckpt", "/ckpt/model.safetensors", "--model-config", "F5TTS_Base", "--vocoder",
+                              "/ckpt/vocos", "--output", str(out)])
+    assert export_request(typed, out, gpu=None) == want  # no GPU: the export's defaults (cpu)
+    gpu = request_from_argv(["--ckpt", "/ckpt/model.safetensors", "--model-config", "F5TTS_Base", "--vocoder",
+                             "/ckpt/vocos", "--device", "gpu", "--output", str(out)])
+    assert export_request(typed, out, gpu="NVIDIA H100") == gpu  # unset F5_EXPORT_ARGS on a GPU: --device gpu
+    flags = dataclasses.replace(typed, export_args=("--device", "cpu", "--instances", "2"))
+    assert export_request(flags, out, gpu="NVIDIA H100") == request_from_argv(
+        ["--ckpt", "/ckpt/model.safetensors", "--model-config", "F5TTS_Base", "--vocoder", "/ckpt/vocos",
+         "--device", "cpu", "--instances", "2", "--output", str(out)])
+    # nothing set: the export's own defaults (the released checkpoint of its default config)
+    assert export_request(read(ContainerSettings, {}).export, out, gpu=None) == request_from_argv(["--output", str(out)])
+
+
+def test_a_source_flag_in_F5_EXPORT_ARGS_wins_over_its_variable(tmp_path):
+    from deploy.preflight import export_request
+    from deploy.settings import ExportSettings
+
+    source = ExportSettings(checkpoint="/a.safetensors", model_config="F5TTS_Base", vocoder=Path("/vocos-a"),
+                            export_args=("--ckpt", "/b.pt", "--model-config", "E2TTS_Base", "--vocoder", "/vocos-b",
+                                         "--output", "/elsewhere"))
+    request = export_request(source, tmp_path, gpu=None)
+    assert (request.ckpt, request.model_config, request.vocoder) == ("/b.pt", "E2TTS_Base", Path("/vocos-b"))
+    assert request.output == tmp_path  # where the bootstrap exports, whatever the flags say
+
+
+def test_bad_export_flags_name_F5_EXPORT_ARGS(tmp_path):
+    from deploy.preflight import RepositoryError, export_request
+    from deploy.settings import ExportSettings
+
+    with pytest.raises(RepositoryError, match=r"^F5_EXPORT_ARGS='--device tpu': export flags: argument --device: "
+                                              r"invalid choice: 'tpu'"):
+        export_request(ExportSettings(export_args=("--device", "tpu")), tmp_path, gpu=None)
+
+
+# --- the RunPod worker's settings: paths inside the volume ----------------------------------------------
+
+def test_worker_paths_are_inside_the_volume_with_its_checkpoint_found(tmp_path):
+    from deploy.settings import VOLUME_CHECKPOINT, VOLUME_VOCODER
+    from runpod_worker.startup import Settings, WorkerStartError
+
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    bare = Settings.from_env({"F5_VOLUME": str(volume)})
+    assert bare.repository == volume / "model_repository"
+    assert bare.checkpoint is None and bare.export.vocoder is None  # the released ones
+    (volume / VOLUME_CHECKPOINT).parent.mkdir(parents=True)
+    (volume / VOLUME_CHECKPOINT).write_bytes(b"")
+    (volume / VOLUME_VOCODER).mkdir()
+    found = Settings.from_env({"F5_VOLUME": str(volume), "F5_CONCURRENCY": "3"})
+    assert found.checkpoint == volume / VOLUME_CHECKPOINT and found.export.vocoder == volume / VOLUME_VOCODER
+    assert found.concurrency == 3
+    given = Settings.from_env({"F5_VOLUME": str(volume), "MODEL_REPOSITORY": "repos/main",
+                               "F5_CHECKPOINT": "mine.pt", "F5_VOCODER": "/abs/vocos"})
+    assert given.repository == volume / "repos" / "main" and given.checkpoint == volume / "mine.pt"
+    assert given.export.vocoder == Path("/abs/vocos")  # an absolute path stays itself
+    with pytest.raises(WorkerStartError, match=r"^F5_CONCURRENCY=0; at least 1 is allowed$"):
+        Settings.from_env({"F5_VOLUME": str(volume), "F5_CONCURRENCY": "0"})
+    with pytest.raises(WorkerStartError, match="the network volume F5_VOLUME=.* is not a directory"):
+        Settings.from_env({"F5_VOLUME": str(tmp_path / "absent")})

@@ -6,13 +6,19 @@ accept and refuse the same repositories with the same messages.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import contract
+from deploy.settings import ExportSettings
+
+if TYPE_CHECKING:  # the export imports torch: only when a first start exports
+    from export.api import ExportRequest
 
 _CODE = f"{contract.MODEL_VERSION}/{contract.MODEL_CODE_FILE}"
 REQUIRED_FILES = {  # per model, relative to its directory
@@ -42,33 +48,53 @@ def gpu_name() -> str | None:
                               "NVIDIA driver against the CUDA version of torch") from None
 
 
-def export_on_first_start(repo: Path, env: dict[str, str], gpu: str | None) -> None:
+def export_request(source: ExportSettings, output: Path, gpu: str | None) -> ExportRequest:
+    """The export that `source` asks for, into `output`. F5_EXPORT_ARGS goes through the export's own
+    flag parser (it holds flags); the typed settings go into the request as they are. A source flag in
+    F5_EXPORT_ARGS (--ckpt, --model-config, --vocoder) wins over its variable, as it always has."""
+    from export.__main__ import request_from_argv
+    from export.api import ExportRequest
+    from export.errors import ExportError
+    from export.model_config import ServingOptions
+
+    if source.export_args is None:
+        request = ExportRequest(output=output, serving=ServingOptions(device="gpu" if gpu else "cpu"))
+    else:
+        try:
+            request = request_from_argv([*source.export_args, "--output", str(output)])
+        except ExportError as e:
+            raise RepositoryError(f"F5_EXPORT_ARGS={shlex.join(source.export_args)!r}: {e}") from None
+    default = ExportRequest(output=output)
+    return dataclasses.replace(
+        request, output=output,
+        ckpt=request.ckpt if request.ckpt != default.ckpt else source.checkpoint,
+        model_config=request.model_config if request.model_config != default.model_config
+        else source.model_config or default.model_config,
+        vocoder=request.vocoder if request.vocoder != default.vocoder else source.vocoder)
+
+
+def export_on_first_start(repo: Path, source: ExportSettings, gpu: str | None) -> None:
     """Export into `repo`: F5_CHECKPOINT, or else the released checkpoint of F5_MODEL_CONFIG from the
     Hugging Face cache or hub, as `python -m export` does by default (with F5_VOCODER, F5_EXPORT_ARGS)."""
-    from export.__main__ import request_from_argv
-    from export.api import DEFAULT_MODEL_CONFIG, export_model
+    from export.api import export_model
     from export.errors import ExportError
 
-    ckpt = env.get("F5_CHECKPOINT")
+    ckpt = source.checkpoint
     if ckpt and not ckpt.startswith("hf://") and not Path(ckpt).is_file():
         raise RepositoryError(f"F5_CHECKPOINT={ckpt} does not exist (is the volume mounted?)")
-    model_config = env.get("F5_MODEL_CONFIG", DEFAULT_MODEL_CONFIG)
-    args = ["--model-config", model_config]
-    args += ["--ckpt", ckpt] if ckpt else []
-    args += ["--vocoder", env["F5_VOCODER"]] if env.get("F5_VOCODER") else []
-    args += shlex.split(env.get("F5_EXPORT_ARGS", "--device gpu" if gpu else ""))
-    source = ckpt or f"the released {model_config} (Hugging Face cache or hub)"
-    print(f"exporting {source} into {repo} (first start)", flush=True)
     # `repo` is often a volume's mount point, which cannot be replaced: export beside its content,
     # inside it, and move the result in.
-    repo.mkdir(parents=True, exist_ok=True)
     staging = repo / f".first-start-export-{os.getpid()}"
+    request = export_request(source, staging, gpu)
+    what = request.ckpt or f"the released {request.model_config} (Hugging Face cache or hub)"
+    print(f"exporting {what} into {repo} (first start)", flush=True)
+    repo.mkdir(parents=True, exist_ok=True)
     try:
-        export_model(request_from_argv([*args, "--output", str(staging)]))
+        export_model(request)
         for entry in staging.iterdir():
             entry.rename(repo / entry.name)
     except ExportError as e:
-        raise RepositoryError(f"exporting {source} on first start failed: {e}. Mount an exported repository, or "
+        raise RepositoryError(f"exporting {what} on first start failed: {e}. Mount an exported repository, or "
                               "set F5_CHECKPOINT to a checkpoint file") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
