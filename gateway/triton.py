@@ -12,21 +12,17 @@ import dataclasses
 import itertools
 import logging
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Protocol
 
 import numpy as np
 
 import contract
 from client.api import SynthesisError, stream_synthesize_async
 from client.request import SynthesisOptions
+from contract import errors
 from gateway.errors import APIError, bad_request, unavailable
 
 log = logging.getLogger("gateway")
-
-UNREACHABLE = "StatusCode.UNAVAILABLE"
-# Triton's gRPC stream carries a message but no status code: these messages mean "not now", not "bad request".
-_NOT_NOW = ("server not ready", "is not ready", "unknown model", "is not found", "shutting down")
-_SERVER_FAULT = ("see the server log",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,12 +66,13 @@ def api_error(e: SynthesisError, url: str) -> APIError:
     """Triton's answer as an OpenAI error: its INVALID_ARG message (the contract's input names replaced by
     the API's) as a 400, 'not now' as a 503, the rest as a 500."""
     message = str(e)
-    lower = message.lower()
-    if e.status == UNREACHABLE or any(s in lower for s in _NOT_NOW):
+    # Triton's gRPC stream carries a message but no status code: the contract's phrases tell the kinds apart.
+    kind = errors.error_kind(e.status, message)
+    if kind == errors.NOT_NOW:
         return unavailable(f"Triton at {url} cannot serve speech now: {message}")
-    if e.status == "StatusCode.DEADLINE_EXCEEDED":
+    if kind == errors.TIMEOUT:
         return APIError(504, f"Triton at {url} did not finish in time: {message}", code="timeout")
-    if any(s in lower for s in _SERVER_FAULT) or e.status in ("StatusCode.INTERNAL", "StatusCode.UNKNOWN"):
+    if kind == errors.SERVER_FAULT:
         return APIError(500, f"Triton at {url} failed: {message}", code="triton_error")
     message = message.replace(f"input '{contract.TARGET_TEXT}'", "'input'")
     param = "input" if "'input'" in message else next(
@@ -83,6 +80,20 @@ def api_error(e: SynthesisError, url: str) -> APIError:
                            contract.SEED, contract.SPEED, contract.VOICE) if f"'{name}'" in message),
         "voice" if "reference" in message else None)
     return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
+
+
+class SpeechServer(Protocol):
+    """What the routes use of the Triton side; `Triton` below, or a stand-in in tests."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def readiness(self) -> dict[str, str | None]: ...
+
+    async def info(self) -> ServerInfo: ...
+
+    def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]: ...
 
 
 class Triton:
@@ -130,21 +141,22 @@ class Triton:
         async with self._info_lock:
             if self._info and time.monotonic() - self._info[0] < self.info_ttl:
                 return self._info[1]
-            errors = []
+            failures = []
             for url, c in self._order():
                 try:
                     config = (await c.get_model_config(contract.TTS_MODEL, as_json=True, client_timeout=10))["config"]
                 except Exception as e:
-                    errors.append(f"{url}: {_message(e)}")
+                    failures.append(f"{url}: {_message(e)}")
                     continue
                 self._info = (time.monotonic(), server_info(config))
                 return self._info[1]
-            raise unavailable(f"Triton is not reachable or serves no {contract.TTS_MODEL} model: " + "; ".join(errors))
+            raise unavailable(f"Triton is not reachable or serves no {contract.TTS_MODEL} model: "
+                              + "; ".join(failures))
 
     async def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]:
         """The speech's float32 pieces as Triton sends them. Raises APIError before the first piece (and
         after it, should the stream break). Closing the generator early cancels the request on Triton."""
-        errors = []
+        failures = []
         for url, c in self._order():
             pieces = stream_synthesize_async(text, speaker.audio, speaker.sample_rate, speaker.text,
                                              voice=speaker.voice, client=c, options=options, timeout=self.timeout)
@@ -154,8 +166,8 @@ class Triton:
                 except StopAsyncIteration:
                     return
                 except SynthesisError as e:
-                    if e.status == UNREACHABLE:  # nothing started there: the next server may take it
-                        errors.append(f"{url}: {e}")
+                    if e.status == errors.GRPC_UNAVAILABLE:  # nothing started there: the next server may take it
+                        failures.append(f"{url}: {e}")
                         continue
                     raise api_error(e, url) from None
                 yield first
@@ -167,4 +179,4 @@ class Triton:
                 return
             finally:
                 await pieces.aclose()
-        raise unavailable("Triton is not reachable: " + "; ".join(errors))
+        raise unavailable("Triton is not reachable: " + "; ".join(failures))
