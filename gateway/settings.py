@@ -10,6 +10,7 @@ from pathlib import Path
 
 import contract
 from contract import GRPC_PORT
+from contract.request_options import is_voice_name, voice_name_rule
 
 API_KEY_ENV = "F5_GATEWAY_API_KEY"
 CORS_ENV = "F5_GATEWAY_CORS_ORIGINS"  # comma-separated, as --cors-origin
@@ -19,7 +20,6 @@ DEFAULT_MODEL_ID = "f5-tts"
 OPENAI_MODEL_IDS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 # OpenAI's cap on `input`, which the server's default byte limit covers in any script (contract).
 DEFAULT_MAX_INPUT_CHARS = contract.MAX_TEXT_CHARS
-_VOICE_NAME = re.compile(contract.VOICE_NAME_PATTERN)
 # What a browser sends as Origin: scheme://host[:port], no path; "*" allows any.
 _ORIGIN = re.compile(r"https?://[^/\s]+")
 
@@ -97,15 +97,13 @@ def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None)
 def _voice_aliases(p: argparse.ArgumentParser, specs: list[str]) -> tuple[tuple[str, str], ...]:
     """ALIAS=VOICE specs -> (alias, voice) pairs; a bad one stops the start with what was wrong."""
     found: dict[str, str] = {}
-    rule = (f"letters, digits, '_', '.' or '-', starting with a letter or digit, at most "
-            f"{contract.LIMITS.max_voice_name_bytes} bytes")
     for spec in specs:
         alias, sep, voice = (part.strip() for part in spec.partition("="))
         if not sep or not alias or not voice:
             p.error(f"--voice-alias {spec!r}: expected ALIAS=VOICE, e.g. alloy=nature")
         for name in (alias, voice):
-            if not _VOICE_NAME.fullmatch(name) or len(name.encode()) > contract.LIMITS.max_voice_name_bytes:
-                p.error(f"--voice-alias {spec!r}: {name!r} is not a voice name ({rule})")
+            if not is_voice_name(name):
+                p.error(f"--voice-alias {spec!r}: {name!r} is not a voice name ({voice_name_rule()})")
         if alias == voice:
             p.error(f"--voice-alias {spec!r}: an alias must differ from the voice it names")
         if found.get(alias, voice) != voice:

@@ -15,7 +15,6 @@ import io
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import time
@@ -27,13 +26,14 @@ import numpy as np
 import soundfile as sf
 
 import contract
+from contract.request_options import (OptionError, check_bytes, check_not_blank, check_reference, check_voice_name,
+                                      is_voice_name)
 from gateway.errors import APIError, bad_request
 
 log = logging.getLogger("gateway")
 
 AUDIO_FILE = "audio.wav"
 META_FILE = "voice.json"
-_NAME = re.compile(contract.VOICE_NAME_PATTERN)
 _STALE_SECONDS = 600  # leftovers of a crash mid-upload or mid-delete, removed at start
 # What an upload may be, as this libsndfile reads it (MP3 needs libsndfile 1.1 or later).
 ACCEPTED_FORMATS = ", ".join(f for f in ("WAV", "FLAC", "OGG", "MP3", "AIFF") if f in sf.available_formats())
@@ -56,10 +56,10 @@ class StoredVoice:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name) or len(name.encode("utf-8")) > contract.LIMITS.max_voice_name_bytes:
-        raise bad_request(f"voice name {name!r} is not allowed: use letters, digits, '_', '.' or '-', starting with "
-                          f"a letter or digit, at most {contract.LIMITS.max_voice_name_bytes} characters", "name")
-    return name
+    try:
+        return check_voice_name(name)
+    except OptionError as e:
+        raise bad_request(e.message, "name") from None
 
 
 def decode_upload(data: bytes, filename: str, limits: contract.Limits,
@@ -76,32 +76,23 @@ def decode_upload(data: bytes, filename: str, limits: contract.Limits,
         sent = f"sent as {content_type}, " if content_type else ""
         raise bad_request(f"{what} is not an audio file libsndfile can read: {reason.rstrip('.')} ({sent}it begins "
                           f"{data[:12]!r}); send {ACCEPTED_FORMATS}", "audio_sample") from None
-    seconds = len(audio) / rate
-    if not limits.min_sample_rate <= rate <= limits.max_sample_rate:
-        raise bad_request(f"{what} has a sample rate of {rate} Hz; allowed range is [{limits.min_sample_rate}, "
-                          f"{limits.max_sample_rate}]", "audio_sample")
-    if audio.shape[1] > limits.max_channels:
-        raise bad_request(f"{what} has {audio.shape[1]} channels; 1 to {limits.max_channels} are allowed",
-                          "audio_sample")
-    if not limits.min_reference_seconds <= seconds <= limits.max_reference_seconds:
-        raise bad_request(f"{what} is {seconds:.2f} s long; {limits.min_reference_seconds} to "
-                          f"{limits.max_reference_seconds:g} s are allowed (F5-TTS uses at most "
-                          f"{limits.reference_clip_seconds:g} s of it, clipped at a pause)", "audio_sample")
-    if not np.isfinite(audio).all():
-        raise bad_request(f"{what} contains NaN or Inf samples", "audio_sample")
-    if not np.any(audio):
-        raise bad_request(f"{what} is silent (all samples are zero)", "audio_sample")
-    return np.ascontiguousarray(audio.T), int(rate)
+    audio = np.ascontiguousarray(audio.T)
+    try:
+        # What the server would refuse is refused at upload, with the same words.
+        check_reference(what, audio, int(rate), limits)
+    except OptionError as e:
+        raise bad_request(e.message, "audio_sample") from None
+    return audio, int(rate)
 
 
 def check_transcript(transcript: str, limits: contract.Limits) -> str:
+    """The upload's transcript, within what the server accepts as a reference text."""
     transcript = transcript.strip()
-    if not transcript:
-        raise bad_request("'transcript' is empty: give the words spoken in the audio sample", "transcript")
-    size = len(transcript.encode("utf-8"))
-    if size > limits.max_reference_text_bytes:
-        raise bad_request(f"'transcript' is {size} bytes; at most {limits.max_reference_text_bytes} bytes of UTF-8 "
-                          "are allowed", "transcript")
+    try:
+        check_not_blank("'transcript'", transcript, hint="give the words spoken in the audio sample")
+        check_bytes("'transcript'", len(transcript.encode("utf-8")), limits.max_reference_text_bytes)
+    except OptionError as e:
+        raise bad_request(e.message, "transcript") from None
     return transcript
 
 
@@ -132,7 +123,7 @@ class VoiceLibrary:
 
     def get(self, name: str) -> StoredVoice | None:
         path = self.root / name
-        if name.startswith(".") or not _NAME.fullmatch(name):
+        if not is_voice_name(name):
             return None
         try:
             st = path.stat()
@@ -184,7 +175,7 @@ class VoiceLibrary:
         return self.get(name)
 
     def delete(self, name: str) -> bool:
-        if name.startswith(".") or not _NAME.fullmatch(name):
+        if not is_voice_name(name):
             return False
         trash = self.root / f".del-{uuid.uuid4().hex}"
         try:

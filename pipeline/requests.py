@@ -6,13 +6,14 @@ allowed; model.py turns it into TritonError(INVALID_ARG) for that request alone.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Collection, Mapping
 
 import numpy as np
 
 import contract
+from contract.request_options import OptionError, check_bytes, check_not_blank, check_range, check_reference, \
+    sample_rate_range
 
 
 class RequestError(ValueError):
@@ -70,26 +71,19 @@ def _text(tensors, name: str, max_bytes: int) -> str:
         raw = raw.encode("utf-8")
     if not isinstance(raw, (bytes, np.bytes_)):
         raise RequestError(f"input '{name}' must be BYTES (UTF-8 text), got {type(raw).__name__}")
-    if len(raw) > max_bytes:
-        raise RequestError(f"input '{name}' is {len(raw)} bytes; at most {max_bytes} bytes of UTF-8 are allowed")
+    check_bytes(f"input '{name}'", len(raw), max_bytes)
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as e:
         raise RequestError(f"input '{name}' is not valid UTF-8 ({e.reason} at byte {e.start})") from None
-    if not text.strip():
-        raise RequestError(f"input '{name}' is empty or whitespace only")
-    return text
+    return check_not_blank(f"input '{name}'", text)
 
 
-def _number(tensors, name: str, default, bounds, kind=float):
-    raw = _scalar(tensors, name, required=False)
+def _number(tensors, name: str, default, bounds, kind=float, unit: str = "", required: bool = False):
+    raw = _scalar(tensors, name, required)
     if raw is None:
         return default
-    value = kind(raw)
-    lo, hi = bounds
-    if not (isinstance(value, int) or math.isfinite(value)) or not lo <= value <= hi:
-        raise RequestError(f"input '{name}' is {value}; allowed range is [{lo}, {hi}]")
-    return value
+    return check_range(f"input '{name}'", kind(raw), bounds, unit=unit)
 
 
 def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.ndarray:
@@ -108,21 +102,7 @@ def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.n
     if audio.ndim != 2:
         raise RequestError(f"input '{name}' must be [channels, samples], got shape {list(audio.shape)}")
     audio = _unflatten(audio, _number(tensors, contract.REFERENCE_CHANNELS, None, (1, limits.max_channels), int))
-    channels, samples = audio.shape
-    if not 1 <= channels <= limits.max_channels:
-        raise RequestError(f"input '{name}' has {channels} channels; 1 to {limits.max_channels} are allowed "
-                           "(shape is [channels, samples])")
-    seconds = samples / sample_rate
-    if seconds < limits.min_reference_seconds:
-        raise RequestError(f"input '{name}' is {seconds:.3f} s long; at least {limits.min_reference_seconds} s "
-                           "of reference speech is needed")
-    if seconds > limits.max_reference_seconds:
-        raise RequestError(f"input '{name}' is {seconds:.1f} s long; at most {limits.max_reference_seconds} s is "
-                           f"accepted (it is clipped to {limits.reference_clip_seconds} s at a pause anyway, as f5-tts does)")
-    if not np.isfinite(audio).all():
-        raise RequestError(f"input '{name}' contains NaN or Inf samples")
-    if not np.any(audio):
-        raise RequestError(f"input '{name}' is silent (all samples are zero); send reference speech")
+    check_reference(f"input '{name}'", audio, sample_rate, limits)
     return audio
 
 
@@ -168,11 +148,8 @@ def _uploaded_reference(tensors, limits: contract.Limits, voices: Collection[str
     if all(tensors.get(name) is None for name in _REFERENCE_INPUTS):
         raise RequestError(f"no reference: send '{contract.REFERENCE_AUDIO}', '{contract.REFERENCE_SAMPLE_RATE}' and "
                            f"'{contract.REFERENCE_TEXT}', or a registered '{contract.VOICE}' ({_known(voices)})")
-    sample_rate = _scalar(tensors, contract.REFERENCE_SAMPLE_RATE, required=True)
-    sample_rate = int(sample_rate)
-    if not limits.min_sample_rate <= sample_rate <= limits.max_sample_rate:
-        raise RequestError(f"input '{contract.REFERENCE_SAMPLE_RATE}' is {sample_rate} Hz; allowed range is "
-                           f"[{limits.min_sample_rate}, {limits.max_sample_rate}]")
+    sample_rate = _number(tensors, contract.REFERENCE_SAMPLE_RATE, None, sample_rate_range(limits), int, " Hz",
+                          required=True)
     audio = _reference_audio(tensors, sample_rate, limits)
     reference_text = _text(tensors, contract.REFERENCE_TEXT, limits.max_reference_text_bytes)
     return audio, sample_rate, reference_text
@@ -186,6 +163,14 @@ def parse_request(tensors: Mapping[str, np.ndarray | None],
 
     `voices` are the names of the registered voices a request may choose instead of a reference.
     """
+    try:
+        return _parse(tensors, defaults, limits, voices)
+    except OptionError as e:  # the checks every door shares (contract.request_options)
+        raise RequestError(str(e)) from None
+
+
+def _parse(tensors, defaults: contract.SamplingDefaults, limits: contract.Limits,
+           voices: Collection[str]) -> SynthesisRequest:
     if tensors.get(contract.VOICE) is not None:
         voice = _voice(tensors, voices, limits)
         audio, sample_rate, reference_text = None, None, None

@@ -28,17 +28,15 @@ import soundfile as sf
 import contract
 from client.api import SynthesisError, SynthesisOptions, synthesize_async
 from client.connection import resolve_endpoint
+from contract.request_options import OptionError, sampling_option, string, type_name
 
 TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
-_SPECS = {s.name: s for s in contract.TTS_INPUTS}
 # The sampling options are SynthesisOptions' fields (but the streaming-only one); their JSON types
 # follow the contract's dtypes.
 OPTION_KEYS = tuple(f.name for f in dataclasses.fields(SynthesisOptions) if f.name != contract.FIRST_CHUNK_CHARS)
-_INT_RANGES = {"INT32": (-(2**31), 2**31 - 1), "INT64": (-(2**63), 2**63 - 1)}
 
-
-class JobInputError(ValueError):
-    """The job's input is malformed; the message says what was wrong and what is allowed."""
+# The job's input is malformed; the message says what was wrong and what is allowed.
+JobInputError = OptionError
 
 
 @dataclass(frozen=True)
@@ -49,25 +47,6 @@ class Job:
     reference_text: str | None
     voice: str | None
     options: SynthesisOptions
-
-
-def _type_name(value) -> str:
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _option(name: str, value):
-    dtype = _SPECS[name].dtype
-    if dtype in _INT_RANGES:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise JobInputError(f"'{name}' must be an integer, got {_type_name(value)} {value!r}")
-        low, high = _INT_RANGES[dtype]
-        if not low <= value <= high:
-            raise JobInputError(f"'{name}' is {value}, outside the {dtype} range [{low}, {high}]")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise JobInputError(f"'{name}' must be a number, got {_type_name(value)} {value!r}")
-    return float(value)
 
 
 def decode_audio(encoded: str) -> tuple[np.ndarray, int]:
@@ -87,15 +66,15 @@ def decode_audio(encoded: str) -> tuple[np.ndarray, int]:
 
 def parse_job(job_input) -> Job:
     if not isinstance(job_input, dict):
-        raise JobInputError(f"the job input must be a JSON object, got {_type_name(job_input)}")
+        raise JobInputError(f"the job input must be a JSON object, got {type_name(job_input)}")
     unknown = sorted(set(job_input) - set(TEXT_KEYS) - set(OPTION_KEYS))
     if unknown:
         raise JobInputError(f"unknown input key(s) {', '.join(map(repr, unknown))}; allowed: "
                             f"{', '.join(TEXT_KEYS + OPTION_KEYS)}")
     given = {k: v for k, v in job_input.items() if v is not None}
     for key in TEXT_KEYS:
-        if key in given and not isinstance(given[key], str):
-            raise JobInputError(f"'{key}' must be a string, got {_type_name(given[key])}")
+        if key in given:
+            string(key, given[key])
     if "text" not in given:
         raise JobInputError("'text' (the text to speak) is required")
     has_reference = "reference_audio" in given or "reference_text" in given
@@ -108,7 +87,8 @@ def parse_job(job_input) -> Job:
         missing = [k for k in ("reference_audio", "reference_text") if k not in given]
         if missing:
             raise JobInputError(f"'reference_audio' and 'reference_text' go together; '{missing[0]}' is missing")
-    options = SynthesisOptions(**{k: _option(k, given[k]) for k in OPTION_KEYS if k in given})
+    # Ranges, NaN included, are the server's to check: its INVALID_ARG message names the range allowed.
+    options = SynthesisOptions(**{k: sampling_option(k, given[k], finite=False) for k in OPTION_KEYS if k in given})
     audio, rate = decode_audio(given["reference_audio"]) if "reference_audio" in given else (None, None)
     return Job(given["text"], audio, rate, given.get("reference_text"), given.get("voice"), options)
 
