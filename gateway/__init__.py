@@ -7,6 +7,8 @@ beside tritonserver or on any machine that reaches it.
 
 Modules: `settings` (options), `errors` (OpenAI's error shape), `speech_request` (the request body,
 checked), `encoders` (mp3/opus/aac/flac/wav/pcm), `speech_stream` (one answer, encoded as Triton
-sends it), `triton` (the server side), `voice_library` (uploaded voices on disk), `app` (the
-routes), `static/` (the playground page).
+sends it), `triton` (the server side), `voice_library` (uploaded voices on disk), `services` (what
+the routes work with), `auth` (the API key), `admission` (the in-flight limit), `body` (size-limited
+bodies), `routes/` (models, voices, speech, health and the page), `app` (puts them together),
+`static/` (the playground page).
 """
