@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import contract
+from contract.errors import LOADED_ON
 from deploy import preflight
 from deploy.settings import VOLUME_CHECKPOINT, VOLUME_VOCODER, ExportSettings, SettingError, TritonSettings, \
     WorkerSettings, read
@@ -114,8 +115,9 @@ def _server_version(server: TritonServer) -> str:
 
 
 def _model_load_line(log_text: str) -> str | None:
-    """The f5_tts model's own 'loaded on <device> in <s>' line (model.py logs it after initialize)."""
-    found = re.findall(rf"{contract.TTS_MODEL} \([^)]*\) loaded on [^\"\n]*", log_text)
+    """The f5_tts model's own start-up line, "f5_tts (...) loaded on <device> in <s> s" (model.py logs it
+    after initialize; contract.errors.LOADED_ON is the phrase both sides share)."""
+    found = re.findall(rf"{contract.TTS_MODEL} \([^)]*\) {re.escape(LOADED_ON)} [^\"\n]*", log_text)
     return found[-1].strip() if found else None
 
 
