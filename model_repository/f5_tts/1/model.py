@@ -15,6 +15,7 @@ from pathlib import Path
 import triton_python_backend_utils as pb_utils
 
 import contract
+from contract.errors import LOADED_ON, SEE_SERVER_LOG
 from pipeline.logs import forward_logs
 from contract.parameters import TtsParameters
 from pipeline.parameters import instance_device
@@ -63,7 +64,7 @@ class TritonPythonModel:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(
             f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}, engine {self.params.engine}, vocoder "
-            f"{self.params.vocoder_runtime}) loaded on {device} in {time.monotonic() - started:.1f} s"
+            f"{self.params.vocoder_runtime}) {LOADED_ON} {device} in {time.monotonic() - started:.1f} s"
             f"{f' (compiling {compiled_in:.1f} s)' if compiled_in else ''}; voices: {', '.join(loaded) or 'none'}")
 
     def execute(self, requests):
@@ -86,7 +87,7 @@ class TritonPythonModel:
                                                   is_cancelled=lambda k: requests[parsed[k][0]].is_cancelled())
         except Exception:
             pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
-            results = [RuntimeError("internal error during synthesis; see the server log")] * len(parsed)
+            results = [RuntimeError(f"internal error during synthesis; {SEE_SERVER_LOG}")] * len(parsed)
         self._count_metrics()
         for (i, _), result in zip(parsed, results):
             if isinstance(result, Exception):

@@ -14,6 +14,7 @@ import traceback
 import triton_python_backend_utils as pb_utils
 
 import contract
+from contract.errors import SEE_SERVER_LOG, SHUTTING_DOWN
 from contract.parameters import StreamParameters
 from pipeline.streaming import chunk_inputs, chunk_result, piece_outputs, stream_chunks
 
@@ -75,7 +76,7 @@ class TritonPythonModel:
                 pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: {why}; stopped after {done} of {total} chunks")
                 # a client still listening learns that the audio is incomplete
                 _send_quietly(sender, None if cancelled else pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    f"the server is shutting down: stream stopped after {done} of {total} chunks",
+                    f"{SHUTTING_DOWN}: stream stopped after {done} of {total} chunks",
                     pb_utils.TritonError.UNAVAILABLE)))
         except ChunkFailed as e:
             # f5_tts's own answer (INVALID_ARG with its message for a bad request)
@@ -86,7 +87,7 @@ class TritonPythonModel:
             else:
                 pb_utils.Logger.log_error(f"{contract.STREAM_MODEL}: stream failed:\n{traceback.format_exc()}")
             _send_quietly(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                "internal error while streaming; see the server log", pb_utils.TritonError.INTERNAL)))
+                f"internal error while streaming; {SEE_SERVER_LOG}", pb_utils.TritonError.INTERNAL)))
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())

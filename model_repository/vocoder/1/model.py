@@ -7,6 +7,7 @@ from pathlib import Path
 import triton_python_backend_utils as pb_utils
 
 import contract
+from contract.errors import SEE_SERVER_LOG
 from pipeline.logs import forward_logs
 from contract.parameters import VocoderParameters
 from pipeline.parameters import instance_device
@@ -32,7 +33,7 @@ class TritonPythonModel:
                 responses.append(_error(str(e), pb_utils.TritonError.INVALID_ARG))
             except Exception:
                 pb_utils.Logger.log_error(f"vocoder failed:\n{traceback.format_exc()}")
-                responses.append(_error("internal error in the vocoder; see the server log",
+                responses.append(_error(f"internal error in the vocoder; {SEE_SERVER_LOG}",
                                         pb_utils.TritonError.INTERNAL))
         return responses
 
