@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import contract
+from contract.errors import INVALID_ARGUMENT_STATUSES
 
 log = logging.getLogger("client")
 
@@ -21,7 +22,6 @@ SCHEMES = {"http": ("http", False), "https": ("http", True), "grpc": ("grpc", Fa
 DEFAULT_PORT = {"grpc": contract.GRPC_PORT, "http": contract.HTTP_PORT}
 DEFAULT_ADDRESS = {protocol: f"localhost:{port}" for protocol, port in DEFAULT_PORT.items()}
 # How each protocol says that the server refused the request itself (Triton's INVALID_ARG).
-INVALID_ARGUMENT_STATUSES = ("StatusCode.INVALID_ARGUMENT", "400")
 
 
 @dataclass(frozen=True)

@@ -80,12 +80,15 @@ class _Parameters:
     """What every parameter set shares: parse from Triton's strings, write them, check the declared bounds."""
 
     @classmethod
-    def from_triton(cls, raw: Mapping[str, Any]):
-        """Parse config.pbtxt's parameters (Triton's {"key": {"string_value": ...}} or plain strings)."""
+    def from_triton(cls, raw: Mapping[str, Any], *, strict: bool = True):
+        """Parse config.pbtxt's parameters (Triton's {"key": {"string_value": ...}} or plain strings). An
+        unknown parameter is an error unless not `strict` (a reader of another version's repository)."""
         values = {k: (v.get("string_value", "") if isinstance(v, Mapping) else str(v)) for k, v in raw.items()}
         fields = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(fields) - _TRITON_RESERVED)
-        if unknown:
+        if not strict:
+            values = {k: v for k, v in values.items() if k in fields}
+        elif unknown:
             raise ParameterError(f"unknown model parameter(s) {unknown}; known: {sorted(fields)}")
         parsed = {}
         for name, f in fields.items():

@@ -20,6 +20,7 @@ import contract
 from client.api import SynthesisError, stream_synthesize_async
 from client.request import SynthesisOptions
 from contract import errors
+from contract.parameters import TtsParameters
 from gateway.errors import APIError, bad_request, unavailable
 
 log = logging.getLogger("gateway")
@@ -42,19 +43,11 @@ class ServerInfo:
     demo_model: bool = False  # exported with --demo-tiny: random weights, noise
 
 
-def _parameters(config: dict) -> dict[str, str]:
-    return {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
-
-
 def server_info(config: dict) -> ServerInfo:
-    params = _parameters(config)
-    limits = contract.LIMITS
-    for name, kind in (("max_target_text_bytes", int), ("max_reference_seconds", float),
-                       ("max_audio_seconds", float)):
-        if params.get(name, "").strip():
-            limits = dataclasses.replace(limits, **{name: kind(params[name])})
-    return ServerInfo(contract.parse_voice_list(params.get(contract.VOICES_PARAMETER, "")), limits,
-                      demo_model=params.get("demo_model") == "true")
+    """What f5_tts's config says, read with the class the model itself parses it with (not strictly: a
+    server exported by another version may have knobs this gateway does not know)."""
+    params = TtsParameters.from_triton(config.get("parameters", {}), strict=False)
+    return ServerInfo(params.voice_names, params.limits, demo_model=params.demo_model)
 
 
 def _message(e: Exception) -> str:

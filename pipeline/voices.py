@@ -10,7 +10,6 @@ sounds exactly like sending the same file as reference audio.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +17,12 @@ import soundfile as sf
 import torch
 
 import contract
+from contract.request_options import OptionError, check_voice_name
 from pipeline.reference import Reference, prepare_reference
 from pipeline.requests import RequestError
 
 VOICES_DIR = "voices"
 INDEX_FILE = "voices.json"
-NAME_PATTERN = re.compile(contract.VOICE_NAME_PATTERN)
 
 
 class VoiceError(ValueError):
@@ -31,10 +30,10 @@ class VoiceError(ValueError):
 
 
 def check_name(name: str) -> str:
-    if not NAME_PATTERN.fullmatch(name) or len(name) > contract.LIMITS.max_voice_name_bytes:
-        raise VoiceError(f"voice name {name!r} is not allowed: use letters, digits, '_', '.' or '-' (starting with a "
-                         f"letter or digit), at most {contract.LIMITS.max_voice_name_bytes} characters")
-    return name
+    try:
+        return check_voice_name(name)
+    except OptionError as e:
+        raise VoiceError(str(e)) from None
 
 
 def parse_voice_spec(spec: str) -> tuple[str, Path, str]:
