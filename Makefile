@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast test-unit clean device-wheels device-rehearsal
+.PHONY: setup demo lint test test-fast test-unit clean device-wheels device-rehearsal
 
 setup:
 	scripts/setup.sh
@@ -10,14 +10,19 @@ setup:
 demo: setup
 	$(PY) scripts/demo.py
 
-test: setup
+# ruff: lint and format check (config in pyproject.toml); every test target runs it first.
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
 	$(PY) -m pytest
 
 # Tiers: tests/conftest.py and docs/testing.md.
-test-fast: setup
+test-fast: lint
 	$(PY) -m pytest -m "unit or integration"
 
-test-unit: setup
+test-unit: lint
 	$(PY) -m pytest -m unit
 
 # The prepared GPU run (bench/device/README.md): the wheels it carries, and its rehearsal here on CPU.

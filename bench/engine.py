@@ -32,14 +32,20 @@ from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
 ROOT = Path(__file__).resolve().parent.parent
-TEXTS = ["I don't really care what you call me.",
-         "I've been a silent spectator, watching species evolve, empires rise and fall."]
+TEXTS = [
+    "I don't really care what you call me.",
+    "I've been a silent spectator, watching species evolve, empires rise and fall.",
+]
 
 
 def _synth(repo: Path, engine: str) -> Synthesizer:
     vocoder = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
-    return Synthesizer.from_directory(repo / contract.TTS_MODEL / contract.MODEL_VERSION, vocoder,
-                                      max_batch_chunks=1, engine="eager" if engine == "eager" else "compiled")
+    return Synthesizer.from_directory(
+        repo / contract.TTS_MODEL / contract.MODEL_VERSION,
+        vocoder,
+        max_batch_chunks=1,
+        engine="eager" if engine == "eager" else "compiled",
+    )
 
 
 def steady(repo: Path, nfe: int, rounds: int) -> dict:
@@ -66,9 +72,13 @@ def steady(repo: Path, nfe: int, rounds: int) -> dict:
             times[name].append(time.perf_counter() - t)
         print(f"round {r + 1}/{rounds}: " + ", ".join(f"{n} {v[-1]:.2f} s" for n, v in times.items()), flush=True)
     med = {name: statistics.median(v) for name, v in times.items()}
-    result.update(times_s=times, median_s=med, bucketing_cost=med["bucketed"] / med["eager"],
-                  compiled_speedup=med["eager"] / med["compiled"],
-                  compiled_first_over_steady=result["compiled_first_request_s"] / med["compiled"])
+    result.update(
+        times_s=times,
+        median_s=med,
+        bucketing_cost=med["bucketed"] / med["eager"],
+        compiled_speedup=med["eager"] / med["compiled"],
+        compiled_first_over_steady=result["compiled_first_request_s"] / med["compiled"],
+    )
     return result
 
 
@@ -97,8 +107,9 @@ def cold_start(repo: Path, cache: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.engine", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.engine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--arch", default="tiny")
     p.add_argument("--nfe", type=int, default=16)
     p.add_argument("--rounds", type=int, default=3)
@@ -106,9 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         repo, *_ = build_repository(args.arch, Path(tmp), "cpu")
-        report = {"arch": args.arch, "nfe": args.nfe, "texts": TEXTS, "machine": _machine("cpu"),
-                  "cold_start": cold_start(repo, Path(tmp) / "inductor_cache"),
-                  "steady": steady(repo, args.nfe, args.rounds)}
+        report = {
+            "arch": args.arch,
+            "nfe": args.nfe,
+            "texts": TEXTS,
+            "machine": _machine("cpu"),
+            "cold_start": cold_start(repo, Path(tmp) / "inductor_cache"),
+            "steady": steady(repo, args.nfe, args.rounds),
+        }
     print(f"wrote {save_report(args.output, f'engine_{args.arch}_cpu', report)}")
     return 0
 

@@ -68,8 +68,14 @@ class Paths:
                 samples += piece.size
             return first, time.perf_counter() - started, samples / contract.SAMPLE_RATE
         fmt = path.split("_", 1)[1]
-        body = {"model": "f5-tts", "input": TEXT, "voice": self.voice, "response_format": fmt, "nfe_step": self.nfe,
-                "seed": 0}
+        body = {
+            "model": "f5-tts",
+            "input": TEXT,
+            "voice": self.voice,
+            "response_format": fmt,
+            "nfe_step": self.nfe,
+            "seed": 0,
+        }
         size = 0
         async with self.http.stream("POST", "/v1/audio/speech", json=body) as response:
             assert response.status_code == 200, await response.aread()
@@ -88,9 +94,11 @@ async def sequential(paths: Paths, requests: int) -> dict:
             found[p].append(await paths.run(p))
     out = {}
     for p, runs in found.items():
-        out[p] = {"first_audio_p50_ms": _percentile([r[0] for r in runs], 50) * 1e3,
-                  "latency_p50_ms": _percentile([r[1] for r in runs], 50) * 1e3,
-                  "latency_p95_ms": _percentile([r[1] for r in runs], 95) * 1e3}
+        out[p] = {
+            "first_audio_p50_ms": _percentile([r[0] for r in runs], 50) * 1e3,
+            "latency_p50_ms": _percentile([r[1] for r in runs], 50) * 1e3,
+            "latency_p95_ms": _percentile([r[1] for r in runs], 95) * 1e3,
+        }
     for p in PATHS[1:]:
         out[p]["added_p50_ms"] = out[p]["latency_p50_ms"] - out["grpc"]["latency_p50_ms"]
         out[p]["added_first_audio_p50_ms"] = out[p]["first_audio_p50_ms"] - out["grpc"]["first_audio_p50_ms"]
@@ -111,12 +119,24 @@ async def concurrent(paths: Paths, path: str, concurrency: int, requests: int) -
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     wall = time.perf_counter() - started
-    return {"requests_per_s": requests / wall, "latency_p50_ms": _percentile(latencies, 50) * 1e3,
-            "latency_p95_ms": _percentile(latencies, 95) * 1e3, "wall_s": wall}
+    return {
+        "requests_per_s": requests / wall,
+        "latency_p50_ms": _percentile(latencies, 50) * 1e3,
+        "latency_p95_ms": _percentile(latencies, 95) * 1e3,
+        "wall_s": wall,
+    }
 
 
-async def measure(triton: TritonServer, gateway_url: str, voice: str, nfe: int, requests: int, concurrency: int,
-                  concurrent_requests: int, rounds: int) -> dict:
+async def measure(
+    triton: TritonServer,
+    gateway_url: str,
+    voice: str,
+    nfe: int,
+    requests: int,
+    concurrency: int,
+    concurrent_requests: int,
+    rounds: int,
+) -> dict:
     paths = Paths(triton, gateway_url, voice, nfe)
     try:
         for p in PATHS:  # warm both paths (connections, encoders)
@@ -126,20 +146,23 @@ async def measure(triton: TritonServer, gateway_url: str, voice: str, nfe: int, 
         level = {p: [] for p in PATHS}
         for k in tqdm(range(rounds), desc=f"concurrency {concurrency}", unit="round"):
             # short rounds, the order rotating, so that no path gets only the quiet moments
-            for p in PATHS[k % len(PATHS):] + PATHS[:k % len(PATHS)]:
+            for p in PATHS[k % len(PATHS) :] + PATHS[: k % len(PATHS)]:
                 level[p].append(await concurrent(paths, p, concurrency, concurrent_requests))
         report[f"concurrency_{concurrency}"] = {}
         for p, runs in level.items():
             rps = statistics.median(r["requests_per_s"] for r in runs)
             report[f"concurrency_{concurrency}"][p] = {
-                "requests_per_s": rps, "audio_s_per_s": rps * audio,
+                "requests_per_s": rps,
+                "audio_s_per_s": rps * audio,
                 "latency_p50_ms": statistics.median(r["latency_p50_ms"] for r in runs),
                 "latency_p95_ms": statistics.median(r["latency_p95_ms"] for r in runs),
-                "rounds_requests_per_s": [round(r["requests_per_s"], 3) for r in runs]}
+                "rounds_requests_per_s": [round(r["requests_per_s"], 3) for r in runs],
+            }
         grpc = report[f"concurrency_{concurrency}"]["grpc"]["requests_per_s"]
         for p in PATHS[1:]:
-            report[f"concurrency_{concurrency}"][p]["throughput_vs_grpc"] = \
+            report[f"concurrency_{concurrency}"][p]["throughput_vs_grpc"] = (
                 report[f"concurrency_{concurrency}"][p]["requests_per_s"] / grpc
+            )
         return report
     finally:
         await paths.close()
@@ -165,8 +188,9 @@ def _wait_live(gateway: subprocess.Popen, url: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.gateway", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repository", type=Path, help="an exported repository (default: a tiny one, exported here)")
     p.add_argument("--voice", default="nature", help="a voice registered in --repository (default %(default)s)")
     p.add_argument("--nfe-step", type=int, default=16, help="ODE steps per request (default %(default)s)")
@@ -182,23 +206,48 @@ def main(argv: list[str] | None = None) -> int:
         with TritonServer(repo) as triton:
             port = free_port()
             with open(work / "gateway.log", "wb") as log:
-                gateway = subprocess.Popen([sys.executable, "-m", "gateway", "--triton-url", triton.grpc_url,
-                                            "--port", str(port), "--voices-dir", str(work / "voices")],
-                                           stdout=log, stderr=subprocess.STDOUT,
-                                           env={k: v for k, v in os.environ.items() if k != "F5_GATEWAY_API_KEY"})
+                gateway = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gateway",
+                        "--triton-url",
+                        triton.grpc_url,
+                        "--port",
+                        str(port),
+                        "--voices-dir",
+                        str(work / "voices"),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={k: v for k, v in os.environ.items() if k != "F5_GATEWAY_API_KEY"},
+                )
             try:
                 _wait_live(gateway, f"http://127.0.0.1:{port}")
                 load = os.getloadavg()[0]
-                report = asyncio.run(measure(triton, f"http://127.0.0.1:{port}", voice, args.nfe_step, args.requests,
-                                             args.concurrency, args.concurrent_requests, args.rounds))
+                report = asyncio.run(
+                    measure(
+                        triton,
+                        f"http://127.0.0.1:{port}",
+                        voice,
+                        args.nfe_step,
+                        args.requests,
+                        args.concurrency,
+                        args.concurrent_requests,
+                        args.rounds,
+                    )
+                )
             finally:
                 gateway.terminate()
                 gateway.wait(timeout=30)
     # The machine may be shared: its load before and after says how quiet the run was.
     report["machine"] = {"cpus": os.cpu_count(), "load_1min_before": load, "load_1min_after": os.getloadavg()[0]}
-    report["request"] = {"text": TEXT, "nfe_step": args.nfe_step, "voice": voice,
-                         "model": str(args.repository) if args.repository else
-                         "tiny (F5TTS_v1_Base layout, dim 64, depth 2)"}
+    report["request"] = {
+        "text": TEXT,
+        "nfe_step": args.nfe_step,
+        "voice": voice,
+        "model": str(args.repository) if args.repository else "tiny (F5TTS_v1_Base layout, dim 64, depth 2)",
+    }
     save_report(args.output, "gateway_cpu", report)
     return 0
 

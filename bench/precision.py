@@ -38,8 +38,11 @@ def difference(got: np.ndarray, want: np.ndarray) -> dict:
         raise ValueError(f"shapes differ: {got.shape} vs {want.shape}")
     diff = got.astype(np.float64) - want.astype(np.float64)
     peak = float(np.abs(want).max()) or 1.0
-    return {"rel_l2": float(np.linalg.norm(diff) / (np.linalg.norm(want) or 1.0)),
-            "max_abs": float(np.abs(diff).max()), "max_rel_peak": float(np.abs(diff).max() / peak)}
+    return {
+        "rel_l2": float(np.linalg.norm(diff) / (np.linalg.norm(want) or 1.0)),
+        "max_abs": float(np.abs(diff).max()),
+        "max_rel_peak": float(np.abs(diff).max() / peak),
+    }
 
 
 class _Recording:
@@ -53,8 +56,9 @@ class _Recording:
         return self.vocode(mels)
 
 
-def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: str = TEXT,
-        warm_up: bool = True) -> dict:
+def run(
+    arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: str = TEXT, warm_up: bool = True
+) -> dict:
     import soundfile as sf
 
     repo, *_ = build_repository(arch, work, "cpu")
@@ -62,8 +66,12 @@ def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: s
     onnx = OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
     synths = {}
     for dtype in dtypes:
-        synths[dtype] = Synthesizer.from_directory(repo / contract.TTS_MODEL / contract.MODEL_VERSION, _Recording(onnx), dtype=dtype,
-                                                   max_batch_chunks=params.max_batch_chunks)
+        synths[dtype] = Synthesizer.from_directory(
+            repo / contract.TTS_MODEL / contract.MODEL_VERSION,
+            _Recording(onnx),
+            dtype=dtype,
+            max_batch_chunks=params.max_batch_chunks,
+        )
     audio, sr = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
     request = _request(np.ascontiguousarray(audio.T), sr, text, nfe, 7)
     for synth in synths.values() if warm_up else ():  # allocators, kernels, reference cache
@@ -81,28 +89,45 @@ def run(arch: str, dtypes: list[str], nfe: int, rounds: int, work: Path, text: s
     rows = []
     for dtype in dtypes:
         mels, wave = outputs[dtype]
-        row = {"dtype": dtype, "median_s": statistics.median(times[dtype]), "times_s": times[dtype],
-               "speedup_vs_" + base: statistics.median(times[base]) / statistics.median(times[dtype]),
-               "audio_s": len(wave) / contract.SAMPLE_RATE,
-               "mel_vs_" + base: difference(np.concatenate(mels, axis=-1), np.concatenate(outputs[base][0], axis=-1)),
-               "wave_vs_" + base: difference(wave, outputs[base][1])}
+        row = {
+            "dtype": dtype,
+            "median_s": statistics.median(times[dtype]),
+            "times_s": times[dtype],
+            "speedup_vs_" + base: statistics.median(times[base]) / statistics.median(times[dtype]),
+            "audio_s": len(wave) / contract.SAMPLE_RATE,
+            "mel_vs_" + base: difference(np.concatenate(mels, axis=-1), np.concatenate(outputs[base][0], axis=-1)),
+            "wave_vs_" + base: difference(wave, outputs[base][1]),
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
-    return {"arch": arch, "nfe": nfe, "rounds": rounds, "warm_up": warm_up, "text": text, "reference": REFERENCE_WAV.name,
-            "parameters": sum(p.numel() for p in synths[base].cfm.transformer.parameters()),
-            "rows": rows, "machine": _machine("cpu")}
+    return {
+        "arch": arch,
+        "nfe": nfe,
+        "rounds": rounds,
+        "warm_up": warm_up,
+        "text": text,
+        "reference": REFERENCE_WAV.name,
+        "parameters": sum(p.numel() for p in synths[base].cfm.transformer.parameters()),
+        "rows": rows,
+        "machine": _machine("cpu"),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.precision", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.precision", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--arch", default="tiny", help="tiny, or an f5-tts config name (F5TTS_v1_Base)")
     p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], help="the first is the baseline")
     p.add_argument("--nfe", type=int, default=16)
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--text", default=TEXT)
-    p.add_argument("--no-warm-up", dest="warm_up", action="store_false",
-                   help="no untimed request first (for a full-size model on a slow machine)")
+    p.add_argument(
+        "--no-warm-up",
+        dest="warm_up",
+        action="store_false",
+        help="no untimed request first (for a full-size model on a slow machine)",
+    )
     p.add_argument("--output", type=Path, default=Path("build/bench_precision"))
     args = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-precision-") as tmp:

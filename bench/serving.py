@@ -44,8 +44,21 @@ def _export(work: Path, name: str, *extra: str) -> Path:
         write_random_checkpoint(config, work / "model.safetensors")
         write_tiny_vocos(work / "vocos")
     repo = work / name
-    export_model(request_from_argv(["--ckpt", str(work / "model.safetensors"), "--model-config", str(config),
-                                    "--vocoder", str(work / "vocos"), "--output", str(repo), *extra]))
+    export_model(
+        request_from_argv(
+            [
+                "--ckpt",
+                str(work / "model.safetensors"),
+                "--model-config",
+                str(config),
+                "--vocoder",
+                str(work / "vocos"),
+                "--output",
+                str(repo),
+                *extra,
+            ]
+        )
+    )
     return repo
 
 
@@ -58,20 +71,28 @@ def _remote(server: TritonServer, protocol: str) -> float:
     audio, sr = _reference()
     url = server.grpc_url if protocol == "grpc" else server.http_url
     t = time.perf_counter()
-    synthesize(TEXT, audio, sr, REFERENCE_TEXT, url=url, protocol=protocol,
-               options=SynthesisOptions(nfe_step=NFE, seed=0))
+    synthesize(
+        TEXT, audio, sr, REFERENCE_TEXT, url=url, protocol=protocol, options=SynthesisOptions(nfe_step=NFE, seed=0)
+    )
     return time.perf_counter() - t
 
 
 def overhead(repo: Path, repeats: int) -> dict:
     audio, sr = _reference()
-    synth = Synthesizer.from_directory(repo / contract.TTS_MODEL / "1",
-                                       OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE))
-    request = parse_request({
-        contract.REFERENCE_AUDIO: audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
-        contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),
-        contract.TARGET_TEXT: np.array([[TEXT.encode()]], dtype=object),
-        contract.NFE_STEP: np.array([[NFE]]), contract.SEED: np.array([[0]])})
+    synth = Synthesizer.from_directory(
+        repo / contract.TTS_MODEL / "1",
+        OnnxVocoder(repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE),
+    )
+    request = parse_request(
+        {
+            contract.REFERENCE_AUDIO: audio[None],
+            contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
+            contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),
+            contract.TARGET_TEXT: np.array([[TEXT.encode()]], dtype=object),
+            contract.NFE_STEP: np.array([[NFE]]),
+            contract.SEED: np.array([[0]]),
+        }
+    )
     synth.synthesize([request])
 
     def local():
@@ -104,13 +125,19 @@ def cold_start(repo: Path, launches: int, steady: int) -> dict:
             server.stop()
         first.append(first_s)
         ratios.append(first_s / statistics.median(rest))
-    return {"launch_to_ready_s": statistics.median(ready), "first_request_s": statistics.median(first),
-            "first_over_steady": statistics.median(ratios), "launches": launches, "steady_requests": steady}
+    return {
+        "launch_to_ready_s": statistics.median(ready),
+        "first_request_s": statistics.median(first),
+        "first_over_steady": statistics.median(ratios),
+        "launches": launches,
+        "steady_requests": steady,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.serving", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.serving", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--launches", type=int, default=3)
     p.add_argument("--steady", type=int, default=5)
@@ -120,10 +147,14 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         warm = _export(work, "warm")
         cold = _export(work, "cold", "--no-warmup")
-        report = {"request": {"text": TEXT, "nfe_step": NFE, "model": "tiny (F5TTS_v1_Base layout, dim 64, depth 2)"},
-                  "overhead": overhead(warm, args.repeats),
-                  "cold_start": {"warmup_on": cold_start(warm, args.launches, args.steady),
-                                 "warmup_off": cold_start(cold, args.launches, args.steady)}}
+        report = {
+            "request": {"text": TEXT, "nfe_step": NFE, "model": "tiny (F5TTS_v1_Base layout, dim 64, depth 2)"},
+            "overhead": overhead(warm, args.repeats),
+            "cold_start": {
+                "warmup_on": cold_start(warm, args.launches, args.steady),
+                "warmup_off": cold_start(cold, args.launches, args.steady),
+            },
+        }
     save_report(args.output, "serving_cpu", report)
     return 0
 

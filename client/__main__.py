@@ -31,10 +31,12 @@ from client.request import SynthesisOptions, build_inputs, http_json_body
 EXIT_FAILURE = 1  # the request failed: the server's message, a missing file, a server out of reach
 EXIT_USAGE = 2  # the command line is wrong (argparse's own status for its errors)
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports it
-EXIT_STATUSES = (f"exit status: 0 done; {EXIT_FAILURE} for a failed request; {EXIT_USAGE} for a usage error; "
-                 f"{EXIT_SIGNAL[signal.SIGINT]} (SIGINT, Ctrl-C)\nor {EXIT_SIGNAL[signal.SIGTERM]} (SIGTERM) when a "
-                 "signal abandons the request. Each of these says why in one line on\nstderr and leaves no output "
-                 "file.")
+EXIT_STATUSES = (
+    f"exit status: 0 done; {EXIT_FAILURE} for a failed request; {EXIT_USAGE} for a usage error; "
+    f"{EXIT_SIGNAL[signal.SIGINT]} (SIGINT, Ctrl-C)\nor {EXIT_SIGNAL[signal.SIGTERM]} (SIGTERM) when a "
+    "signal abandons the request. Each of these says why in one line on\nstderr and leaves no output "
+    "file."
+)
 
 
 class Interrupted(BaseException):
@@ -56,15 +58,22 @@ def _interrupt(signum, frame):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="python -m client", description=__doc__, epilog=EXIT_STATUSES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--protocol", choices=["grpc", "http"],
-                   help="default: the URL's scheme, else grpc")
-    p.add_argument("--url", help="server address: host:port, or with a scheme: http://, https:// (TLS), grpc://, "
-                   "grpcs:// (TLS), which sets the protocol (default: localhost:8001 for gRPC, localhost:8000 for "
-                   "HTTP)")
-    p.add_argument("--model", help=f"model to call (default: {contract.TTS_MODEL}, or {contract.STREAM_MODEL} "
-                   "with --stream)")
+    p = argparse.ArgumentParser(
+        prog="python -m client",
+        description=__doc__,
+        epilog=EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--protocol", choices=["grpc", "http"], help="default: the URL's scheme, else grpc")
+    p.add_argument(
+        "--url",
+        help="server address: host:port, or with a scheme: http://, https:// (TLS), grpc://, "
+        "grpcs:// (TLS), which sets the protocol (default: localhost:8001 for gRPC, localhost:8000 for "
+        "HTTP)",
+    )
+    p.add_argument(
+        "--model", help=f"model to call (default: {contract.TTS_MODEL}, or {contract.STREAM_MODEL} with --stream)"
+    )
     r = p.add_argument_group("speaker: a reference recording, or a voice registered on the server")
     r.add_argument("--reference-audio", type=Path, help="WAV/FLAC/OGG, any rate, any channels")
     r.add_argument("--reference-text", help="transcript of the reference audio")
@@ -73,11 +82,17 @@ def parse_args(argv):
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="text to speak")
     text.add_argument("--text-file", type=Path, help="UTF-8 file with the text to speak")
-    p.add_argument("--output", default="out.wav",
-                   help="WAV to write (atomically; progressively with --stream); '-' writes raw 16-bit PCM, "
-                        f"mono, {contract.SAMPLE_RATE} Hz to stdout (default: %(default)s)")
-    p.add_argument("--stream", action="store_true",
-                   help=f"stream: audio arrives chunk by chunk from {contract.STREAM_MODEL} (gRPC stream or HTTP SSE)")
+    p.add_argument(
+        "--output",
+        default="out.wav",
+        help="WAV to write (atomically; progressively with --stream); '-' writes raw 16-bit PCM, "
+        f"mono, {contract.SAMPLE_RATE} Hz to stdout (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stream",
+        action="store_true",
+        help=f"stream: audio arrives chunk by chunk from {contract.STREAM_MODEL} (gRPC stream or HTTP SSE)",
+    )
     o = p.add_argument_group("sampling options (default: the server's)")
     o.add_argument("--nfe-step", type=int)
     o.add_argument("--cfg-strength", type=float)
@@ -85,8 +100,12 @@ def parse_args(argv):
     o.add_argument("--speed", type=float)
     o.add_argument("--seed", type=int, help="same seed => same audio; -1 = random")
     o.add_argument("--duration", type=float, help="total seconds, reference included")
-    o.add_argument("--first-chunk-chars", type=int, help="UTF-8 bytes of the first text chunk (0 = f5-tts's "
-                   f"chunking; default: {contract.STREAM_FIRST_CHUNK_CHARS} with --stream, 0 without)")
+    o.add_argument(
+        "--first-chunk-chars",
+        type=int,
+        help="UTF-8 bytes of the first text chunk (0 = f5-tts's "
+        f"chunking; default: {contract.STREAM_FIRST_CHUNK_CHARS} with --stream, 0 without)",
+    )
     c = p.add_argument_group("connection")
     c.add_argument("--timeout", type=float, help="seconds before the request is abandoned")
     c.add_argument("--ssl", action="store_true", help="TLS (gRPC) / HTTPS")
@@ -94,10 +113,15 @@ def parse_args(argv):
     c.add_argument("--private-key", help="client key (PEM) for mutual TLS")
     c.add_argument("--certificate-chain", help="client certificate (PEM) for mutual TLS")
     c.add_argument("-H", "--header", action="append", default=[], metavar="NAME=VALUE", help="extra header")
-    p.add_argument("--write-request-json", type=Path, metavar="FILE",
-                   help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="log each request and response: tensor names, dtypes and shapes")
+    p.add_argument(
+        "--write-request-json",
+        type=Path,
+        metavar="FILE",
+        help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server",
+    )
+    p.add_argument(
+        "-v", "--verbose", action="store_true", help="log each request and response: tensor names, dtypes and shapes"
+    )
     args = p.parse_args(argv)
     if not args.list_voices:
         if args.text is None and args.text_file is None:
@@ -149,8 +173,7 @@ def _signals_interrupt():
     (a shell's background job ignores SIGINT)."""
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {s: signal.signal(s, _interrupt) for s in EXIT_SIGNAL
-                    if signal.getsignal(s) is not signal.SIG_IGN}
+        previous = {s: signal.signal(s, _interrupt) for s in EXIT_SIGNAL if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
@@ -170,8 +193,12 @@ def _run(args) -> int:
     except ValueError:
         print(f"client: error: --header must be NAME=VALUE, got {args.header}", file=sys.stderr)
         return EXIT_USAGE
-    connection = dict(ssl=endpoint.ssl, root_certificates=args.root_certificates, private_key=args.private_key,
-                      certificate_chain=args.certificate_chain)
+    connection = dict(
+        ssl=endpoint.ssl,
+        root_certificates=args.root_certificates,
+        private_key=args.private_key,
+        certificate_chain=args.certificate_chain,
+    )
     # With raw PCM on stdout, everything said to the user goes to stderr.
     say = (lambda line: print(line, file=sys.stderr)) if args.output == "-" else print
     try:
@@ -181,8 +208,15 @@ def _run(args) -> int:
             return 0
         text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
         audio, sample_rate = load_audio(args.reference_audio) if args.reference_audio else (None, None)
-        options = SynthesisOptions(args.nfe_step, args.cfg_strength, args.sway_sampling_coef, args.speed,
-                                   args.seed, args.duration, args.first_chunk_chars)
+        options = SynthesisOptions(
+            args.nfe_step,
+            args.cfg_strength,
+            args.sway_sampling_coef,
+            args.speed,
+            args.seed,
+            args.duration,
+            args.first_chunk_chars,
+        )
         if args.write_request_json:
             body = http_json_body(build_inputs(audio, sample_rate, args.reference_text, text, options, args.voice))
             Path(args.write_request_json).write_text(json.dumps(body, separators=(",", ":")))
@@ -196,9 +230,17 @@ def _run(args) -> int:
             out_rate = contract.SAMPLE_RATE
         else:
             waveform, out_rate = synthesize(
-                text, *reference, voice=args.voice, url=url, protocol=protocol,
-                model=args.model or contract.TTS_MODEL, options=options, timeout=args.timeout, headers=headers,
-                **connection)
+                text,
+                *reference,
+                voice=args.voice,
+                url=url,
+                protocol=protocol,
+                model=args.model or contract.TTS_MODEL,
+                options=options,
+                timeout=args.timeout,
+                headers=headers,
+                **connection,
+            )
             if args.output == "-":
                 sys.stdout.buffer.write(pcm16(waveform))
                 sys.stdout.buffer.flush()
@@ -216,8 +258,10 @@ def _run(args) -> int:
     seconds = samples / out_rate
     where = "stdout" if args.output == "-" else args.output
     ttfa = f", first audio after {first:.2f} s" if first is not None else ""
-    say(f"wrote {where}: {seconds:.2f} s of audio at {out_rate} Hz in {elapsed:.2f} s{ttfa} "
-        f"(RTF {elapsed / max(seconds, 1e-9):.3f})")
+    say(
+        f"wrote {where}: {seconds:.2f} s of audio at {out_rate} Hz in {elapsed:.2f} s{ttfa} "
+        f"(RTF {elapsed / max(seconds, 1e-9):.3f})"
+    )
     return 0
 
 
@@ -226,9 +270,18 @@ def _stream(args, text, reference, url, protocol, options, headers, connection) 
     A stream that fails or is stopped (Interrupted) removes its partial WAV: a file at the output
     path is a whole answer."""
     started = time.perf_counter()
-    pieces = stream_synthesize(text, *reference, voice=args.voice, url=url, protocol=protocol,
-                               model=args.model or contract.STREAM_MODEL, options=options, timeout=args.timeout,
-                               headers=headers, **connection)  # a generator: nothing is sent before the loop
+    pieces = stream_synthesize(
+        text,
+        *reference,
+        voice=args.voice,
+        url=url,
+        protocol=protocol,
+        model=args.model or contract.STREAM_MODEL,
+        options=options,
+        timeout=args.timeout,
+        headers=headers,
+        **connection,
+    )  # a generator: nothing is sent before the loop
     sink = None
     samples, first = 0, None
     try:

@@ -15,12 +15,25 @@ from typing import AsyncIterator, Iterator, Mapping
 import numpy as np
 
 import contract
-from client.connection import (INVALID_ARGUMENT_STATUSES, Endpoint, describe_error, make_client,
-                               resolve_endpoint, ssl_context)
+from client.connection import (
+    INVALID_ARGUMENT_STATUSES,
+    Endpoint,
+    describe_error,
+    make_client,
+    resolve_endpoint,
+    ssl_context,
+)
 from client.request import SynthesisOptions, build_inputs, generate_body, grpc_inputs, http_inputs, triton_dtype
 
-__all__ = ["SynthesisError", "SynthesisOptions", "synthesize", "synthesize_async", "stream_synthesize",
-           "list_voices", "make_client"]
+__all__ = [
+    "SynthesisError",
+    "SynthesisOptions",
+    "synthesize",
+    "synthesize_async",
+    "stream_synthesize",
+    "list_voices",
+    "make_client",
+]
 
 log = logging.getLogger("client")
 
@@ -38,8 +51,9 @@ class SynthesisError(RuntimeError):
         return self.status in INVALID_ARGUMENT_STATUSES
 
 
-def _error(e: BaseException, endpoint: Endpoint | None, timeout: float | None = None,
-           connected: bool = False) -> SynthesisError:
+def _error(
+    e: BaseException, endpoint: Endpoint | None, timeout: float | None = None, connected: bool = False
+) -> SynthesisError:
     message, status = describe_error(e, endpoint, timeout, connected)
     return SynthesisError(message, status)
 
@@ -77,11 +91,22 @@ def _result(result) -> tuple[np.ndarray, int]:
     return waveform.reshape(-1).astype(np.float32), int(sample_rate.reshape(-1)[0])
 
 
-def synthesize(text: str, reference_audio: np.ndarray | None = None, reference_sample_rate: int | None = None,
-               reference_text: str | None = None, *, voice: str | None = None,
-               url: str | None = None, protocol: str | None = None, model: str = contract.TTS_MODEL,
-               options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
-               headers: Mapping[str, str] | None = None, client=None, **client_kwargs) -> tuple[np.ndarray, int]:
+def synthesize(
+    text: str,
+    reference_audio: np.ndarray | None = None,
+    reference_sample_rate: int | None = None,
+    reference_text: str | None = None,
+    *,
+    voice: str | None = None,
+    url: str | None = None,
+    protocol: str | None = None,
+    model: str = contract.TTS_MODEL,
+    options: SynthesisOptions = SynthesisOptions(),
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    client=None,
+    **client_kwargs,
+) -> tuple[np.ndarray, int]:
     """Synthesize `text` in the voice of the reference (or of a registered `voice`);
     returns (float32 waveform, sample rate).
 
@@ -101,8 +126,7 @@ def synthesize(text: str, reference_audio: np.ndarray | None = None, reference_s
     try:
         log.debug("%s %s request: %s", endpoint.url, model, _summary(tensors))
         if endpoint.protocol == "grpc":
-            result = client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}),
-                                  client_timeout=timeout)
+            result = client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}), client_timeout=timeout)
         else:
             if own:
                 # HTTP retries a request whose connection broke on a new one; a server that went away
@@ -120,11 +144,19 @@ def synthesize(text: str, reference_audio: np.ndarray | None = None, reference_s
             client.close()
 
 
-async def synthesize_async(text: str, reference_audio: np.ndarray | None = None,
-                           reference_sample_rate: int | None = None, reference_text: str | None = None, *,
-                           client, voice: str | None = None, model: str = contract.TTS_MODEL,
-                           options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
-                           headers: Mapping[str, str] | None = None) -> tuple[np.ndarray, int]:
+async def synthesize_async(
+    text: str,
+    reference_audio: np.ndarray | None = None,
+    reference_sample_rate: int | None = None,
+    reference_text: str | None = None,
+    *,
+    client,
+    voice: str | None = None,
+    model: str = contract.TTS_MODEL,
+    options: SynthesisOptions = SynthesisOptions(),
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[np.ndarray, int]:
     """asyncio gRPC variant; `client` is a tritonclient.grpc.aio.InferenceServerClient."""
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     try:
@@ -134,11 +166,19 @@ async def synthesize_async(text: str, reference_audio: np.ndarray | None = None,
     return _result(result)
 
 
-async def stream_synthesize_async(text: str, reference_audio: np.ndarray | None = None,
-                                  reference_sample_rate: int | None = None, reference_text: str | None = None, *,
-                                  client, voice: str | None = None, model: str = contract.STREAM_MODEL,
-                                  options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
-                                  headers: Mapping[str, str] | None = None) -> AsyncIterator[np.ndarray]:
+async def stream_synthesize_async(
+    text: str,
+    reference_audio: np.ndarray | None = None,
+    reference_sample_rate: int | None = None,
+    reference_text: str | None = None,
+    *,
+    client,
+    voice: str | None = None,
+    model: str = contract.STREAM_MODEL,
+    options: SynthesisOptions = SynthesisOptions(),
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> AsyncIterator[np.ndarray]:
     """asyncio gRPC variant of stream_synthesize; `client` is a tritonclient.grpc.aio.InferenceServerClient.
 
     Closing the generator before its end (`aclose()`, or cancelling the task that iterates it)
@@ -152,8 +192,11 @@ async def stream_synthesize_async(text: str, reference_audio: np.ndarray | None 
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
 
     async def requests():
-        yield {"model_name": model, "inputs": grpc_inputs(tensors),
-               "parameters": {"triton_enable_empty_final_response": True}}
+        yield {
+            "model_name": model,
+            "inputs": grpc_inputs(tensors),
+            "parameters": {"triton_enable_empty_final_response": True},
+        }
 
     responses = client.stream_infer(requests(), stream_timeout=timeout, headers=dict(headers or {}))
     finished = False
@@ -176,11 +219,21 @@ async def stream_synthesize_async(text: str, reference_audio: np.ndarray | None 
             responses.cancel()  # synchronous: safe inside a cancelled task
 
 
-def stream_synthesize(text: str, reference_audio: np.ndarray | None = None, reference_sample_rate: int | None = None,
-                      reference_text: str | None = None, *, voice: str | None = None,
-                      url: str | None = None, protocol: str | None = None, model: str = contract.STREAM_MODEL,
-                      options: SynthesisOptions = SynthesisOptions(), timeout: float | None = None,
-                      headers: Mapping[str, str] | None = None, **client_kwargs) -> Iterator[np.ndarray]:
+def stream_synthesize(
+    text: str,
+    reference_audio: np.ndarray | None = None,
+    reference_sample_rate: int | None = None,
+    reference_text: str | None = None,
+    *,
+    voice: str | None = None,
+    url: str | None = None,
+    protocol: str | None = None,
+    model: str = contract.STREAM_MODEL,
+    options: SynthesisOptions = SynthesisOptions(),
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    **client_kwargs,
+) -> Iterator[np.ndarray]:
     """Yield float32 pieces of the speech (24 kHz) as the server finishes each text chunk.
 
     The pieces joined are the whole waveform. Closing the iterator early (leaving a `for`
@@ -210,15 +263,19 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
     try:
         with _reported(endpoint, timeout):
             log.debug("%s %s stream request: %s", endpoint.url, model, _summary(tensors))
-            client.start_stream(callback=lambda result, error: responses.put((result, error)),
-                                headers=dict(headers or {}))
+            client.start_stream(
+                callback=lambda result, error: responses.put((result, error)), headers=dict(headers or {})
+            )
             client.async_stream_infer(model, grpc_inputs(tensors), enable_empty_final_response=True)
             while not finished:
                 try:
                     result, error = responses.get(timeout=timeout)
                 except queue.Empty:
-                    raise SynthesisError(f"timed out: no audio from the server at {endpoint.url} within "
-                                         f"{timeout:g} s; the request was abandoned", "DEADLINE_EXCEEDED") from None
+                    raise SynthesisError(
+                        f"timed out: no audio from the server at {endpoint.url} within "
+                        f"{timeout:g} s; the request was abandoned",
+                        "DEADLINE_EXCEEDED",
+                    ) from None
                 if error is not None:
                     raise _error(error, endpoint, timeout, connected=True)
                 params = result.get_response().parameters
@@ -242,15 +299,20 @@ def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
     context = None
     if endpoint.ssl:
         try:
-            context = ssl_context(client_kwargs.get("root_certificates"), client_kwargs.get("private_key"),
-                                  client_kwargs.get("certificate_chain"))
+            context = ssl_context(
+                client_kwargs.get("root_certificates"),
+                client_kwargs.get("private_key"),
+                client_kwargs.get("certificate_chain"),
+            )
         except ValueError as e:
             raise SynthesisError(str(e)) from None
     body = generate_body(tensors)
     log.debug("%s %s generate_stream request: %s", endpoint.url, model, _summary(tensors))
-    request = urllib.request.Request(f"{scheme}://{endpoint.address}/v2/models/{model}/generate_stream",
-                                     data=json.dumps(body).encode("utf-8"),
-                                     headers={"Content-Type": "application/json", **dict(headers or {})})
+    request = urllib.request.Request(
+        f"{scheme}://{endpoint.address}/v2/models/{model}/generate_stream",
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json", **dict(headers or {})},
+    )
     with _reported(endpoint, timeout):  # a port that does not speak HTTP, a timeout
         try:
             response = urllib.request.urlopen(request, timeout=timeout, context=context)
@@ -290,8 +352,14 @@ def _sse_error(body: bytes) -> str | None:
         return body.decode("utf-8", "replace") or None
 
 
-def list_voices(url: str | None = None, protocol: str | None = None, *, model: str = contract.TTS_MODEL,
-                headers: Mapping[str, str] | None = None, **client_kwargs) -> list[str]:
+def list_voices(
+    url: str | None = None,
+    protocol: str | None = None,
+    *,
+    model: str = contract.TTS_MODEL,
+    headers: Mapping[str, str] | None = None,
+    **client_kwargs,
+) -> list[str]:
     """Names of the voices registered on the server (the f5_tts model config parameter)."""
     endpoint = _endpoint(url, protocol, client_kwargs)
     try:

@@ -28,8 +28,8 @@ import numpy as np
 
 import contract
 from client.api import SynthesisError, synthesize_async
-from client.connection import resolve_endpoint
 from client.audio import load_audio
+from client.connection import resolve_endpoint
 from client.request import SynthesisOptions, build_inputs, grpc_inputs
 
 EXAMPLE_TEXTS = [
@@ -64,7 +64,9 @@ def shipped_examples() -> list[Item]:
 
         path = Path(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_en.wav")))
     except ModuleNotFoundError:
-        raise SystemExit("bench: f5-tts is not installed here, so its example audio is not either; pass --manifest")
+        raise SystemExit(
+            "bench: f5-tts is not installed here, so its example audio is not either; pass --manifest"
+        ) from None
     audio, sr = load_audio(path)
     return [Item(audio, sr, EXAMPLE_REFERENCE_TEXT, t) for t in EXAMPLE_TEXTS]
 
@@ -80,7 +82,9 @@ def load_manifest(path: Path) -> list[Item]:
             audio, sr = load_audio(audio_path if audio_path.is_absolute() else path.parent / audio_path)
             items.append(Item(audio, sr, row["reference_text"], row["text"]))
         except (KeyError, json.JSONDecodeError, ValueError) as e:
-            raise SystemExit(f"bench: {path}:{n}: {e} (each line needs reference_audio, reference_text, text)")
+            raise SystemExit(
+                f"bench: {path}:{n}: {e} (each line needs reference_audio, reference_text, text)"
+            ) from None
     if not items:
         raise SystemExit(f"bench: {path} holds no requests")
     return items
@@ -95,9 +99,13 @@ async def _stats(client, model: str) -> dict:
         return int(inf.get(key, {}).get("ns", 0))
 
     return {
-        "inference_count": int(s.get("inference_count", 0)), "execution_count": int(s.get("execution_count", 0)),
-        "queue_ns": ns("queue"), "compute_input_ns": ns("compute_input"), "compute_infer_ns": ns("compute_infer"),
-        "compute_output_ns": ns("compute_output"), "success_count": int(inf.get("success", {}).get("count", 0)),
+        "inference_count": int(s.get("inference_count", 0)),
+        "execution_count": int(s.get("execution_count", 0)),
+        "queue_ns": ns("queue"),
+        "compute_input_ns": ns("compute_input"),
+        "compute_infer_ns": ns("compute_infer"),
+        "compute_output_ns": ns("compute_output"),
+        "success_count": int(inf.get("success", {}).get("count", 0)),
         "batches": {int(b["batch_size"]): int(b["compute_infer"].get("count", 0)) for b in s.get("batch_stats", [])},
     }
 
@@ -112,8 +120,9 @@ async def _settled_stats(client, model: str, since: dict, requests: int, wait_s:
     the last answer can miss some."""
     deadline = time.monotonic() + wait_s
     stats = await _stats(client, model)
-    while ((stats["success_count"] - since["success_count"] < requests or _batched(stats) - _batched(since) < requests)
-           and time.monotonic() < deadline):
+    while (
+        stats["success_count"] - since["success_count"] < requests or _batched(stats) - _batched(since) < requests
+    ) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
         stats = await _stats(client, model)
     return stats
@@ -122,21 +131,37 @@ async def _settled_stats(client, model: str, since: dict, requests: int, wait_s:
 def _stats_delta(before: dict, after: dict) -> dict:
     executions = after["execution_count"] - before["execution_count"]
     requests = after["success_count"] - before["success_count"]
-    batches = {size: n - before["batches"].get(size, 0) for size, n in after["batches"].items()
-               if n - before["batches"].get(size, 0) > 0}
-    per_request = (lambda key: (after[key] - before[key]) / requests / 1e6 if requests else None)
+    batches = {
+        size: n - before["batches"].get(size, 0)
+        for size, n in after["batches"].items()
+        if n - before["batches"].get(size, 0) > 0
+    }
+
+    def per_request(key):
+        return (after[key] - before[key]) / requests / 1e6 if requests else None
+
     return {
-        "requests": requests, "executions": executions,
+        "requests": requests,
+        "executions": executions,
         "avg_batch_size": requests / executions if executions else None,
-        "avg_queue_ms": per_request("queue_ns"), "avg_compute_infer_ms": per_request("compute_infer_ns"),
+        "avg_queue_ms": per_request("queue_ns"),
+        "avg_compute_infer_ms": per_request("compute_infer_ns"),
         "avg_compute_input_ms": per_request("compute_input_ns"),
         "avg_compute_output_ms": per_request("compute_output_ns"),
         "batch_sizes_executed": dict(sorted(batches.items())),
     }
 
 
-async def _run_level(client, items: list[Item], concurrency: int, count: int, options: SynthesisOptions,
-                     model: str, timeout: float, progress) -> dict:
+async def _run_level(
+    client,
+    items: list[Item],
+    concurrency: int,
+    count: int,
+    options: SynthesisOptions,
+    model: str,
+    timeout: float,
+    progress,
+) -> dict:
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(count):
         queue.put_nowait(i)
@@ -151,8 +176,16 @@ async def _run_level(client, items: list[Item], concurrency: int, count: int, op
             item = items[i % len(items)]
             started = time.perf_counter()
             try:
-                wave, rate = await synthesize_async(item.text, item.audio, item.sample_rate, item.reference_text,
-                                                    client=client, model=model, options=options, timeout=timeout)
+                wave, rate = await synthesize_async(
+                    item.text,
+                    item.audio,
+                    item.sample_rate,
+                    item.reference_text,
+                    client=client,
+                    model=model,
+                    options=options,
+                    timeout=timeout,
+                )
                 latencies.append(time.perf_counter() - started)
                 audio_seconds.append(len(wave) / rate)
             except SynthesisError as e:
@@ -166,8 +199,13 @@ async def _run_level(client, items: list[Item], concurrency: int, count: int, op
     total_audio = float(sum(audio_seconds))
     lat = np.array(latencies)
     return {
-        "concurrency": concurrency, "requests": count, "ok": len(latencies), "errors": len(errors),
-        "error_messages": sorted(set(errors))[:5], "wall_seconds": wall, "audio_seconds": total_audio,
+        "concurrency": concurrency,
+        "requests": count,
+        "ok": len(latencies),
+        "errors": len(errors),
+        "error_messages": sorted(set(errors))[:5],
+        "wall_seconds": wall,
+        "audio_seconds": total_audio,
         "rtf": wall / total_audio if total_audio else None,
         "throughput_audio_s_per_s": total_audio / wall if wall else None,
         "latency_s": {f"p{p}": float(np.percentile(lat, p)) for p in PERCENTILES} if lat.size else {},
@@ -184,9 +222,17 @@ def _aio_client(url: str):
     return aio.InferenceServerClient(endpoint.address, ssl=endpoint.ssl)
 
 
-async def run_bench(url: str, items: list[Item], concurrencies: list[int], requests: int, warmup: int,
-                    options: SynthesisOptions, model: str = contract.TTS_MODEL, timeout: float = 600.0,
-                    show_progress: bool = True) -> dict:
+async def run_bench(
+    url: str,
+    items: list[Item],
+    concurrencies: list[int],
+    requests: int,
+    warmup: int,
+    options: SynthesisOptions,
+    model: str = contract.TTS_MODEL,
+    timeout: float = 600.0,
+    show_progress: bool = True,
+) -> dict:
     from tritonclient.utils import InferenceServerException
 
     client = _aio_client(url)
@@ -209,8 +255,14 @@ async def run_bench(url: str, items: list[Item], concurrencies: list[int], reque
             after = await _settled_stats(client, model, before, level["ok"])
             level["triton"] = _stats_delta(before, after)
             levels.append(level)
-        return {"url": url, "model": model, "options": {k: v for k, v in vars(options).items() if v is not None},
-                "requests_per_level": requests, "warmup_per_level": warmup, "levels": levels}
+        return {
+            "url": url,
+            "model": model,
+            "options": {k: v for k, v in vars(options).items() if v is not None},
+            "requests_per_level": requests,
+            "warmup_per_level": warmup,
+            "levels": levels,
+        }
     finally:
         await client.close()
 
@@ -237,8 +289,15 @@ async def _stream_once(client, item: Item, options: SynthesisOptions, timeout: f
     return first, time.perf_counter() - started, samples / contract.SAMPLE_RATE
 
 
-async def run_streaming_bench(url: str, item: Item, concurrencies: list[int], requests: int, warmup: int,
-                              options: SynthesisOptions, timeout: float = 600.0) -> dict:
+async def run_streaming_bench(
+    url: str,
+    item: Item,
+    concurrencies: list[int],
+    requests: int,
+    warmup: int,
+    options: SynthesisOptions,
+    timeout: float = 600.0,
+) -> dict:
     """Time to first audio (streaming) next to total latency (whole text), per concurrency."""
     client = _aio_client(url)
 
@@ -257,9 +316,17 @@ async def run_streaming_bench(url: str, item: Item, concurrencies: list[int], re
     def whole():
         async def call():
             started = time.perf_counter()
-            await synthesize_async(item.text, item.audio, item.sample_rate, item.reference_text, client=client,
-                                   options=options, timeout=timeout)
+            await synthesize_async(
+                item.text,
+                item.audio,
+                item.sample_rate,
+                item.reference_text,
+                client=client,
+                options=options,
+                timeout=timeout,
+            )
             return time.perf_counter() - started
+
         return call
 
     def streamed():
@@ -276,25 +343,39 @@ async def run_streaming_bench(url: str, item: Item, concurrencies: list[int], re
             totals = await sweep(whole(), requests, c)
             streams = await sweep(streamed(), requests, c)
             ttfa = [s[0] for s in streams]
-            level = {"concurrency": c, "requests": requests, "audio_seconds": streams[0][2],
-                     "non_streaming_total_s": pct(totals), "streaming_first_audio_s": pct(ttfa),
-                     "streaming_total_s": pct([s[1] for s in streams])}
-            level["first_audio_over_total_p50"] = level["streaming_first_audio_s"]["p50"] / level[
-                "non_streaming_total_s"]["p50"]
+            level = {
+                "concurrency": c,
+                "requests": requests,
+                "audio_seconds": streams[0][2],
+                "non_streaming_total_s": pct(totals),
+                "streaming_first_audio_s": pct(ttfa),
+                "streaming_total_s": pct([s[1] for s in streams]),
+            }
+            level["first_audio_over_total_p50"] = (
+                level["streaming_first_audio_s"]["p50"] / level["non_streaming_total_s"]["p50"]
+            )
             levels.append(level)
-        return {"url": url, "text_bytes": len(item.text.encode("utf-8")),
-                "options": {k: v for k, v in vars(options).items() if v is not None}, "levels": levels}
+        return {
+            "url": url,
+            "text_bytes": len(item.text.encode("utf-8")),
+            "options": {k: v for k, v in vars(options).items() if v is not None},
+            "levels": levels,
+        }
     finally:
         await client.close()
 
 
 def print_streaming_table(report: dict) -> None:
-    print(f"{'conc':>4} {'audio s':>7} {'whole p50':>9} {'whole p95':>9} {'first p50':>9} {'first p95':>9} "
-          f"{'stream p50':>10} {'first/whole':>11}")
+    print(
+        f"{'conc':>4} {'audio s':>7} {'whole p50':>9} {'whole p95':>9} {'first p50':>9} {'first p95':>9} "
+        f"{'stream p50':>10} {'first/whole':>11}"
+    )
     for lv in report["levels"]:
         w, f, s = lv["non_streaming_total_s"], lv["streaming_first_audio_s"], lv["streaming_total_s"]
-        print(f"{lv['concurrency']:>4} {lv['audio_seconds']:7.2f} {w['p50']:9.3f} {w['p95']:9.3f} {f['p50']:9.3f} "
-              f"{f['p95']:9.3f} {s['p50']:10.3f} {lv['first_audio_over_total_p50']:11.3f}")
+        print(
+            f"{lv['concurrency']:>4} {lv['audio_seconds']:7.2f} {w['p50']:9.3f} {w['p95']:9.3f} {f['p50']:9.3f} "
+            f"{f['p95']:9.3f} {s['p50']:10.3f} {lv['first_audio_over_total_p50']:11.3f}"
+        )
 
 
 def _progress(total: int, desc: str):
@@ -317,8 +398,12 @@ def write_plots(report: dict, out_dir: Path) -> list[Path]:
     for level in report["levels"]:
         lat = np.sort(level["latencies_s"])
         if lat.size:
-            ax.plot(lat, np.arange(1, lat.size + 1) / lat.size, drawstyle="steps-post",
-                    label=f"concurrency {level['concurrency']}")
+            ax.plot(
+                lat,
+                np.arange(1, lat.size + 1) / lat.size,
+                drawstyle="steps-post",
+                label=f"concurrency {level['concurrency']}",
+            )
     ax.set(xlabel="latency (s)", ylabel="fraction of requests", title="Latency CDF")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -335,8 +420,7 @@ def write_plots(report: dict, out_dir: Path) -> list[Path]:
     ax1.set_xscale("log", base=2)
     ax1.set_xticks(conc, [str(c) for c in conc])
     ax2 = ax1.twinx()
-    ax2.plot(conc, [lv["throughput_audio_s_per_s"] for lv in levels], "s--", color="tab:orange",
-             label="throughput")
+    ax2.plot(conc, [lv["throughput_audio_s_per_s"] for lv in levels], "s--", color="tab:orange", label="throughput")
     ax2.set_ylabel("audio seconds per second")
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.9))
     fig.tight_layout()
@@ -347,24 +431,32 @@ def write_plots(report: dict, out_dir: Path) -> list[Path]:
 
 
 def print_table(report: dict) -> None:
-    print(f"{'conc':>4} {'ok':>4} {'err':>4} {'p50 s':>7} {'p90 s':>7} {'p95 s':>7} {'p99 s':>7} {'RTF':>7} "
-          f"{'audio s/s':>9} {'batch':>5} {'queue ms':>8} {'infer ms':>8}")
+    print(
+        f"{'conc':>4} {'ok':>4} {'err':>4} {'p50 s':>7} {'p90 s':>7} {'p95 s':>7} {'p99 s':>7} {'RTF':>7} "
+        f"{'audio s/s':>9} {'batch':>5} {'queue ms':>8} {'infer ms':>8}"
+    )
     for lv in report["levels"]:
         lat, t = lv["latency_s"], lv["triton"]
 
         def f(x, spec="7.3f"):
             return format(x, spec) if x is not None else "-".rjust(int(spec.split(".")[0]))
 
-        print(f"{lv['concurrency']:>4} {lv['ok']:>4} {lv['errors']:>4} {f(lat.get('p50'))} {f(lat.get('p90'))} "
-              f"{f(lat.get('p95'))} {f(lat.get('p99'))} {f(lv['rtf'])} {f(lv['throughput_audio_s_per_s'], '9.2f')} "
-              f"{f(t['avg_batch_size'], '5.2f')} {f(t['avg_queue_ms'], '8.1f')} {f(t['avg_compute_infer_ms'], '8.1f')}")
+        print(
+            f"{lv['concurrency']:>4} {lv['ok']:>4} {lv['errors']:>4} {f(lat.get('p50'))} {f(lat.get('p90'))} "
+            f"{f(lat.get('p95'))} {f(lat.get('p99'))} {f(lv['rtf'])} {f(lv['throughput_audio_s_per_s'], '9.2f')} "
+            f"{f(t['avg_batch_size'], '5.2f')} {f(t['avg_queue_ms'], '8.1f')} {f(t['avg_compute_infer_ms'], '8.1f')}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m client bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", default="localhost:8001",
-                   help="gRPC address: host:port, grpc://host:port or grpcs://host:port (TLS) (default: %(default)s)")
+    p = argparse.ArgumentParser(
+        prog="python -m client bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--url",
+        default="localhost:8001",
+        help="gRPC address: host:port, grpc://host:port or grpcs://host:port (TLS) (default: %(default)s)",
+    )
     p.add_argument("--model", default=contract.TTS_MODEL)
     p.add_argument("--manifest", type=Path, help="JSONL requests (default: f5-tts's shipped example)")
     p.add_argument("--concurrency", default="1,2,4,8", help="comma-separated sweep (default: %(default)s)")
@@ -375,11 +467,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=600.0)
     p.add_argument("--output-dir", type=Path, default=Path("build/bench"), help="JSON report and PNG plots")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--streaming", action="store_true",
-                   help=f"time to first audio ({contract.STREAM_MODEL}) vs whole-text latency for a long paragraph")
-    p.add_argument("--first-chunk-chars", type=int, help="with --streaming: UTF-8 bytes of the first chunk, "
-                   f"sent to both models (default: unset, so the stream uses {contract.STREAM_FIRST_CHUNK_CHARS} and "
-                   "the whole-text baseline f5-tts's chunking)")
+    p.add_argument(
+        "--streaming",
+        action="store_true",
+        help=f"time to first audio ({contract.STREAM_MODEL}) vs whole-text latency for a long paragraph",
+    )
+    p.add_argument(
+        "--first-chunk-chars",
+        type=int,
+        help="with --streaming: UTF-8 bytes of the first chunk, "
+        f"sent to both models (default: unset, so the stream uses {contract.STREAM_FIRST_CHUNK_CHARS} and "
+        "the whole-text baseline f5-tts's chunking)",
+    )
     args = p.parse_args(argv)
     try:
         concurrencies = [int(c) for c in args.concurrency.split(",")]
@@ -396,18 +495,33 @@ def main(argv: list[str] | None = None) -> int:
     items = load_manifest(args.manifest) if args.manifest else shipped_examples()
     options = SynthesisOptions(nfe_step=args.nfe_step, seed=args.seed)
     if args.streaming:
-        item = items[0] if args.manifest else Item(items[0].audio, items[0].sample_rate, items[0].reference_text,
-                                                   LONG_PARAGRAPH)
+        item = (
+            items[0]
+            if args.manifest
+            else Item(items[0].audio, items[0].sample_rate, items[0].reference_text, LONG_PARAGRAPH)
+        )
         options = SynthesisOptions(nfe_step=args.nfe_step, seed=args.seed, first_chunk_chars=args.first_chunk_chars)
-        report = asyncio.run(run_streaming_bench(args.url, item, concurrencies, args.requests, args.warmup, options,
-                                                 args.timeout))
+        report = asyncio.run(
+            run_streaming_bench(args.url, item, concurrencies, args.requests, args.warmup, options, args.timeout)
+        )
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / "streaming.json").write_text(json.dumps(report, indent=2) + "\n")
         print_streaming_table(report)
         print(f"wrote {args.output_dir / 'streaming.json'}")
         return 0
-    report = asyncio.run(run_bench(args.url, items, concurrencies, args.requests, args.warmup, options, args.model,
-                                   args.timeout, not args.no_progress))
+    report = asyncio.run(
+        run_bench(
+            args.url,
+            items,
+            concurrencies,
+            args.requests,
+            args.warmup,
+            options,
+            args.model,
+            args.timeout,
+            not args.no_progress,
+        )
+    )
     args.output_dir.mkdir(parents=True, exist_ok=True)
     (args.output_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print_table(report)

@@ -32,8 +32,9 @@ class Endpoint:
 
     @property
     def url(self) -> str:
-        scheme = {("http", False): "http", ("http", True): "https", ("grpc", False): "grpc",
-                  ("grpc", True): "grpcs"}[(self.protocol, self.ssl)]
+        scheme = {("http", False): "http", ("http", True): "https", ("grpc", False): "grpc", ("grpc", True): "grpcs"}[
+            (self.protocol, self.ssl)
+        ]
         return f"{scheme}://{self.address}"
 
 
@@ -51,15 +52,21 @@ def resolve_endpoint(url: str | None, protocol: str | None = None, ssl: bool = F
     scheme, sep, rest = address.partition("://")
     if sep:
         if scheme.lower() not in SCHEMES:
-            raise ValueError(f"URL {url!r}: scheme '{scheme}://' is not supported; use host:port, or http://, "
-                             "https:// (HTTP over TLS), grpc:// or grpcs:// (gRPC over TLS) before it")
+            raise ValueError(
+                f"URL {url!r}: scheme '{scheme}://' is not supported; use host:port, or http://, "
+                "https:// (HTTP over TLS), grpc:// or grpcs:// (gRPC over TLS) before it"
+            )
         implied, tls = SCHEMES[scheme.lower()]
         if protocol is not None and protocol != implied:
-            raise ValueError(f"URL {url!r} is a{'n' if implied == 'http' else ''} {implied.upper()} address but the "
-                             f"protocol asked for is {protocol}; drop one of the two or make them agree")
+            raise ValueError(
+                f"URL {url!r} is a{'n' if implied == 'http' else ''} {implied.upper()} address but the "
+                f"protocol asked for is {protocol}; drop one of the two or make them agree"
+            )
         if ssl and not tls:
-            raise ValueError(f"URL {url!r} asks for plain {implied.upper()} but TLS was asked for too (--ssl); "
-                             f"write {'https' if implied == 'http' else 'grpcs'}:// instead")
+            raise ValueError(
+                f"URL {url!r} asks for plain {implied.upper()} but TLS was asked for too (--ssl); "
+                f"write {'https' if implied == 'http' else 'grpcs'}:// instead"
+            )
         protocol, ssl, address = implied, tls, rest
     protocol = protocol or "grpc"
     address = address.rstrip("/")
@@ -87,14 +94,25 @@ def _pem(path: str | None, what: str) -> bytes | None:
         raise ValueError(f"cannot read {what} file {path}: {e.strerror}") from None
 
 
-def make_client(url: str | None = None, protocol: str | None = None, *, ssl: bool = False,
-                root_certificates: str | None = None, private_key: str | None = None,
-                certificate_chain: str | None = None, timeout: float | None = None, verbose: bool = False):
+def make_client(
+    url: str | None = None,
+    protocol: str | None = None,
+    *,
+    ssl: bool = False,
+    root_certificates: str | None = None,
+    private_key: str | None = None,
+    certificate_chain: str | None = None,
+    timeout: float | None = None,
+    verbose: bool = False,
+):
     """A tritonclient gRPC or HTTP client for `url` (see resolve_endpoint). `verbose` is
     tritonclient's own: it prints every request and response in full, audio included."""
     endpoint = resolve_endpoint(url, protocol, ssl)
-    root, key, chain = (_pem(root_certificates, "root certificates"), _pem(private_key, "private key"),
-                        _pem(certificate_chain, "certificate chain"))
+    root, key, chain = (
+        _pem(root_certificates, "root certificates"),
+        _pem(private_key, "private key"),
+        _pem(certificate_chain, "certificate chain"),
+    )
     if endpoint.protocol == "grpc":
         import grpc
         import tritonclient.grpc as grpcclient
@@ -107,11 +125,14 @@ def make_client(url: str | None = None, protocol: str | None = None, *, ssl: boo
 
     kwargs = {}
     if endpoint.ssl:
-        kwargs = {"ssl": True, "ssl_context_factory": _ssl_context_factory(root_certificates, private_key,
-                                                                           certificate_chain)}
+        kwargs = {
+            "ssl": True,
+            "ssl_context_factory": _ssl_context_factory(root_certificates, private_key, certificate_chain),
+        }
     t = timeout or 600.0
-    return httpclient.InferenceServerClient(endpoint.address, verbose=verbose, connection_timeout=t,
-                                            network_timeout=t, **kwargs)
+    return httpclient.InferenceServerClient(
+        endpoint.address, verbose=verbose, connection_timeout=t, network_timeout=t, **kwargs
+    )
 
 
 def _ssl_context_factory(root_certificates, private_key, certificate_chain):
@@ -130,8 +151,11 @@ def ssl_context(root_certificates=None, private_key=None, certificate_chain=None
     """The stdlib TLS context of the HTTP streaming path, with the same checks as make_client."""
     import ssl as ssl_module
 
-    for path, what in [(root_certificates, "root certificates"), (private_key, "private key"),
-                       (certificate_chain, "certificate chain")]:
+    for path, what in [
+        (root_certificates, "root certificates"),
+        (private_key, "private key"),
+        (certificate_chain, "certificate chain"),
+    ]:
         _pem(path, what)
     try:
         context = ssl_module.create_default_context(cafile=root_certificates)
@@ -142,8 +166,9 @@ def ssl_context(root_certificates=None, private_key=None, certificate_chain=None
     return context
 
 
-def describe_error(e: BaseException, endpoint: Endpoint | None, timeout: float | None = None,
-                   connected: bool = False) -> tuple[str, str | None]:
+def describe_error(
+    e: BaseException, endpoint: Endpoint | None, timeout: float | None = None, connected: bool = False
+) -> tuple[str, str | None]:
     """(message, status) for an exception from tritonclient, gRPC or the HTTP stack.
 
     The low-level messages ("Socket closed", "Expected HTTP/", "Connection refused") say what
@@ -165,24 +190,43 @@ def describe_error(e: BaseException, endpoint: Endpoint | None, timeout: float |
         limit = f"within {timeout:g} s" if timeout else "in time"
         return f"timed out: no answer from {where} {limit}; the request was abandoned", "DEADLINE_EXCEEDED"
     if "expected http/" in low or "badstatusline" in low or ("remotedisconnected" in low and not connected):
-        return (f"{where} did not answer in HTTP: is it the gRPC port? Triton listens for HTTP on "
-                f"{DEFAULT_PORT['http']} and for gRPC on {DEFAULT_PORT['grpc']} by default "
-                f"(use --protocol grpc, or the HTTP port)", status)
+        return (
+            f"{where} did not answer in HTTP: is it the gRPC port? Triton listens for HTTP on "
+            f"{DEFAULT_PORT['http']} and for gRPC on {DEFAULT_PORT['grpc']} by default "
+            f"(use --protocol grpc, or the HTTP port)",
+            status,
+        )
     if "failed to connect to all addresses" in low:
         if "connection refused" in low:
-            return (f"cannot reach {where}: connection refused (nothing listens there: is "
-                    "tritonserver running, and is the port right?)", status)
+            return (
+                f"cannot reach {where}: connection refused (nothing listens there: is "
+                "tritonserver running, and is the port right?)",
+                status,
+            )
         if "socket closed" in low or "connection reset" in low:
-            return (f"{where} closed the connection without answering in gRPC: is it the HTTP port? Triton "
-                    f"listens for gRPC on {DEFAULT_PORT['grpc']} and for HTTP on {DEFAULT_PORT['http']} by "
-                    "default (use --protocol http, or the gRPC port; for a TLS port add --ssl)", status)
+            return (
+                f"{where} closed the connection without answering in gRPC: is it the HTTP port? Triton "
+                f"listens for gRPC on {DEFAULT_PORT['grpc']} and for HTTP on {DEFAULT_PORT['http']} by "
+                "default (use --protocol http, or the gRPC port; for a TLS port add --ssl)",
+                status,
+            )
         return f"cannot reach {where}: {text}", status
-    if "stream removed" in low or "socket closed" in low or "connection reset" in low or \
-            "remotedisconnected" in low or "connectionclosed" in low.replace(" ", "") or \
-            ("connection refused" in low and connected):
-        return (f"{where} closed the connection during the request and went away (it stopped or "
-                "crashed; see its log)", status)
+    if (
+        "stream removed" in low
+        or "socket closed" in low
+        or "connection reset" in low
+        or "remotedisconnected" in low
+        or "connectionclosed" in low.replace(" ", "")
+        or ("connection refused" in low and connected)
+    ):
+        return (
+            f"{where} closed the connection during the request and went away (it stopped or crashed; see its log)",
+            status,
+        )
     if "connection refused" in low:
-        return (f"cannot reach {where}: connection refused (nothing listens there: is "
-                "tritonserver running, and is the port right?)", status)
+        return (
+            f"cannot reach {where}: connection refused (nothing listens there: is "
+            "tritonserver running, and is the port right?)",
+            status,
+        )
     return text, status

@@ -25,8 +25,14 @@ class SynthesisOptions:
     first_chunk_chars: int | None = None  # streaming: UTF-8 bytes of the first text chunk (0 = f5-tts's chunking)
 
 
-def build_inputs(reference_audio: np.ndarray | None, sample_rate: int | None, reference_text: str | None, text: str,
-                 options: SynthesisOptions = SynthesisOptions(), voice: str | None = None) -> dict[str, np.ndarray]:
+def build_inputs(
+    reference_audio: np.ndarray | None,
+    sample_rate: int | None,
+    reference_text: str | None,
+    text: str,
+    options: SynthesisOptions = SynthesisOptions(),
+    voice: str | None = None,
+) -> dict[str, np.ndarray]:
     """Input tensors keyed by contract name, each with the leading batch dimension of 1.
 
     Either a reference (audio [channels, samples] or [samples], its rate, its transcript) or
@@ -133,6 +139,7 @@ def http_json_body(tensors: dict[str, np.ndarray]) -> dict:
     inputs = []
     for name, array in tensors.items():
         entry = perf_analyzer_entry({name: array})[name]
-        inputs.append({"name": name, "shape": list(array.shape), "datatype": triton_dtype(name),
-                       "data": entry["content"]})
+        inputs.append(
+            {"name": name, "shape": list(array.shape), "datatype": triton_dtype(name), "data": entry["content"]}
+        )
     return {"inputs": inputs}

@@ -90,35 +90,76 @@ def format_voice_list(names) -> str:
 def parse_voice_list(value: str) -> tuple[str, ...]:
     return tuple(sorted(v.strip() for v in value.split(",") if v.strip()))
 
+
 # --- vocoder tensors ---------------------------------------------------------------
 MEL = "mel"
 
 TTS_INPUTS: tuple[TensorSpec, ...] = (
-    TensorSpec(REFERENCE_AUDIO, "FP32", (-1, -1), optional=True, ragged=True,
-               doc="reference speech, [channels, samples], any channel count (downmixed); or send `voice`"),
-    TensorSpec(REFERENCE_SAMPLE_RATE, "INT32", (1,), optional=True,
-               doc="sample rate of reference_audio in Hz (resampled to 24000); with reference_audio"),
-    TensorSpec(REFERENCE_TEXT, "BYTES", (1,), optional=True,
-               doc="UTF-8 transcript of the reference audio; with reference_audio"),
-    TensorSpec(REFERENCE_CHANNELS, "INT32", (1,), optional=True,
-               doc="channel count of reference_audio sent flat, [1, channels * samples], channel after channel "
-                   "(Triton's generate endpoints take flat lists only); absent = reference_audio's first dimension"),
-    TensorSpec(VOICE, "BYTES", (1,), optional=True,
-               doc="name of a voice registered at export, instead of the three reference inputs"),
+    TensorSpec(
+        REFERENCE_AUDIO,
+        "FP32",
+        (-1, -1),
+        optional=True,
+        ragged=True,
+        doc="reference speech, [channels, samples], any channel count (downmixed); or send `voice`",
+    ),
+    TensorSpec(
+        REFERENCE_SAMPLE_RATE,
+        "INT32",
+        (1,),
+        optional=True,
+        doc="sample rate of reference_audio in Hz (resampled to 24000); with reference_audio",
+    ),
+    TensorSpec(
+        REFERENCE_TEXT,
+        "BYTES",
+        (1,),
+        optional=True,
+        doc="UTF-8 transcript of the reference audio; with reference_audio",
+    ),
+    TensorSpec(
+        REFERENCE_CHANNELS,
+        "INT32",
+        (1,),
+        optional=True,
+        doc="channel count of reference_audio sent flat, [1, channels * samples], channel after channel "
+        "(Triton's generate endpoints take flat lists only); absent = reference_audio's first dimension",
+    ),
+    TensorSpec(
+        VOICE,
+        "BYTES",
+        (1,),
+        optional=True,
+        doc="name of a voice registered at export, instead of the three reference inputs",
+    ),
     TensorSpec(TARGET_TEXT, "BYTES", (1,), doc="UTF-8 text to speak; long text is chunked"),
     TensorSpec(NFE_STEP, "INT32", (1,), optional=True, doc="ODE steps (function evaluations)"),
     TensorSpec(CFG_STRENGTH, "FP32", (1,), optional=True, doc="classifier-free guidance strength"),
     TensorSpec(SWAY_SAMPLING_COEF, "FP32", (1,), optional=True, doc="sway sampling coefficient"),
     TensorSpec(SPEED, "FP32", (1,), optional=True, doc="speaking rate, 1.0 = natural"),
-    TensorSpec(SEED, "INT64", (1,), optional=True,
-               doc="noise seed; -1 or absent = random. Same seed => same audio"),
-    TensorSpec(DURATION, "FP32", (1,), optional=True,
-               doc="total seconds including the reference (f5-tts fix_duration); 0 or absent = estimate"),
-    TensorSpec(FIRST_CHUNK_CHARS, "INT32", (1,), optional=True,
-               doc="at most this many UTF-8 bytes in the first text chunk (split at punctuation); 0 or absent = "
-                   f"f5-tts's chunking ({STREAM_MODEL}: {STREAM_FIRST_CHUNK_CHARS} when absent)"),
-    TensorSpec(CHUNK_INDEX, "INT32", (1,), optional=True,
-               doc="synthesize only this text chunk (0-based), not cross-faded; what the stream model asks for"),
+    TensorSpec(SEED, "INT64", (1,), optional=True, doc="noise seed; -1 or absent = random. Same seed => same audio"),
+    TensorSpec(
+        DURATION,
+        "FP32",
+        (1,),
+        optional=True,
+        doc="total seconds including the reference (f5-tts fix_duration); 0 or absent = estimate",
+    ),
+    TensorSpec(
+        FIRST_CHUNK_CHARS,
+        "INT32",
+        (1,),
+        optional=True,
+        doc="at most this many UTF-8 bytes in the first text chunk (split at punctuation); 0 or absent = "
+        f"f5-tts's chunking ({STREAM_MODEL}: {STREAM_FIRST_CHUNK_CHARS} when absent)",
+    ),
+    TensorSpec(
+        CHUNK_INDEX,
+        "INT32",
+        (1,),
+        optional=True,
+        doc="synthesize only this text chunk (0-based), not cross-faded; what the stream model asks for",
+    ),
 )
 # The stream model takes the same inputs, except that it picks the chunks itself.
 STREAM_INPUTS: tuple[TensorSpec, ...] = tuple(s for s in TTS_INPUTS if s.name != CHUNK_INDEX)
@@ -135,8 +176,13 @@ VOCODER_INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(MEL, "FP32", (N_MELS, -1), doc="log-mel spectrogram, [100, frames]"),
 )
 VOCODER_OUTPUTS: tuple[TensorSpec, ...] = (
-    TensorSpec(WAVEFORM, "FP32", (-1,), doc="waveform at 24 kHz, (frames - 1) * 256 samples "
-               "(Vocos mel-24khz's centred ISTFT, as f5-tts's vocos.decode)"),
+    TensorSpec(
+        WAVEFORM,
+        "FP32",
+        (-1,),
+        doc="waveform at 24 kHz, (frames - 1) * 256 samples "
+        "(Vocos mel-24khz's centred ISTFT, as f5-tts's vocos.decode)",
+    ),
 )
 
 

@@ -17,9 +17,22 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-from contract import (COMPILE_CACHE_DIR, DEFAULTS, DTYPES, LIMITS, MODEL_VERSION, STREAM_FIRST_CHUNK_CHARS,
-                      TORCH_VOCOS_DIR, TTS_MODEL, VOCODER_MODEL, VOCODER_ONNX_FILE, VOICES_PARAMETER, Limits,
-                      SamplingDefaults, parse_voice_list)
+from contract import (
+    COMPILE_CACHE_DIR,
+    DEFAULTS,
+    DTYPES,
+    LIMITS,
+    MODEL_VERSION,
+    STREAM_FIRST_CHUNK_CHARS,
+    TORCH_VOCOS_DIR,
+    TTS_MODEL,
+    VOCODER_MODEL,
+    VOCODER_ONNX_FILE,
+    VOICES_PARAMETER,
+    Limits,
+    SamplingDefaults,
+    parse_voice_list,
+)
 
 DEVICES = ("gpu", "cpu")
 ENGINES = ("eager", "compiled")
@@ -59,16 +72,38 @@ def _normalized_buckets(text: str) -> str:
     return format_buckets(parse_buckets(text))
 
 
-def knob(default, help: str, *, flag: str | None = None, choices: tuple[str, ...] = (), minimum: float | None = None,
-         above: float | None = None, per_device: Mapping[str, Any] | None = None,
-         normalize: Callable[[str], str] | None = None, group: str = "serving", metavar: str | None = None):
+def knob(
+    default,
+    help: str,
+    *,
+    flag: str | None = None,
+    choices: tuple[str, ...] = (),
+    minimum: float | None = None,
+    above: float | None = None,
+    per_device: Mapping[str, Any] | None = None,
+    normalize: Callable[[str], str] | None = None,
+    group: str = "serving",
+    metavar: str | None = None,
+):
     """A parameter the export sets from its CLI. `flag`: the option's name (default: --field-name; a
     boolean that defaults to true gets --no-field-name). `minimum` (>=) or `above` (>) bound a number;
     `per_device` gives the defaults where CPU and GPU differ (the field's default is the GPU one);
     `normalize` checks and canonicalizes a text value."""
-    return dataclasses.field(default=default, metadata=dict(
-        help=help, flag=flag, choices=choices, minimum=minimum, above=above, per_device=per_device,
-        normalize=normalize, group=group, metavar=metavar, cli=True))
+    return dataclasses.field(
+        default=default,
+        metadata=dict(
+            help=help,
+            flag=flag,
+            choices=choices,
+            minimum=minimum,
+            above=above,
+            per_device=per_device,
+            normalize=normalize,
+            group=group,
+            metavar=metavar,
+            cli=True,
+        ),
+    )
 
 
 def fixed(default, help: str = ""):
@@ -106,7 +141,9 @@ class _Parameters:
                 else:
                     parsed[name] = kind(text)
             except ValueError as e:
-                raise ParameterError(f"model parameter '{name}' = {text!r} is not a valid {kind.__name__}: {e}") from None
+                raise ParameterError(
+                    f"model parameter '{name}' = {text!r} is not a valid {kind.__name__}: {e}"
+                ) from None
         self = cls(**parsed)
         self.check()
         return self
@@ -115,8 +152,11 @@ class _Parameters:
         """The config.pbtxt parameters that `from_triton` parses back into `self`: every field as a string,
         booleans as true/false; fields named in `omit_empty` only when set."""
         values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {name: str(value).lower() if isinstance(value, bool) else str(value)
-                for name, value in values.items() if value != "" or name not in omit_empty}
+        return {
+            name: str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in values.items()
+            if value != "" or name not in omit_empty
+        }
 
     def check(self) -> None:
         """Raise ParameterError naming the first field outside its declared choices or bounds."""
@@ -139,41 +179,86 @@ class _Parameters:
 class TtsParameters(_Parameters):
     """f5_tts's parameters."""
 
-    dtype: str = knob(DTYPES[0], "DiT weights as stored and run: {per_device}; on CPU half precision measured no "
-                      "faster than fp32 and far from its audio (docs/benchmarks.md)", choices=DTYPES,
-                      per_device={"gpu": "fp16", "cpu": "fp32"})
-    max_batch_chunks: int = knob(16, "text chunks sampled together in one DiT call: {per_device}; on CPU padded "
-                                 "batches measured slower than one chunk at a time (docs/benchmarks.md)",
-                                 minimum=1, per_device={"gpu": 16, "cpu": 1})
-    reference_cache_size: int = knob(32, "preprocessed references kept per instance, by content hash (LRU; 0 = off; "
-                                     "default: %(default)s)", minimum=0)
-    engine: str = knob(ENGINES[0], "eager: f5-tts's DiT as is; compiled: torch.compile on length buckets, compiled "
-                       "at model load, with CUDA graphs per (batch size, bucket) on gpu (default: %(default)s)",
-                       choices=ENGINES)
-    length_buckets: str = knob(format_buckets(DEFAULT_LENGTH_BUCKETS), "compiled engine: total frames (reference + "
-                               "speech, 93.75 per second) a chunk is padded up to; longer chunks run eagerly "
-                               "(default: %(default)s)", normalize=_normalized_buckets, metavar="FRAMES,...")
+    dtype: str = knob(
+        DTYPES[0],
+        "DiT weights as stored and run: {per_device}; on CPU half precision measured no "
+        "faster than fp32 and far from its audio (docs/benchmarks.md)",
+        choices=DTYPES,
+        per_device={"gpu": "fp16", "cpu": "fp32"},
+    )
+    max_batch_chunks: int = knob(
+        16,
+        "text chunks sampled together in one DiT call: {per_device}; on CPU padded "
+        "batches measured slower than one chunk at a time (docs/benchmarks.md)",
+        minimum=1,
+        per_device={"gpu": 16, "cpu": 1},
+    )
+    reference_cache_size: int = knob(
+        32, "preprocessed references kept per instance, by content hash (LRU; 0 = off; default: %(default)s)", minimum=0
+    )
+    engine: str = knob(
+        ENGINES[0],
+        "eager: f5-tts's DiT as is; compiled: torch.compile on length buckets, compiled "
+        "at model load, with CUDA graphs per (batch size, bucket) on gpu (default: %(default)s)",
+        choices=ENGINES,
+    )
+    length_buckets: str = knob(
+        format_buckets(DEFAULT_LENGTH_BUCKETS),
+        "compiled engine: total frames (reference + "
+        "speech, 93.75 per second) a chunk is padded up to; longer chunks run eagerly "
+        "(default: %(default)s)",
+        normalize=_normalized_buckets,
+        metavar="FRAMES,...",
+    )
     cuda_graphs: bool = knob(True, "compiled engine on gpu: no CUDA graph capture")
-    vocoder_runtime: str = knob(VOCODER_RUNTIMES[0], "f5_tts's in-process vocoder: torch (PyTorch Vocos on the "
-                                f"device) or onnx ({VOCODER_ONNX_FILE} under onnxruntime): {{per_device}}",
-                                choices=VOCODER_RUNTIMES, per_device={"gpu": "torch", "cpu": "onnx"})
-    max_target_text_bytes: int = knob(LIMITS.max_target_text_bytes, "UTF-8 bytes of target text per request "
-                                      "(default: %(default)s)", flag="--max-text-bytes", above=0, group="limits")
-    max_reference_seconds: float = knob(LIMITS.max_reference_seconds, "longest reference upload; it is clipped to "
-                                        f"{LIMITS.reference_clip_seconds:g} s anyway (default: %(default)s)",
-                                        above=LIMITS.min_reference_seconds, group="limits")
-    max_audio_seconds: float = knob(LIMITS.max_audio_seconds, "largest `duration` and longest text chunk, reference "
-                                    "included (default: %(default)s)", above=0, group="limits")
-    default_nfe_step: int = knob(DEFAULTS.nfe_step, "ODE steps (default: %(default)s)", flag="--nfe-step",
-                                 group="sampling")
-    default_cfg_strength: float = knob(DEFAULTS.cfg_strength, "classifier-free guidance (default: %(default)s)",
-                                       flag="--cfg-strength", group="sampling")
-    default_sway_sampling_coef: float = knob(DEFAULTS.sway_sampling_coef, "sway sampling (default: %(default)s)",
-                                             flag="--sway-sampling-coef", group="sampling")
-    default_speed: float = knob(DEFAULTS.speed, "speech rate (default: %(default)s)", flag="--speed",
-                                group="sampling")
-    cancel_poll_ms: float = knob(50.0, "how often, at most, a batch asks Triton whether its requests were "
-                                 "cancelled, between ODE steps (0 = at every step; default: %(default)s)", minimum=0)
+    vocoder_runtime: str = knob(
+        VOCODER_RUNTIMES[0],
+        "f5_tts's in-process vocoder: torch (PyTorch Vocos on the "
+        f"device) or onnx ({VOCODER_ONNX_FILE} under onnxruntime): {{per_device}}",
+        choices=VOCODER_RUNTIMES,
+        per_device={"gpu": "torch", "cpu": "onnx"},
+    )
+    max_target_text_bytes: int = knob(
+        LIMITS.max_target_text_bytes,
+        "UTF-8 bytes of target text per request (default: %(default)s)",
+        flag="--max-text-bytes",
+        above=0,
+        group="limits",
+    )
+    max_reference_seconds: float = knob(
+        LIMITS.max_reference_seconds,
+        f"longest reference upload; it is clipped to {LIMITS.reference_clip_seconds:g} s anyway (default: %(default)s)",
+        above=LIMITS.min_reference_seconds,
+        group="limits",
+    )
+    max_audio_seconds: float = knob(
+        LIMITS.max_audio_seconds,
+        "largest `duration` and longest text chunk, reference included (default: %(default)s)",
+        above=0,
+        group="limits",
+    )
+    default_nfe_step: int = knob(
+        DEFAULTS.nfe_step, "ODE steps (default: %(default)s)", flag="--nfe-step", group="sampling"
+    )
+    default_cfg_strength: float = knob(
+        DEFAULTS.cfg_strength,
+        "classifier-free guidance (default: %(default)s)",
+        flag="--cfg-strength",
+        group="sampling",
+    )
+    default_sway_sampling_coef: float = knob(
+        DEFAULTS.sway_sampling_coef,
+        "sway sampling (default: %(default)s)",
+        flag="--sway-sampling-coef",
+        group="sampling",
+    )
+    default_speed: float = knob(DEFAULTS.speed, "speech rate (default: %(default)s)", flag="--speed", group="sampling")
+    cancel_poll_ms: float = knob(
+        50.0,
+        "how often, at most, a batch asks Triton whether its requests were "
+        "cancelled, between ODE steps (0 = at every step; default: %(default)s)",
+        minimum=0,
+    )
     demo_model: bool = fixed(False, "exported with --demo-tiny: random weights, noise")
     f5_model_name: str = fixed("unknown", "f5-tts's config name of the checkpoint")
     vocoder_file: str = fixed(f"../{VOCODER_MODEL}/{MODEL_VERSION}/{VOCODER_ONNX_FILE}")
@@ -183,8 +268,12 @@ class TtsParameters(_Parameters):
 
     def check(self) -> None:
         super().check()
-        for name, (low, high) in [("nfe_step", LIMITS.nfe_step), ("cfg_strength", LIMITS.cfg_strength),
-                                  ("sway_sampling_coef", LIMITS.sway_sampling_coef), ("speed", LIMITS.speed)]:
+        for name, (low, high) in [
+            ("nfe_step", LIMITS.nfe_step),
+            ("cfg_strength", LIMITS.cfg_strength),
+            ("sway_sampling_coef", LIMITS.sway_sampling_coef),
+            ("speed", LIMITS.speed),
+        ]:
             value = getattr(self, f"default_{name}")
             if not low <= value <= high:
                 raise ParameterError(f"--{name.replace('_', '-')} {value} is outside [{low}, {high}]")
@@ -211,14 +300,18 @@ class TtsParameters(_Parameters):
 
     @property
     def limits(self) -> Limits:
-        return dataclasses.replace(LIMITS, max_target_text_bytes=self.max_target_text_bytes,
-                                   max_reference_seconds=self.max_reference_seconds,
-                                   max_audio_seconds=self.max_audio_seconds)
+        return dataclasses.replace(
+            LIMITS,
+            max_target_text_bytes=self.max_target_text_bytes,
+            max_reference_seconds=self.max_reference_seconds,
+            max_audio_seconds=self.max_audio_seconds,
+        )
 
     @property
     def defaults(self) -> SamplingDefaults:
-        return SamplingDefaults(self.default_nfe_step, self.default_cfg_strength, self.default_sway_sampling_coef,
-                                self.default_speed)
+        return SamplingDefaults(
+            self.default_nfe_step, self.default_cfg_strength, self.default_sway_sampling_coef, self.default_speed
+        )
 
 
 assert VOICES_PARAMETER in {f.name for f in dataclasses.fields(TtsParameters)}
@@ -246,8 +339,11 @@ class VocoderParameters(_Parameters):
 
 # --- the export's flags, derived from the declarations -----------------------------------------------
 
-GROUPS = {"serving": "serving", "limits": "request limits (answered with INVALID_ARG beyond them)",
-          "sampling": "default sampling options (requests may override them)"}
+GROUPS = {
+    "serving": "serving",
+    "limits": "request limits (answered with INVALID_ARG beyond them)",
+    "sampling": "default sampling options (requests may override them)",
+}
 
 
 def _flag(f: dataclasses.Field) -> str:
@@ -280,8 +376,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TtsParameters, groups: Ma
             continue
         group = groups[meta["group"]]
         if isinstance(f.default, bool):
-            group.add_argument(_flag(f), dest=f.name, action="store_false" if f.default else "store_true",
-                               default=None, help=_help(f))
+            group.add_argument(
+                _flag(f), dest=f.name, action="store_false" if f.default else "store_true", default=None, help=_help(f)
+            )
             continue
         kind = type(f.default)
 
@@ -292,8 +389,15 @@ def add_arguments(parser: argparse.ArgumentParser, cls=TtsParameters, groups: Ma
                 raise argparse.ArgumentTypeError(str(e)) from None
 
         parse.__name__ = kind.__name__  # argparse's "invalid int value" message
-        group.add_argument(_flag(f), dest=f.name, type=parse, default=None, choices=meta.get("choices") or None,
-                           metavar=meta.get("metavar") or _flag(f).lstrip("-").replace("-", "_").upper(), help=_help(f).replace("%(default)s", str(f.default)))
+        group.add_argument(
+            _flag(f),
+            dest=f.name,
+            type=parse,
+            default=None,
+            choices=meta.get("choices") or None,
+            metavar=meta.get("metavar") or _flag(f).lstrip("-").replace("-", "_").upper(),
+            help=_help(f).replace("%(default)s", str(f.default)),
+        )
 
 
 def from_arguments(args: argparse.Namespace, cls=TtsParameters) -> dict[str, Any]:

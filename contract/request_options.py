@@ -36,11 +36,19 @@ class OptionError(ValueError):
 
 def type_name(value: Any) -> str:
     """A value's type as JSON names it."""
-    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "integer",
-            float: "number", type(None): "null"}.get(type(value), type(value).__name__)
+    return {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
 
 
 # --- JSON values -----------------------------------------------------------------------------------
+
 
 def string(name: str, value: Any) -> str:
     if not isinstance(value, str):
@@ -58,8 +66,9 @@ def number(name: str, value: Any, *, finite: bool = True) -> float:
     """A JSON number (not a boolean). finite=False leaves NaN and infinities to a range check further on
     (the server's, for the RunPod worker), which names them with the range allowed."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or (finite and not math.isfinite(value)):
-        raise OptionError(f"'{name}' must be a {'finite ' if finite else ''}number, got {type_name(value)} {value!r}",
-                          name)
+        raise OptionError(
+            f"'{name}' must be a {'finite ' if finite else ''}number, got {type_name(value)} {value!r}", name
+        )
     return float(value)
 
 
@@ -81,6 +90,7 @@ def sampling_option(name: str, value: Any, *, finite: bool = True) -> int | floa
 
 
 # --- ranges and texts, however the option arrived ---------------------------------------------------
+
 
 def check_range(subject: str, value, bounds: tuple, *, unit: str = "", name: str | None = None):
     """`subject` is value[unit]; allowed range is [low, high]. NaN is outside every range."""
@@ -104,17 +114,23 @@ def check_bytes(subject: str, size: int, max_bytes: int, *, name: str | None = N
 
 def check_characters(subject: str, text: str, max_chars: int, *, hint: str = "", name: str | None = None) -> str:
     if len(text) > max_chars:
-        raise OptionError(f"{subject} is {len(text)} characters; at most {max_chars} are allowed"
-                          f"{f' ({hint})' if hint else ''}", name, "string_above_max_length")
+        raise OptionError(
+            f"{subject} is {len(text)} characters; at most {max_chars} are allowed{f' ({hint})' if hint else ''}",
+            name,
+            "string_above_max_length",
+        )
     return text
 
 
 # --- voice names ---------------------------------------------------------------------------------
 
+
 def voice_name_rule(limits: Limits = LIMITS) -> str:
     # The pattern is ASCII, so a name's characters are its bytes: the byte limit reads as characters.
-    return (f"letters, digits, '_', '.' or '-', starting with a letter or digit, at most "
-            f"{limits.max_voice_name_bytes} characters")
+    return (
+        f"letters, digits, '_', '.' or '-', starting with a letter or digit, at most "
+        f"{limits.max_voice_name_bytes} characters"
+    )
 
 
 def is_voice_name(name: str, limits: Limits = LIMITS) -> bool:
@@ -130,6 +146,7 @@ def check_voice_name(name: str, limits: Limits = LIMITS, *, param: str | None = 
 
 
 # --- reference audio ------------------------------------------------------------------------------
+
 
 def sample_rate_range(limits: Limits = LIMITS) -> tuple[int, int]:
     return (limits.min_sample_rate, limits.max_sample_rate)
@@ -154,8 +171,10 @@ def check_reference(subject: str, audio, sample_rate: int, limits: Limits = LIMI
     if seconds < shortest:
         raise OptionError(f"{allowed} (at least {shortest} s of reference speech is needed)")
     if seconds > longest:
-        raise OptionError(f"{allowed} (at most {longest} s is accepted; F5-TTS uses up to "
-                          f"{limits.reference_clip_seconds:g} s of it, clipped at a pause)")
+        raise OptionError(
+            f"{allowed} (at most {longest} s is accepted; F5-TTS uses up to "
+            f"{limits.reference_clip_seconds:g} s of it, clipped at a pause)"
+        )
     import numpy as np  # here only: the module imports without numpy
 
     if not np.isfinite(audio).all():

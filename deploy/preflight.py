@@ -22,11 +22,17 @@ if TYPE_CHECKING:  # the export imports torch: only when a first start exports
 
 _CODE = f"{contract.MODEL_VERSION}/{contract.MODEL_CODE_FILE}"
 REQUIRED_FILES = {  # per model, relative to its directory
-    contract.TTS_MODEL: [contract.MODEL_CONFIG_FILE, _CODE] + [
+    contract.TTS_MODEL: [contract.MODEL_CONFIG_FILE, _CODE]
+    + [
         f"{contract.MODEL_VERSION}/{name}"
-        for name in (contract.TTS_WEIGHTS_FILE, contract.TTS_ARCH_FILE, contract.TTS_VOCAB_FILE)],
+        for name in (contract.TTS_WEIGHTS_FILE, contract.TTS_ARCH_FILE, contract.TTS_VOCAB_FILE)
+    ],
     contract.STREAM_MODEL: [contract.MODEL_CONFIG_FILE, _CODE],
-    contract.VOCODER_MODEL: [contract.MODEL_CONFIG_FILE, _CODE, f"{contract.MODEL_VERSION}/{contract.VOCODER_ONNX_FILE}"],
+    contract.VOCODER_MODEL: [
+        contract.MODEL_CONFIG_FILE,
+        _CODE,
+        f"{contract.MODEL_VERSION}/{contract.VOCODER_ONNX_FILE}",
+    ],
 }
 
 
@@ -44,8 +50,10 @@ def gpu_name() -> str | None:
     try:
         return torch.cuda.get_device_name(0)
     except Exception as e:  # torch raises RuntimeError, AssertionError or CUDA's own errors here
-        raise RepositoryError(f"CUDA reports a GPU but torch cannot use it ({type(e).__name__}: {e}); check the "
-                              "NVIDIA driver against the CUDA version of torch") from None
+        raise RepositoryError(
+            f"CUDA reports a GPU but torch cannot use it ({type(e).__name__}: {e}); check the "
+            "NVIDIA driver against the CUDA version of torch"
+        ) from None
 
 
 def export_request(source: ExportSettings, output: Path, gpu: str | None) -> ExportRequest:
@@ -66,11 +74,14 @@ def export_request(source: ExportSettings, output: Path, gpu: str | None) -> Exp
             raise RepositoryError(f"F5_EXPORT_ARGS={shlex.join(source.export_args)!r}: {e}") from None
     default = ExportRequest(output=output)
     return dataclasses.replace(
-        request, output=output,
+        request,
+        output=output,
         ckpt=request.ckpt if request.ckpt != default.ckpt else source.checkpoint,
-        model_config=request.model_config if request.model_config != default.model_config
+        model_config=request.model_config
+        if request.model_config != default.model_config
         else source.model_config or default.model_config,
-        vocoder=request.vocoder if request.vocoder != default.vocoder else source.vocoder)
+        vocoder=request.vocoder if request.vocoder != default.vocoder else source.vocoder,
+    )
 
 
 def export_on_first_start(repo: Path, source: ExportSettings, gpu: str | None) -> None:
@@ -94,8 +105,10 @@ def export_on_first_start(repo: Path, source: ExportSettings, gpu: str | None) -
         for entry in staging.iterdir():
             entry.rename(repo / entry.name)
     except ExportError as e:
-        raise RepositoryError(f"exporting {what} on first start failed: {e}. Mount an exported repository, or "
-                              "set F5_CHECKPOINT to a checkpoint file") from None
+        raise RepositoryError(
+            f"exporting {what} on first start failed: {e}. Mount an exported repository, or "
+            "set F5_CHECKPOINT to a checkpoint file"
+        ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -113,12 +126,15 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
         try:
             cfg = text_format.Parse((repo / model / contract.MODEL_CONFIG_FILE).read_text(), pb.ModelConfig())
         except text_format.ParseError as e:
-            raise RepositoryError(f"{repo / model / contract.MODEL_CONFIG_FILE} is not a valid model config: {e}") \
-                from None
+            raise RepositoryError(
+                f"{repo / model / contract.MODEL_CONFIG_FILE} is not a valid model config: {e}"
+            ) from None
         kinds = {pb.ModelInstanceGroup.Kind.Name(g.kind) for g in cfg.instance_group}
         if "KIND_GPU" in kinds and gpu is None:
-            raise RepositoryError(f"{repo / model / contract.MODEL_CONFIG_FILE} asks for KIND_GPU but no GPU is visible "
-                                  "(run with --gpus all, or export with --device cpu)")
+            raise RepositoryError(
+                f"{repo / model / contract.MODEL_CONFIG_FILE} asks for KIND_GPU but no GPU is visible "
+                "(run with --gpus all, or export with --device cpu)"
+            )
         found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
     if found[contract.TTS_MODEL]["parameters"].get("vocoder_runtime") == "torch":  # PyTorch Vocos beside the ONNX
         for name in (contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE):
@@ -143,6 +159,8 @@ def describe(found: dict, gpu: str | None) -> str:
         except metadata.PackageNotFoundError:
             pass
     demo = " (DEMO MODEL: random weights, noise)" if tts.get("demo_model") == "true" else ""
-    return (f"model {tts.get('f5_model_name', '?')}{demo}, dtype {tts.get('dtype', '?')}, "
-            f"instances {found[contract.TTS_MODEL]['kinds']}, GPU {gpu or 'none'}, "
-            + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    return (
+        f"model {tts.get('f5_model_name', '?')}{demo}, dtype {tts.get('dtype', '?')}, "
+        f"instances {found[contract.TTS_MODEL]['kinds']}, GPU {gpu or 'none'}, "
+        + ", ".join(f"{k} {v}" for k, v in versions.items())
+    )

@@ -122,10 +122,14 @@ class Setting:
             detail = f" ({e})" if str(e) else ""
             if self.secret:
                 raise SettingError(f"{self.env} must be {self.kind.name}{detail}") from None
-            raise SettingError(f"{self.env}={text!r} is not {self.kind.name}{detail}"
-                               + (f"; {allowed} is allowed" if allowed else "")) from None
-        if ((self.minimum is not None and value < self.minimum) or (self.maximum is not None and value > self.maximum)
-                or (self.above is not None and value <= self.above)):
+            raise SettingError(
+                f"{self.env}={text!r} is not {self.kind.name}{detail}" + (f"; {allowed} is allowed" if allowed else "")
+            ) from None
+        if (
+            (self.minimum is not None and value < self.minimum)
+            or (self.maximum is not None and value > self.maximum)
+            or (self.above is not None and value <= self.above)
+        ):
             raise SettingError(f"{self.env}={text.strip()}; {allowed} is allowed")
         return value
 
@@ -191,19 +195,27 @@ _PORT = dict(minimum=0, maximum=65535)
 class TritonSettings:
     """How tritonserver itself is started (the launcher's flags, the same in every deployment)."""
 
-    http_port: int = setting("HTTP_PORT", INTEGER, contract.HTTP_PORT, "Triton's HTTP port; 0 picks a free one",
-                             **_PORT)
-    grpc_port: int = setting("GRPC_PORT", INTEGER, contract.GRPC_PORT, "Triton's gRPC port; 0 picks a free one",
-                             **_PORT)
-    metrics_port: int = setting("METRICS_PORT", INTEGER, contract.METRICS_PORT,
-                                "Triton's metrics port; 0 picks a free one", **_PORT)
+    http_port: int = setting(
+        "HTTP_PORT", INTEGER, contract.HTTP_PORT, "Triton's HTTP port; 0 picks a free one", **_PORT
+    )
+    grpc_port: int = setting(
+        "GRPC_PORT", INTEGER, contract.GRPC_PORT, "Triton's gRPC port; 0 picks a free one", **_PORT
+    )
+    metrics_port: int = setting(
+        "METRICS_PORT", INTEGER, contract.METRICS_PORT, "Triton's metrics port; 0 picks a free one", **_PORT
+    )
     log_verbose: int = setting("LOG_VERBOSE", INTEGER, 0, "tritonserver's --log-verbose level", minimum=0)
     triton_args: tuple[str, ...] = setting("TRITON_ARGS", WORDS, (), "extra tritonserver flags")
 
     def server_options(self) -> dict[str, Any]:
         """TritonServer's keyword arguments for these settings."""
-        return dict(http_port=self.http_port, grpc_port=self.grpc_port, metrics_port=self.metrics_port,
-                    log_verbose=self.log_verbose, extra_args=self.triton_args)
+        return dict(
+            http_port=self.http_port,
+            grpc_port=self.grpc_port,
+            metrics_port=self.metrics_port,
+            log_verbose=self.log_verbose,
+            extra_args=self.triton_args,
+        )
 
 
 @dataclass(frozen=True)
@@ -211,51 +223,84 @@ class ExportSettings:
     """What is exported on first start, when the repository holds no model repository."""
 
     checkpoint: str | None = setting(
-        "F5_CHECKPOINT", TEXT, None, "checkpoint exported on first start: a file (.safetensors or .pt) or hf://...",
+        "F5_CHECKPOINT",
+        TEXT,
+        None,
+        "checkpoint exported on first start: a file (.safetensors or .pt) or hf://...",
         default_help=f"on RunPod {VOLUME_CHECKPOINT} when the volume holds it; else the released checkpoint of "
-                     "F5_MODEL_CONFIG from the Hugging Face cache (HF_HOME) or hub, as `python -m export` does")
+        "F5_MODEL_CONFIG from the Hugging Face cache (HF_HOME) or hub, as `python -m export` does",
+    )
     model_config: str | None = setting(
-        "F5_MODEL_CONFIG", TEXT, None, "f5-tts config name or YAML path of that export",
-        default_help="`python -m export`'s, F5TTS_v1_Base")
-    vocoder: Path | None = setting("F5_VOCODER", PATH, None, "local Vocos directory for that export",
-                                   default_help=f"on RunPod {VOLUME_VOCODER} when the volume holds it; else "
-                                                "charactr/vocos-mel-24khz from the Hugging Face cache or hub")
+        "F5_MODEL_CONFIG",
+        TEXT,
+        None,
+        "f5-tts config name or YAML path of that export",
+        default_help="`python -m export`'s, F5TTS_v1_Base",
+    )
+    vocoder: Path | None = setting(
+        "F5_VOCODER",
+        PATH,
+        None,
+        "local Vocos directory for that export",
+        default_help=f"on RunPod {VOLUME_VOCODER} when the volume holds it; else "
+        "charactr/vocos-mel-24khz from the Hugging Face cache or hub",
+    )
     # None, not (): an empty F5_EXPORT_ARGS asks for no flags, not for the GPU default.
     export_args: tuple[str, ...] | None = setting(
-        "F5_EXPORT_ARGS", WORDS, None, "further `python -m export` flags for that export",
-        default_help="--device gpu when a GPU is visible")
+        "F5_EXPORT_ARGS",
+        WORDS,
+        None,
+        "further `python -m export` flags for that export",
+        default_help="--device gpu when a GPU is visible",
+    )
 
 
 # --- each deployment's settings -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ContainerSettings:
     """The Triton image's entrypoint (docker/entrypoint.py)."""
 
-    repository: Path = setting("MODEL_REPOSITORY", PATH, Path("/models"),
-                               "the model repository, a volume; written on first start when it holds none")
+    repository: Path = setting(
+        "MODEL_REPOSITORY",
+        PATH,
+        Path("/models"),
+        "the model repository, a volume; written on first start when it holds none",
+    )
     export: ExportSettings = group(ExportSettings)
     triton: TritonSettings = group(TritonSettings)
     admin_key: tuple[str, str] | None = setting(
-        "TRITON_ADMIN_KEY", HEADER_VALUE, None, "the header that Triton's admin APIs require (README, Secure setup)",
-        secret=True)
+        "TRITON_ADMIN_KEY",
+        HEADER_VALUE,
+        None,
+        "the header that Triton's admin APIs require (README, Secure setup)",
+        secret=True,
+    )
     stub_watchdog: bool = setting(
-        "STUB_WATCHDOG", SWITCH, False, "1: run tritonserver under the launcher, which exits 3 when a Python stub "
-        "dies (Triton neither restarts it nor reports the model unready), so the restart policy replaces it")
+        "STUB_WATCHDOG",
+        SWITCH,
+        False,
+        "1: run tritonserver under the launcher, which exits 3 when a Python stub "
+        "dies (Triton neither restarts it nor reports the model unready), so the restart policy replaces it",
+    )
 
 
 @dataclass(frozen=True)
 class WorkerSettings:
     """The RunPod worker (runpod_worker/): relative paths are inside the network volume."""
 
-    volume: Path = setting("F5_VOLUME", PATH, Path("/runpod-volume"),
-                           "the network volume (RunPod mounts it at /runpod-volume)")
-    repository: Path = setting("MODEL_REPOSITORY", PATH, Path("model_repository"),
-                               "the exported repository; exported into once when absent")
+    volume: Path = setting(
+        "F5_VOLUME", PATH, Path("/runpod-volume"), "the network volume (RunPod mounts it at /runpod-volume)"
+    )
+    repository: Path = setting(
+        "MODEL_REPOSITORY", PATH, Path("model_repository"), "the exported repository; exported into once when absent"
+    )
     export: ExportSettings = group(ExportSettings)
     triton: TritonSettings = group(TritonSettings)
-    ready_timeout: float = setting("F5_READY_TIMEOUT", NUMBER, 600.0,
-                                   "seconds allowed for loading and warming up the models", above=0)
-    concurrency: int = setting("F5_CONCURRENCY", INTEGER, 8, "jobs this worker runs at once; they share Triton's "
-                               "batches", minimum=1)
-
+    ready_timeout: float = setting(
+        "F5_READY_TIMEOUT", NUMBER, 600.0, "seconds allowed for loading and warming up the models", above=0
+    )
+    concurrency: int = setting(
+        "F5_CONCURRENCY", INTEGER, 8, "jobs this worker runs at once; they share Triton's batches", minimum=1
+    )

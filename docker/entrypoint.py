@@ -42,8 +42,10 @@ def main(env: dict[str, str] | None = None, argv: list[str] | None = None) -> in
             try:
                 export_on_first_start(repo, settings.export, gpu)
             except RepositoryError as e:
-                raise EntrypointError(f"MODEL_REPOSITORY={repo} holds no model repository "
-                                      f"({contract.TTS_MODEL}/{contract.MODEL_CONFIG_FILE} is missing); {e}") from None
+                raise EntrypointError(
+                    f"MODEL_REPOSITORY={repo} holds no model repository "
+                    f"({contract.TTS_MODEL}/{contract.MODEL_CONFIG_FILE} is missing); {e}"
+                ) from None
         found = check_repository(repo, gpu)
         print(f"entrypoint: {describe(found, gpu)}", flush=True)
         server = TritonServer(repo, admin_key=settings.admin_key, **settings.triton.server_options())
@@ -54,9 +56,21 @@ def main(env: dict[str, str] | None = None, argv: list[str] | None = None) -> in
     cmd = server.command(binary)
     if settings.stub_watchdog:
         # The launcher gets the ports the server was given, 0s already replaced by free ones.
-        watchdog = [sys.executable, "-m", "launcher", "--model-repository", str(repo),
-                    "--http-port", str(server.http_port), "--grpc-port", str(server.grpc_port),
-                    "--metrics-port", str(server.metrics_port), "--log-verbose", str(server.log_verbose)]
+        watchdog = [
+            sys.executable,
+            "-m",
+            "launcher",
+            "--model-repository",
+            str(repo),
+            "--http-port",
+            str(server.http_port),
+            "--grpc-port",
+            str(server.grpc_port),
+            "--metrics-port",
+            str(server.metrics_port),
+            "--log-verbose",
+            str(server.log_verbose),
+        ]
         if settings.admin_key:
             watchdog += ["--admin-key", "=".join(settings.admin_key)]
         watchdog += ["--", *server.extra_args] if server.extra_args else []

@@ -12,12 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import contract
+from contract.parameters import DEVICES, TtsParameters, add_arguments, from_arguments
 from export import model_config as mc
 from export.api import DEFAULT_MODEL_CONFIG, ExportRequest, export_model
 from export.demo import DEMO_NOTICE
 from export.errors import ExportError
-from contract.parameters import DEVICES, TtsParameters, add_arguments, from_arguments
 from pipeline.f5_model import builtin_config_names
 
 
@@ -36,46 +35,86 @@ def _parser() -> _Parser:
     serving = mc.ServingOptions()
     p = _Parser(prog="python -m export", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("sources")
-    src.add_argument("--ckpt", help="checkpoint: .safetensors (keys prefixed ema_model.) or .pt with "
-                     "ema_model_state_dict/model_state_dict; or hf://... (default: the released checkpoint of "
-                     "--model-config, fetched like f5-tts does)")
+    src.add_argument(
+        "--ckpt",
+        help="checkpoint: .safetensors (keys prefixed ema_model.) or .pt with "
+        "ema_model_state_dict/model_state_dict; or hf://... (default: the released checkpoint of "
+        "--model-config, fetched like f5-tts does)",
+    )
     src.add_argument("--no-ema", dest="use_ema", action="store_false", help="load non-EMA weights")
-    src.add_argument("--model-config", default=DEFAULT_MODEL_CONFIG,
-                     help=f"f5-tts config name ({', '.join(builtin_config_names())}) or a YAML path "
-                          "(default: %(default)s)")
+    src.add_argument(
+        "--model-config",
+        default=DEFAULT_MODEL_CONFIG,
+        help=f"f5-tts config name ({', '.join(builtin_config_names())}) or a YAML path (default: %(default)s)",
+    )
     src.add_argument("--vocab", type=Path, help="vocab.txt (default: the one f5-tts ships)")
-    src.add_argument("--vocoder", type=Path, help="local Vocos directory with config.yaml and pytorch_model.bin "
-                     "(default: charactr/vocos-mel-24khz from the hub)")
-    src.add_argument("--voice", action="append", default=[], metavar='NAME=AUDIO:"TRANSCRIPT"',
-                     help="register a voice: requests may then send voice=NAME instead of reference audio and "
-                          "text. The audio is preprocessed now, as f5-tts does (repeatable)")
-    src.add_argument("--demo-tiny", action="store_true", help="tiny random-init DiT and Vocos of the real "
-                     "architectures, for offline smoke runs. Produces NOISE, not speech")
+    src.add_argument(
+        "--vocoder",
+        type=Path,
+        help="local Vocos directory with config.yaml and pytorch_model.bin "
+        "(default: charactr/vocos-mel-24khz from the hub)",
+    )
+    src.add_argument(
+        "--voice",
+        action="append",
+        default=[],
+        metavar='NAME=AUDIO:"TRANSCRIPT"',
+        help="register a voice: requests may then send voice=NAME instead of reference audio and "
+        "text. The audio is preprocessed now, as f5-tts does (repeatable)",
+    )
+    src.add_argument(
+        "--demo-tiny",
+        action="store_true",
+        help="tiny random-init DiT and Vocos of the real "
+        "architectures, for offline smoke runs. Produces NOISE, not speech",
+    )
     out = p.add_argument_group("output")
     out.add_argument("--output", type=Path, required=True, help="model repository directory to write")
     out.add_argument("--force", action="store_true", help="replace a non-empty --output")
     srv = p.add_argument_group("serving")
-    srv.add_argument("--device", choices=DEVICES, default=serving.device,
-                     help="instance kind (default: %(default)s)")
+    srv.add_argument("--device", choices=DEVICES, default=serving.device, help="instance kind (default: %(default)s)")
     srv.add_argument("--instances", type=int, default=serving.instances, help="model instances (default: %(default)s)")
-    srv.add_argument("--max-batch-size", type=int, default=serving.max_batch_size,
-                     help="dynamic batch size (default: %(default)s)")
-    srv.add_argument("--max-queue-delay-us", type=int, default=serving.max_queue_delay_us,
-                     help="dynamic batcher wait for more requests, in microseconds (default: %(default)s)")
-    srv.add_argument("--no-warmup", dest="warmup", action="store_false",
-                     help="skip the warm-up request at load (the first client request then pays for it)")
+    srv.add_argument(
+        "--max-batch-size", type=int, default=serving.max_batch_size, help="dynamic batch size (default: %(default)s)"
+    )
+    srv.add_argument(
+        "--max-queue-delay-us",
+        type=int,
+        default=serving.max_queue_delay_us,
+        help="dynamic batcher wait for more requests, in microseconds (default: %(default)s)",
+    )
+    srv.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the warm-up request at load (the first client request then pays for it)",
+    )
     # f5_tts's parameters: their flags, defaults and ranges as contract/parameters.py declares them.
     add_arguments(p, TtsParameters, {"serving": srv})
     return p
 
 
 def request_from_args(args: argparse.Namespace) -> ExportRequest:
-    serving = mc.ServingOptions(device=args.device, instances=args.instances, max_batch_size=args.max_batch_size,
-                                max_queue_delay_us=args.max_queue_delay_us, warmup=args.warmup,
-                                tts=TtsParameters.for_device(args.device, **from_arguments(args, TtsParameters)))
-    return ExportRequest(output=args.output, ckpt=args.ckpt, model_config=args.model_config, vocab=args.vocab,
-                         vocoder=args.vocoder, use_ema=args.use_ema, voices=tuple(args.voice),
-                         demo_tiny=args.demo_tiny, force=args.force, serving=serving)
+    serving = mc.ServingOptions(
+        device=args.device,
+        instances=args.instances,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        warmup=args.warmup,
+        tts=TtsParameters.for_device(args.device, **from_arguments(args, TtsParameters)),
+    )
+    return ExportRequest(
+        output=args.output,
+        ckpt=args.ckpt,
+        model_config=args.model_config,
+        vocab=args.vocab,
+        vocoder=args.vocoder,
+        use_ema=args.use_ema,
+        voices=tuple(args.voice),
+        demo_tiny=args.demo_tiny,
+        force=args.force,
+        serving=serving,
+    )
 
 
 def request_from_argv(argv: list[str]) -> ExportRequest:

@@ -63,8 +63,9 @@ def export_model(request: ExportRequest) -> Exported:
     from pipeline.voices import VoiceError, parse_voice_spec
 
     name = "F5TTS_v1_Base_tiny_demo" if request.demo_tiny else Path(request.model_config).stem
-    serving = dataclasses.replace(request.serving, tts=dataclasses.replace(
-        request.serving.tts, demo_model=request.demo_tiny, f5_model_name=name))
+    serving = dataclasses.replace(
+        request.serving, tts=dataclasses.replace(request.serving.tts, demo_model=request.demo_tiny, f5_model_name=name)
+    )
     try:
         check_output(request.output, request.force)  # before the work, which a bad output would waste
         serving.check()
@@ -79,8 +80,15 @@ def export_model(request: ExportRequest) -> Exported:
             else:
                 vocoder_dir, vocoder_source = resolve_vocoder(request.vocoder)
                 config = resolve_model_config(request.model_config)
-                sources = ExportSources(resolve_checkpoint(request.ckpt, request.model_config), config, vocab,
-                                        vocoder_dir, vocoder_source, request.use_ema, voices)
+                sources = ExportSources(
+                    resolve_checkpoint(request.ckpt, request.model_config),
+                    config,
+                    vocab,
+                    vocoder_dir,
+                    vocoder_source,
+                    request.use_ema,
+                    voices,
+                )
             manifest = export_repository(sources, request.output, serving, force=request.force)
     except (VoiceError, FileNotFoundError, FileExistsError, ValueError) as e:
         raise ExportError(str(e)) from e
@@ -92,5 +100,11 @@ def _demo_sources(tmp: Path, vocab: Path, voices) -> ExportSources:
 
     config = write_tiny_model_config(tmp / "F5TTS_v1_Base_tiny_demo.yaml")
     vocoder = write_tiny_vocos(tmp / "vocos")
-    return ExportSources(write_random_checkpoint(config, tmp / "model_demo.safetensors"), config, vocab,
-                         vocoder, "demo: tiny random Vocos", voices=voices)
+    return ExportSources(
+        write_random_checkpoint(config, tmp / "model_demo.safetensors"),
+        config,
+        vocab,
+        vocoder,
+        "demo: tiny random Vocos",
+        voices=voices,
+    )

@@ -36,25 +36,32 @@ def read_state_dict(path: Path, use_ema: bool = True) -> dict[str, torch.Tensor]
             raise CheckpointError(f"checkpoint {path} is not a readable safetensors file: {e}") from e
         has_ema = any(k.startswith("ema_model.") for k in raw)
         if use_ema and not has_ema:
-            raise CheckpointError(f"checkpoint {path} has no `ema_model.` keys; pass --no-ema to load it as "
-                                  "plain model weights")
+            raise CheckpointError(
+                f"checkpoint {path} has no `ema_model.` keys; pass --no-ema to load it as plain model weights"
+            )
         state = {k.removeprefix("ema_model."): v for k, v in raw.items()} if use_ema else raw
     elif path.suffix in _TORCH_SUFFIXES:
         try:
             raw = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"checkpoint {path} could not be read safely with torch.load(weights_only=True): "
-                                  f"{e}") from e
+            raise CheckpointError(
+                f"checkpoint {path} could not be read safely with torch.load(weights_only=True): {e}"
+            ) from e
         key = "ema_model_state_dict" if use_ema else "model_state_dict"
         if not isinstance(raw, dict) or key not in raw:
             found = ", ".join(sorted(raw)[:8]) if isinstance(raw, dict) else type(raw).__name__
-            hint = " (pass --no-ema to use model_state_dict)" if use_ema and isinstance(raw, dict) and \
-                "model_state_dict" in raw else ""
+            hint = (
+                " (pass --no-ema to use model_state_dict)"
+                if use_ema and isinstance(raw, dict) and "model_state_dict" in raw
+                else ""
+            )
             raise CheckpointError(f"checkpoint {path} holds no `{key}` (found: {found}){hint}")
         state = {k.removeprefix("ema_model."): v for k, v in raw[key].items()}
     else:
-        raise CheckpointError(f"checkpoint {path}: unknown format {path.suffix!r}; expected .safetensors or "
-                              f"one of {', '.join(_TORCH_SUFFIXES)}")
+        raise CheckpointError(
+            f"checkpoint {path}: unknown format {path.suffix!r}; expected .safetensors or "
+            f"one of {', '.join(_TORCH_SUFFIXES)}"
+        )
     return {k: v for k, v in state.items() if k not in IGNORED_KEYS}
 
 
@@ -62,5 +69,8 @@ def check_fits(state: dict[str, torch.Tensor], model: torch.nn.Module, *, source
     """Raise CheckpointError naming missing/unexpected keys, shape and vocab size mismatches."""
     problems = state_dict_problems(state, model, vocab_size)
     if problems:
-        raise CheckpointError(f"checkpoint {source} does not match the model config: " + "; ".join(problems)
-                              + ". Check --model-config, --vocab and --no-ema.")
+        raise CheckpointError(
+            f"checkpoint {source} does not match the model config: "
+            + "; ".join(problems)
+            + ". Check --model-config, --vocab and --no-ema."
+        )

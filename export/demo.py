@@ -23,13 +23,18 @@ RELEASED_VOCOS_CONFIG = Path(__file__).resolve().parent.parent / "tests" / "data
 
 TINY_ARCH = dict(dim=64, depth=2, heads=2, dim_head=32, ff_mult=2, text_dim=32, conv_layers=1)
 TINY_VOCOS = {
-    "feature_extractor": {"class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
-                          "init_args": {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256, "n_mels": 100,
-                                        "padding": "center"}},
-    "backbone": {"class_path": "vocos.models.VocosBackbone",
-                 "init_args": {"input_channels": 100, "dim": 64, "intermediate_dim": 192, "num_layers": 2}},
-    "head": {"class_path": "vocos.heads.ISTFTHead",
-             "init_args": {"dim": 64, "n_fft": 1024, "hop_length": 256, "padding": "center"}},
+    "feature_extractor": {
+        "class_path": "vocos.feature_extractors.MelSpectrogramFeatures",
+        "init_args": {"sample_rate": 24000, "n_fft": 1024, "hop_length": 256, "n_mels": 100, "padding": "center"},
+    },
+    "backbone": {
+        "class_path": "vocos.models.VocosBackbone",
+        "init_args": {"input_channels": 100, "dim": 64, "intermediate_dim": 192, "num_layers": 2},
+    },
+    "head": {
+        "class_path": "vocos.heads.ISTFTHead",
+        "init_args": {"dim": 64, "n_fft": 1024, "hop_length": 256, "padding": "center"},
+    },
 }
 
 
@@ -51,8 +56,9 @@ def write_tiny_model_config(path: Path, base: str = "F5TTS_v1_Base", arch: dict 
     return path
 
 
-def write_random_checkpoint(config_path: Path, out: Path, *, fmt: str = "safetensors", seed: int = 0,
-                            vocab_file: Path | None = None) -> Path:
+def write_random_checkpoint(
+    config_path: Path, out: Path, *, fmt: str = "safetensors", seed: int = 0, vocab_file: Path | None = None
+) -> Path:
     """A random-init checkpoint for `config_path` in a released format.
 
     fmt: "safetensors" (like F5TTS_v1_Base/model_1250000.safetensors: the EMA model's keys

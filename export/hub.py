@@ -42,8 +42,9 @@ def _ask_hub(uri: str, call, hint: str):
     except Exception as e:  # huggingface_hub and httpx raise many types: _unavailable sorts them
         cause = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         if _unavailable(e):
-            raise HubUnavailable(f"{uri} is not cached and the hub at {constants.ENDPOINT} is unreachable "
-                                 f"({cause}); {hint}") from e
+            raise HubUnavailable(
+                f"{uri} is not cached and the hub at {constants.ENDPOINT} is unreachable ({cause}); {hint}"
+            ) from e
         raise HubFileError(f"the hub at {constants.ENDPOINT} refused {uri} ({cause}); {hint}") from e
 
 
@@ -56,8 +57,10 @@ def fetch(repo_id: str, filename: str, hint: str) -> Path:
     if isinstance(hit, str):
         return Path(hit)
     if constants.is_offline_mode():
-        raise HubUnavailable(f"{uri} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
-                             f"is set, so the hub is not asked; {hint}")
+        raise HubUnavailable(
+            f"{uri} is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE "
+            f"is set, so the hub is not asked; {hint}"
+        )
     _ask_hub(uri, lambda: get_hf_file_metadata(hf_hub_url(repo_id, filename)), hint)
     return Path(_ask_hub(uri, lambda: hf_hub_download(repo_id, filename), hint))
 

@@ -39,8 +39,9 @@ class ServingOptions:
         """Triton-level fields by their names here, f5_tts's parameters by theirs (None: the device's default)."""
         own = {f.name for f in dataclasses.fields(cls)} - {"device", "tts"}
         triton = {k: values.pop(k) for k in list(values) if k in own}
-        return cls(device=device, tts=TtsParameters.for_device(device if device in DEVICES else "cpu", **values),
-                   **triton)
+        return cls(
+            device=device, tts=TtsParameters.for_device(device if device in DEVICES else "cpu", **values), **triton
+        )
 
     def check(self) -> None:
         if self.device not in DEVICES:
@@ -51,13 +52,17 @@ class ServingOptions:
             raise ValueError(f"max batch size must be in [1, 256], got {self.max_batch_size}")
         self.tts.check()
         if self.tts.dtype != "fp32" and self.device == "cpu":
-            raise ValueError(f"dtype {self.tts.dtype} needs --device gpu: on CPU, half precision measured no faster "
-                             "than fp32 and far from its audio (docs/benchmarks.md, section 6)")
+            raise ValueError(
+                f"dtype {self.tts.dtype} needs --device gpu: on CPU, half precision measured no faster "
+                "than fp32 and far from its audio (docs/benchmarks.md, section 6)"
+            )
 
     def manifest(self) -> dict:
         """Every option, flat, as the manifest records them."""
-        return {**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tts"},
-                **dataclasses.asdict(self.tts)}
+        return {
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "tts"},
+            **dataclasses.asdict(self.tts),
+        }
 
 
 _TYPES = {"FP32": pb.TYPE_FP32, "INT32": pb.TYPE_INT32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}
@@ -83,7 +88,9 @@ def _instance_group(options: ServingOptions) -> pb.ModelInstanceGroup:
 
 def _python_model(name: str, inputs, outputs, options: ServingOptions, parameters: dict[str, str]) -> pb.ModelConfig:
     cfg = pb.ModelConfig(
-        name=name, backend="python", max_batch_size=options.max_batch_size,
+        name=name,
+        backend="python",
+        max_batch_size=options.max_batch_size,
         input=[_io(s, pb.ModelInput) for s in inputs],
         output=[_io(s, pb.ModelOutput) for s in outputs],
         instance_group=[_instance_group(options)],
@@ -94,33 +101,51 @@ def _python_model(name: str, inputs, outputs, options: ServingOptions, parameter
     return cfg
 
 
-def tts_config(options: ServingOptions, warmup_dims: dict[str, list[int]] | None,
-               voices: Sequence[str] = ()) -> pb.ModelConfig:
+def tts_config(
+    options: ServingOptions, warmup_dims: dict[str, list[int]] | None, voices: Sequence[str] = ()
+) -> pb.ModelConfig:
     parameters = dataclasses.replace(options.tts, voices=contract.format_voice_list(voices))
-    cfg = _python_model(contract.TTS_MODEL, contract.TTS_INPUTS, contract.TTS_OUTPUTS, options,
-                        parameters.to_triton(omit_empty=(contract.VOICES_PARAMETER,)))
+    cfg = _python_model(
+        contract.TTS_MODEL,
+        contract.TTS_INPUTS,
+        contract.TTS_OUTPUTS,
+        options,
+        parameters.to_triton(omit_empty=(contract.VOICES_PARAMETER,)),
+    )
     if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
         for spec in contract.TTS_INPUTS:
             if spec.name in warmup_dims:
-                warm.inputs[spec.name].CopyFrom(pb.ModelWarmup.Input(
-                    data_type=_TYPES[spec.dtype], dims=warmup_dims[spec.name], input_data_file=spec.name))
+                warm.inputs[spec.name].CopyFrom(
+                    pb.ModelWarmup.Input(
+                        data_type=_TYPES[spec.dtype], dims=warmup_dims[spec.name], input_data_file=spec.name
+                    )
+                )
         cfg.model_warmup.append(warm)
     return cfg
 
 
 def stream_config(options: ServingOptions) -> pb.ModelConfig:
     """Decoupled and weightless: one CPU instance whose threads feed f5_tts chunk by chunk."""
-    cfg = _python_model(contract.STREAM_MODEL, contract.STREAM_INPUTS, contract.STREAM_OUTPUTS,
-                        dataclasses.replace(options, device="cpu", instances=1, max_queue_delay_us=0),
-                        StreamParameters().to_triton())
+    cfg = _python_model(
+        contract.STREAM_MODEL,
+        contract.STREAM_INPUTS,
+        contract.STREAM_OUTPUTS,
+        dataclasses.replace(options, device="cpu", instances=1, max_queue_delay_us=0),
+        StreamParameters().to_triton(),
+    )
     cfg.model_transaction_policy.decoupled = True
     return cfg
 
 
 def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
-    return _python_model(contract.VOCODER_MODEL, contract.VOCODER_INPUTS, contract.VOCODER_OUTPUTS, options,
-                         VocoderParameters().to_triton())
+    return _python_model(
+        contract.VOCODER_MODEL,
+        contract.VOCODER_INPUTS,
+        contract.VOCODER_OUTPUTS,
+        options,
+        VocoderParameters().to_triton(),
+    )
 
 
 def to_pbtxt(config: pb.ModelConfig) -> str:

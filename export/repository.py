@@ -89,8 +89,18 @@ def sha256(path: Path) -> str:
 
 def _versions() -> dict[str, str]:
     out = {}
-    for pkg in ("f5-tts-triton", "f5-tts", "torch", "torchaudio", "vocos", "onnx", "onnxruntime", "onnxruntime-gpu",
-                "tritonclient", "numpy"):
+    for pkg in (
+        "f5-tts-triton",
+        "f5-tts",
+        "torch",
+        "torchaudio",
+        "vocos",
+        "onnx",
+        "onnxruntime",
+        "onnxruntime-gpu",
+        "tritonclient",
+        "numpy",
+    ):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
@@ -113,8 +123,14 @@ def write_warmup(directory: Path, reference: np.ndarray, sample_rate: int) -> di
     _write_bytes_tensor(directory / contract.TARGET_TEXT, mc.WARMUP_TARGET_TEXT)
     (directory / contract.NFE_STEP).write_bytes(np.array([mc.WARMUP_NFE_STEP], "<i4").tobytes())
     (directory / contract.SEED).write_bytes(np.array([0], "<i8").tobytes())
-    return {contract.REFERENCE_AUDIO: list(audio.shape), contract.REFERENCE_SAMPLE_RATE: [1],
-            contract.REFERENCE_TEXT: [1], contract.TARGET_TEXT: [1], contract.NFE_STEP: [1], contract.SEED: [1]}
+    return {
+        contract.REFERENCE_AUDIO: list(audio.shape),
+        contract.REFERENCE_SAMPLE_RATE: [1],
+        contract.REFERENCE_TEXT: [1],
+        contract.TARGET_TEXT: [1],
+        contract.NFE_STEP: [1],
+        contract.SEED: [1],
+    }
 
 
 def _copy_model_code(model: str, repository: Path) -> None:
@@ -133,14 +149,17 @@ def check_output(output: Path, force: bool) -> None:
     """Refuse an --output that the export could not replace at its end (before any work)."""
     output = Path(output).resolve()
     if output.exists() and not output.is_dir():
-        raise FileExistsError(f"output {output} is a file, not a directory; --output names the model repository "
-                              "directory to write (--force replaces only a directory): choose another path")
+        raise FileExistsError(
+            f"output {output} is a file, not a directory; --output names the model repository "
+            "directory to write (--force replaces only a directory): choose another path"
+        )
     if output.exists() and any(output.iterdir()) and not force:
         raise FileExistsError(f"output {output} exists and is not empty; pass --force to replace it")
     blocking = next((p for p in output.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
-        raise FileExistsError(f"output {output} cannot be created: {blocking} is a file, not a directory; "
-                              "choose another --output")
+        raise FileExistsError(
+            f"output {output} cannot be created: {blocking} is a file, not a directory; choose another --output"
+        )
     _check_writable(output)
 
 
@@ -148,10 +167,14 @@ def check_output(output: Path, force: bool) -> None:
 _UNWRITABLE = {
     errno.EROFS: ("it is on a read-only file system", "choose a --output on a writable file system"),
     errno.EACCES: ("permission denied", "choose a --output you may write, or fix the directory's permissions"),
-    errno.EPERM: ("operation not permitted (an immutable or append-only directory? see lsattr -d)",
-                  "choose another --output, or clear the attribute (chattr -i / -a)"),
-    errno.ENOENT: ("this file system does not accept new directories (a virtual one such as /proc or /sys)",
-                   "choose a --output on a disk"),
+    errno.EPERM: (
+        "operation not permitted (an immutable or append-only directory? see lsattr -d)",
+        "choose another --output, or clear the attribute (chattr -i / -a)",
+    ),
+    errno.ENOENT: (
+        "this file system does not accept new directories (a virtual one such as /proc or /sys)",
+        "choose a --output on a disk",
+    ),
 }
 
 
@@ -162,8 +185,9 @@ def _probe(directory: Path, output: Path) -> None:
         os.rmdir(tempfile.mkdtemp(prefix=f".{output.name}.export-probe-", dir=directory))
     except OSError as e:
         why, todo = _UNWRITABLE.get(e.errno, (e.strerror or str(e), "choose another --output"))
-        raise ExportError(f"output {output} cannot be written: creating a directory in {directory} failed: "
-                          f"{why}; {todo}") from None
+        raise ExportError(
+            f"output {output} cannot be written: creating a directory in {directory} failed: {why}; {todo}"
+        ) from None
 
 
 def _check_writable(output: Path) -> None:
@@ -176,13 +200,17 @@ def _check_writable(output: Path) -> None:
         return
     _probe(output, output)
     if os.path.ismount(output):  # renaming onto or removing a mount point fails with EBUSY
-        raise ExportError(f"output {output} is a mount point, which the export cannot replace (it writes the "
-                          f"repository beside it and moves it into place); choose a directory inside it, "
-                          f"e.g. --output {output / 'model_repository'}")
+        raise ExportError(
+            f"output {output} is a mount point, which the export cannot replace (it writes the "
+            f"repository beside it and moves it into place); choose a directory inside it, "
+            f"e.g. --output {output / 'model_repository'}"
+        )
     for directory in [p for p in output.rglob("*") if p.is_dir() and not p.is_symlink()]:
         if not os.access(directory, os.W_OK | os.X_OK):  # its files could not be removed
-            raise ExportError(f"output {output} cannot be replaced: {directory} is not writable; fix its "
-                              "permissions or choose another --output")
+            raise ExportError(
+                f"output {output} cannot be replaced: {directory} is not writable; fix its "
+                "permissions or choose another --output"
+            )
 
 
 def prepare_output(output: Path, force: bool) -> Path:
@@ -195,8 +223,14 @@ def prepare_output(output: Path, force: bool) -> Path:
     return staging
 
 
-def export_repository(sources: ExportSources, output: Path, options: mc.ServingOptions, *,
-                      force: bool = False, extra_manifest: dict | None = None) -> dict:
+def export_repository(
+    sources: ExportSources,
+    output: Path,
+    options: mc.ServingOptions,
+    *,
+    force: bool = False,
+    extra_manifest: dict | None = None,
+) -> dict:
     options.check()
     output = Path(output).resolve()
     staging = prepare_output(output, force)
@@ -208,8 +242,10 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
         with step("reading model config, vocab and checkpoint"):
             model_cfg = ModelConfig.load(sources.model_config)
             if options.tts.engine == "compiled" and model_cfg.backbone != "DiT":
-                raise ValueError(f"--engine compiled supports the DiT backbone (F5-TTS); {model_cfg.name} is "
-                                 f"{model_cfg.backbone}: use --engine eager")
+                raise ValueError(
+                    f"--engine compiled supports the DiT backbone (F5-TTS); {model_cfg.name} is "
+                    f"{model_cfg.backbone}: use --engine eager"
+                )
             vocab_map, vocab_size = load_vocab(sources.vocab)
             state = ckpt.read_state_dict(sources.checkpoint, use_ema=sources.use_ema)
         with step(f"checking the checkpoint against {model_cfg.name}"):
@@ -224,8 +260,9 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
 
             tts_dir.mkdir(parents=True)
             dtype = DTYPES[options.tts.dtype]
-            weights = {k: (v.to(dtype) if v.is_floating_point() else v).contiguous()
-                       for k, v in cfm.state_dict().items()}
+            weights = {
+                k: (v.to(dtype) if v.is_floating_point() else v).contiguous() for k, v in cfm.state_dict().items()
+            }
             save_file(weights, str(tts_dir / contract.TTS_WEIGHTS_FILE))
             shutil.copyfile(sources.model_config, tts_dir / contract.TTS_ARCH_FILE)
             shutil.copyfile(sources.vocab, tts_dir / contract.TTS_VOCAB_FILE)
@@ -246,8 +283,10 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
             with torch.no_grad():
                 mel = cfm.mel_spec(torch.from_numpy(reference)[None])  # real speech, f5-tts's mel front end
             error = voc.check_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE, mel)
-            print(f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
-                  f"(limit {voc.MAX_ABS_ERROR:.0e})")
+            print(
+                f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
+                f"(limit {voc.MAX_ABS_ERROR:.0e})"
+            )
             _copy_model_code(contract.VOCODER_MODEL, staging)
             # The PyTorch Vocos too: GPU instances of f5_tts vocode with it where the mels are.
             (voc_dir / contract.TORCH_VOCOS_DIR).mkdir()
@@ -265,13 +304,23 @@ def export_repository(sources: ExportSources, output: Path, options: mc.ServingO
                 "demo_model": options.tts.demo_model,
                 "model": model_cfg.name,
                 "parameters": n_params,
-                "sources": {name: {"path": str(path), "sha256": sha256(path)} for name, path in [
-                    ("checkpoint", sources.checkpoint), ("model_config", sources.model_config),
-                    ("vocab", sources.vocab)]},
-                "voices": {name: {"path": str(path), "sha256": sha256(path), "text": text}
-                           for name, path, text in sources.voices},
-                "vocoder": {"source": sources.vocoder_source,
-                            "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE), "onnx_max_abs_error": error},
+                "sources": {
+                    name: {"path": str(path), "sha256": sha256(path)}
+                    for name, path in [
+                        ("checkpoint", sources.checkpoint),
+                        ("model_config", sources.model_config),
+                        ("vocab", sources.vocab),
+                    ]
+                },
+                "voices": {
+                    name: {"path": str(path), "sha256": sha256(path), "text": text}
+                    for name, path, text in sources.voices
+                },
+                "vocoder": {
+                    "source": sources.vocoder_source,
+                    "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE),
+                    "onnx_max_abs_error": error,
+                },
                 "options": {**options.manifest(), "use_ema": sources.use_ema},
                 "versions": _versions(),
                 **(extra_manifest or {}),

@@ -44,20 +44,28 @@ def check_config(path: Path) -> dict:
         extractor, head = config["feature_extractor"]["init_args"], config["head"]
         head_args = head["init_args"]
     except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
-        raise VocoderError(f"{path} is not a Vocos config (needs feature_extractor.init_args and head.init_args): "
-                           f"{type(e).__name__}: {e}") from None
-    expected = [("feature_extractor.init_args.sample_rate", extractor.get("sample_rate"), contract.SAMPLE_RATE),
-                ("feature_extractor.init_args.n_mels", extractor.get("n_mels"), contract.N_MELS),
-                ("head.init_args.hop_length", head_args.get("hop_length"), contract.HOP_LENGTH)]
+        raise VocoderError(
+            f"{path} is not a Vocos config (needs feature_extractor.init_args and head.init_args): "
+            f"{type(e).__name__}: {e}"
+        ) from None
+    expected = [
+        ("feature_extractor.init_args.sample_rate", extractor.get("sample_rate"), contract.SAMPLE_RATE),
+        ("feature_extractor.init_args.n_mels", extractor.get("n_mels"), contract.N_MELS),
+        ("head.init_args.hop_length", head_args.get("hop_length"), contract.HOP_LENGTH),
+    ]
     for key, got, want in expected:
         if got != want:
-            raise VocoderError(f"{path}: {key} is {got!r}; this server serves {want} (Vocos mel-24khz: 24 kHz, "
-                               f"{contract.N_MELS} mels, hop {contract.HOP_LENGTH})")
+            raise VocoderError(
+                f"{path}: {key} is {got!r}; this server serves {want} (Vocos mel-24khz: 24 kHz, "
+                f"{contract.N_MELS} mels, hop {contract.HOP_LENGTH})"
+            )
     if not str(head.get("class_path", "")).endswith("ISTFTHead"):
         raise VocoderError(f"{path}: head {head.get('class_path')!r} is not supported (only vocos.heads.ISTFTHead)")
     if head_args.get("padding", "same") not in HEAD_PADDINGS:
-        raise VocoderError(f"{path}: ISTFT head padding {head_args.get('padding')!r} is not supported "
-                           f"(supported: {', '.join(HEAD_PADDINGS)})")
+        raise VocoderError(
+            f"{path}: ISTFT head padding {head_args.get('padding')!r} is not supported "
+            f"(supported: {', '.join(HEAD_PADDINGS)})"
+        )
     return config
 
 
@@ -70,14 +78,15 @@ def resolve_vocoder(local_dir: Path | None) -> tuple[Path, str]:
         local_dir = Path(local_dir)
         for name in (CONFIG_FILE, WEIGHTS_FILE):
             if not (local_dir / name).is_file():
-                raise VocoderError(f"vocoder directory {local_dir} has no {name} (a Vocos directory holds "
-                                   f"{CONFIG_FILE} and {WEIGHTS_FILE})")
+                raise VocoderError(
+                    f"vocoder directory {local_dir} has no {name} (a Vocos directory holds "
+                    f"{CONFIG_FILE} and {WEIGHTS_FILE})"
+                )
         check_config(local_dir / CONFIG_FILE)
         return local_dir, str(local_dir)
     from export.hub import fetch
 
-    hint = (f"pass --vocoder DIR with a local Vocos directory ({CONFIG_FILE} + {WEIGHTS_FILE}), "
-            "or use --demo-tiny")
+    hint = f"pass --vocoder DIR with a local Vocos directory ({CONFIG_FILE} + {WEIGHTS_FILE}), or use --demo-tiny"
     config = fetch(HUB_VOCOS, CONFIG_FILE, hint)
     check_config(config)
     weights = fetch(HUB_VOCOS, WEIGHTS_FILE, hint)
@@ -113,14 +122,15 @@ class _OverlapAddISTFT(nn.Module):
         self.register_buffer("basis", torch.cat([cos_basis, sin_basis])[:, None, :].float())
         self.register_buffer("window_sq", window.square()[None, None, :].float())
         if istft.padding not in HEAD_PADDINGS:
-            raise VocoderError(f"Vocos ISTFT padding {istft.padding!r} is not supported "
-                               f"(supported: {', '.join(HEAD_PADDINGS)})")
+            raise VocoderError(
+                f"Vocos ISTFT padding {istft.padding!r} is not supported (supported: {', '.join(HEAD_PADDINGS)})"
+            )
         self.pad = n_fft // 2 if istft.padding == "center" else (win - self.hop) // 2
 
     def forward(self, real: torch.Tensor, imag: torch.Tensor) -> torch.Tensor:
         y = F.conv_transpose1d(torch.cat([real, imag], dim=1), self.basis, stride=self.hop)
         envelope = F.conv_transpose1d(torch.ones_like(real[:, :1]), self.window_sq, stride=self.hop)
-        return (y / envelope)[:, 0, self.pad:-self.pad]
+        return (y / envelope)[:, 0, self.pad : -self.pad]
 
 
 class ExportableVocos(nn.Module):
@@ -144,8 +154,13 @@ def export_onnx(vocos, path: Path) -> None:
     example = torch.randn(2, contract.N_MELS, 64)
     with torch.no_grad():
         torch.onnx.export(
-            module, (example,), str(path), opset_version=ONNX_OPSET, dynamo=False,
-            input_names=[contract.MEL], output_names=[contract.WAVEFORM],
+            module,
+            (example,),
+            str(path),
+            opset_version=ONNX_OPSET,
+            dynamo=False,
+            input_names=[contract.MEL],
+            output_names=[contract.WAVEFORM],
             dynamic_axes={contract.MEL: {0: "batch", 2: "frames"}, contract.WAVEFORM: {0: "batch", 1: "samples"}},
         )
 

@@ -14,9 +14,14 @@ class Admission:
     def admit(self) -> None:
         """Count one more request in, or raise the 429. Each admitted request is released exactly once."""
         if self.in_flight >= self.limit:
-            raise APIError(429, f"{self.in_flight} speech requests are in flight, this gateway's limit "
-                                "(--max-concurrency); retry shortly", type="rate_limit_error",
-                           code="rate_limit_exceeded", headers={"Retry-After": "1"})
+            raise APIError(
+                429,
+                f"{self.in_flight} speech requests are in flight, this gateway's limit "
+                "(--max-concurrency); retry shortly",
+                type="rate_limit_error",
+                code="rate_limit_exceeded",
+                headers={"Retry-After": "1"},
+            )
         self.in_flight += 1
 
     def release(self) -> None:

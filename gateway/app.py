@@ -46,8 +46,12 @@ def create_app(settings: Settings, triton: SpeechServer | None = None, library: 
         for url, why in (await svc.triton.readiness()).items():
             # Not fatal: Triton may still be loading; requests get 503 until it is ready.
             log.info("Triton at %s: %s", url, why or "ready")
-        log.info("voices in %s: %s; formats: %s", svc.library.root, ", ".join(svc.library.names()) or "none",
-                 ", ".join(svc.working_formats))
+        log.info(
+            "voices in %s: %s; formats: %s",
+            svc.library.root,
+            ", ".join(svc.library.names()) or "none",
+            ", ".join(svc.working_formats),
+        )
         yield
         await svc.triton.close()
 
@@ -56,9 +60,14 @@ def create_app(settings: Settings, triton: SpeechServer | None = None, library: 
     if settings.cors_origins:
         # Browser pages on other origins (a chat UI calling this API directly). The key travels in the
         # Authorization header, never in cookies, so credentials stay off.
-        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
-                           allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"],
-                           expose_headers=["X-First-Audio-Ms"], max_age=600)
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+            expose_headers=["X-First-Audio-Ms"],
+            max_age=600,
+        )
     add_handlers(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
     for resource in (models, voices, speech):

@@ -17,12 +17,17 @@ def check_bearer(authorization: str, api_key: str | None) -> None:
         return
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
-        raise APIError(401, "missing API key: send the header 'Authorization: Bearer <key>' (this gateway was "
-                            "started with --api-key)", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"})
+        raise APIError(
+            401,
+            "missing API key: send the header 'Authorization: Bearer <key>' (this gateway was started with --api-key)",
+            code="invalid_api_key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     # Constant time: how much of a guess matched must not show in the answer's timing.
     if not hmac.compare_digest(given.strip().encode(), api_key.encode()):
-        raise APIError(401, "incorrect API key provided", code="invalid_api_key",
-                       headers={"WWW-Authenticate": "Bearer"})
+        raise APIError(
+            401, "incorrect API key provided", code="invalid_api_key", headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 def require_key(request: Request) -> None:

@@ -10,9 +10,14 @@ from gateway.errors import APIError
 def limited(request: Request, max_bytes: int, what: str, hint: str, param: str | None) -> Request:
     """The request, its body refused with a 413 in OpenAI's shape once it passes max_bytes: at once when
     Content-Length says so, else while it is being read (chunked uploads)."""
+
     def too_large(size: str) -> APIError:
-        return APIError(413, f"{what} is {size} bytes, larger than this gateway's limit of {max_bytes} bytes ({hint})",
-                        param=param, code="request_too_large")
+        return APIError(
+            413,
+            f"{what} is {size} bytes, larger than this gateway's limit of {max_bytes} bytes ({hint})",
+            param=param,
+            code="request_too_large",
+        )
 
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > max_bytes:

@@ -68,9 +68,15 @@ class WavEncoder(PcmEncoder):
     the header leaves. libsndfile, FFmpeg, browsers and Python's wave module read to the end of the data."""
 
     def __init__(self, sample_rate: int) -> None:
-        self._header = (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE"
-                        + b"fmt " + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
-                        + b"data" + struct.pack("<I", 0xFFFFFFFF))
+        self._header = (
+            b"RIFF"
+            + struct.pack("<I", 0xFFFFFFFF)
+            + b"WAVE"
+            + b"fmt "
+            + struct.pack("<IHHIIHH", 16, 1, 1, sample_rate, sample_rate * 2, 2, 16)
+            + b"data"
+            + struct.pack("<I", 0xFFFFFFFF)
+        )
 
     def push(self, samples):
         head, self._header = self._header, b""
@@ -100,11 +106,11 @@ class _Outbox:
         self._end = max(self._end, self._pos)
         if start < self._sent:
             log.debug("encoder rewrote %d byte(s) at offset %d, already sent", len(data), start)
-            data, start = data[self._sent - start:], self._sent
+            data, start = data[self._sent - start :], self._sent
         offset = start - self._sent
         if offset > len(self._pending):
             self._pending.extend(b"\0" * (offset - len(self._pending)))
-        self._pending[offset:offset + len(data)] = data
+        self._pending[offset : offset + len(data)] = data
         return len(data)
 
     def _seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -197,17 +203,30 @@ class AudioFormat:
     make_events: Callable[[int], Encoder] | None = None  # of an "sse" answer, where it differs: progressive
 
 
-FORMATS: dict[str, AudioFormat] = {f.name: f for f in (
-    AudioFormat("mp3", "audio/mpeg", False, "PyAV (FFmpeg libmp3lame)",
-                lambda r: PyAVEncoder(r, "mp3", "libmp3lame", whole=True),
-                lambda r: PyAVEncoder(r, "mp3", "libmp3lame")),
-    AudioFormat("opus", "audio/ogg; codecs=opus", True, "soundfile (libsndfile, libopus)", OggOpusEncoder),
-    AudioFormat("aac", "audio/aac", True, "PyAV (FFmpeg aac)", lambda r: PyAVEncoder(r, "adts", "aac")),
-    AudioFormat("flac", "audio/flac", False, "soundfile (libsndfile)", FlacEncoder),
-    AudioFormat("wav", "audio/wav", True, "built in (RIFF header)", WavEncoder),
-    AudioFormat("pcm", f"audio/pcm; rate={contract.SAMPLE_RATE}; channels=1; encoding=s16le", True, "none",
-                lambda r: PcmEncoder()),
-)}
+FORMATS: dict[str, AudioFormat] = {
+    f.name: f
+    for f in (
+        AudioFormat(
+            "mp3",
+            "audio/mpeg",
+            False,
+            "PyAV (FFmpeg libmp3lame)",
+            lambda r: PyAVEncoder(r, "mp3", "libmp3lame", whole=True),
+            lambda r: PyAVEncoder(r, "mp3", "libmp3lame"),
+        ),
+        AudioFormat("opus", "audio/ogg; codecs=opus", True, "soundfile (libsndfile, libopus)", OggOpusEncoder),
+        AudioFormat("aac", "audio/aac", True, "PyAV (FFmpeg aac)", lambda r: PyAVEncoder(r, "adts", "aac")),
+        AudioFormat("flac", "audio/flac", False, "soundfile (libsndfile)", FlacEncoder),
+        AudioFormat("wav", "audio/wav", True, "built in (RIFF header)", WavEncoder),
+        AudioFormat(
+            "pcm",
+            f"audio/pcm; rate={contract.SAMPLE_RATE}; channels=1; encoding=s16le",
+            True,
+            "none",
+            lambda r: PcmEncoder(),
+        ),
+    )
+}
 
 
 def quantize(waveform: np.ndarray) -> np.ndarray:

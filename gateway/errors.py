@@ -16,8 +16,16 @@ SERVER_ERROR = "server_error"
 
 
 class APIError(Exception):
-    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None,
-                 type: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -54,9 +62,11 @@ def add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, e: StarletteHTTPException):
-        message = {404: f"no route {request.method} {request.url.path}; see GET /v1/models, POST /v1/audio/speech, "
-                        "/v1/audio/voices",
-                   405: f"{request.method} is not allowed on {request.url.path}"}.get(e.status_code, str(e.detail))
+        message = {
+            404: f"no route {request.method} {request.url.path}; see GET /v1/models, POST /v1/audio/speech, "
+            "/v1/audio/voices",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }.get(e.status_code, str(e.detail))
         return APIError(e.status_code, message).response()
 
     @app.exception_handler(RequestValidationError)

@@ -14,6 +14,7 @@ from gateway.settings import Settings
 from gateway.triton import SpeechServer
 from gateway.voice_library import VoiceLibrary
 
+
 @dataclass
 class Services:
     settings: Settings

@@ -45,33 +45,77 @@ class Settings:
 def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None) -> Settings:
     env = dict(os.environ) if env is None else env
     p = argparse.ArgumentParser(prog="python -m gateway", description=__doc__.split("\n")[0] + " (see docs/gateway.md)")
-    p.add_argument("--triton-url", action="append", metavar="HOST:PORT",
-                   help="Triton's gRPC endpoint; repeat for several servers (round robin, failover when one is "
-                        f"unreachable). Default: {Settings.triton_urls[0]}")
-    p.add_argument("--host", default=Settings.host, help="address to listen on (default %(default)s: this machine "
-                   "only; 0.0.0.0 for all interfaces)")
+    p.add_argument(
+        "--triton-url",
+        action="append",
+        metavar="HOST:PORT",
+        help="Triton's gRPC endpoint; repeat for several servers (round robin, failover when one is "
+        f"unreachable). Default: {Settings.triton_urls[0]}",
+    )
+    p.add_argument(
+        "--host",
+        default=Settings.host,
+        help="address to listen on (default %(default)s: this machine only; 0.0.0.0 for all interfaces)",
+    )
     p.add_argument("--port", type=int, default=Settings.port, help="default %(default)s")
-    p.add_argument("--api-key", help=f"require 'Authorization: Bearer KEY' on /v1 (default: ${API_KEY_ENV}, else "
-                   "no key; prefer the variable: arguments are visible to other users in ps)")
-    p.add_argument("--voices-dir", type=Path, default=Settings.voices_dir,
-                   help="the voice library: uploaded voices are stored here (default ./%(default)s)")
-    p.add_argument("--model-id", action="append", default=[], metavar="ID",
-                   help=f"another model id clients may name; repeat for more (always served: "
-                        f"{', '.join(Settings.model_ids)})")
-    p.add_argument("--voice-alias", action="append", default=[], metavar="ALIAS=VOICE",
-                   help="let requests name VOICE (registered or in the library) as ALIAS, e.g. alloy=nature for "
-                        "clients that only offer OpenAI's voices; repeat for more")
-    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
-                   help="let browser pages from ORIGIN (e.g. https://chat.example.com, or * for any) call the API; "
-                        f"repeat for more (default: ${CORS_ENV}, comma-separated, else none)")
-    p.add_argument("--max-input-chars", type=int, default=Settings.max_input_chars,
-                   help="longest `input` in characters (default %(default)s, OpenAI's)")
-    p.add_argument("--max-concurrency", type=int, default=Settings.max_concurrency,
-                   help="speech requests in flight; more are answered 429 (default %(default)s)")
-    p.add_argument("--max-upload-mb", type=float, default=Settings.max_upload_bytes / 2**20,
-                   help="largest voice upload in MiB (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=Settings.timeout,
-                   help="seconds one synthesis may take on Triton (default %(default)s)")
+    p.add_argument(
+        "--api-key",
+        help=f"require 'Authorization: Bearer KEY' on /v1 (default: ${API_KEY_ENV}, else "
+        "no key; prefer the variable: arguments are visible to other users in ps)",
+    )
+    p.add_argument(
+        "--voices-dir",
+        type=Path,
+        default=Settings.voices_dir,
+        help="the voice library: uploaded voices are stored here (default ./%(default)s)",
+    )
+    p.add_argument(
+        "--model-id",
+        action="append",
+        default=[],
+        metavar="ID",
+        help=f"another model id clients may name; repeat for more (always served: {', '.join(Settings.model_ids)})",
+    )
+    p.add_argument(
+        "--voice-alias",
+        action="append",
+        default=[],
+        metavar="ALIAS=VOICE",
+        help="let requests name VOICE (registered or in the library) as ALIAS, e.g. alloy=nature for "
+        "clients that only offer OpenAI's voices; repeat for more",
+    )
+    p.add_argument(
+        "--cors-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let browser pages from ORIGIN (e.g. https://chat.example.com, or * for any) call the API; "
+        f"repeat for more (default: ${CORS_ENV}, comma-separated, else none)",
+    )
+    p.add_argument(
+        "--max-input-chars",
+        type=int,
+        default=Settings.max_input_chars,
+        help="longest `input` in characters (default %(default)s, OpenAI's)",
+    )
+    p.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=Settings.max_concurrency,
+        help="speech requests in flight; more are answered 429 (default %(default)s)",
+    )
+    p.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=Settings.max_upload_bytes / 2**20,
+        help="largest voice upload in MiB (default %(default)s)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=Settings.timeout,
+        help="seconds one synthesis may take on Triton (default %(default)s)",
+    )
     p.add_argument("--log-level", default=Settings.log_level, choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
     for name in ("port", "max_input_chars", "max_concurrency", "max_upload_mb", "timeout"):
@@ -83,15 +127,25 @@ def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None)
     origins = a.cors_origin or [o.strip() for o in env.get(CORS_ENV, "").split(",") if o.strip()]
     for origin in origins:
         if origin != "*" and not _ORIGIN.fullmatch(origin):
-            p.error(f"--cors-origin {origin!r} is not an origin: give scheme://host[:port] as a browser sends it "
-                    "(e.g. https://chat.example.com, no path or trailing slash), or * for any")
+            p.error(
+                f"--cors-origin {origin!r} is not an origin: give scheme://host[:port] as a browser sends it "
+                "(e.g. https://chat.example.com, no path or trailing slash), or * for any"
+            )
     return Settings(
-        triton_urls=tuple(a.triton_url or Settings.triton_urls), host=a.host, port=a.port,
-        api_key=a.api_key or env.get(API_KEY_ENV) or None, voices_dir=a.voices_dir,
-        model_ids=model_ids, voice_aliases=_voice_aliases(p, a.voice_alias), cors_origins=tuple(origins),
+        triton_urls=tuple(a.triton_url or Settings.triton_urls),
+        host=a.host,
+        port=a.port,
+        api_key=a.api_key or env.get(API_KEY_ENV) or None,
+        voices_dir=a.voices_dir,
+        model_ids=model_ids,
+        voice_aliases=_voice_aliases(p, a.voice_alias),
+        cors_origins=tuple(origins),
         max_input_chars=a.max_input_chars,
-        max_concurrency=a.max_concurrency, max_upload_bytes=int(a.max_upload_mb * 2**20), timeout=a.timeout,
-        log_level=a.log_level)
+        max_concurrency=a.max_concurrency,
+        max_upload_bytes=int(a.max_upload_mb * 2**20),
+        timeout=a.timeout,
+        log_level=a.log_level,
+    )
 
 
 def _voice_aliases(p: argparse.ArgumentParser, specs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -111,6 +165,8 @@ def _voice_aliases(p: argparse.ArgumentParser, specs: list[str]) -> tuple[tuple[
         found[alias] = voice
     for alias, voice in found.items():
         if voice in found:  # one step only: an alias names a voice, never another alias
-            p.error(f"--voice-alias {alias}={voice}: {voice!r} is itself an alias (of {found[voice]!r}); name the "
-                    "voice directly")
+            p.error(
+                f"--voice-alias {alias}={voice}: {voice!r} is itself an alias (of {found[voice]!r}); name the "
+                "voice directly"
+            )
     return tuple(found.items())

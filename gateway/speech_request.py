@@ -7,8 +7,17 @@ from dataclasses import dataclass
 
 import contract
 from client.request import SynthesisOptions
-from contract.request_options import (OptionError, boolean, check_characters, check_not_blank, check_range, number,
-                                      sampling_option, string, type_name)
+from contract.request_options import (
+    OptionError,
+    boolean,
+    check_characters,
+    check_not_blank,
+    check_range,
+    number,
+    sampling_option,
+    string,
+    type_name,
+)
 from gateway.errors import bad_request
 
 OPENAI_SPEED_RANGE = (0.25, 4.0)
@@ -19,8 +28,7 @@ OPENAI_FIELDS = ("model", "input", "voice", "instructions", "response_format", "
 # Fields other OpenAI-style servers take, accepted for their clients: Kokoro-FastAPI's `stream`.
 COMPATIBLE_FIELDS = ("stream",)
 # Our extensions: the model's own sampling options, typed as the contract types them.
-EXTENSIONS = (contract.SEED, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF,
-              contract.DURATION)
+EXTENSIONS = (contract.SEED, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF, contract.DURATION)
 
 
 @dataclass(frozen=True)
@@ -54,9 +62,12 @@ def _parse(body, formats: tuple[str, ...], max_input_chars: int) -> SpeechReques
         raise OptionError(f"the request body must be a JSON object, got {type_name(body)}")
     unknown = sorted(set(body) - set(OPENAI_FIELDS) - set(EXTENSIONS) - set(COMPATIBLE_FIELDS))
     if unknown:
-        raise OptionError(f"unrecognized request argument(s) supplied: {', '.join(map(repr, unknown))}; allowed: "
-                          f"{', '.join(OPENAI_FIELDS + EXTENSIONS + COMPATIBLE_FIELDS)}", unknown[0],
-                          "unknown_parameter")
+        raise OptionError(
+            f"unrecognized request argument(s) supplied: {', '.join(map(repr, unknown))}; allowed: "
+            f"{', '.join(OPENAI_FIELDS + EXTENSIONS + COMPATIBLE_FIELDS)}",
+            unknown[0],
+            "unknown_parameter",
+        )
     given = {k: v for k, v in body.items() if v is not None}
     for name in ("model", "input", "voice"):
         if name not in given:
@@ -70,31 +81,41 @@ def _parse(body, formats: tuple[str, ...], max_input_chars: int) -> SpeechReques
     if isinstance(voice, dict) and set(voice) == {"id"}:  # OpenAI's custom-voice form, {"id": "..."}
         voice = voice["id"]
     if not isinstance(voice, str) or not voice.strip():
-        raise OptionError(f"'voice' must be a voice name or {{\"id\": name}}, got {type_name(voice)} {voice!r}",
-                          "voice")
+        raise OptionError(
+            f"'voice' must be a voice name or {{\"id\": name}}, got {type_name(voice)} {voice!r}", "voice"
+        )
     response_format = given.get("response_format", DEFAULT_FORMAT)
     if response_format not in formats:
-        raise OptionError(f"'response_format' is {response_format!r}; allowed: {', '.join(formats)}",
-                          "response_format")
+        raise OptionError(f"'response_format' is {response_format!r}; allowed: {', '.join(formats)}", "response_format")
     if "instructions" in given:
-        check_characters("'instructions'", given["instructions"], OPENAI_MAX_INSTRUCTIONS_CHARS,
-                         hint="F5-TTS takes the manner of speaking from the voice and ignores them",
-                         name="instructions")
+        check_characters(
+            "'instructions'",
+            given["instructions"],
+            OPENAI_MAX_INSTRUCTIONS_CHARS,
+            hint="F5-TTS takes the manner of speaking from the voice and ignores them",
+            name="instructions",
+        )
     stream_format = given.get("stream_format", "audio")
     if stream_format not in STREAM_FORMATS:
-        raise OptionError(f"'stream_format' is {stream_format!r}; allowed: {', '.join(STREAM_FORMATS)}",
-                          "stream_format")
+        raise OptionError(
+            f"'stream_format' is {stream_format!r}; allowed: {', '.join(STREAM_FORMATS)}", "stream_format"
+        )
     stream = boolean("stream", given.get("stream", False))
     # `stream: true` (Kokoro-style clients) asks for raw audio bytes streamed: stream_format "audio". Beside
     # an explicit "sse" it is a contradiction, refused rather than guessed at; `stream: false` states no
     # preference (the answer is sent as OpenAI's is, by stream_format).
     if stream and stream_format != "audio":
-        raise OptionError(f"'stream': true means stream_format 'audio' (raw audio bytes), but 'stream_format' is "
-                          f"{stream_format!r}; send one of the two", "stream")
+        raise OptionError(
+            f"'stream': true means stream_format 'audio' (raw audio bytes), but 'stream_format' is "
+            f"{stream_format!r}; send one of the two",
+            "stream",
+        )
     speed = None
     if "speed" in given:
         speed = check_range("'speed'", number("speed", given["speed"]), OPENAI_SPEED_RANGE, name="speed")
-    options = SynthesisOptions(speed=None if speed is None else model_speed(speed),
-                               **{k: sampling_option(k, given[k]) for k in EXTENSIONS if k in given})
+    options = SynthesisOptions(
+        speed=None if speed is None else model_speed(speed),
+        **{k: sampling_option(k, given[k]) for k in EXTENSIONS if k in given},
+    )
     # `instructions` is accepted and ignored: F5-TTS takes its style from the reference voice.
     return SpeechRequest(given["model"], text, voice.strip(), response_format, stream_format, speed, options)

@@ -61,8 +61,13 @@ class _ClosingResponse(StreamingResponse):
 
 
 class SpeechStream:
-    def __init__(self, req: SpeechRequest, first: np.ndarray, pieces: AsyncIterator[np.ndarray],
-                 on_close: Callable[[int, bool], None]) -> None:
+    def __init__(
+        self,
+        req: SpeechRequest,
+        first: np.ndarray,
+        pieces: AsyncIterator[np.ndarray],
+        on_close: Callable[[int, bool], None],
+    ) -> None:
         self.req = req
         self._first = first
         self._pieces = pieces
@@ -102,12 +107,17 @@ class SpeechStream:
                 # F5-TTS's units: input characters are its text tokens, mel frames its output tokens.
                 frames = self.samples // contract.HOP_LENGTH
                 chars = len(self.req.input)
-                yield sse_event({"type": "speech.audio.done",
-                                 "usage": {"input_tokens": chars, "output_tokens": frames, "total_tokens": chars + frames}})
+                yield sse_event(
+                    {
+                        "type": "speech.audio.done",
+                        "usage": {"input_tokens": chars, "output_tokens": frames, "total_tokens": chars + frames},
+                    }
+                )
             self.completed = True
         except APIError as e:  # Triton broke off after the response had started
-            log.warning("speech stream broke off after %.2f s of audio: %s", self.samples / contract.SAMPLE_RATE,
-                        e.message)
+            log.warning(
+                "speech stream broke off after %.2f s of audio: %s", self.samples / contract.SAMPLE_RATE, e.message
+            )
             if not sse:
                 raise _BrokenOff() from None  # an aborted body, never a silent cut
             yield sse_event({"type": "error", "error": e.body()["error"]})

@@ -68,10 +68,26 @@ def api_error(e: SynthesisError, url: str) -> APIError:
     if kind == errors.SERVER_FAULT:
         return APIError(500, f"Triton at {url} failed: {message}", code="triton_error")
     message = message.replace(f"input '{contract.TARGET_TEXT}'", "'input'")
-    param = "input" if "'input'" in message else next(
-        (name for name in (contract.DURATION, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF,
-                           contract.SEED, contract.SPEED, contract.VOICE) if f"'{name}'" in message),
-        "voice" if "reference" in message else None)
+    param = (
+        "input"
+        if "'input'" in message
+        else next(
+            (
+                name
+                for name in (
+                    contract.DURATION,
+                    contract.NFE_STEP,
+                    contract.CFG_STRENGTH,
+                    contract.SWAY_SAMPLING_COEF,
+                    contract.SEED,
+                    contract.SPEED,
+                    contract.VOICE,
+                )
+                if f"'{name}'" in message
+            ),
+            "voice" if "reference" in message else None,
+        )
+    )
     return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
 
 
@@ -116,6 +132,7 @@ class Triton:
 
     async def readiness(self) -> dict[str, str | None]:
         """Per URL: None when the server and both speech models are ready, else why not."""
+
         async def check(url, c):
             try:
                 if not await c.is_server_ready():
@@ -126,6 +143,7 @@ class Triton:
                 return None
             except Exception as e:  # unreachable: InferenceServerException or gRPC's own
                 return f"unreachable ({_message(e)})"
+
         found = await asyncio.gather(*(check(u, c) for u, c in zip(self.urls, self._clients)))
         return dict(zip(self.urls, found))
 
@@ -143,16 +161,25 @@ class Triton:
                     continue
                 self._info = (time.monotonic(), server_info(config))
                 return self._info[1]
-            raise unavailable(f"Triton is not reachable or serves no {contract.TTS_MODEL} model: "
-                              + "; ".join(failures))
+            raise unavailable(
+                f"Triton is not reachable or serves no {contract.TTS_MODEL} model: " + "; ".join(failures)
+            )
 
     async def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]:
         """The speech's float32 pieces as Triton sends them. Raises APIError before the first piece (and
         after it, should the stream break). Closing the generator early cancels the request on Triton."""
         failures = []
         for url, c in self._order():
-            pieces = stream_synthesize_async(text, speaker.audio, speaker.sample_rate, speaker.text,
-                                             voice=speaker.voice, client=c, options=options, timeout=self.timeout)
+            pieces = stream_synthesize_async(
+                text,
+                speaker.audio,
+                speaker.sample_rate,
+                speaker.text,
+                voice=speaker.voice,
+                client=c,
+                options=options,
+                timeout=self.timeout,
+            )
             try:
                 try:
                     first = await pieces.__anext__()

@@ -26,8 +26,14 @@ import numpy as np
 import soundfile as sf
 
 import contract
-from contract.request_options import (OptionError, check_bytes, check_not_blank, check_reference, check_voice_name,
-                                      is_voice_name)
+from contract.request_options import (
+    OptionError,
+    check_bytes,
+    check_not_blank,
+    check_reference,
+    check_voice_name,
+    is_voice_name,
+)
 from gateway.errors import APIError, bad_request
 
 log = logging.getLogger("gateway")
@@ -49,10 +55,18 @@ class StoredVoice:
 
     def describe(self) -> dict:
         """OpenAI's voice object (id, object, name, created_at, type) and what F5-TTS uses."""
-        return {"id": self.name, "object": "audio.voice", "name": self.name, "created_at": self.created_at,
-                "type": "audio_sample", "source": "library", "transcript": self.transcript,
-                "seconds": round(self.audio.shape[1] / self.sample_rate, 3), "sample_rate": self.sample_rate,
-                "channels": self.audio.shape[0]}
+        return {
+            "id": self.name,
+            "object": "audio.voice",
+            "name": self.name,
+            "created_at": self.created_at,
+            "type": "audio_sample",
+            "source": "library",
+            "transcript": self.transcript,
+            "seconds": round(self.audio.shape[1] / self.sample_rate, 3),
+            "sample_rate": self.sample_rate,
+            "channels": self.audio.shape[0],
+        }
 
 
 def check_name(name: str) -> str:
@@ -62,8 +76,9 @@ def check_name(name: str) -> str:
         raise bad_request(e.message, "name") from None
 
 
-def decode_upload(data: bytes, filename: str, limits: contract.Limits,
-                  content_type: str | None = None) -> tuple[np.ndarray, int]:
+def decode_upload(
+    data: bytes, filename: str, limits: contract.Limits, content_type: str | None = None
+) -> tuple[np.ndarray, int]:
     """An uploaded audio file -> float32 [channels, samples] within the reference limits."""
     what = f"the uploaded audio {filename!r} ({len(data)} bytes)"
     if not data:
@@ -74,8 +89,11 @@ def decode_upload(data: bytes, filename: str, limits: contract.Limits,
         # libsndfile's own words, without the Python object it was handed (its str() starts with that).
         reason = getattr(e, "error_string", None) or str(e)
         sent = f"sent as {content_type}, " if content_type else ""
-        raise bad_request(f"{what} is not an audio file libsndfile can read: {reason.rstrip('.')} ({sent}it begins "
-                          f"{data[:12]!r}); send {ACCEPTED_FORMATS}", "audio_sample") from None
+        raise bad_request(
+            f"{what} is not an audio file libsndfile can read: {reason.rstrip('.')} ({sent}it begins "
+            f"{data[:12]!r}); send {ACCEPTED_FORMATS}",
+            "audio_sample",
+        ) from None
     audio = np.ascontiguousarray(audio.T)
     try:
         # What the server would refuse is refused at upload, with the same words.
@@ -109,8 +127,10 @@ class VoiceLibrary:
             probe.mkdir()
             probe.rmdir()
         except OSError as e:
-            raise OSError(f"the voices directory {self.root} is not usable ({e.strerror}): point --voices-dir at a "
-                          "writable directory") from None
+            raise OSError(
+                f"the voices directory {self.root} is not usable ({e.strerror}): point --voices-dir at a "
+                "writable directory"
+            ) from None
         for leftover in self.root.glob(".*-*"):
             try:
                 if time.time() - leftover.stat().st_mtime > _STALE_SECONDS:
@@ -140,8 +160,11 @@ class VoiceLibrary:
         except (OSError, ValueError, sf.LibsndfileError) as e:
             if not path.exists():  # deleted meanwhile
                 return None
-            raise APIError(500, f"voice {name!r} in {self.root} is unreadable ({e}); delete and upload it again",
-                           code="voice_unreadable") from None
+            raise APIError(
+                500,
+                f"voice {name!r} in {self.root} is unreadable ({e}); delete and upload it again",
+                code="voice_unreadable",
+            ) from None
         voice = StoredVoice(name, meta["transcript"], np.ascontiguousarray(audio.T), int(rate), int(meta["created_at"]))
         with self._lock:
             self._cache[name] = (key, voice)
@@ -156,8 +179,11 @@ class VoiceLibrary:
         try:
             created = int(time.time())
             sf.write(str(private / AUDIO_FILE), audio.T, sample_rate, format="WAV", subtype="FLOAT")
-            (private / META_FILE).write_text(json.dumps(
-                {"name": name, "transcript": transcript, "created_at": created, "source_file": source}, indent=1))
+            (private / META_FILE).write_text(
+                json.dumps(
+                    {"name": name, "transcript": transcript, "created_at": created, "source_file": source}, indent=1
+                )
+            )
             for f in (private / AUDIO_FILE, private / META_FILE):
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
@@ -165,13 +191,22 @@ class VoiceLibrary:
                 os.rename(private, self.root / name)  # onto nothing: atomic; onto a voice: refused
             except OSError as e:
                 if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    raise APIError(409, f"voice {name!r} already exists; delete it first or choose another name",
-                                   param="name", code="voice_exists") from None
+                    raise APIError(
+                        409,
+                        f"voice {name!r} already exists; delete it first or choose another name",
+                        param="name",
+                        code="voice_exists",
+                    ) from None
                 raise
         finally:
             shutil.rmtree(private, ignore_errors=True)
-        log.info("voice %r added (%.1f s, %d Hz, %d channel(s))", name, audio.shape[1] / sample_rate, sample_rate,
-                 audio.shape[0])
+        log.info(
+            "voice %r added (%.1f s, %d Hz, %d channel(s))",
+            name,
+            audio.shape[1] / sample_rate,
+            sample_rate,
+            audio.shape[0],
+        )
         return self.get(name)
 
     def delete(self, name: str) -> bool:

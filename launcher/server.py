@@ -45,8 +45,9 @@ class ServerError(RuntimeError):
     its last line; `log_path`, that log (None when tritonserver never ran).
     """
 
-    def __init__(self, message: str, *, headline: str | None = None, causes: tuple[str, ...] = (),
-                 log_path: Path | None = None) -> None:
+    def __init__(
+        self, message: str, *, headline: str | None = None, causes: tuple[str, ...] = (), log_path: Path | None = None
+    ) -> None:
         super().__init__(message)
         self.headline = headline or message
         self.causes = causes
@@ -149,8 +150,7 @@ def model_error_lines(log_text: str, limit: int = 6) -> list[str]:
     lines = [ln.strip() for ln in log_text.splitlines() if ln.strip()]
     lines = [ln for ln in lines if not any(word in ln for word in _IRRELEVANT)]
     failures = [ln.replace("\\n", " | ") for ln in lines if "failed to load '" in ln or "failed to start" in ln]
-    errors = [ln for ln in lines if re.match(r"^E\d{4} ", ln) and ln not in failures and
-              "failed to load '" not in ln]
+    errors = [ln for ln in lines if re.match(r"^E\d{4} ", ln) and ln not in failures and "failed to load '" not in ln]
     fatal = [ln for ln in lines if ln.startswith("error:") or "unrecognized option" in ln]
     return (failures + fatal + errors)[:limit]
 
@@ -223,8 +223,10 @@ class TritonServer:
     def bound(self) -> str:
         """What the endpoints listen on, as a user should read it."""
         where = " (all interfaces)" if self.host in ("0.0.0.0", "::", "") else ""
-        return (f"HTTP {self.host}:{self.http_port}, gRPC {self.host}:{self.grpc_port}, "
-                f"metrics {self.host}:{self.metrics_port}{where}")
+        return (
+            f"HTTP {self.host}:{self.http_port}, gRPC {self.host}:{self.grpc_port}, "
+            f"metrics {self.host}:{self.metrics_port}{where}"
+        )
 
     @property
     def pid(self) -> int | None:
@@ -285,7 +287,11 @@ class TritonServer:
             cmd += [f"--grpc-restricted-protocol={restricted}", f"--http-restricted-api={restricted}"]
         if self.grpc_tls is not None:
             tls = self.grpc_tls
-            cmd += ["--grpc-use-ssl=true", f"--grpc-server-cert={tls.server_cert}", f"--grpc-server-key={tls.server_key}"]
+            cmd += [
+                "--grpc-use-ssl=true",
+                f"--grpc-server-cert={tls.server_cert}",
+                f"--grpc-server-key={tls.server_key}",
+            ]
             if tls.root_cert is not None:
                 cmd += [f"--grpc-root-cert={tls.root_cert}", "--grpc-use-ssl-mutual=true"]
         return cmd + list(self.extra_args)
@@ -309,8 +315,12 @@ class TritonServer:
         with open(self.log_path, "wb") as log_file:
             # Own session: stop() can signal the server and its Python stubs as one group.
             self.process = subprocess.Popen(
-                cmd, stdout=log_file, stderr=subprocess.STDOUT, env=python_stub_env(binary),
-                start_new_session=True, preexec_fn=_die_with_parent,
+                cmd,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=python_stub_env(binary),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         try:
             self.wait_ready()
@@ -334,10 +344,15 @@ class TritonServer:
                 try:
                     s.bind((self.host, port))
                 except OSError as e:
-                    why = "is already in use (another server, perhaps an earlier tritonserver, listens there)" \
-                        if e.errno == errno.EADDRINUSE else f"cannot be bound ({e.strerror})"
-                    raise ServerError(f"{_LABEL[name]} port {port} on {self.host} "
-                                      f"{why}; stop that process or choose another --{name}-port") from None
+                    why = (
+                        "is already in use (another server, perhaps an earlier tritonserver, listens there)"
+                        if e.errno == errno.EADDRINUSE
+                        else f"cannot be bound ({e.strerror})"
+                    )
+                    raise ServerError(
+                        f"{_LABEL[name]} port {port} on {self.host} "
+                        f"{why}; stop that process or choose another --{name}-port"
+                    ) from None
 
     def is_ready(self) -> bool:
         try:
@@ -365,8 +380,12 @@ class TritonServer:
         errors = model_error_lines(text)
         detail = "\n  ".join(errors) if errors else "\n  ".join(text.splitlines()[-15:])
         last = [ln.strip() for ln in text.splitlines() if ln.strip()][-1:]
-        return ServerError(f"{headline}; server log {self.log_path}:\n  {detail}", headline=headline,
-                           causes=tuple(errors or last), log_path=self.log_path)
+        return ServerError(
+            f"{headline}; server log {self.log_path}:\n  {detail}",
+            headline=headline,
+            causes=tuple(errors or last),
+            log_path=self.log_path,
+        )
 
     def stop(self, grace: float = STOP_GRACE_SECONDS) -> int | None:
         """SIGTERM the server's process group, SIGKILL it after `grace` seconds.
@@ -407,8 +426,9 @@ class TritonServer:
         for path in regions:
             path.unlink(missing_ok=True)
         if regions:
-            log.info("removed %d shared-memory region(s) left by tritonserver: %s*", len(regions),
-                     SHM_DIR / self.shm_prefix)
+            log.info(
+                "removed %d shared-memory region(s) left by tritonserver: %s*", len(regions), SHM_DIR / self.shm_prefix
+            )
 
     def __enter__(self) -> "TritonServer":
         return self.start()

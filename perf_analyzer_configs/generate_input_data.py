@@ -20,15 +20,16 @@ from client.audio import load_audio
 from client.request import SynthesisOptions, build_inputs, perf_analyzer_entry
 
 EXAMPLE_OUTPUT = Path(__file__).parent / "data" / "basic_en.json"
-EXAMPLE_TEXTS = ["I don't really care what you call me.",
-                 "I've been a silent spectator, watching species evolve, empires rise and fall."]
+EXAMPLE_TEXTS = [
+    "I don't really care what you call me.",
+    "I've been a silent spectator, watching species evolve, empires rise and fall.",
+]
 EXAMPLE_REFERENCE_TEXT = "Some call me nature, others call me mother nature."
 EXAMPLE_RATE = 16_000  # the shipped 24 kHz reference, resampled to keep the JSON small (the server resamples back)
 
 
 def input_data(audio, sample_rate: int, reference_text: str, texts: list[str], options: SynthesisOptions) -> dict:
-    return {"data": [perf_analyzer_entry(build_inputs(audio, sample_rate, reference_text, t, options))
-                     for t in texts]}
+    return {"data": [perf_analyzer_entry(build_inputs(audio, sample_rate, reference_text, t, options)) for t in texts]}
 
 
 def example_reference():

@@ -39,10 +39,17 @@ def summarize(profile: dict, p: int = 95) -> list[dict]:
             continue
         first.sort()
         last.sort()
-        rows.append({"concurrency": experiment["experiment"]["value"], "requests": len(first),
-                     "pieces_per_request": sum(pieces) / len(pieces),
-                     "first_p50_ms": percentile(first, 50), f"first_p{p}_ms": percentile(first, p),
-                     "last_p50_ms": percentile(last, 50), f"last_p{p}_ms": percentile(last, p)})
+        rows.append(
+            {
+                "concurrency": experiment["experiment"]["value"],
+                "requests": len(first),
+                "pieces_per_request": sum(pieces) / len(pieces),
+                "first_p50_ms": percentile(first, 50),
+                f"first_p{p}_ms": percentile(first, p),
+                "last_p50_ms": percentile(last, 50),
+                f"last_p{p}_ms": percentile(last, p),
+            }
+        )
     return rows
 
 
@@ -58,9 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     p = args.percentile
     for r in rows:
-        print(f"  Concurrency {r['concurrency']}, {r['requests']} streams of {r['pieces_per_request']:.1f} pieces: "
-              f"time to first audio p50 {r['first_p50_ms']:.0f} ms, p{p} {r[f'first_p{p}_ms']:.0f} ms; "
-              f"whole stream (perf_analyzer's latency) p50 {r['last_p50_ms']:.0f} ms, p{p} {r[f'last_p{p}_ms']:.0f} ms")
+        print(
+            f"  Concurrency {r['concurrency']}, {r['requests']} streams of {r['pieces_per_request']:.1f} pieces: "
+            f"time to first audio p50 {r['first_p50_ms']:.0f} ms, p{p} {r[f'first_p{p}_ms']:.0f} ms; "
+            f"whole stream (perf_analyzer's latency) p50 {r['last_p50_ms']:.0f} ms, p{p} {r[f'last_p{p}_ms']:.0f} ms"
+        )
     if args.csv:
         new = not args.csv.exists()
         with args.csv.open("a") as out:

@@ -57,8 +57,9 @@ def use_cache_dir(directory: Path) -> Path:
         probe.close()
     except OSError as e:
         fallback = Path(tempfile.gettempdir()) / "f5_tts_compile_cache"
-        log.warning("compile cache %s is not writable (%s); using %s, which does not survive a restart",
-                    directory, e, fallback)
+        log.warning(
+            "compile cache %s is not writable (%s); using %s, which does not survive a restart", directory, e, fallback
+        )
         directory = fallback
         directory.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(directory)
@@ -70,8 +71,10 @@ def compile_cache_report() -> str:
     from torch._dynamo.utils import counters
 
     inductor = counters["inductor"]
-    return (f"compile cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}: "
-            f"{inductor['fxgraph_cache_hit']} hit(s), {inductor['fxgraph_cache_miss']} miss(es)")
+    return (
+        f"compile cache {os.environ.get('TORCHINDUCTOR_CACHE_DIR', 'default')}: "
+        f"{inductor['fxgraph_cache_hit']} hit(s), {inductor['fxgraph_cache_miss']} miss(es)"
+    )
 
 
 def check_compiler(device: torch.device) -> None:
@@ -79,9 +82,11 @@ def check_compiler(device: torch.device) -> None:
     variable, usual = ("CXX", ["c++", "g++"]) if device.type == "cpu" else ("CC", ["cc", "gcc"])
     names = [os.environ[variable]] if os.environ.get(variable) else usual
     if not any(shutil.which(name) for name in names):
-        raise EngineError(f"engine 'compiled' on {device.type} needs a C{'++' if device.type == 'cpu' else ''} "
-                          f"compiler for TorchInductor ({' or '.join(names)} on PATH); install one "
-                          "(e.g. build-essential) or use engine 'eager'")
+        raise EngineError(
+            f"engine 'compiled' on {device.type} needs a C{'++' if device.type == 'cpu' else ''} "
+            f"compiler for TorchInductor ({' or '.join(names)} on PATH); install one "
+            "(e.g. build-essential) or use engine 'eager'"
+        )
 
 
 @dataclass(frozen=True)
@@ -98,10 +103,19 @@ class DitEngine:
     # After warm-up: a shape that would need compiling runs eagerly instead (tests use "fail_on_recompile").
     serving_stance = "eager_on_recompile"
 
-    def __init__(self, transformer: torch.nn.Module, *, engine: str = "eager", device: str | torch.device = "cpu",
-                 dtype: torch.dtype = torch.float32, buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
-                 max_batch: int = 16, cuda_graphs: bool = True, compiler: Callable = torch.compile,
-                 capture: Callable | None = None) -> None:
+    def __init__(
+        self,
+        transformer: torch.nn.Module,
+        *,
+        engine: str = "eager",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
+        max_batch: int = 16,
+        cuda_graphs: bool = True,
+        compiler: Callable = torch.compile,
+        capture: Callable | None = None,
+    ) -> None:
         """Tests on CPU replace `compiler` (compiler(module, **options) -> callable) and `capture`
         (capture(run, pool) -> replay, instead of CUDA graph capture)."""
         if engine not in ENGINES:
@@ -118,12 +132,16 @@ class DitEngine:
         self._warm = False
         if engine == "compiled":
             if not all(hasattr(transformer, a) for a in ("text_embed", "text_cond", "transformer_blocks")):
-                raise EngineError(f"engine 'compiled' supports f5-tts's DiT backbone (F5-TTS), not "
-                                  f"{type(transformer).__name__}; use engine 'eager'")
+                raise EngineError(
+                    f"engine 'compiled' supports f5-tts's DiT backbone (F5-TTS), not "
+                    f"{type(transformer).__name__}; use engine 'eager'"
+                )
             blocks = transformer.transformer_blocks
             if not getattr(blocks[0].attn.processor, "attn_mask_enabled", False):
-                raise EngineError(f"engine 'compiled' pads chunks to length buckets, which needs the attention "
-                                  f"padding mask; {_MASK_HINT}")
+                raise EngineError(
+                    f"engine 'compiled' pads chunks to length buckets, which needs the attention "
+                    f"padding mask; {_MASK_HINT}"
+                )
             check_compiler(self.device)
             # fullgraph: a graph break would silently leave part of the DiT eager; fail at load instead.
             self._compiled = compiler(transformer, dynamic=True, fullgraph=True)
@@ -133,9 +151,14 @@ class DitEngine:
         """The padded batch for `chunks` chunks whose longest has `frames` total frames."""
         if self.engine == "eager" or frames > self.buckets[-1] or (self.graphs and chunks > self.max_batch):
             if self.engine != "eager":
-                log.warning("a batch of %d chunk(s) up to %d frames is outside the compiled shapes (buckets up to "
-                            "%d frames, %d chunks): it runs eagerly", chunks, frames, self.buckets[-1],
-                            self.max_batch)
+                log.warning(
+                    "a batch of %d chunk(s) up to %d frames is outside the compiled shapes (buckets up to "
+                    "%d frames, %d chunks): it runs eagerly",
+                    chunks,
+                    frames,
+                    self.buckets[-1],
+                    self.max_batch,
+                )
             return Shape(chunks, frames, compiled=False)
         bucket = next(b for b in self.buckets if b >= frames)
         rows = next(b for b in graph_batch_sizes(self.max_batch) if b >= chunks) if self.graphs else chunks
@@ -143,8 +166,15 @@ class DitEngine:
 
     # --- one ODE solve ---------------------------------------------------------------------
     @contextlib.contextmanager
-    def velocity(self, shape: Shape, text: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None,
-                 durations: torch.Tensor, cfg_strength: float) -> Iterator[Velocity]:
+    def velocity(
+        self,
+        shape: Shape,
+        text: torch.Tensor,
+        cond: torch.Tensor,
+        mask: torch.Tensor | None,
+        durations: torch.Tensor,
+        cfg_strength: float,
+    ) -> Iterator[Velocity]:
         """The guided flow (t, x) -> dx/dt for one solve; inputs already padded to `shape`.
 
         durations: each row's real total frames (the mask's lengths); mask None only for eager single rows.
@@ -165,10 +195,12 @@ class DitEngine:
             if self.graphs:
                 both_of = self._replay(shape, cond, mask)
             else:
+
                 def both_of(t, x):
                     with torch.compiler.set_stance(self.serving_stance):
-                        return self._compiled(x=x, cond=cond, text=text, time=t.to(self.dtype), mask=mask,
-                                              cfg_infer=True, cache=True)
+                        return self._compiled(
+                            x=x, cond=cond, text=text, time=t.to(self.dtype), mask=mask, cfg_infer=True, cache=True
+                        )
 
             def flow(t, x):
                 pred, null_pred = torch.chunk(both_of(t, x), 2, dim=0)
@@ -184,10 +216,12 @@ class DitEngine:
         def flow(t, x):
             t = t.to(self.dtype)
             if cfg_strength < 1e-5:
-                return tr(x=x, cond=cond, text=text, time=t, mask=mask, drop_audio_cond=False, drop_text=False,
-                          cache=True)
-            pred, null_pred = torch.chunk(tr(x=x, cond=cond, text=text, time=t, mask=mask, cfg_infer=True,
-                                             cache=True), 2, dim=0)
+                return tr(
+                    x=x, cond=cond, text=text, time=t, mask=mask, drop_audio_cond=False, drop_text=False, cache=True
+                )
+            pred, null_pred = torch.chunk(
+                tr(x=x, cond=cond, text=text, time=t, mask=mask, cfg_infer=True, cache=True), 2, dim=0
+            )
             return pred + (pred - null_pred) * cfg_strength
 
         return flow
@@ -231,10 +265,14 @@ class DitEngine:
                 self.transformer.clear_cache()
         self._warm = True
         seconds = time.monotonic() - started
-        log.info("compiled DiT ready in %.1f s (%s, buckets %s frames%s; %s)", seconds, self.device,
-                 format_buckets(self.buckets),
-                 f", CUDA graphs for batch sizes {graph_batch_sizes(self.max_batch)}" if self.graphs else "",
-                 compile_cache_report())
+        log.info(
+            "compiled DiT ready in %.1f s (%s, buckets %s frames%s; %s)",
+            seconds,
+            self.device,
+            format_buckets(self.buckets),
+            f", CUDA graphs for batch sizes {graph_batch_sizes(self.max_batch)}" if self.graphs else "",
+            compile_cache_report(),
+        )
         return seconds
 
     def _set_cache(self, inputs: dict) -> None:
@@ -242,8 +280,9 @@ class DitEngine:
 
     def _capture_shape(self, rows: int, frames: int) -> Callable[[], torch.Tensor]:
         if self._static is None:
-            self._static = _StaticInputs(self.transformer, max(graph_batch_sizes(self.max_batch)), self.buckets[-1],
-                                         self.dtype, self.device)
+            self._static = _StaticInputs(
+                self.transformer, max(graph_batch_sizes(self.max_batch)), self.buckets[-1], self.dtype, self.device
+            )
             self._pool = torch.cuda.graph_pool_handle() if self.device.type == "cuda" else None
         static = self._static.views(rows, frames)
         tr = self.transformer
@@ -251,8 +290,15 @@ class DitEngine:
         def run():
             # The cache attributes point at the static buffers while the graph is recorded.
             tr.text_cond, tr.text_uncond = static["text_cond"], static["text_uncond"]
-            return self._compiled(x=static["x"], cond=static["cond"], text=static["text"], time=static["time"],
-                                  mask=static["mask"], cfg_infer=True, cache=True)
+            return self._compiled(
+                x=static["x"],
+                cond=static["cond"],
+                text=static["text"],
+                time=static["time"],
+                mask=static["mask"],
+                cfg_infer=True,
+                cache=True,
+            )
 
         replay = self._capture(run, self._pool)
         tr.clear_cache()
@@ -287,9 +333,15 @@ def _dummy_inputs(transformer, rows: int, frames: int, dtype, device) -> dict:
     text_dim = transformer.text_embed.text_embed.embedding_dim
     x = torch.zeros(rows, frames, contract.N_MELS, dtype=dtype, device=device)
     # text is never read (the cache is filled); width 2, not 1, so that dynamic shapes do not specialise it
-    kwargs = dict(x=x, cond=torch.zeros_like(x), text=torch.zeros(rows, 2, dtype=torch.long, device=device),
-                  time=torch.tensor(0.5, dtype=dtype, device=device),
-                  mask=torch.ones(rows, frames, dtype=torch.bool, device=device), cfg_infer=True, cache=True)
+    kwargs = dict(
+        x=x,
+        cond=torch.zeros_like(x),
+        text=torch.zeros(rows, 2, dtype=torch.long, device=device),
+        time=torch.tensor(0.5, dtype=dtype, device=device),
+        mask=torch.ones(rows, frames, dtype=torch.bool, device=device),
+        cfg_infer=True,
+        cache=True,
+    )
     embed = torch.zeros(rows, frames, text_dim, dtype=dtype, device=device)
     return {"kwargs": kwargs, "text_cond": embed, "text_uncond": embed.clone()}
 
@@ -304,20 +356,25 @@ class _StaticInputs:
     def __init__(self, transformer, rows: int, frames: int, dtype, device) -> None:
         text_dim = transformer.text_embed.text_embed.embedding_dim
         n = rows * frames
-        self.flat = {"x": torch.zeros(n * contract.N_MELS, dtype=dtype, device=device),
-                     "cond": torch.zeros(n * contract.N_MELS, dtype=dtype, device=device),
-                     "mask": torch.ones(n, dtype=torch.bool, device=device),
-                     "text_cond": torch.zeros(n * text_dim, dtype=dtype, device=device),
-                     "text_uncond": torch.zeros(n * text_dim, dtype=dtype, device=device)}
+        self.flat = {
+            "x": torch.zeros(n * contract.N_MELS, dtype=dtype, device=device),
+            "cond": torch.zeros(n * contract.N_MELS, dtype=dtype, device=device),
+            "mask": torch.ones(n, dtype=torch.bool, device=device),
+            "text_cond": torch.zeros(n * text_dim, dtype=dtype, device=device),
+            "text_uncond": torch.zeros(n * text_dim, dtype=dtype, device=device),
+        }
         self.text_dim = text_dim
         self.time = torch.tensor(0.5, dtype=dtype, device=device)
         self.text = torch.zeros(rows, 2, dtype=torch.long, device=device)  # never read: the cache is always filled
 
     def views(self, rows: int, frames: int) -> dict[str, torch.Tensor]:
         n = rows * frames
-        return {"x": self.flat["x"][:n * contract.N_MELS].view(rows, frames, contract.N_MELS),
-                "cond": self.flat["cond"][:n * contract.N_MELS].view(rows, frames, contract.N_MELS),
-                "mask": self.flat["mask"][:n].view(rows, frames),
-                "text_cond": self.flat["text_cond"][:n * self.text_dim].view(rows, frames, self.text_dim),
-                "text_uncond": self.flat["text_uncond"][:n * self.text_dim].view(rows, frames, self.text_dim),
-                "time": self.time, "text": self.text[:rows]}
+        return {
+            "x": self.flat["x"][: n * contract.N_MELS].view(rows, frames, contract.N_MELS),
+            "cond": self.flat["cond"][: n * contract.N_MELS].view(rows, frames, contract.N_MELS),
+            "mask": self.flat["mask"][:n].view(rows, frames),
+            "text_cond": self.flat["text_cond"][: n * self.text_dim].view(rows, frames, self.text_dim),
+            "text_uncond": self.flat["text_uncond"][: n * self.text_dim].view(rows, frames, self.text_dim),
+            "time": self.time,
+            "text": self.text[:rows],
+        }

@@ -16,8 +16,9 @@ DTYPES = dict(zip(contract.DTYPES, (torch.float32, torch.float16, torch.bfloat16
 
 
 def builtin_config_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml") for p in files("f5_tts").joinpath("configs").iterdir()
-                  if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in files("f5_tts").joinpath("configs").iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def resolve_model_config(name_or_path: str) -> Path:
@@ -29,8 +30,10 @@ def resolve_model_config(name_or_path: str) -> Path:
         return path
     builtin = Path(str(files("f5_tts").joinpath(f"configs/{name_or_path}.yaml")))
     if not builtin.is_file():
-        raise ValueError(f"unknown model config {name_or_path!r}: use one of "
-                         f"{', '.join(builtin_config_names())} or a path to a .yaml file")
+        raise ValueError(
+            f"unknown model config {name_or_path!r}: use one of "
+            f"{', '.join(builtin_config_names())} or a path to a .yaml file"
+        )
     return builtin
 
 
@@ -53,24 +56,37 @@ class ModelConfig:
         try:
             model = cfg.model
             mel = OmegaConf.to_container(model.mel_spec, resolve=True)
-            self = cls(name=str(model.name), backbone=str(model.backbone),
-                       arch=OmegaConf.to_container(model.arch, resolve=True), mel_spec=mel)
+            self = cls(
+                name=str(model.name),
+                backbone=str(model.backbone),
+                arch=OmegaConf.to_container(model.arch, resolve=True),
+                mel_spec=mel,
+            )
         except Exception as e:  # omegaconf raises several types for missing keys
-            raise ValueError(f"{path}: not an f5-tts model config (needs model.name, model.backbone, "
-                             f"model.arch, model.mel_spec): {e}") from e
+            raise ValueError(
+                f"{path}: not an f5-tts model config (needs model.name, model.backbone, "
+                f"model.arch, model.mel_spec): {e}"
+            ) from e
         self.check()
         return self
 
     def check(self) -> None:
-        expected = {"target_sample_rate": contract.SAMPLE_RATE, "n_mel_channels": contract.N_MELS,
-                    "hop_length": contract.HOP_LENGTH, "mel_spec_type": "vocos"}
+        expected = {
+            "target_sample_rate": contract.SAMPLE_RATE,
+            "n_mel_channels": contract.N_MELS,
+            "hop_length": contract.HOP_LENGTH,
+            "mel_spec_type": "vocos",
+        }
         for key, want in expected.items():
             if self.mel_spec.get(key) != want:
-                raise ValueError(f"model config {self.name}: mel_spec.{key} is {self.mel_spec.get(key)!r}; "
-                                 f"this server supports {want!r} (Vocos, 24 kHz, 100 mels, hop 256)")
+                raise ValueError(
+                    f"model config {self.name}: mel_spec.{key} is {self.mel_spec.get(key)!r}; "
+                    f"this server supports {want!r} (Vocos, 24 kHz, 100 mels, hop 256)"
+                )
         if self.backbone not in ("DiT", "UNetT"):
-            raise ValueError(f"model config {self.name}: backbone {self.backbone!r} is not supported "
-                             "(supported: DiT, UNetT)")
+            raise ValueError(
+                f"model config {self.name}: backbone {self.backbone!r} is not supported (supported: DiT, UNetT)"
+            )
 
 
 def load_vocab(path: Path) -> tuple[dict[str, int], int]:
@@ -98,9 +114,14 @@ def build_cfm(config: ModelConfig, vocab_char_map: dict[str, int], *, batched_at
     mel = config.mel_spec
     return CFM(
         transformer=backbone_cls(**arch, text_num_embeds=len(vocab_char_map), mel_dim=mel["n_mel_channels"]),
-        mel_spec_kwargs=dict(n_fft=mel["n_fft"], hop_length=mel["hop_length"], win_length=mel["win_length"],
-                             n_mel_channels=mel["n_mel_channels"], target_sample_rate=mel["target_sample_rate"],
-                             mel_spec_type=mel["mel_spec_type"]),
+        mel_spec_kwargs=dict(
+            n_fft=mel["n_fft"],
+            hop_length=mel["hop_length"],
+            win_length=mel["win_length"],
+            n_mel_channels=mel["n_mel_channels"],
+            target_sample_rate=mel["target_sample_rate"],
+            mel_spec_type=mel["mel_spec_type"],
+        ),
         odeint_kwargs=dict(method="euler"),  # f5_tts.infer.utils_infer.ode_method
         vocab_char_map=vocab_char_map,
     )
@@ -152,19 +173,28 @@ def state_dict_problems(state: dict[str, torch.Tensor], model: torch.nn.Module, 
     problems = []
     if missing or unexpected or shapes:
         fits = fitting_configs(state)
-        problems.append("the checkpoint is of another model size or architecture than the config: " + (
-            f"its shapes fit f5-tts's {' or '.join(fits)} config (--model-config {fits[0]})" if fits else
-            f"its shapes fit none of f5-tts's configs ({', '.join(builtin_config_names())}); pass the YAML "
-            "config it was trained with"))
+        problems.append(
+            "the checkpoint is of another model size or architecture than the config: "
+            + (
+                f"its shapes fit f5-tts's {' or '.join(fits)} config (--model-config {fits[0]})"
+                if fits
+                else f"its shapes fit none of f5-tts's configs ({', '.join(builtin_config_names())}); pass the YAML "
+                "config it was trained with"
+            )
+        )
     if TEXT_EMBEDDING in mismatched and have[TEXT_EMBEDDING][0] != expected[TEXT_EMBEDDING][0]:
         trained = have[TEXT_EMBEDDING][0] - 1  # row 0 is f5-tts's filler token
-        problems.append(f"vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has "
-                        f"{vocab_size}; use the vocab.txt that came with the checkpoint")
+        problems.append(
+            f"vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has "
+            f"{vocab_size}; use the vocab.txt that came with the checkpoint"
+        )
     if missing:
         problems.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:5])}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:5])}")
     if shapes:
-        problems.append(f"{len(shapes)} shape mismatches, e.g. " + "; ".join(
-            f"{k}: weights {have[k]} vs model {expected[k]}" for k in shapes[:3]))
+        problems.append(
+            f"{len(shapes)} shape mismatches, e.g. "
+            + "; ".join(f"{k}: weights {have[k]} vs model {expected[k]}" for k in shapes[:3])
+        )
     return problems

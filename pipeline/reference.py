@@ -48,8 +48,9 @@ def _clip_at_pause(segment):
 
     for min_silence_len, silence_thresh in PAUSE_SEARCH:
         kept = AudioSegment.silent(duration=0)
-        for piece in silence.split_on_silence(segment, min_silence_len=min_silence_len,
-                                              silence_thresh=silence_thresh, keep_silence=1000, seek_step=10):
+        for piece in silence.split_on_silence(
+            segment, min_silence_len=min_silence_len, silence_thresh=silence_thresh, keep_silence=1000, seek_step=10
+        ):
             if len(kept) > CLIP_MIN_MS and len(kept + piece) > CLIP_MS:
                 break
             kept += piece
@@ -84,9 +85,11 @@ def prepare_reference(audio: np.ndarray, sample_rate: int, text: str) -> Referen
     audio, sample_rate, clipped = f5_preprocess_audio(audio, sample_rate)
     speech_seconds = audio.shape[-1] / sample_rate - TAIL_SILENCE_MS / 1000
     if speech_seconds < contract.LIMITS.min_reference_seconds or not np.any(audio):
-        raise RequestError(f"input '{contract.REFERENCE_AUDIO}' has {max(speech_seconds, 0):.2f} s of sound above "
-                           f"-42 dBFS once leading and trailing silence is trimmed (as f5-tts does); at least "
-                           f"{contract.LIMITS.min_reference_seconds} s of audible speech is needed")
+        raise RequestError(
+            f"input '{contract.REFERENCE_AUDIO}' has {max(speech_seconds, 0):.2f} s of sound above "
+            f"-42 dBFS once leading and trailing silence is trimmed (as f5-tts does); at least "
+            f"{contract.LIMITS.min_reference_seconds} s of audible speech is needed"
+        )
     wave = torch.from_numpy(np.ascontiguousarray(audio))
     seconds = wave.shape[-1] / sample_rate
     if wave.shape[0] > 1:

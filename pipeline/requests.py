@@ -12,8 +12,14 @@ from typing import Collection, Mapping
 import numpy as np
 
 import contract
-from contract.request_options import OptionError, check_bytes, check_not_blank, check_range, check_reference, \
-    sample_rate_range
+from contract.request_options import (
+    OptionError,
+    check_bytes,
+    check_not_blank,
+    check_range,
+    check_reference,
+    sample_rate_range,
+)
 
 
 class RequestError(ValueError):
@@ -96,8 +102,10 @@ def _reference_audio(tensors, sample_rate: int, limits: contract.Limits) -> np.n
         raise RequestError(f"input '{name}' must be FP32, got {audio.dtype}")
     if audio.ndim == 3:  # [batch, channels, samples] as sent with max_batch_size > 0
         if audio.shape[0] != 1:
-            raise RequestError(f"input '{name}' has batch size {audio.shape[0]}; send one request per text "
-                               "(the server batches concurrent requests itself)")
+            raise RequestError(
+                f"input '{name}' has batch size {audio.shape[0]}; send one request per text "
+                "(the server batches concurrent requests itself)"
+            )
         audio = audio[0]
     if audio.ndim != 2:
         raise RequestError(f"input '{name}' must be [channels, samples], got shape {list(audio.shape)}")
@@ -114,30 +122,42 @@ def _unflatten(audio: np.ndarray, channels: int | None) -> np.ndarray:
         return audio
     name, count = contract.REFERENCE_AUDIO, contract.REFERENCE_CHANNELS
     if audio.shape[0] != 1:
-        raise RequestError(f"input '{count}' is {channels} but '{name}' has {audio.shape[0]} channels; send "
-                           f"'{name}' flat ([1, channels * samples]) with '{count}', or as [channels, samples] alone")
+        raise RequestError(
+            f"input '{count}' is {channels} but '{name}' has {audio.shape[0]} channels; send "
+            f"'{name}' flat ([1, channels * samples]) with '{count}', or as [channels, samples] alone"
+        )
     if audio.shape[1] % channels:
-        raise RequestError(f"input '{name}' holds {audio.shape[1]} samples, which is not a multiple of "
-                           f"'{count}' ({channels}); send the channels one after the other, each complete")
+        raise RequestError(
+            f"input '{name}' holds {audio.shape[1]} samples, which is not a multiple of "
+            f"'{count}' ({channels}); send the channels one after the other, each complete"
+        )
     return audio.reshape(channels, -1)
 
 
-_REFERENCE_INPUTS = (contract.REFERENCE_AUDIO, contract.REFERENCE_SAMPLE_RATE, contract.REFERENCE_TEXT,
-                     contract.REFERENCE_CHANNELS)
+_REFERENCE_INPUTS = (
+    contract.REFERENCE_AUDIO,
+    contract.REFERENCE_SAMPLE_RATE,
+    contract.REFERENCE_TEXT,
+    contract.REFERENCE_CHANNELS,
+)
 
 
 def _known(voices: Collection[str]) -> str:
     if not voices:
-        return ("this server has no registered voices (they are added with `python -m export --voice "
-                "NAME=file.wav:\"transcript\"`)")
+        return (
+            "this server has no registered voices (they are added with `python -m export --voice "
+            'NAME=file.wav:"transcript"`)'
+        )
     return "known voices: " + ", ".join(sorted(voices))
 
 
 def _voice(tensors, voices: Collection[str], limits: contract.Limits) -> str:
     sent = [name for name in _REFERENCE_INPUTS if tensors.get(name) is not None]
     if sent:
-        raise RequestError(f"send either '{contract.VOICE}' or the reference inputs, not both (got '{contract.VOICE}' "
-                           f"and {', '.join(repr(n) for n in sent)})")
+        raise RequestError(
+            f"send either '{contract.VOICE}' or the reference inputs, not both (got '{contract.VOICE}' "
+            f"and {', '.join(repr(n) for n in sent)})"
+        )
     name = _text(tensors, contract.VOICE, limits.max_voice_name_bytes).strip()
     if name not in voices:
         raise RequestError(f"unknown voice {name!r}; {_known(voices)}")
@@ -146,19 +166,24 @@ def _voice(tensors, voices: Collection[str], limits: contract.Limits) -> str:
 
 def _uploaded_reference(tensors, limits: contract.Limits, voices: Collection[str]):
     if all(tensors.get(name) is None for name in _REFERENCE_INPUTS):
-        raise RequestError(f"no reference: send '{contract.REFERENCE_AUDIO}', '{contract.REFERENCE_SAMPLE_RATE}' and "
-                           f"'{contract.REFERENCE_TEXT}', or a registered '{contract.VOICE}' ({_known(voices)})")
-    sample_rate = _number(tensors, contract.REFERENCE_SAMPLE_RATE, None, sample_rate_range(limits), int, " Hz",
-                          required=True)
+        raise RequestError(
+            f"no reference: send '{contract.REFERENCE_AUDIO}', '{contract.REFERENCE_SAMPLE_RATE}' and "
+            f"'{contract.REFERENCE_TEXT}', or a registered '{contract.VOICE}' ({_known(voices)})"
+        )
+    sample_rate = _number(
+        tensors, contract.REFERENCE_SAMPLE_RATE, None, sample_rate_range(limits), int, " Hz", required=True
+    )
     audio = _reference_audio(tensors, sample_rate, limits)
     reference_text = _text(tensors, contract.REFERENCE_TEXT, limits.max_reference_text_bytes)
     return audio, sample_rate, reference_text
 
 
-def parse_request(tensors: Mapping[str, np.ndarray | None],
-                  defaults: contract.SamplingDefaults = contract.DEFAULTS,
-                  limits: contract.Limits = contract.LIMITS,
-                  voices: Collection[str] = ()) -> SynthesisRequest:
+def parse_request(
+    tensors: Mapping[str, np.ndarray | None],
+    defaults: contract.SamplingDefaults = contract.DEFAULTS,
+    limits: contract.Limits = contract.LIMITS,
+    voices: Collection[str] = (),
+) -> SynthesisRequest:
     """Build a validated request from input tensors keyed by contract names (None = absent).
 
     `voices` are the names of the registered voices a request may choose instead of a reference.
@@ -169,8 +194,9 @@ def parse_request(tensors: Mapping[str, np.ndarray | None],
         raise RequestError(str(e)) from None
 
 
-def _parse(tensors, defaults: contract.SamplingDefaults, limits: contract.Limits,
-           voices: Collection[str]) -> SynthesisRequest:
+def _parse(
+    tensors, defaults: contract.SamplingDefaults, limits: contract.Limits, voices: Collection[str]
+) -> SynthesisRequest:
     if tensors.get(contract.VOICE) is not None:
         voice = _voice(tensors, voices, limits)
         audio, sample_rate, reference_text = None, None, None
@@ -188,8 +214,9 @@ def _parse(tensors, defaults: contract.SamplingDefaults, limits: contract.Limits
         target_text=target_text,
         nfe_step=_number(tensors, contract.NFE_STEP, defaults.nfe_step, limits.nfe_step, int),
         cfg_strength=_number(tensors, contract.CFG_STRENGTH, defaults.cfg_strength, limits.cfg_strength),
-        sway_sampling_coef=_number(tensors, contract.SWAY_SAMPLING_COEF, defaults.sway_sampling_coef,
-                                   limits.sway_sampling_coef),
+        sway_sampling_coef=_number(
+            tensors, contract.SWAY_SAMPLING_COEF, defaults.sway_sampling_coef, limits.sway_sampling_coef
+        ),
         speed=_number(tensors, contract.SPEED, defaults.speed, limits.speed),
         seed=None if seed == -1 else seed,
         duration=duration or None,

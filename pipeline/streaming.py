@@ -18,8 +18,9 @@ import contract
 CROSS_FADE_SECONDS = 0.15  # f5_tts.infer.utils_infer.cross_fade_duration
 
 
-def cross_fade(waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS,
-               sample_rate: int = contract.SAMPLE_RATE) -> np.ndarray:
+def cross_fade(
+    waves: Sequence[np.ndarray], seconds: float = CROSS_FADE_SECONDS, sample_rate: int = contract.SAMPLE_RATE
+) -> np.ndarray:
     """Join chunk waveforms with linear cross-fades, as f5-tts's infer_batch_process."""
     final = waves[0]
     for nxt in waves[1:]:
@@ -49,8 +50,8 @@ class StreamJoiner:
             overlap = self._pending[-n:] * np.linspace(1, 0, n) + wave[:n] * np.linspace(0, 1, n)
             joined = np.concatenate([self._pending[:-n], overlap, wave[n:]])
         keep = min(self.fade, len(joined))
-        self._pending = joined[len(joined) - keep:]
-        return joined[:len(joined) - keep].astype(np.float32)
+        self._pending = joined[len(joined) - keep :]
+        return joined[: len(joined) - keep].astype(np.float32)
 
     def finish(self) -> np.ndarray:
         out, self._pending = self._pending.astype(np.float32), np.zeros(0)
@@ -73,8 +74,10 @@ def chunk_result(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
 
 def piece_outputs(samples: np.ndarray) -> dict[str, np.ndarray]:
     """The stream model's output tensors for one piece of audio (contract.STREAM_OUTPUTS)."""
-    return {contract.WAVEFORM: np.asarray(samples, dtype=np.float32)[None],
-            contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32)}
+    return {
+        contract.WAVEFORM: np.asarray(samples, dtype=np.float32)[None],
+        contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
+    }
 
 
 # infer_chunk(k) -> (waveform of chunk k, number of chunks); send(samples, final)

@@ -79,9 +79,11 @@ class Speech:
 
     def outputs(self) -> dict[str, np.ndarray]:
         """The f5_tts output tensors of this answer (contract.TTS_OUTPUTS), batch dimension first."""
-        return {contract.WAVEFORM: self.waveform[None].astype(np.float32),
-                contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
-                contract.CHUNK_COUNT: np.array([[self.chunk_count]], dtype=np.int32)}
+        return {
+            contract.WAVEFORM: self.waveform[None].astype(np.float32),
+            contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
+            contract.CHUNK_COUNT: np.array([[self.chunk_count]], dtype=np.int32),
+        }
 
 
 def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[str]:
@@ -112,13 +114,22 @@ def split_text(text: str, max_chars: int, first_chunk_chars: int = 0) -> list[st
 
 
 class Synthesizer:
-    def __init__(self, cfm, vocode: Vocode, *, device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 max_batch_chunks: int = TtsParameters.max_batch_chunks, limits: contract.Limits = contract.LIMITS,
-                 reference_cache_size: int = TtsParameters.reference_cache_size,
-                 voices: dict[str, Reference] | None = None,
-                 engine: str = TtsParameters.engine, length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
-                 cuda_graphs: bool = TtsParameters.cuda_graphs,
-                 cancel_poll_seconds: float = CANCEL_POLL_SECONDS) -> None:
+    def __init__(
+        self,
+        cfm,
+        vocode: Vocode,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        max_batch_chunks: int = TtsParameters.max_batch_chunks,
+        limits: contract.Limits = contract.LIMITS,
+        reference_cache_size: int = TtsParameters.reference_cache_size,
+        voices: dict[str, Reference] | None = None,
+        engine: str = TtsParameters.engine,
+        length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
+        cuda_graphs: bool = TtsParameters.cuda_graphs,
+        cancel_poll_seconds: float = CANCEL_POLL_SECONDS,
+    ) -> None:
         self.device = torch.device(device)
         self.cancel_poll_seconds = cancel_poll_seconds
         self.dtype = dtype
@@ -127,8 +138,15 @@ class Synthesizer:
         self.cfm.transformer.to(dtype)
         self.vocode = vocode
         self.max_batch_chunks = max_batch_chunks
-        self.engine = DitEngine(self.cfm.transformer, engine=engine, device=self.device, dtype=dtype,
-                                buckets=length_buckets, max_batch=max_batch_chunks, cuda_graphs=cuda_graphs)
+        self.engine = DitEngine(
+            self.cfm.transformer,
+            engine=engine,
+            device=self.device,
+            dtype=dtype,
+            buckets=length_buckets,
+            max_batch=max_batch_chunks,
+            cuda_graphs=cuda_graphs,
+        )
         self.limits = limits
         # Preprocessed references by content: a speaker who sends the same reference again
         # skips f5-tts's silence trimming, resampling and the mel front end.
@@ -145,8 +163,15 @@ class Synthesizer:
         return self.engine.warm_up()
 
     @classmethod
-    def from_directory(cls, model_dir: Path, vocode: Vocode, *, device: str = "cpu",
-                       parameters: TtsParameters | None = None, **overrides) -> "Synthesizer":
+    def from_directory(
+        cls,
+        model_dir: Path,
+        vocode: Vocode,
+        *,
+        device: str = "cpu",
+        parameters: TtsParameters | None = None,
+        **overrides,
+    ) -> "Synthesizer":
         """Load weights exported by `python -m export` (model.safetensors, model_config.yaml, vocab.txt) and
         run them as `parameters` (f5_tts's, as config.pbtxt gives them) say; `overrides` replace fields of
         them by name (tests and benchmarks; `length_buckets` may be a tuple)."""
@@ -158,8 +183,11 @@ class Synthesizer:
         p.check()
 
         model_dir = Path(model_dir)
-        weights, arch, vocab = (model_dir / contract.TTS_WEIGHTS_FILE, model_dir / contract.TTS_ARCH_FILE,
-                                model_dir / contract.TTS_VOCAB_FILE)
+        weights, arch, vocab = (
+            model_dir / contract.TTS_WEIGHTS_FILE,
+            model_dir / contract.TTS_ARCH_FILE,
+            model_dir / contract.TTS_VOCAB_FILE,
+        )
         for path in (weights, arch, vocab):
             if not path.is_file():
                 raise FileNotFoundError(f"{path} is missing; re-run `python -m export`")
@@ -174,10 +202,20 @@ class Synthesizer:
             raise ValueError(f"{weights} does not fit {arch} and {vocab}: " + "; ".join(problems))
         cfm.load_state_dict(state, strict=False)
         voices = load_voices(model_dir / VOICES_DIR) if (model_dir / VOICES_DIR).is_dir() else {}
-        return cls(cfm, vocode, device=device, dtype=DTYPES[p.dtype], voices=voices,
-                   max_batch_chunks=p.max_batch_chunks, limits=p.limits, reference_cache_size=p.reference_cache_size,
-                   engine=p.engine, length_buckets=p.buckets, cuda_graphs=p.cuda_graphs,
-                   cancel_poll_seconds=p.cancel_poll_ms / 1000)
+        return cls(
+            cfm,
+            vocode,
+            device=device,
+            dtype=DTYPES[p.dtype],
+            voices=voices,
+            max_batch_chunks=p.max_batch_chunks,
+            limits=p.limits,
+            reference_cache_size=p.reference_cache_size,
+            engine=p.engine,
+            length_buckets=p.buckets,
+            cuda_graphs=p.cuda_graphs,
+            cancel_poll_seconds=p.cancel_poll_ms / 1000,
+        )
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
     def _plan(self, index: int, request: SynthesisRequest) -> tuple[list[_Chunk], int]:
@@ -188,12 +226,18 @@ class Synthesizer:
         """
         ref, cond = self._reference(request)
         if ref.clipped and request.voice is None and not request.chunk_index:  # once per stream
-            log.info("request %d: reference of %.1f s clipped to %.1f s at a pause, as f5-tts does",
-                     index, request.reference_seconds, ref.seconds)
+            log.info(
+                "request %d: reference of %.1f s clipped to %.1f s at a pause, as f5-tts does",
+                index,
+                request.reference_seconds,
+                ref.seconds,
+            )
         if request.duration is not None and request.duration <= ref.seconds:
-            raise RequestError(f"input '{contract.DURATION}' is {request.duration} s but must exceed the reference "
-                               f"length after preprocessing ({ref.seconds:.2f} s): it is the total length, "
-                               "reference included")
+            raise RequestError(
+                f"input '{contract.DURATION}' is {request.duration} s but must exceed the reference "
+                f"length after preprocessing ({ref.seconds:.2f} s): it is the total length, "
+                "reference included"
+            )
         ref_bytes = len(ref.text.encode("utf-8"))
         max_chars = int(ref_bytes / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds) * request.speed)
         texts = split_text(request.target_text, max_chars, request.first_chunk_chars)
@@ -212,15 +256,18 @@ class Synthesizer:
                 duration = int(fix_duration * contract.SAMPLE_RATE / contract.HOP_LENGTH)
             else:
                 speed = SLOW_CHUNK_SPEED if len(text.encode("utf-8")) < SLOW_CHUNK_BYTES else request.speed
-                duration = ref_frames + int(ref_frames / len(ref_text.encode("utf-8"))
-                                            * len(text.encode("utf-8")) / speed)
+                duration = ref_frames + int(
+                    ref_frames / len(ref_text.encode("utf-8")) * len(text.encode("utf-8")) / speed
+                )
             # CFM.sample: at least text/reference length plus one frame.
             duration = max(max(len(tokens), cond.shape[0]) + 1, duration)
             if duration > self.limits.max_total_frames:
                 seconds = duration * contract.HOP_LENGTH / contract.SAMPLE_RATE
-                raise RequestError(f"a text chunk would need {seconds:.1f} s of audio; at most "
-                                   f"{self.limits.max_audio_seconds:g} s per chunk is allowed (lower "
-                                   f"'{contract.DURATION}' or raise '{contract.SPEED}')")
+                raise RequestError(
+                    f"a text chunk would need {seconds:.1f} s of audio; at most "
+                    f"{self.limits.max_audio_seconds:g} s per chunk is allowed (lower "
+                    f"'{contract.DURATION}' or raise '{contract.SPEED}')"
+                )
             # Drawn in fp32 whatever the DiT dtype: the same seed gives the same noise in fp32, fp16 and bf16
             # (torch.randn draws other values in half precision on CPU).
             noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device).to(self.dtype)
@@ -228,8 +275,10 @@ class Synthesizer:
         if request.chunk_index is not None:
             # Every chunk's noise is drawn above, so chunk k gets the values it gets in a whole-text request.
             if request.chunk_index >= len(chunks):
-                raise RequestError(f"input '{contract.CHUNK_INDEX}' is {request.chunk_index}; the text has "
-                                   f"{len(chunks)} chunk(s), so 0 to {len(chunks) - 1} are allowed")
+                raise RequestError(
+                    f"input '{contract.CHUNK_INDEX}' is {request.chunk_index}; the text has "
+                    f"{len(chunks)} chunk(s), so 0 to {len(chunks) - 1} are allowed"
+                )
             return [chunks[request.chunk_index]], len(chunks)
         return chunks, len(chunks)
 
@@ -242,9 +291,11 @@ class Synthesizer:
         if request.voice is not None:  # parse_request checked the name against self.voices
             return self.voices[request.voice]
         audio = np.ascontiguousarray(request.reference_audio)
-        key = hashlib.sha256(b"%d|%s|%d|" % (request.reference_sample_rate, str(audio.shape).encode(),
-                                              len(request.reference_text))
-                             + request.reference_text.encode("utf-8") + audio.tobytes()).hexdigest()
+        key = hashlib.sha256(
+            b"%d|%s|%d|" % (request.reference_sample_rate, str(audio.shape).encode(), len(request.reference_text))
+            + request.reference_text.encode("utf-8")
+            + audio.tobytes()
+        ).hexdigest()
         hit = self._references.get(key)
         if hit is not None:
             self._references.move_to_end(key)
@@ -271,8 +322,9 @@ class Synthesizer:
 
     # --- sampling ------------------------------------------------------------------------
     @torch.inference_mode()
-    def _sample(self, chunks: list[_Chunk], steps: int, cfg_strength: float, sway: float,
-                watch: "CancelWatch | None" = None) -> list[torch.Tensor | None]:
+    def _sample(
+        self, chunks: list[_Chunk], steps: int, cfg_strength: float, sway: float, watch: "CancelWatch | None" = None
+    ) -> list[torch.Tensor | None]:
         """Batched CFM.sample; returns each chunk's generated mel [100, frames] (fp32, on the device).
 
         The engine may pad the batch: total frames up to a length bucket, and rows (copies of the
@@ -294,8 +346,9 @@ class Synthesizer:
         alive = list(range(len(chunks)))
         step = 0
         while alive and step < steps:
-            step, reached = self._solve([chunks[i] for i in alive], [states[i] for i in alive], t, step,
-                                        cfg_strength, watch)
+            step, reached = self._solve(
+                [chunks[i] for i in alive], [states[i] for i in alive], t, step, cfg_strength, watch
+            )
             for i, x in zip(alive, reached):
                 states[i] = x
             if watch is not None:
@@ -303,12 +356,19 @@ class Synthesizer:
         mels: list[torch.Tensor | None] = [None] * len(chunks)
         for i in alive:
             c, x = chunks[i], states[i].clone()
-            x[:c.cond.shape[0]] = c.cond.to(x.dtype)  # CFM.sample: the reference frames are the condition
-            mels[i] = x.float()[c.reference_frames:c.duration].T
+            x[: c.cond.shape[0]] = c.cond.to(x.dtype)  # CFM.sample: the reference frames are the condition
+            mels[i] = x.float()[c.reference_frames : c.duration].T
         return mels
 
-    def _solve(self, chunks: list[_Chunk], states: list[torch.Tensor], t: torch.Tensor, step: int,
-               cfg_strength: float, watch: "CancelWatch | None") -> tuple[int, list[torch.Tensor]]:
+    def _solve(
+        self,
+        chunks: list[_Chunk],
+        states: list[torch.Tensor],
+        t: torch.Tensor,
+        step: int,
+        cfg_strength: float,
+        watch: "CancelWatch | None",
+    ) -> tuple[int, list[torch.Tensor]]:
         """Euler steps on one batch from `step` until the grid ends or a row's request is cancelled:
         the step reached and each chunk's state there."""
         from f5_tts.model.utils import lens_to_mask, list_str_to_idx
@@ -331,16 +391,17 @@ class Synthesizer:
         requests, first = {c.request_index for c in chunks}, step
         with self.engine.velocity(shape, text, step_cond, mask, duration, cfg_strength) as flow:
             while step < len(t) - 1:
-                y = odeint(flow, y, t[step:step + 2], **cfm.odeint_kwargs)[-1]
+                y = odeint(flow, y, t[step : step + 2], **cfm.odeint_kwargs)[-1]
                 step += 1
                 if watch is not None and step < len(t) - 1 and watch.any_cancelled(requests):
                     break
         if watch is not None:
             watch.ran([c.request_index for c in chunks], step - first)
-        return step, [y[r, :c.duration] for r, c in enumerate(chunks)]
+        return step, [y[r, : c.duration] for r, c in enumerate(chunks)]
 
-    def synthesize(self, requests: Sequence[SynthesisRequest],
-                   is_cancelled: Callable[[int], bool] | None = None) -> list[Speech | RequestError | Cancelled]:
+    def synthesize(
+        self, requests: Sequence[SynthesisRequest], is_cancelled: Callable[[int], bool] | None = None
+    ) -> list[Speech | RequestError | Cancelled]:
         """One Speech per request, or the RequestError that request earned.
 
         is_cancelled(i): whether request i's client gave up (Triton's request.is_cancelled()). It is
@@ -366,7 +427,7 @@ class Synthesizer:
         for (steps, cfg, sway), members in groups.items():
             members.sort(key=lambda j: planned[j].duration)  # less padding per sub-batch
             for start in range(0, len(members), self.max_batch_chunks):
-                batch = members[start:start + self.max_batch_chunks]
+                batch = members[start : start + self.max_batch_chunks]
                 if watch is not None:
                     watch.poll({planned[j].request_index for j in batch}, force=True)
                     batch = [j for j in batch if not watch.cancelled(planned[j].request_index)]
@@ -376,8 +437,11 @@ class Synthesizer:
                     mels[j] = mel
         if watch is not None and planned:
             watch.poll({c.request_index for c in planned}, force=True)
-        keep = [j for j in range(len(planned))
-                if mels.get(j) is not None and not (watch and watch.cancelled(planned[j].request_index))]
+        keep = [
+            j
+            for j in range(len(planned))
+            if mels.get(j) is not None and not (watch and watch.cancelled(planned[j].request_index))
+        ]
         waves = dict(zip(keep, self.vocode([mels[j] for j in keep]))) if keep else {}
         per_request: dict[int, list[np.ndarray]] = {}
         for j, chunk in enumerate(planned):
@@ -393,8 +457,13 @@ class Synthesizer:
             for i, done, total in watch.report():
                 results[i] = Cancelled(f"cancelled by its client; stopped after {done} of {total} ODE steps")
                 self.cancelled_requests += 1
-                log.info("request %d cancelled by its client: stopped after %d of %d ODE steps of its %d "
-                         "chunk(s)", i, done, total, chunk_counts[i])
+                log.info(
+                    "request %d cancelled by its client: stopped after %d of %d ODE steps of its %d chunk(s)",
+                    i,
+                    done,
+                    total,
+                    chunk_counts[i],
+                )
         return results  # type: ignore[return-value]
 
 

@@ -17,8 +17,9 @@ def check_mel(mel: np.ndarray) -> np.ndarray:
     """A vocoder request's mel [batch, 100, frames] as float32; RequestError for one it cannot decode."""
     mel = np.asarray(mel)
     if mel.ndim != 3 or mel.shape[1] != contract.N_MELS:
-        raise RequestError(f"input '{contract.MEL}' must be [batch, {contract.N_MELS}, frames], "
-                           f"got shape {list(mel.shape)}")
+        raise RequestError(
+            f"input '{contract.MEL}' must be [batch, {contract.N_MELS}, frames], got shape {list(mel.shape)}"
+        )
     if not np.isfinite(mel).all():
         raise RequestError(f"input '{contract.MEL}' contains NaN or Inf")
     return np.ascontiguousarray(mel, dtype=np.float32)
@@ -52,8 +53,10 @@ class OnnxVocoder:
             device_id = int(device.split(":")[1]) if ":" in device else 0
             available = ort.get_available_providers()
             if "CUDAExecutionProvider" not in available:
-                raise RuntimeError(f"vocoder on {device} needs onnxruntime-gpu (CUDAExecutionProvider); "
-                                   f"available providers: {available}. Install requirements/gpu.txt")
+                raise RuntimeError(
+                    f"vocoder on {device} needs onnxruntime-gpu (CUDAExecutionProvider); "
+                    f"available providers: {available}. Install requirements/gpu.txt"
+                )
             providers = [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
         else:
             providers = ["CPUExecutionProvider"]
@@ -114,7 +117,7 @@ class TorchVocoder:
             for block in backbone.convnext:
                 x = block(x) * keep
             x = backbone.final_layer_norm(x.transpose(1, 2))
-            waves = [self.vocos.head(x[i:i + 1, :n])[0] for i, n in enumerate(frames.tolist())]
+            waves = [self.vocos.head(x[i : i + 1, :n])[0] for i, n in enumerate(frames.tolist())]
             lengths = [len(w) for w in waves]
             flat = torch.cat(waves).cpu().numpy()
         return list(np.split(flat, np.cumsum(lengths)[:-1]))

@@ -41,7 +41,7 @@ def parse_voice_spec(spec: str) -> tuple[str, Path, str]:
     name, sep, rest = spec.partition("=")
     path, sep2, text = rest.partition(":")
     if not sep or not sep2 or not path or not text.strip():
-        raise VoiceError(f"--voice {spec!r} must be NAME=path/to/audio.wav:\"transcript of the audio\"")
+        raise VoiceError(f'--voice {spec!r} must be NAME=path/to/audio.wav:"transcript of the audio"')
     return check_name(name.strip()), Path(path), text.strip()
 
 
@@ -55,9 +55,11 @@ def prepare_voice(path: Path, text: str, limits: contract.Limits = contract.LIMI
         raise VoiceError(f"voice audio {path} is not a readable audio file ({e}); use WAV, FLAC or OGG") from None
     seconds = len(audio) / sample_rate
     if not limits.min_reference_seconds <= seconds <= limits.max_reference_seconds:
-        raise VoiceError(f"voice audio {path} is {seconds:.2f} s long; {limits.min_reference_seconds} to "
-                         f"{limits.max_reference_seconds} s are allowed (it is clipped to "
-                         f"{limits.reference_clip_seconds} s at a pause, as f5-tts does)")
+        raise VoiceError(
+            f"voice audio {path} is {seconds:.2f} s long; {limits.min_reference_seconds} to "
+            f"{limits.max_reference_seconds} s are allowed (it is clipped to "
+            f"{limits.reference_clip_seconds} s at a pause, as f5-tts does)"
+        )
     try:
         return prepare_reference(np.ascontiguousarray(audio.T), sample_rate, text)
     except RequestError as e:
@@ -82,6 +84,11 @@ def load_voices(directory: Path) -> dict[str, Reference]:
         audio, rate = sf.read(str(directory / f"{check_name(name)}.wav"), dtype="float32")
         if rate != contract.SAMPLE_RATE or audio.ndim != 1:
             raise ValueError(f"{directory / name}.wav must be mono {contract.SAMPLE_RATE} Hz, as export writes it")
-        voices[name] = Reference(audio=torch.from_numpy(audio)[None], rms=float(meta["rms"]),
-                                 seconds=float(meta["seconds"]), text=meta["text"], clipped=bool(meta["clipped"]))
+        voices[name] = Reference(
+            audio=torch.from_numpy(audio)[None],
+            rms=float(meta["rms"]),
+            seconds=float(meta["seconds"]),
+            text=meta["text"],
+            clipped=bool(meta["clipped"]),
+        )
     return voices

@@ -15,7 +15,7 @@ import sys
 import time
 
 from runpod_worker.handler import Handler
-from runpod_worker.startup import Settings, WorkerStartError, start_server, log
+from runpod_worker.startup import Settings, WorkerStartError, log, start_server
 
 
 def main() -> int:
@@ -28,21 +28,28 @@ def main() -> int:
         try:
             import runpod
         except ImportError:
-            raise WorkerStartError("the runpod package is not installed: pip install -r requirements/runpod.txt") \
-                from None
+            raise WorkerStartError(
+                "the runpod package is not installed: pip install -r requirements/runpod.txt"
+            ) from None
         settings = Settings.from_env(dict(os.environ))
         server = start_server(settings)
     except WorkerStartError as e:
         print(f"runpod_worker: error: {e}", file=sys.stderr, flush=True)
         return 2
     try:
-        log.info("ready in %.1f s from start: runpod %s, up to %d concurrent jobs", time.monotonic() - started,
-                 runpod.__version__, settings.concurrency)
-        runpod.serverless.start({
-            "handler": Handler(server.grpc_url),
-            # Several jobs in flight at once, so that Triton's dynamic batcher can batch them.
-            "concurrency_modifier": lambda _current: settings.concurrency,
-        })
+        log.info(
+            "ready in %.1f s from start: runpod %s, up to %d concurrent jobs",
+            time.monotonic() - started,
+            runpod.__version__,
+            settings.concurrency,
+        )
+        runpod.serverless.start(
+            {
+                "handler": Handler(server.grpc_url),
+                # Several jobs in flight at once, so that Triton's dynamic batcher can batch them.
+                "concurrency_modifier": lambda _current: settings.concurrency,
+            }
+        )
         return 0
     finally:
         server.stop()

@@ -54,13 +54,16 @@ def decode_audio(encoded: str) -> tuple[np.ndarray, int]:
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as e:
-        raise JobInputError(f"'reference_audio' is not valid base64 ({e}); send the audio file's bytes "
-                            "base64-encoded") from None
+        raise JobInputError(
+            f"'reference_audio' is not valid base64 ({e}); send the audio file's bytes base64-encoded"
+        ) from None
     try:
         data, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        raise JobInputError(f"'reference_audio' ({len(raw)} bytes) is not an audio file soundfile can read ({e}); "
-                            "send WAV, FLAC or OGG bytes") from None
+        raise JobInputError(
+            f"'reference_audio' ({len(raw)} bytes) is not an audio file soundfile can read ({e}); "
+            "send WAV, FLAC or OGG bytes"
+        ) from None
     return np.ascontiguousarray(data.T), int(rate)
 
 
@@ -69,8 +72,9 @@ def parse_job(job_input) -> Job:
         raise JobInputError(f"the job input must be a JSON object, got {type_name(job_input)}")
     unknown = sorted(set(job_input) - set(TEXT_KEYS) - set(OPTION_KEYS))
     if unknown:
-        raise JobInputError(f"unknown input key(s) {', '.join(map(repr, unknown))}; allowed: "
-                            f"{', '.join(TEXT_KEYS + OPTION_KEYS)}")
+        raise JobInputError(
+            f"unknown input key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(TEXT_KEYS + OPTION_KEYS)}"
+        )
     given = {k: v for k, v in job_input.items() if v is not None}
     for key in TEXT_KEYS:
         if key in given:
@@ -82,8 +86,10 @@ def parse_job(job_input) -> Job:
         raise JobInputError("give either 'voice' or 'reference_audio' with 'reference_text', not both")
     if "voice" not in given:
         if not has_reference:
-            raise JobInputError("give 'reference_audio' (base64 of an audio file) with 'reference_text' (its "
-                                "transcript), or 'voice' (a voice registered on the server)")
+            raise JobInputError(
+                "give 'reference_audio' (base64 of an audio file) with 'reference_text' (its "
+                "transcript), or 'voice' (a voice registered on the server)"
+            )
         missing = [k for k in ("reference_audio", "reference_text") if k not in given]
         if missing:
             raise JobInputError(f"'reference_audio' and 'reference_text' go together; '{missing[0]}' is missing")
@@ -126,9 +132,15 @@ class Handler:
             return {"error": str(e)}
         decoded = time.perf_counter()
         try:
-            waveform, rate = await synthesize_async(parsed.text, parsed.reference_audio, parsed.reference_sample_rate,
-                                                    parsed.reference_text, voice=parsed.voice, client=self._client(),
-                                                    options=parsed.options)
+            waveform, rate = await synthesize_async(
+                parsed.text,
+                parsed.reference_audio,
+                parsed.reference_sample_rate,
+                parsed.reference_text,
+                voice=parsed.voice,
+                client=self._client(),
+                options=parsed.options,
+            )
         except SynthesisError as e:
             if e.invalid_argument:  # the request's fault: the message says why
                 return {"error": str(e)}
@@ -140,8 +152,12 @@ class Handler:
             "audio_base64": audio,
             "sample_rate": rate,
             "duration_seconds": round(waveform.size / rate, 3),
-            "timings_ms": {"input": _ms(decoded - started), "synthesis": _ms(synthesized - decoded),
-                           "encode": _ms(done - synthesized), "total": _ms(done - started)},
+            "timings_ms": {
+                "input": _ms(decoded - started),
+                "synthesis": _ms(synthesized - decoded),
+                "encode": _ms(done - synthesized),
+                "total": _ms(done - started),
+            },
         }
 
 

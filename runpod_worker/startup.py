@@ -26,8 +26,15 @@ from pathlib import Path
 import contract
 from contract.errors import LOADED_ON
 from deploy import preflight
-from deploy.settings import VOLUME_CHECKPOINT, VOLUME_VOCODER, ExportSettings, SettingError, TritonSettings, \
-    WorkerSettings, read
+from deploy.settings import (
+    VOLUME_CHECKPOINT,
+    VOLUME_VOCODER,
+    ExportSettings,
+    SettingError,
+    TritonSettings,
+    WorkerSettings,
+    read,
+)
 from launcher.server import ServerError, TritonServer
 
 log = logging.getLogger("runpod_worker")
@@ -60,17 +67,28 @@ class Settings:
             raise WorkerStartError(str(e)) from None
         volume = given.volume
         if not volume.is_dir():
-            raise WorkerStartError(f"the network volume F5_VOLUME={volume} is not a directory: attach the volume "
-                                   "to the endpoint (RunPod mounts it at /runpod-volume) or set F5_VOLUME")
+            raise WorkerStartError(
+                f"the network volume F5_VOLUME={volume} is not a directory: attach the volume "
+                "to the endpoint (RunPod mounts it at /runpod-volume) or set F5_VOLUME"
+            )
         if given.export.checkpoint:
             checkpoint = volume / given.export.checkpoint
         else:
             checkpoint = volume / VOLUME_CHECKPOINT if (volume / VOLUME_CHECKPOINT).is_file() else None
         vocoder = given.export.vocoder or (VOLUME_VOCODER if (volume / VOLUME_VOCODER).is_dir() else None)
-        export = dataclasses.replace(given.export, checkpoint=str(checkpoint) if checkpoint else None,
-                                     vocoder=volume / vocoder if vocoder else None)
-        return cls(volume=volume, repository=volume / given.repository, export=export, triton=given.triton,
-                   ready_timeout=given.ready_timeout, concurrency=given.concurrency)
+        export = dataclasses.replace(
+            given.export,
+            checkpoint=str(checkpoint) if checkpoint else None,
+            vocoder=volume / vocoder if vocoder else None,
+        )
+        return cls(
+            volume=volume,
+            repository=volume / given.repository,
+            export=export,
+            triton=given.triton,
+            ready_timeout=given.ready_timeout,
+            concurrency=given.concurrency,
+        )
 
 
 def export_once(settings: Settings, gpu: str | None) -> None:
@@ -84,19 +102,22 @@ def export_once(settings: Settings, gpu: str | None) -> None:
         raise WorkerStartError(
             f"the volume {settings.volume} holds neither an exported repository ({config} is missing) nor a "
             f"checkpoint ({settings.checkpoint} is missing): upload one of them, or point MODEL_REPOSITORY / "
-            "F5_CHECKPOINT at it")
+            "F5_CHECKPOINT at it"
+        )
     if not os.access(settings.volume, os.W_OK):
         raise WorkerStartError(
             f"the volume {settings.volume} is not writable by uid {os.getuid()}, so {settings.checkpoint} cannot be "
-            f"exported into it: make it writable, or upload an exported repository to {settings.repository}")
+            f"exported into it: make it writable, or upload an exported repository to {settings.repository}"
+        )
     private = settings.volume / f".{settings.repository.name}.{socket.gethostname()}-{os.getpid()}"
     started = time.monotonic()
     try:
         preflight.export_on_first_start(private, settings.export, gpu)
     except preflight.RepositoryError as e:
         config = settings.repository / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE
-        raise WorkerStartError(f"the volume {settings.volume} holds no exported repository ({config} is missing); "
-                               f"{e}") from None
+        raise WorkerStartError(
+            f"the volume {settings.volume} holds no exported repository ({config} is missing); {e}"
+        ) from None
     try:
         os.rename(private, settings.repository)  # replaces an empty directory, refuses a full one
     except OSError as e:
@@ -105,8 +126,12 @@ def export_once(settings: Settings, gpu: str | None) -> None:
             raise WorkerStartError(f"cannot move the export into {settings.repository}: {e}") from None
         log.info("another worker exported %s first; using that one", settings.repository)
         return
-    log.info("exported %s into %s in %.1f s", settings.checkpoint or "the released checkpoint", settings.repository,
-             time.monotonic() - started)
+    log.info(
+        "exported %s into %s in %.1f s",
+        settings.checkpoint or "the released checkpoint",
+        settings.repository,
+        time.monotonic() - started,
+    )
 
 
 def _server_version(server: TritonServer) -> str:
@@ -135,8 +160,7 @@ def start_server(settings: Settings) -> TritonServer:
         raise WorkerStartError(str(e)) from None
     log.info(preflight.describe(found, gpu))
 
-    server = TritonServer(settings.repository, ready_timeout=settings.ready_timeout,
-                          **settings.triton.server_options())
+    server = TritonServer(settings.repository, ready_timeout=settings.ready_timeout, **settings.triton.server_options())
     started = time.monotonic()
     try:
         server.start()
@@ -147,7 +171,14 @@ def start_server(settings: Settings) -> TritonServer:
         cause = e.causes[0] if e.causes else "the server log is empty"
         raise WorkerStartError(f"{e.headline}: {cause} (server log {e.log_path})") from None
     load_line = _model_load_line(server.log_text())
-    log.info("tritonserver %s pid %d ready in %.1f s, models loaded and warmed up%s (gRPC %s, HTTP %s, log %s)",
-             _server_version(server), server.pid, time.monotonic() - started,
-             f"; {load_line}" if load_line else "", server.grpc_url, server.http_url, server.log_path)
+    log.info(
+        "tritonserver %s pid %d ready in %.1f s, models loaded and warmed up%s (gRPC %s, HTTP %s, log %s)",
+        _server_version(server),
+        server.pid,
+        time.monotonic() - started,
+        f"; {load_line}" if load_line else "",
+        server.grpc_url,
+        server.http_url,
+        server.log_path,
+    )
     return server

@@ -23,8 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-
 import contract
 from client import SynthesisError, SynthesisOptions, load_audio, stream_synthesize, write_wav_atomic
 from export.api import ExportRequest, export_model
@@ -33,6 +31,8 @@ from export.errors import ExportError
 from export.hub import HubUnavailable
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import ServerError, TritonServer
+
+ROOT = Path(__file__).resolve().parent.parent
 
 TEXT = "I don't really care what you call me. I've been a silent spectator, watching species evolve."
 STILL_WORKING_SECONDS = 30  # a line this often while a chunk is being synthesized (minutes on CPU)
@@ -49,8 +49,9 @@ def chunk_count(text: str, audio: np.ndarray, sample_rate: int) -> int:
     return len(split_text(text, max_chars))
 
 
-def speak_with_progress(server: TritonServer, text: str, audio: np.ndarray, sample_rate: int,
-                        nfe_step: int) -> np.ndarray:
+def speak_with_progress(
+    server: TritonServer, text: str, audio: np.ndarray, sample_rate: int, nfe_step: int
+) -> np.ndarray:
     """The speech of `text`, streamed: one line per text chunk as its audio arrives, and a line every
     STILL_WORKING_SECONDS while a chunk is awaited."""
     total = chunk_count(text, audio, sample_rate)
@@ -59,20 +60,27 @@ def speak_with_progress(server: TritonServer, text: str, audio: np.ndarray, samp
 
     def still_working():
         while not arrived.wait(STILL_WORKING_SECONDS):
-            print(f"demo: chunk {len(pieces) + 1}/{total}: still synthesizing, "
-                  f"{time.monotonic() - started:.0f} s elapsed", flush=True)
+            print(
+                f"demo: chunk {len(pieces) + 1}/{total}: still synthesizing, "
+                f"{time.monotonic() - started:.0f} s elapsed",
+                flush=True,
+            )
 
     # first_chunk_chars 0: f5-tts's chunking, so the joined pieces equal the whole-text answer.
     options = SynthesisOptions(nfe_step=nfe_step, seed=0, first_chunk_chars=0)
     ticker = threading.Thread(target=still_working, daemon=True)
     ticker.start()
     try:
-        for piece in stream_synthesize(text, audio, sample_rate, REFERENCE_TEXT, url=server.grpc_url,
-                                       protocol="grpc", options=options):
+        for piece in stream_synthesize(
+            text, audio, sample_rate, REFERENCE_TEXT, url=server.grpc_url, protocol="grpc", options=options
+        ):
             pieces.append(piece)
             done = sum(len(p) for p in pieces) / contract.SAMPLE_RATE
-            print(f"demo: chunk {len(pieces)}/{total}: {len(piece) / contract.SAMPLE_RATE:.2f} s of audio "
-                  f"({done:.2f} s so far) after {time.monotonic() - started:.1f} s", flush=True)
+            print(
+                f"demo: chunk {len(pieces)}/{total}: {len(piece) / contract.SAMPLE_RATE:.2f} s of audio "
+                f"({done:.2f} s so far) after {time.monotonic() - started:.1f} s",
+                flush=True,
+            )
     finally:
         arrived.set()
         ticker.join()
@@ -82,8 +90,9 @@ def speak_with_progress(server: TritonServer, text: str, audio: np.ndarray, samp
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--ckpt", help="F5-TTS checkpoint (default: the released F5TTS_v1_Base if reachable)")
-    p.add_argument("--vocoder", type=Path,
-                   help="local Vocos directory (default: charactr/vocos-mel-24khz if reachable)")
+    p.add_argument(
+        "--vocoder", type=Path, help="local Vocos directory (default: charactr/vocos-mel-24khz if reachable)"
+    )
     p.add_argument("--repository", type=Path, default=ROOT / "build" / "model_repository")
     p.add_argument("--output-wav", type=Path, default=ROOT / "build" / "demo.wav")
     p.add_argument("--nfe-step", type=int, default=16)

@@ -40,10 +40,10 @@ import soundfile as sf
 
 import contract
 from client import SynthesisOptions, synthesize
+from contract.parameters import TtsParameters
 from export.__main__ import request_from_argv
 from export.api import export_model
 from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_tiny_model_config, write_tiny_vocos
-from contract.parameters import TtsParameters
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher import TritonServer
 
@@ -86,15 +86,19 @@ def reference() -> Reference:
 def tiny(tmp_path_factory) -> TinySources:
     d = tmp_path_factory.mktemp("tiny_sources")
     config = write_tiny_model_config(d / "F5TTS_v1_Base_tiny.yaml")
-    return TinySources(config, write_random_checkpoint(config, d / "model_tiny.safetensors", fmt="safetensors"),
-                       write_random_checkpoint(config, d / "model_tiny.pt", fmt="pt"),
-                       write_tiny_vocos(d / "vocos"))
+    return TinySources(
+        config,
+        write_random_checkpoint(config, d / "model_tiny.safetensors", fmt="safetensors"),
+        write_random_checkpoint(config, d / "model_tiny.pt", fmt="pt"),
+        write_tiny_vocos(d / "vocos"),
+    )
 
 
 def as_pcm16(ref: Reference) -> Reference:
     """The reference as a 16-bit WAV would hold it (what f5-tts's preprocessing works on)."""
-    return Reference(np.round(ref.audio * 32768).clip(-32768, 32767).astype(np.float32) / 32768, ref.sample_rate,
-                     ref.text)
+    return Reference(
+        np.round(ref.audio * 32768).clip(-32768, 32767).astype(np.float32) / 32768, ref.sample_rate, ref.text
+    )
 
 
 def f5tts_preprocessed(ref: Reference, tmp_dir: Path) -> tuple[np.ndarray, int, str]:
@@ -125,9 +129,21 @@ def f5tts_samples(ref: Reference, text: str, tmp_dir: Path, speed: float = 1.0, 
 
 
 def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path | None = None) -> Path:
-    return export_model(request_from_argv(["--ckpt", str(checkpoint or tiny.checkpoint), "--model-config",
-                                           str(tiny.config), "--vocoder", str(tiny.vocoder), "--output", str(output),
-                                           *extra])).repository
+    return export_model(
+        request_from_argv(
+            [
+                "--ckpt",
+                str(checkpoint or tiny.checkpoint),
+                "--model-config",
+                str(tiny.config),
+                "--vocoder",
+                str(tiny.vocoder),
+                "--output",
+                str(output),
+                *extra,
+            ]
+        )
+    ).repository
 
 
 @pytest.fixture(scope="session")
@@ -148,8 +164,11 @@ def released_hub_cache(tmp_path_factory) -> Path:
 
 def hub_env(hf_home: Path, **extra: str) -> dict[str, str]:
     """This process's environment with its own Hugging Face and proxy settings replaced."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("HF_") and k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("HF_") and k.lower() not in ("https_proxy", "http_proxy", "all_proxy", "no_proxy")
+    }
     return {**env, "HF_HOME": str(hf_home), **extra}
 
 
@@ -158,9 +177,14 @@ def tiny_repo(tiny, tmp_path_factory) -> Path:
     # Batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
     # The export's default queue delay: the batching tests send right behind a long request
     # (behind_a_long_request), so they queue and are batched whatever the delay.
-    return export_tiny(tiny, tmp_path_factory.mktemp("repo") / "model_repository",
-                       "--max-batch-chunks", str(TtsParameters.for_device("gpu").max_batch_chunks),
-                       "--voice", f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}")
+    return export_tiny(
+        tiny,
+        tmp_path_factory.mktemp("repo") / "model_repository",
+        "--max-batch-chunks",
+        str(TtsParameters.for_device("gpu").max_batch_chunks),
+        "--voice",
+        f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -170,13 +194,18 @@ def server(tiny_repo, request):
     srv = TritonServer(tiny_repo, ready_timeout=180, host="127.0.0.1")
     started = time.monotonic()
     srv.start()
-    _say(request, f"tritonserver pid {srv.pid} ready in {time.monotonic() - started:.1f} s "
-                  f"(gRPC {srv.grpc_url}, HTTP {srv.http_url}), shared by the session")
+    _say(
+        request,
+        f"tritonserver pid {srv.pid} ready in {time.monotonic() - started:.1f} s "
+        f"(gRPC {srv.grpc_url}, HTTP {srv.http_url}), shared by the session",
+    )
     try:
         yield srv
         stats = model_stats(srv)
-        _say(request, f"tritonserver pid {srv.pid} answered {stats.requests} f5_tts requests "
-                      f"in {stats.executions} executions")
+        _say(
+            request,
+            f"tritonserver pid {srv.pid} answered {stats.requests} f5_tts requests in {stats.executions} executions",
+        )
     finally:
         pid, stopping = srv.pid, time.monotonic()
         # A grace beyond Triton's own exit timeout (30 s): Triton decides, and exits 1 when a client
@@ -247,8 +276,11 @@ def model_stats(srv: TritonServer, model: str = contract.TTS_MODEL) -> ModelStat
         stats = client.get_inference_statistics(model)["model_stats"][0]
     finally:
         client.close()
-    return ModelStats(int(stats["inference_stats"]["success"]["count"]), int(stats["execution_count"]),
-                      {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])})
+    return ModelStats(
+        int(stats["inference_stats"]["success"]["count"]),
+        int(stats["execution_count"]),
+        {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in stats.get("batch_stats", [])},
+    )
 
 
 def pending_requests(srv: TritonServer, model: str = contract.TTS_MODEL) -> int:
@@ -273,18 +305,29 @@ def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):
     return value
 
 
-def speak(server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc",
-          client=None, **options) -> np.ndarray:
+def speak(
+    server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc", client=None, **options
+) -> np.ndarray:
     url = server.grpc_url if protocol == "grpc" else server.http_url
     options.setdefault("nfe_step", 8)
-    waveform, rate = synthesize(text, reference.audio, reference.sample_rate, reference.text, url=url,
-                                protocol=protocol, options=SynthesisOptions(**options), timeout=120, client=client)
+    waveform, rate = synthesize(
+        text,
+        reference.audio,
+        reference.sample_rate,
+        reference.text,
+        url=url,
+        protocol=protocol,
+        options=SynthesisOptions(**options),
+        timeout=120,
+        client=client,
+    )
     assert rate == contract.SAMPLE_RATE
     return waveform
 
 
-def behind_a_long_request(server, sends: list[Callable[[], object]],
-                          requests: Callable[[object], int] = lambda result: 1) -> tuple[list, dict[int, int]]:
+def behind_a_long_request(
+    server, sends: list[Callable[[], object]], requests: Callable[[object], int] = lambda result: 1
+) -> tuple[list, dict[int, int]]:
     """Call each of `sends` in a thread of its own, right behind a long request to f5_tts (the registered
     voice, so any copy of the tiny repository serves it). Returns each call's result (or the exception it
     raised) and the f5_tts batches executed meanwhile (batch size -> executions).
@@ -309,8 +352,14 @@ def behind_a_long_request(server, sends: list[Callable[[], object]],
 
     with concurrent.futures.ThreadPoolExecutor(len(sends) + 1) as pool:
         futures = [pool.submit(run, send) for send in sends]
-        long_request = pool.submit(synthesize, LONG_TEXT, voice=VOICE, url=server.grpc_url, timeout=120,
-                                   options=SynthesisOptions(nfe_step=8, seed=0))
+        long_request = pool.submit(
+            synthesize,
+            LONG_TEXT,
+            voice=VOICE,
+            url=server.grpc_url,
+            timeout=120,
+            options=SynthesisOptions(nfe_step=8, seed=0),
+        )
         go.set()
         long_request.result()
         results = [f.result() for f in futures]
@@ -323,8 +372,11 @@ def behind_a_long_request(server, sends: list[Callable[[], object]],
         return new if sum(size * n for size, n in new.items()) >= sent else None
 
     # At least, not exactly: the previous test's last batch may be counted after `before` was read.
-    return results, wait_for(batches_since, f"Triton's batch statistics to count the {sent} requests "
-                                            f"(calls that raised: {errors})", timeout=30)
+    return results, wait_for(
+        batches_since,
+        f"Triton's batch statistics to count the {sent} requests (calls that raised: {errors})",
+        timeout=30,
+    )
 
 
 def calls_shared_a_batch(batched: dict[int, int]) -> bool:
@@ -378,8 +430,10 @@ def _unit_tests_start_no_server(request, monkeypatch):
         return
 
     def refuse(self):
-        pytest.fail(f"{request.node.nodeid} started tritonserver but is a unit test: use the session's `server`, "
-                    "or `start_server` for a server of its own (slow), or mark it @pytest.mark.slow")
+        pytest.fail(
+            f"{request.node.nodeid} started tritonserver but is a unit test: use the session's `server`, "
+            "or `start_server` for a server of its own (slow), or mark it @pytest.mark.slow"
+        )
 
     monkeypatch.setattr(TritonServer, "wait_ready", refuse)
 
@@ -391,8 +445,9 @@ GATEWAY_KEY = "test-key"
 class Gateway:
     """`python -m gateway` as its own process on a free port; stopped by PID."""
 
-    def __init__(self, triton_urls: list[str], voices_dir: Path, log_path: Path, *extra: str,
-                 api_key: str | None = GATEWAY_KEY) -> None:
+    def __init__(
+        self, triton_urls: list[str], voices_dir: Path, log_path: Path, *extra: str, api_key: str | None = GATEWAY_KEY
+    ) -> None:
         import os
         import subprocess
         import sys
@@ -408,10 +463,23 @@ class Gateway:
             env["F5_GATEWAY_API_KEY"] = api_key
         args = [a for url in triton_urls for a in ("--triton-url", url)]
         with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "gateway", *args, "--port", str(self.port),
-                                          "--voices-dir", str(voices_dir), *extra],
-                                         cwd=Path(__file__).resolve().parent.parent, env=env, stdout=log,
-                                         stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    *args,
+                    "--port",
+                    str(self.port),
+                    "--voices-dir",
+                    str(voices_dir),
+                    *extra,
+                ],
+                cwd=Path(__file__).resolve().parent.parent,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")

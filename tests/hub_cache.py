@@ -27,8 +27,15 @@ def _git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def add_to_cache(hf_home: Path, repo_id: str, path_in_repo: str, source: Path, *, lfs: bool,
-                 commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+def add_to_cache(
+    hf_home: Path,
+    repo_id: str,
+    path_in_repo: str,
+    source: Path,
+    *,
+    lfs: bool,
+    commit: str = "0123456789abcdef0123456789abcdef01234567",
+) -> Path:
     """Put `source` into the cache as `repo_id`'s `path_in_repo` at `commit` (moved, not copied)."""
     repo = hf_home / "hub" / f"models--{repo_id.replace('/', '--')}"
     etag = sha256(source) if lfs else _git_blob_sha1(source)
@@ -47,8 +54,9 @@ def fill_cache(hf_home: Path, checkpoint: Path, vocos_dir: Path) -> dict[str, Pa
     return {
         "checkpoint": add_to_cache(hf_home, F5_REPO, F5_CHECKPOINT, checkpoint, lfs=True),
         "vocos_config": add_to_cache(hf_home, VOCOS_REPO, "config.yaml", vocos_dir / "config.yaml", lfs=False),
-        "vocos_weights": add_to_cache(hf_home, VOCOS_REPO, "pytorch_model.bin", vocos_dir / "pytorch_model.bin",
-                                      lfs=True),
+        "vocos_weights": add_to_cache(
+            hf_home, VOCOS_REPO, "pytorch_model.bin", vocos_dir / "pytorch_model.bin", lfs=True
+        ),
     }
 
 

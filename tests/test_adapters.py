@@ -11,12 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import triton_stub
+from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio
 
 import contract
 from contract.parameters import ParameterError
-
-import triton_stub
-from conftest import LONG_TEXT, SHORT_TEXT, VOICE, assert_same_audio
 
 ADAPTERS = Path(__file__).resolve().parent.parent / "model_repository"
 NFE = 4
@@ -59,11 +58,18 @@ def _request(pb_utils, sender=None, cancelled=lambda: False, **inputs):
 
 
 def _uploaded(reference, text=SHORT_TEXT, **options):
-    return {contract.REFERENCE_AUDIO: reference.audio[None], contract.REFERENCE_SAMPLE_RATE: reference.sample_rate,
-            contract.REFERENCE_TEXT: reference.text, contract.TARGET_TEXT: text, contract.NFE_STEP: NFE, **options}
+    return {
+        contract.REFERENCE_AUDIO: reference.audio[None],
+        contract.REFERENCE_SAMPLE_RATE: reference.sample_rate,
+        contract.REFERENCE_TEXT: reference.text,
+        contract.TARGET_TEXT: text,
+        contract.NFE_STEP: NFE,
+        **options,
+    }
 
 
 # --- f5_tts -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def tts(tiny_repo, monkeypatch):
@@ -112,11 +118,18 @@ def test_f5_tts_answers_a_cancelled_request_cancelled_and_its_neighbour_in_full(
     assert any("cancelled by its client: stopped after 0 of" in m for _, m in pb_utils.Logger.lines)
 
 
-@pytest.mark.parametrize("edit,error,message", [
-    (lambda c: c.replace('key: "dtype"', 'key: "dtpye"'), ParameterError, "unknown model parameter(s) ['dtpye']"),
-    (lambda c: c.replace('string_value: "nature"', 'string_value: "nature,zed"'), ValueError,
-     "lists ['nature', 'zed'] but"),
-], ids=["misspelt_parameter", "voices_disagree"])
+@pytest.mark.parametrize(
+    "edit,error,message",
+    [
+        (lambda c: c.replace('key: "dtype"', 'key: "dtpye"'), ParameterError, "unknown model parameter(s) ['dtpye']"),
+        (
+            lambda c: c.replace('string_value: "nature"', 'string_value: "nature,zed"'),
+            ValueError,
+            "lists ['nature', 'zed'] but",
+        ),
+    ],
+    ids=["misspelt_parameter", "voices_disagree"],
+)
 def test_f5_tts_initialize_refuses_a_config_it_cannot_serve(tiny_repo, monkeypatch, edit, error, message):
     model, _ = _load(contract.TTS_MODEL, monkeypatch)
     config = edit((tiny_repo / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE).read_text())
@@ -128,10 +141,12 @@ def test_f5_tts_initialize_refuses_a_config_it_cannot_serve(tiny_repo, monkeypat
 def test_f5_tts_answers_each_request_of_a_batch_on_its_own(tts, reference):
     instance, pb_utils = tts
     good = _uploaded(reference, seed=3)
-    batch = [_request(pb_utils, **good),
-             _request(pb_utils, **_uploaded(reference, "   ")),  # refused while parsing
-             _request(pb_utils, **_uploaded(reference, duration=np.array([[2.0]], np.float32))),  # while planning
-             _request(pb_utils, voice=VOICE, target_text=LONG_TEXT, nfe_step=NFE, seed=4)]
+    batch = [
+        _request(pb_utils, **good),
+        _request(pb_utils, **_uploaded(reference, "   ")),  # refused while parsing
+        _request(pb_utils, **_uploaded(reference, duration=np.array([[2.0]], np.float32))),  # while planning
+        _request(pb_utils, voice=VOICE, target_text=LONG_TEXT, nfe_step=NFE, seed=4),
+    ]
     responses = instance.execute(batch)
     assert len(responses) == len(batch)
     first, empty, short, voiced = responses
@@ -156,8 +171,9 @@ def test_f5_tts_reports_its_own_failure_as_internal_and_logs_the_traceback(tts, 
         raise RuntimeError("the DiT fell over")
 
     monkeypatch.setattr(instance.synthesizer, "synthesize", broken)
-    good, bad = instance.execute([_request(pb_utils, **_uploaded(reference)),
-                                  _request(pb_utils, **_uploaded(reference, nfe_step=500))])
+    good, bad = instance.execute(
+        [_request(pb_utils, **_uploaded(reference)), _request(pb_utils, **_uploaded(reference, nfe_step=500))]
+    )
     assert good.error().code() == pb_utils.TritonError.INTERNAL
     assert good.error().message() == "internal error during synthesis; see the server log"
     assert bad.error().code() == pb_utils.TritonError.INVALID_ARG and "'nfe_step' is 500" in bad.error().message()
@@ -166,6 +182,7 @@ def test_f5_tts_reports_its_own_failure_as_internal_and_logs_the_traceback(tts, 
 
 
 # --- f5_tts_stream ----------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def stream(tiny_repo, tts, monkeypatch):
@@ -198,8 +215,11 @@ def _stream_chunk_count(stream, text: str) -> int:
 
 def test_stream_model_refuses_a_config_that_is_not_decoupled(tiny_repo, monkeypatch):
     model, _ = _load(contract.STREAM_MODEL, monkeypatch)
-    config = (tiny_repo / contract.STREAM_MODEL / contract.MODEL_CONFIG_FILE).read_text().replace("decoupled: true",
-                                                                                       "decoupled: false")
+    config = (
+        (tiny_repo / contract.STREAM_MODEL / contract.MODEL_CONFIG_FILE)
+        .read_text()
+        .replace("decoupled: true", "decoupled: false")
+    )
     with pytest.raises(ValueError, match="f5_tts_stream must be decoupled"):
         model.TritonPythonModel().initialize(triton_stub.model_args(tiny_repo, contract.STREAM_MODEL, config))
 
@@ -217,8 +237,9 @@ def test_stream_pieces_join_to_the_whole_answer(stream, tts):
     streamed = np.concatenate([p.outputs()[contract.WAVEFORM][0] for p in sender.pieces])
     assert all(p.outputs()[contract.SAMPLE_RATE_OUT].tolist() == [[contract.SAMPLE_RATE]] for p in sender.pieces)
     tts_instance, tts_pb_utils = tts
-    whole = tts_instance.execute([_request(tts_pb_utils, first_chunk_chars=contract.STREAM_FIRST_CHUNK_CHARS,
-                                           **inputs)])[0]
+    whole = tts_instance.execute(
+        [_request(tts_pb_utils, first_chunk_chars=contract.STREAM_FIRST_CHUNK_CHARS, **inputs)]
+    )[0]
     assert_same_audio(streamed, whole.outputs()[contract.WAVEFORM][0], rel=1e-6)
 
 
@@ -286,6 +307,7 @@ def test_a_failure_inside_the_stream_model_is_internal_and_logged(stream):
 
 # --- vocoder ----------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def vocoder(tiny_repo, monkeypatch):
     instance, pb_utils = _initialized(contract.VOCODER_MODEL, tiny_repo, monkeypatch)
@@ -300,8 +322,12 @@ def test_vocoder_answers_each_mel_on_its_own(vocoder):
     mel = rng.normal(-4, 1, (1, contract.N_MELS, 50)).astype(np.float32)
     nan = mel.copy()
     nan[0, 3, 7] = np.nan
-    responses = instance.execute([pb_utils.InferenceRequest(inputs=[pb_utils.Tensor(contract.MEL, m)])
-                                  for m in (mel, nan, mel[:, :80], mel[..., :20])])
+    responses = instance.execute(
+        [
+            pb_utils.InferenceRequest(inputs=[pb_utils.Tensor(contract.MEL, m)])
+            for m in (mel, nan, mel[:, :80], mel[..., :20])
+        ]
+    )
     ok, bad_values, bad_shape, short = responses
     # Vocos's centred ISTFT: (frames - 1) * hop samples
     assert ok.outputs()[contract.WAVEFORM].shape == (1, 49 * contract.HOP_LENGTH)
@@ -327,7 +353,10 @@ def test_vocoder_failure_is_internal_and_logged(vocoder, monkeypatch):
 
 def test_vocoder_initialize_refuses_an_unknown_parameter(tiny_repo, monkeypatch):
     model, _ = _load(contract.VOCODER_MODEL, monkeypatch)
-    config = (tiny_repo / contract.VOCODER_MODEL / contract.MODEL_CONFIG_FILE).read_text().replace('key: "onnx_file"',
-                                                                                         'key: "onnx_path"')
+    config = (
+        (tiny_repo / contract.VOCODER_MODEL / contract.MODEL_CONFIG_FILE)
+        .read_text()
+        .replace('key: "onnx_file"', 'key: "onnx_path"')
+    )
     with pytest.raises(ParameterError, match=r"unknown model parameter\(s\) \['onnx_path'\]"):
         model.TritonPythonModel().initialize(triton_stub.model_args(tiny_repo, contract.VOCODER_MODEL, config))

@@ -17,22 +17,21 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
+from test_parity import NFE, _request  # f5_tts requests at the parity tests' NFE
 
 import contract
 from pipeline.requests import Cancelled
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
-from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
-from test_parity import NFE, _request  # f5_tts requests at the parity tests' NFE
-
-
 
 @pytest.fixture(scope="module")
 def synthesizer(tiny_repo):
     onnx = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
-    synth = Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, onnx,
-                                       max_batch_chunks=16)
+    synth = Synthesizer.from_directory(
+        tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, onnx, max_batch_chunks=16
+    )
     synth.cancel_poll_seconds = 0.0  # ask at every step: the tests count steps, not seconds
     return synth
 
@@ -122,6 +121,7 @@ def test_uncancelled_requests_are_unchanged_by_the_checks(synthesizer, reference
 
 # --- end to end: the client CLI gives up, the server stops -------------------------------------------
 
+
 def _f5_stats(server) -> dict:
     import tritonclient.http as httpclient
 
@@ -144,6 +144,7 @@ def _metric(server, name: str) -> float:
 def _stats_once_recorded(server, since: dict, answered: int) -> dict:
     """f5_tts's statistics once they hold `answered` more answered requests than `since`: the Python
     backend records a request just after answering it, so a read right after an answer can miss it."""
+
     def recorded():
         now = _f5_stats(server)
         return now if _delta(now, since, "success")[0] >= answered else None
@@ -153,8 +154,10 @@ def _stats_once_recorded(server, since: dict, answered: int) -> dict:
 
 def _delta(after: dict, before: dict, stat: str) -> tuple[int, float]:
     """(requests, seconds) that Triton added to one of its statistics between two reads."""
-    return (int(after[stat]["count"]) - int(before[stat]["count"]),
-            (int(after[stat]["ns"]) - int(before[stat]["ns"])) / 1e9)
+    return (
+        int(after[stat]["count"]) - int(before[stat]["count"]),
+        (int(after[stat]["ns"]) - int(before[stat]["ns"])) / 1e9,
+    )
 
 
 def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, reference, tmp_path):
@@ -182,16 +185,39 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
     text.write_text(" ".join([LONG_TEXT] * 4))
     cancelled_before = _metric(server, contract.CANCELLED_METRIC)
     cli = subprocess.run(
-        [sys.executable, "-m", "client", "--url", server.grpc_url, "--text-file", str(text),
-         "--reference-audio", str(ref_wav), "--reference-text", reference.text, "--nfe-step", "64", "--seed", "1",
-         "--timeout", "2", "--output", str(tmp_path / "never.wav")],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "client",
+            "--url",
+            server.grpc_url,
+            "--text-file",
+            str(text),
+            "--reference-audio",
+            str(ref_wav),
+            "--reference-text",
+            reference.text,
+            "--nfe-step",
+            "64",
+            "--seed",
+            "1",
+            "--timeout",
+            "2",
+            "--output",
+            str(tmp_path / "never.wav"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 1 and "abandoned" in cli.stderr, cli.stderr
     assert not (tmp_path / "never.wav").exists()
     short()  # right behind the abandoned request
 
-    wait_for(lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
-             f"{contract.CANCELLED_METRIC} to count the abandoned request")
+    wait_for(
+        lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
+        f"{contract.CANCELLED_METRIC} to count the abandoned request",
+    )
     after = _stats_once_recorded(server, lone, 2)
     # The Python backend reports every answered request as a success, the CANCELLED one included.
     assert _delta(after, lone, "success")[0] == 2
@@ -208,7 +234,8 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
     assert remaining > 8 * per_step, f"too little work left to prove anything ({remaining:.2f} s)"
     assert waited < remaining / 4, (
         f"the short request waited {waited:.2f} s behind the abandoned one, whose remaining {total - done} ODE "
-        f"steps ({remaining:.1f} s) were skipped; one step takes {per_step:.2f} s")
+        f"steps ({remaining:.1f} s) were skipped; one step takes {per_step:.2f} s"
+    )
 
 
 def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server, reference):
@@ -224,9 +251,16 @@ def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server,
 
     buf = io.BytesIO()
     sf.write(buf, reference.audio[0], reference.sample_rate, format="WAV", subtype="PCM_16")
-    job = {"id": "stopped", "input": {
-        "text": " ".join([LONG_TEXT] * 4), "reference_text": reference.text, "nfe_step": 64, "seed": 1,
-        "reference_audio": base64.b64encode(buf.getvalue()).decode()}}
+    job = {
+        "id": "stopped",
+        "input": {
+            "text": " ".join([LONG_TEXT] * 4),
+            "reference_text": reference.text,
+            "nfe_step": 64,
+            "seed": 1,
+            "reference_audio": base64.b64encode(buf.getvalue()).decode(),
+        },
+    }
     stopped_before = server.log_text().count("cancelled by its client")
     cancelled_before = _metric(server, contract.CANCELLED_METRIC)
 
@@ -240,8 +274,10 @@ def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server,
             await task
 
     asyncio.run(platform_stops_the_job())
-    wait_for(lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
-             f"{contract.CANCELLED_METRIC} to count the stopped job")
+    wait_for(
+        lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
+        f"{contract.CANCELLED_METRIC} to count the stopped job",
+    )
     stopped = re.findall(r"cancelled by its client: stopped after (\d+) of (\d+) ODE steps", server.log_text())
     assert len(stopped) > stopped_before
     done, total = map(int, stopped[-1])

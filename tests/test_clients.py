@@ -15,24 +15,26 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import LONG_TEXT, SHORT_TEXT, VOICE, wait_for
 
 import contract
 from client import SynthesisError, SynthesisOptions, synthesize, synthesize_async
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 
-from conftest import LONG_TEXT, SHORT_TEXT, VOICE, wait_for
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_client(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "client", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "client", *map(str, args)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def test_client_package_does_not_import_torch():
-    code = ("import sys, client, client.api, client.bench, client.request, client.__main__; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys, client, client.api, client.bench, client.request, client.__main__; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -40,9 +42,26 @@ def test_client_package_does_not_import_torch():
 def test_cli_writes_a_wav(server, tmp_path, protocol):
     url = server.grpc_url if protocol == "grpc" else server.http_url
     out = tmp_path / f"{protocol}.wav"
-    proc = run_client("--protocol", protocol, "--url", url, "--reference-audio", REFERENCE_WAV,
-                      "--reference-text", REFERENCE_TEXT, "--text", SHORT_TEXT, "--seed", 3, "--nfe-step", 4,
-                      "--output", out, "-H", "x-request-id=test-1")
+    proc = run_client(
+        "--protocol",
+        protocol,
+        "--url",
+        url,
+        "--reference-audio",
+        REFERENCE_WAV,
+        "--reference-text",
+        REFERENCE_TEXT,
+        "--text",
+        SHORT_TEXT,
+        "--seed",
+        3,
+        "--nfe-step",
+        4,
+        "--output",
+        out,
+        "-H",
+        "x-request-id=test-1",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "wrote" in proc.stdout
     audio, rate = sf.read(str(out))
@@ -60,16 +79,40 @@ def test_cli_accepts_stereo_flac_at_44k_and_a_text_file(server, tmp_path, refere
     text = tmp_path / "text.txt"
     text.write_text(SHORT_TEXT, encoding="utf-8")
     out = tmp_path / "out.wav"
-    proc = run_client("--url", server.grpc_url, "--reference-audio", ref_path, "--reference-text", REFERENCE_TEXT,
-                      "--text-file", text, "--nfe-step", 4, "--output", out)
+    proc = run_client(
+        "--url",
+        server.grpc_url,
+        "--reference-audio",
+        ref_path,
+        "--reference-text",
+        REFERENCE_TEXT,
+        "--text-file",
+        text,
+        "--nfe-step",
+        4,
+        "--output",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     assert sf.info(str(out)).samplerate == contract.SAMPLE_RATE
 
 
 def test_cli_reports_the_server_error_and_writes_nothing(server, tmp_path):
     out = tmp_path / "out.wav"
-    proc = run_client("--url", server.grpc_url, "--reference-audio", REFERENCE_WAV, "--reference-text",
-                      REFERENCE_TEXT, "--text", SHORT_TEXT, "--nfe-step", 0, "--output", out)
+    proc = run_client(
+        "--url",
+        server.grpc_url,
+        "--reference-audio",
+        REFERENCE_WAV,
+        "--reference-text",
+        REFERENCE_TEXT,
+        "--text",
+        SHORT_TEXT,
+        "--nfe-step",
+        0,
+        "--output",
+        out,
+    )
     assert proc.returncode == 1
     assert "'nfe_step' is 0; allowed range is [1, 128]" in proc.stderr
     assert list(tmp_path.iterdir()) == []
@@ -77,8 +120,22 @@ def test_cli_reports_the_server_error_and_writes_nothing(server, tmp_path):
 
 def test_cli_unreachable_server_fails_cleanly(tmp_path):
     out = tmp_path / "out.wav"
-    proc = run_client("--protocol", "http", "--url", "127.0.0.1:9", "--reference-audio", REFERENCE_WAV,
-                      "--reference-text", REFERENCE_TEXT, "--text", SHORT_TEXT, "--output", out, "--timeout", 10)
+    proc = run_client(
+        "--protocol",
+        "http",
+        "--url",
+        "127.0.0.1:9",
+        "--reference-audio",
+        REFERENCE_WAV,
+        "--reference-text",
+        REFERENCE_TEXT,
+        "--text",
+        SHORT_TEXT,
+        "--output",
+        out,
+        "--timeout",
+        10,
+    )
     assert proc.returncode == 1 and "client: error:" in proc.stderr
     assert not out.exists()
 
@@ -100,10 +157,12 @@ def test_python_api_gives_the_same_audio_over_every_protocol_and_url_form(server
         finally:
             await client.close()
 
-    answers = {"http": synthesize(*args, url=server.http_url, protocol="http", options=options)[0],
-               "asyncio": asyncio.run(run_async())[0],
-               "http://": synthesize(*args, url=f"http://{server.http_url}", options=options)[0],
-               "grpc://": synthesize(*args, url=f"grpc://{server.grpc_url}", options=options)[0]}
+    answers = {
+        "http": synthesize(*args, url=server.http_url, protocol="http", options=options)[0],
+        "asyncio": asyncio.run(run_async())[0],
+        "http://": synthesize(*args, url=f"http://{server.http_url}", options=options)[0],
+        "grpc://": synthesize(*args, url=f"grpc://{server.grpc_url}", options=options)[0],
+    }
     for how, answer in answers.items():
         np.testing.assert_array_equal(answer, via_grpc, err_msg=how)
     with pytest.raises(SynthesisError) as err:
@@ -114,18 +173,50 @@ def test_python_api_gives_the_same_audio_over_every_protocol_and_url_form(server
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curl_json_request_from_the_readme(server, tmp_path, reference):
     body = tmp_path / "request.json"
-    proc = run_client("--reference-audio", REFERENCE_WAV, "--reference-text", REFERENCE_TEXT, "--text", SHORT_TEXT,
-                      "--seed", 5, "--nfe-step", 4, "--write-request-json", body)
+    proc = run_client(
+        "--reference-audio",
+        REFERENCE_WAV,
+        "--reference-text",
+        REFERENCE_TEXT,
+        "--text",
+        SHORT_TEXT,
+        "--seed",
+        5,
+        "--nfe-step",
+        4,
+        "--write-request-json",
+        body,
+    )
     assert proc.returncode == 0, proc.stderr
-    curl = subprocess.run(["curl", "-sS", "--fail-with-body", "-X", "POST", "-H", "Content-Type: application/json",
-                           f"http://{server.http_url}/v2/models/f5_tts/infer", "-d", f"@{body}"],
-                          capture_output=True, text=True, timeout=120)
+    curl = subprocess.run(
+        [
+            "curl",
+            "-sS",
+            "--fail-with-body",
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            f"http://{server.http_url}/v2/models/f5_tts/infer",
+            "-d",
+            f"@{body}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert curl.returncode == 0, curl.stdout + curl.stderr
     outputs = {o["name"]: o for o in json.loads(curl.stdout)["outputs"]}
     wave = np.array(outputs[contract.WAVEFORM]["data"], dtype=np.float32)
     assert outputs[contract.SAMPLE_RATE_OUT]["data"] == [contract.SAMPLE_RATE]
-    want, _ = synthesize(SHORT_TEXT, reference.audio, reference.sample_rate, reference.text, url=server.grpc_url,
-                         options=SynthesisOptions(seed=5, nfe_step=4))
+    want, _ = synthesize(
+        SHORT_TEXT,
+        reference.audio,
+        reference.sample_rate,
+        reference.text,
+        url=server.grpc_url,
+        options=SynthesisOptions(seed=5, nfe_step=4),
+    )
     np.testing.assert_allclose(wave, want, atol=1e-6)
 
 
@@ -135,8 +226,22 @@ def _is_png(path: Path) -> bool:
 
 def test_bench_reports_json_and_plots(server, tmp_path):
     out = tmp_path / "bench"
-    proc = run_client("bench", "--url", server.grpc_url, "--concurrency", "1,3", "--requests", 3, "--warmup", 1,
-                      "--nfe-step", 4, "--output-dir", out, "--no-progress")
+    proc = run_client(
+        "bench",
+        "--url",
+        server.grpc_url,
+        "--concurrency",
+        "1,3",
+        "--requests",
+        3,
+        "--warmup",
+        1,
+        "--nfe-step",
+        4,
+        "--output-dir",
+        out,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
     assert [lv["concurrency"] for lv in report["levels"]] == [1, 3]
@@ -154,18 +259,48 @@ def test_bench_reports_json_and_plots(server, tmp_path):
 def test_bench_reads_a_jsonl_manifest(server, tmp_path):
     shutil.copy(REFERENCE_WAV, tmp_path / "ref.wav")
     manifest = tmp_path / "requests.jsonl"
-    manifest.write_text("\n".join(json.dumps({"reference_audio": "ref.wav", "reference_text": REFERENCE_TEXT,
-                                              "text": t}) for t in ["Hello there.", "General Kenobi."]) + "\n")
-    proc = run_client("bench", "--url", server.grpc_url, "--manifest", manifest, "--concurrency", "2",
-                      "--requests", 2, "--warmup", 0, "--nfe-step", 2, "--output-dir", tmp_path / "b",
-                      "--no-progress")
+    manifest.write_text(
+        "\n".join(
+            json.dumps({"reference_audio": "ref.wav", "reference_text": REFERENCE_TEXT, "text": t})
+            for t in ["Hello there.", "General Kenobi."]
+        )
+        + "\n"
+    )
+    proc = run_client(
+        "bench",
+        "--url",
+        server.grpc_url,
+        "--manifest",
+        manifest,
+        "--concurrency",
+        "2",
+        "--requests",
+        2,
+        "--warmup",
+        0,
+        "--nfe-step",
+        2,
+        "--output-dir",
+        tmp_path / "b",
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "b" / "report.json").read_text())["levels"][0]["ok"] == 2
 
 
 def test_committed_perf_analyzer_data_is_what_the_generator_writes(tmp_path):
-    proc = subprocess.run([sys.executable, "perf_analyzer_configs/generate_input_data.py", "--example",
-                           "--output", str(tmp_path / "data.json")], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "perf_analyzer_configs/generate_input_data.py",
+            "--example",
+            "--output",
+            str(tmp_path / "data.json"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr
     committed = ROOT / "perf_analyzer_configs" / "data" / "basic_en.json"
     assert (tmp_path / "data.json").read_text() == committed.read_text()
@@ -180,10 +315,17 @@ def test_committed_perf_analyzer_data_is_what_the_generator_writes(tmp_path):
 def test_perf_analyzer_measures_the_server(server, tmp_path, protocol):
     url = server.grpc_url if protocol == "grpc" else server.http_url
     csv = tmp_path / f"{protocol}.csv"
-    env = dict(os.environ, REQUEST_COUNT="4", OUT=str(csv),
-               PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer"))
-    proc = subprocess.run([str(ROOT / "perf_analyzer_configs" / "run.sh"), protocol, url, "1 2"],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    env = dict(
+        os.environ, REQUEST_COUNT="4", OUT=str(csv), PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer")
+    )
+    proc = subprocess.run(
+        [str(ROOT / "perf_analyzer_configs" / "run.sh"), protocol, url, "1 2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "error" not in out.lower() and "failed" not in out.lower(), out
@@ -205,11 +347,15 @@ def _one_clean_line(proc) -> str:
     return err
 
 
-@pytest.mark.parametrize("args", [
-    ["--list-voices", "--protocol", "http", "--url", "http://{http}"],  # the issue's reproduction
-    ["--list-voices", "--url", "http://{http}/"],  # the scheme alone picks HTTP
-    ["--list-voices", "--url", "grpc://{grpc}"],
-], ids=["http_scheme_and_protocol", "http_scheme_only", "grpc_scheme"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--list-voices", "--protocol", "http", "--url", "http://{http}"],  # the issue's reproduction
+        ["--list-voices", "--url", "http://{http}/"],  # the scheme alone picks HTTP
+        ["--list-voices", "--url", "grpc://{grpc}"],
+    ],
+    ids=["http_scheme_and_protocol", "http_scheme_only", "grpc_scheme"],
+)
 def test_cli_takes_urls_with_a_scheme(server, args):
     proc = run_client(*[a.format(http=server.http_url, grpc=server.grpc_url) for a in args])
     assert proc.returncode == 0, proc.stderr
@@ -228,8 +374,22 @@ def test_python_api_lists_voices_at_urls_with_a_scheme_and_refuses_a_contradicti
 
 
 def test_bench_takes_a_grpc_url_and_refuses_an_http_one(server, tmp_path):
-    proc = run_client("bench", "--url", f"grpc://{server.grpc_url}", "--concurrency", "1", "--requests", 1,
-                      "--warmup", 0, "--nfe-step", 2, "--output-dir", tmp_path, "--no-progress")
+    proc = run_client(
+        "bench",
+        "--url",
+        f"grpc://{server.grpc_url}",
+        "--concurrency",
+        "1",
+        "--requests",
+        1,
+        "--warmup",
+        0,
+        "--nfe-step",
+        2,
+        "--output-dir",
+        tmp_path,
+        "--no-progress",
+    )
     assert proc.returncode == 0, proc.stderr
     refused = run_client("bench", "--url", f"http://{server.http_url}")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
@@ -251,17 +411,20 @@ MISSING_PEM = "/nonexistent/ca.pem"
 SPEAK = ["--voice", "nature", "--text", SHORT_TEXT]
 
 
-@pytest.mark.parametrize("args", [
-    ["--list-voices", "--ssl", "--root-certificates", MISSING_PEM],
-    ["--list-voices", "--protocol", "http", "--ssl", "--root-certificates", MISSING_PEM],
-    [*SPEAK, "--ssl", "--root-certificates", MISSING_PEM],
-    [*SPEAK, "--protocol", "http", "--ssl", "--root-certificates", MISSING_PEM],
-    [*SPEAK, "--stream", "--ssl", "--root-certificates", MISSING_PEM],
-    [*SPEAK, "--stream", "--url", "https://localhost:1", "--root-certificates", MISSING_PEM],
-    ["--list-voices", "--url", "ftp://localhost:1"],
-    [*SPEAK, "--url", "localhost:http"],
-], ids=["grpc_list", "http_list", "grpc_unary", "http_unary", "grpc_stream", "https_stream", "bad_scheme",
-        "bad_port"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--list-voices", "--ssl", "--root-certificates", MISSING_PEM],
+        ["--list-voices", "--protocol", "http", "--ssl", "--root-certificates", MISSING_PEM],
+        [*SPEAK, "--ssl", "--root-certificates", MISSING_PEM],
+        [*SPEAK, "--protocol", "http", "--ssl", "--root-certificates", MISSING_PEM],
+        [*SPEAK, "--stream", "--ssl", "--root-certificates", MISSING_PEM],
+        [*SPEAK, "--stream", "--url", "https://localhost:1", "--root-certificates", MISSING_PEM],
+        ["--list-voices", "--url", "ftp://localhost:1"],
+        [*SPEAK, "--url", "localhost:http"],
+    ],
+    ids=["grpc_list", "http_list", "grpc_unary", "http_unary", "grpc_stream", "https_stream", "bad_scheme", "bad_port"],
+)
 def test_a_client_that_cannot_be_built_says_one_line_and_no_traceback(tmp_path, args):
     err = _one_clean_line(run_client(*args, "--output", tmp_path / "out.wav"))
     if MISSING_PEM in args:
@@ -271,24 +434,52 @@ def test_a_client_that_cannot_be_built_says_one_line_and_no_traceback(tmp_path, 
 
 def test_a_missing_reference_file_is_named(tmp_path):
     missing = tmp_path / "missing.wav"
-    err = _one_clean_line(run_client("--reference-audio", missing, "--reference-text", "hi", "--text", "hi",
-                                     "--output", tmp_path / "out.wav"))
+    err = _one_clean_line(
+        run_client(
+            "--reference-audio", missing, "--reference-text", "hi", "--text", "hi", "--output", tmp_path / "out.wav"
+        )
+    )
     assert err == f"client: error: reference audio file {missing} does not exist"
 
 
 @pytest.mark.parametrize("protocol,stream", [("http", False), ("grpc", False), ("http", True)])
 def test_the_wrong_port_for_the_protocol_is_named(server, tmp_path, protocol, stream):
     url = server.grpc_url if protocol == "http" else server.http_url  # each protocol at the other's port
-    err = _one_clean_line(run_client("--protocol", protocol, "--url", url, *SPEAK, *(["--stream"] if stream else []),
-                                     "--output", tmp_path / "out.wav", "--timeout", 30))
+    err = _one_clean_line(
+        run_client(
+            "--protocol",
+            protocol,
+            "--url",
+            url,
+            *SPEAK,
+            *(["--stream"] if stream else []),
+            "--output",
+            tmp_path / "out.wav",
+            "--timeout",
+            30,
+        )
+    )
     other = "gRPC" if protocol == "http" else "HTTP"
     assert f"is it the {other} port?" in err, err
     assert list(tmp_path.iterdir()) == []
 
 
 def test_verbose_summarises_tensors_instead_of_printing_them(server, tmp_path):
-    proc = run_client("--url", server.grpc_url, "--reference-audio", REFERENCE_WAV, "--reference-text",
-                      REFERENCE_TEXT, "--text", SHORT_TEXT, "--nfe-step", 2, "--output", tmp_path / "out.wav", "-v")
+    proc = run_client(
+        "--url",
+        server.grpc_url,
+        "--reference-audio",
+        REFERENCE_WAV,
+        "--reference-text",
+        REFERENCE_TEXT,
+        "--text",
+        SHORT_TEXT,
+        "--nfe-step",
+        2,
+        "--output",
+        tmp_path / "out.wav",
+        "-v",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(proc.stderr) < 2000, f"-v printed {len(proc.stderr)} characters"
     assert re.search(r"reference_audio FP32 \[1, 1, \d+\]", proc.stderr) and "target_text BYTES [1, 1]" in proc.stderr
@@ -342,15 +533,19 @@ def test_both_wav_writers_give_the_same_bytes_rounded_and_clipped(tmp_path):
     assert rate == contract.SAMPLE_RATE and samples[-5:].tolist() == [32767, -32767, 32767, -32767, 32767]
 
 
-@pytest.mark.parametrize("args,status", [
-    (["--voice", "nature"], 2),  # no text: argparse
-    (["--text", "hi"], 2),  # no speaker
-    ([*SPEAK, "--nfe-step", "many"], 2),
-    ([*SPEAK, "--url", "ftp://localhost:1"], 2),
-    ([*SPEAK, "-H", "no-equals-sign"], 2),
-    ([*SPEAK, "--url", "127.0.0.1:9", "--timeout", 10], 1),  # nothing listens there
-    (["--reference-audio", "/nonexistent.wav", "--reference-text", "hi", "--text", "hi"], 1),
-], ids=["no_text", "no_speaker", "bad_number", "bad_scheme", "bad_header", "unreachable", "missing_file"])
+@pytest.mark.parametrize(
+    "args,status",
+    [
+        (["--voice", "nature"], 2),  # no text: argparse
+        (["--text", "hi"], 2),  # no speaker
+        ([*SPEAK, "--nfe-step", "many"], 2),
+        ([*SPEAK, "--url", "ftp://localhost:1"], 2),
+        ([*SPEAK, "-H", "no-equals-sign"], 2),
+        ([*SPEAK, "--url", "127.0.0.1:9", "--timeout", 10], 1),  # nothing listens there
+        (["--reference-audio", "/nonexistent.wav", "--reference-text", "hi", "--text", "hi"], 1),
+    ],
+    ids=["no_text", "no_speaker", "bad_number", "bad_scheme", "bad_header", "unreachable", "missing_file"],
+)
 def test_usage_errors_exit_2_and_failures_1(tmp_path, args, status):
     proc = run_client(*args, "--output", tmp_path / "out.wav")
     assert proc.returncode == status, proc.stderr
@@ -380,9 +575,26 @@ def _grpc_env() -> dict[str, str]:
 def test_tls_against_a_plaintext_port_says_only_the_clients_line(server, tmp_path, args):
     """gRPC's C core logs the failed TLS handshake itself ("ssl_transport_security.cc ... Handshake
     failed"); the CLI silences it and says its own one line."""
-    proc = subprocess.run([sys.executable, "-m", "client", *args, "--ssl", "--url", server.grpc_url, "--output",
-                           str(tmp_path / "out.wav"), "--timeout", "30"], capture_output=True, text=True,
-                          timeout=120, cwd=ROOT, env=_grpc_env())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "client",
+            *args,
+            "--ssl",
+            "--url",
+            server.grpc_url,
+            "--output",
+            str(tmp_path / "out.wav"),
+            "--timeout",
+            "30",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=_grpc_env(),
+    )
     assert proc.returncode == 1
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("client: error: cannot reach"), proc.stderr
@@ -398,8 +610,10 @@ def _connected_to(pid: int, port: int) -> bool:
     import psutil
 
     try:
-        return any(c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
-                   for c in psutil.Process(pid).net_connections("tcp"))
+        return any(
+            c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED
+            for c in psutil.Process(pid).net_connections("tcp")
+        )
     except psutil.NoSuchProcess:
         return False
 
@@ -413,18 +627,38 @@ def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path,
     request's connection to the server is established."""
     out = tmp_path / "out.wav"
     # A stream is cancelled on the server; a unary request runs to its end there, so it is kept shorter.
-    args = ["--url", server.grpc_url, "--voice", VOICE, "--text", INTERRUPTED_TEXT if stream else LONG_TEXT,
-            "--nfe-step", 32, "--output", out, *(["--stream"] if stream else [])]
-    proc = subprocess.Popen([sys.executable, "-m", "client", *map(str, args)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    args = [
+        "--url",
+        server.grpc_url,
+        "--voice",
+        VOICE,
+        "--text",
+        INTERRUPTED_TEXT if stream else LONG_TEXT,
+        "--nfe-step",
+        32,
+        "--output",
+        out,
+        *(["--stream"] if stream else []),
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "client", *map(str, args)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(server.grpc_url.rsplit(":", 1)[1])
         if stream:
-            wait_for(lambda: proc.poll() is not None or (out.exists() and out.stat().st_size > 44),
-                     "the streamed WAV to hold its first piece")
+            wait_for(
+                lambda: proc.poll() is not None or (out.exists() and out.stat().st_size > 44),
+                "the streamed WAV to hold its first piece",
+            )
         else:
-            wait_for(lambda: proc.poll() is not None or _connected_to(proc.pid, port),
-                     "the client's connection to the server")
+            wait_for(
+                lambda: proc.poll() is not None or _connected_to(proc.pid, port),
+                "the client's connection to the server",
+            )
         assert proc.poll() is None, f"the client ended before the signal: {proc.communicate()}"
         proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=60)
@@ -443,9 +677,31 @@ def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path,
 def test_a_signal_mid_bench_says_one_line_and_writes_no_report(server, tmp_path, signum):
     """Ctrl-C (or SIGTERM) during `python -m client bench`: one line, 128 + the signal, no half report."""
     out = tmp_path / "bench"
-    proc = subprocess.Popen([sys.executable, "-m", "client", "bench", "--url", server.grpc_url, "--concurrency", "1",
-                             "--requests", "50", "--warmup", "1", "--nfe-step", "4", "--output-dir", str(out),
-                             "--no-progress"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "client",
+            "bench",
+            "--url",
+            server.grpc_url,
+            "--concurrency",
+            "1",
+            "--requests",
+            "50",
+            "--warmup",
+            "1",
+            "--nfe-step",
+            "4",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = int(server.grpc_url.rsplit(":", 1)[1])
         wait_for(lambda: proc.poll() is not None or _connected_to(proc.pid, port), "the bench's connection")

@@ -17,11 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import speak, wait_for
 
 from launcher import TritonServer
 from launcher.server import free_port
-
-from conftest import speak, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKER = ROOT / "docker"
@@ -78,8 +77,12 @@ def test_kubernetes_deployment_probes_resources_ports():
 
 def test_kubernetes_service_and_queue_time_autoscaling():
     svc = _k8s("service.yaml")
-    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {"http": 8000, "grpc": 8001, "metrics": 8002,
-                                                                   "openai": 8080}
+    assert {p["name"]: p["port"] for p in svc["spec"]["ports"]} == {
+        "http": 8000,
+        "grpc": 8001,
+        "metrics": 8002,
+        "openai": 8080,
+    }
     hpa = _k8s("hpa.yaml")
     assert hpa["kind"] == "HorizontalPodAutoscaler"
     assert hpa["spec"]["scaleTargetRef"]["name"] == _k8s("deployment.yaml")["metadata"]["name"]
@@ -88,6 +91,7 @@ def test_kubernetes_service_and_queue_time_autoscaling():
 
 
 # --- the gateway beside tritonserver -------------------------------------------------------
+
 
 def test_dockerfile_ships_the_gateway():
     text = (DOCKER / "Dockerfile").read_text()
@@ -137,23 +141,34 @@ def test_kubernetes_runs_the_gateway_in_each_pod_ready_with_triton():
 
 # --- the entrypoint, for real ------------------------------------------------------------
 
+
 def _env(repo: Path, **extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("F5_", "TRITON_"))}
-    env.update(MODEL_REPOSITORY=str(repo), HTTP_PORT=str(free_port()), GRPC_PORT=str(free_port()),
-               METRICS_PORT=str(free_port()), **extra)
+    env.update(
+        MODEL_REPOSITORY=str(repo),
+        HTTP_PORT=str(free_port()),
+        GRPC_PORT=str(free_port()),
+        METRICS_PORT=str(free_port()),
+        **extra,
+    )
     return env
 
 
 def _run(env, timeout=120):
-    return subprocess.run([sys.executable, str(ENTRYPOINT)], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run([sys.executable, str(ENTRYPOINT)], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def _serve_then_stop(env, reference, timeout=180, ready_line: str | None = None):
     """Start the entrypoint, speak once, SIGTERM it; returns the audio and the entrypoint's output.
     With `ready_line`, the stop waits until a line of the output starts with it too."""
-    proc = subprocess.Popen([sys.executable, str(ENTRYPOINT)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ENTRYPOINT)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     lines: list[str] = []
 
     def read():
@@ -163,8 +178,12 @@ def _serve_then_stop(env, reference, timeout=180, ready_line: str | None = None)
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        server = TritonServer(Path(env["MODEL_REPOSITORY"]), http_port=int(env["HTTP_PORT"]),
-                              grpc_port=int(env["GRPC_PORT"]), metrics_port=int(env["METRICS_PORT"]))
+        server = TritonServer(
+            Path(env["MODEL_REPOSITORY"]),
+            http_port=int(env["HTTP_PORT"]),
+            grpc_port=int(env["GRPC_PORT"]),
+            metrics_port=int(env["METRICS_PORT"]),
+        )
 
         def ready():
             assert proc.poll() is None, "".join(lines)
@@ -188,8 +207,11 @@ def test_entrypoint_serves_a_mounted_repository(tiny_repo, reference, watchdog):
     """tritonserver exec'd with the launcher's flags (a model that fails to load then stops the start:
     test_launcher); with STUB_WATCHDOG=1 the launcher instead, whose watchdog test_launcher checks."""
     launcher_ready = "tritonserver ready: pid "  # the launcher's line, printed once it has seen its stubs
-    wave, out = _serve_then_stop(_env(tiny_repo, **({"STUB_WATCHDOG": "1"} if watchdog else {})), reference,
-                                 ready_line=launcher_ready if watchdog else None)
+    wave, out = _serve_then_stop(
+        _env(tiny_repo, **({"STUB_WATCHDOG": "1"} if watchdog else {})),
+        reference,
+        ready_line=launcher_ready if watchdog else None,
+    )
     assert wave.size > 0
     assert "entrypoint: model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
     prefix = "entrypoint: exec (with stub watchdog) " if watchdog else "entrypoint: exec "
@@ -204,8 +226,7 @@ def test_entrypoint_serves_a_mounted_repository(tiny_repo, reference, watchdog):
 def test_entrypoint_exports_on_first_start(tiny, tmp_path, reference):
     repo = tmp_path / "volume"
     repo.mkdir()
-    env = _env(repo, F5_CHECKPOINT=str(tiny.checkpoint), F5_MODEL_CONFIG=str(tiny.config),
-               F5_VOCODER=str(tiny.vocoder))
+    env = _env(repo, F5_CHECKPOINT=str(tiny.checkpoint), F5_MODEL_CONFIG=str(tiny.config), F5_VOCODER=str(tiny.vocoder))
     volume = repo.stat().st_ino
     wave, out = _serve_then_stop(env, reference)
     assert "exporting" in out and (repo / "manifest.json").is_file() and wave.size > 0
@@ -237,23 +258,47 @@ def _broken(tiny_repo, tmp_path, change):
     return repo
 
 
-@pytest.mark.parametrize("case,change,env_extra,message", [
-    ("no_repository", lambda r: shutil.rmtree(r / "f5_tts"), {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"},
-     "holds no model repository (f5_tts/config.pbtxt is missing); exporting the released F5TTS_v1_Base (Hugging "
-     "Face cache or hub) on first start failed: hf://charactr/vocos-mel-24khz/config.yaml is not in the Hugging "
-     "Face cache (/nonexistent) and HF_HUB_OFFLINE is set"),
-    ("missing_checkpoint", lambda r: shutil.rmtree(r / "f5_tts"), {"F5_CHECKPOINT": "/nowhere/model.safetensors"},
-     "F5_CHECKPOINT=/nowhere/model.safetensors does not exist"),
-    ("missing_weights", lambda r: (r / "f5_tts/1/model.safetensors").unlink(), {},
-     "f5_tts/1/model.safetensors is missing"),
-    ("missing_vocoder", lambda r: (r / "vocoder/1/vocos.onnx").unlink(), {}, "vocoder/1/vocos.onnx is missing"),
-    ("bad_config", lambda r: (r / "vocoder/config.pbtxt").write_text("name: [oops"), {},
-     "vocoder/config.pbtxt is not a valid model config"),
-    ("gpu_without_gpu", lambda r: (r / "f5_tts/config.pbtxt").write_text(
-        (r / "f5_tts/config.pbtxt").read_text().replace("KIND_CPU", "KIND_GPU")), {},
-     "asks for KIND_GPU but no GPU is visible"),
-    ("bad_admin_key", lambda r: None, {"TRITON_ADMIN_KEY": "novalue"}, "TRITON_ADMIN_KEY must be HEADER=VALUE"),
-])
+@pytest.mark.parametrize(
+    "case,change,env_extra,message",
+    [
+        (
+            "no_repository",
+            lambda r: shutil.rmtree(r / "f5_tts"),
+            {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"},
+            "holds no model repository (f5_tts/config.pbtxt is missing); exporting the released F5TTS_v1_Base (Hugging "
+            "Face cache or hub) on first start failed: hf://charactr/vocos-mel-24khz/config.yaml is not in the Hugging "
+            "Face cache (/nonexistent) and HF_HUB_OFFLINE is set",
+        ),
+        (
+            "missing_checkpoint",
+            lambda r: shutil.rmtree(r / "f5_tts"),
+            {"F5_CHECKPOINT": "/nowhere/model.safetensors"},
+            "F5_CHECKPOINT=/nowhere/model.safetensors does not exist",
+        ),
+        (
+            "missing_weights",
+            lambda r: (r / "f5_tts/1/model.safetensors").unlink(),
+            {},
+            "f5_tts/1/model.safetensors is missing",
+        ),
+        ("missing_vocoder", lambda r: (r / "vocoder/1/vocos.onnx").unlink(), {}, "vocoder/1/vocos.onnx is missing"),
+        (
+            "bad_config",
+            lambda r: (r / "vocoder/config.pbtxt").write_text("name: [oops"),
+            {},
+            "vocoder/config.pbtxt is not a valid model config",
+        ),
+        (
+            "gpu_without_gpu",
+            lambda r: (r / "f5_tts/config.pbtxt").write_text(
+                (r / "f5_tts/config.pbtxt").read_text().replace("KIND_CPU", "KIND_GPU")
+            ),
+            {},
+            "asks for KIND_GPU but no GPU is visible",
+        ),
+        ("bad_admin_key", lambda r: None, {"TRITON_ADMIN_KEY": "novalue"}, "TRITON_ADMIN_KEY must be HEADER=VALUE"),
+    ],
+)
 def test_entrypoint_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, case, change, env_extra, message):
     repo = _broken(tiny_repo, tmp_path, change)
     proc = _run(_env(repo, **env_extra))
@@ -285,6 +330,7 @@ def test_a_gpu_that_cuda_cannot_use_is_an_error_not_no_gpu(monkeypatch):
 
 
 # --- the deployments' settings (deploy/settings.py), read without starting anything -------------------
+
 
 def _settings_classes():
     from deploy.settings import ContainerSettings, WorkerSettings
@@ -322,28 +368,50 @@ def test_a_variable_means_the_same_in_every_deployment():
 
 
 def test_defaults_of_an_empty_environment():
+    import contract
     from deploy.settings import ContainerSettings, ExportSettings, TritonSettings, WorkerSettings, read
 
-    import contract
-
-    triton = TritonSettings(http_port=contract.HTTP_PORT, grpc_port=contract.GRPC_PORT,
-                            metrics_port=contract.METRICS_PORT, log_verbose=0, triton_args=())
+    triton = TritonSettings(
+        http_port=contract.HTTP_PORT,
+        grpc_port=contract.GRPC_PORT,
+        metrics_port=contract.METRICS_PORT,
+        log_verbose=0,
+        triton_args=(),
+    )
     none = ExportSettings(checkpoint=None, model_config=None, vocoder=None, export_args=None)
     assert read(ContainerSettings, {}) == ContainerSettings(
-        repository=Path("/models"), export=none, triton=triton, admin_key=None, stub_watchdog=False)
+        repository=Path("/models"), export=none, triton=triton, admin_key=None, stub_watchdog=False
+    )
     assert read(WorkerSettings, {}) == WorkerSettings(
-        volume=Path("/runpod-volume"), repository=Path("model_repository"), export=none, triton=triton,
-        ready_timeout=600.0, concurrency=8)
+        volume=Path("/runpod-volume"),
+        repository=Path("model_repository"),
+        export=none,
+        triton=triton,
+        ready_timeout=600.0,
+        concurrency=8,
+    )
 
 
 def test_values_are_read_into_their_types():
     from deploy.settings import ContainerSettings, WorkerSettings, read
 
-    env = {"MODEL_REPOSITORY": "/data/repo", "HTTP_PORT": "0", "GRPC_PORT": " 9001 ", "METRICS_PORT": "65535",
-           "LOG_VERBOSE": "2", "TRITON_ARGS": "--log-info=true --backend-config='python,a=b c'",
-           "TRITON_ADMIN_KEY": "X-Admin=s3cr=t", "STUB_WATCHDOG": "1", "F5_CHECKPOINT": "hf://org/repo/model.pt",
-           "F5_MODEL_CONFIG": "F5TTS_Base", "F5_VOCODER": "/ckpt/vocos", "F5_EXPORT_ARGS": "--device gpu --dtype bf16",
-           "F5_READY_TIMEOUT": "2.5", "F5_CONCURRENCY": "1", "F5_VOLUME": "/vol"}
+    env = {
+        "MODEL_REPOSITORY": "/data/repo",
+        "HTTP_PORT": "0",
+        "GRPC_PORT": " 9001 ",
+        "METRICS_PORT": "65535",
+        "LOG_VERBOSE": "2",
+        "TRITON_ARGS": "--log-info=true --backend-config='python,a=b c'",
+        "TRITON_ADMIN_KEY": "X-Admin=s3cr=t",
+        "STUB_WATCHDOG": "1",
+        "F5_CHECKPOINT": "hf://org/repo/model.pt",
+        "F5_MODEL_CONFIG": "F5TTS_Base",
+        "F5_VOCODER": "/ckpt/vocos",
+        "F5_EXPORT_ARGS": "--device gpu --dtype bf16",
+        "F5_READY_TIMEOUT": "2.5",
+        "F5_CONCURRENCY": "1",
+        "F5_VOLUME": "/vol",
+    }
     c = read(ContainerSettings, env)
     assert c.repository == Path("/data/repo") and c.stub_watchdog is True
     assert (c.triton.http_port, c.triton.grpc_port, c.triton.metrics_port, c.triton.log_verbose) == (0, 9001, 65535, 2)
@@ -354,41 +422,57 @@ def test_values_are_read_into_their_types():
     w = read(WorkerSettings, env)
     assert (w.volume, w.repository, w.ready_timeout, w.concurrency) == (Path("/vol"), Path("/data/repo"), 2.5, 1)
     assert w.export == c.export and w.triton == c.triton
-    assert c.triton.server_options() == dict(http_port=0, grpc_port=9001, metrics_port=65535, log_verbose=2,
-                                             extra_args=c.triton.triton_args)
+    assert c.triton.server_options() == dict(
+        http_port=0, grpc_port=9001, metrics_port=65535, log_verbose=2, extra_args=c.triton.triton_args
+    )
 
 
 def test_empty_is_the_default_except_for_shell_words():
     """An empty F5_EXPORT_ARGS asks for no export flags, which is not its default (--device gpu on a GPU)."""
     from deploy.settings import ContainerSettings, read
 
-    names = ("MODEL_REPOSITORY", "HTTP_PORT", "LOG_VERBOSE", "TRITON_ADMIN_KEY", "STUB_WATCHDOG", "F5_CHECKPOINT",
-             "F5_MODEL_CONFIG", "F5_VOCODER", "TRITON_ARGS")
+    names = (
+        "MODEL_REPOSITORY",
+        "HTTP_PORT",
+        "LOG_VERBOSE",
+        "TRITON_ADMIN_KEY",
+        "STUB_WATCHDOG",
+        "F5_CHECKPOINT",
+        "F5_MODEL_CONFIG",
+        "F5_VOCODER",
+        "TRITON_ARGS",
+    )
     assert read(ContainerSettings, dict.fromkeys(names, "")) == ContainerSettings()
     assert read(ContainerSettings, {"F5_EXPORT_ARGS": ""}).export.export_args == ()
     assert ContainerSettings().export.export_args is None
 
 
-@pytest.mark.parametrize("env,message", [
-    ({"HTTP_PORT": "http"}, "HTTP_PORT='http' is not an integer; 0 to 65535 is allowed"),
-    ({"GRPC_PORT": "8001.5"}, "GRPC_PORT='8001.5' is not an integer; 0 to 65535 is allowed"),
-    ({"METRICS_PORT": "65536"}, "METRICS_PORT=65536; 0 to 65535 is allowed"),
-    ({"HTTP_PORT": "-1"}, "HTTP_PORT=-1; 0 to 65535 is allowed"),
-    ({"LOG_VERBOSE": "-2"}, "LOG_VERBOSE=-2; at least 0 is allowed"),
-    ({"STUB_WATCHDOG": "true"}, "STUB_WATCHDOG='true' is not 0 or 1"),
-    ({"TRITON_ARGS": "--log-file='x"}, "TRITON_ARGS=\"--log-file='x\" is not shell words (no closing quotation)"),
-    ({"F5_EXPORT_ARGS": '--voice "a'}, "F5_EXPORT_ARGS='--voice \"a' is not shell words (no closing quotation)"),
-    ({"TRITON_ADMIN_KEY": "novalue"}, "TRITON_ADMIN_KEY must be HEADER=VALUE (a header name, '=', then the value "
-                                      "the header must carry)"),
-    ({"TRITON_ADMIN_KEY": "=s3cret"}, "TRITON_ADMIN_KEY must be HEADER=VALUE"),
-    ({"F5_READY_TIMEOUT": "soon"}, "F5_READY_TIMEOUT='soon' is not a number; more than 0 is allowed"),
-    ({"F5_READY_TIMEOUT": "inf"}, "F5_READY_TIMEOUT='inf' is not a number; more than 0 is allowed"),
-    ({"F5_READY_TIMEOUT": "0"}, "F5_READY_TIMEOUT=0; more than 0 is allowed"),
-    ({"F5_CONCURRENCY": "0"}, "F5_CONCURRENCY=0; at least 1 is allowed"),
-    ({"F5_CONCURRENCY": "eight"}, "F5_CONCURRENCY='eight' is not an integer; at least 1 is allowed"),
-    # the first bad value in declaration order, alone
-    ({"F5_CONCURRENCY": "0", "HTTP_PORT": "x"}, "HTTP_PORT='x' is not an integer; 0 to 65535 is allowed"),
-], ids=lambda v: "-".join(v) if isinstance(v, dict) else None)
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"HTTP_PORT": "http"}, "HTTP_PORT='http' is not an integer; 0 to 65535 is allowed"),
+        ({"GRPC_PORT": "8001.5"}, "GRPC_PORT='8001.5' is not an integer; 0 to 65535 is allowed"),
+        ({"METRICS_PORT": "65536"}, "METRICS_PORT=65536; 0 to 65535 is allowed"),
+        ({"HTTP_PORT": "-1"}, "HTTP_PORT=-1; 0 to 65535 is allowed"),
+        ({"LOG_VERBOSE": "-2"}, "LOG_VERBOSE=-2; at least 0 is allowed"),
+        ({"STUB_WATCHDOG": "true"}, "STUB_WATCHDOG='true' is not 0 or 1"),
+        ({"TRITON_ARGS": "--log-file='x"}, 'TRITON_ARGS="--log-file=\'x" is not shell words (no closing quotation)'),
+        ({"F5_EXPORT_ARGS": '--voice "a'}, "F5_EXPORT_ARGS='--voice \"a' is not shell words (no closing quotation)"),
+        (
+            {"TRITON_ADMIN_KEY": "novalue"},
+            "TRITON_ADMIN_KEY must be HEADER=VALUE (a header name, '=', then the value the header must carry)",
+        ),
+        ({"TRITON_ADMIN_KEY": "=s3cret"}, "TRITON_ADMIN_KEY must be HEADER=VALUE"),
+        ({"F5_READY_TIMEOUT": "soon"}, "F5_READY_TIMEOUT='soon' is not a number; more than 0 is allowed"),
+        ({"F5_READY_TIMEOUT": "inf"}, "F5_READY_TIMEOUT='inf' is not a number; more than 0 is allowed"),
+        ({"F5_READY_TIMEOUT": "0"}, "F5_READY_TIMEOUT=0; more than 0 is allowed"),
+        ({"F5_CONCURRENCY": "0"}, "F5_CONCURRENCY=0; at least 1 is allowed"),
+        ({"F5_CONCURRENCY": "eight"}, "F5_CONCURRENCY='eight' is not an integer; at least 1 is allowed"),
+        # the first bad value in declaration order, alone
+        ({"F5_CONCURRENCY": "0", "HTTP_PORT": "x"}, "HTTP_PORT='x' is not an integer; 0 to 65535 is allowed"),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
+)
 def test_a_bad_value_is_one_line_naming_the_variable_and_what_is_allowed(env, message):
     from deploy.settings import ContainerSettings, SettingError, WorkerSettings, read
 
@@ -414,8 +498,10 @@ def test_help_lists_every_variable_with_its_default():
     assert "HTTP_PORT: Triton's HTTP port; 0 picks a free one (an integer, 0 to 65535; default: 8000)" in lines
     assert "STUB_WATCHDOG: " in "\n".join(lines) and "(0 or 1; default: 0)" in "\n".join(lines)
     worker = "\n".join(help_lines(WorkerSettings))
-    assert "F5_READY_TIMEOUT: seconds allowed for loading and warming up the models (a number, more than 0; " \
-           "default: 600)" in worker
+    assert (
+        "F5_READY_TIMEOUT: seconds allowed for loading and warming up the models (a number, more than 0; "
+        "default: 600)" in worker
+    )
     model_config = next(s for s in declared(ContainerSettings) if s.env == "F5_MODEL_CONFIG")
     assert DEFAULT_MODEL_CONFIG in model_config.help_line()  # the export's own default, not a stale copy
     listed = {"deploy": _settings_classes(), str(ENTRYPOINT): [ContainerSettings]}
@@ -425,10 +511,13 @@ def test_help_lists_every_variable_with_its_default():
             assert all(f"  {s.help_line()}" in out for s in declared(cls)), out
 
 
-@pytest.mark.parametrize("variable,value,message", [
-    ("HTTP_PORT", "eighty", "entrypoint: error: HTTP_PORT='eighty' is not an integer; 0 to 65535 is allowed"),
-    ("STUB_WATCHDOG", "yes", "entrypoint: error: STUB_WATCHDOG='yes' is not 0 or 1"),
-])
+@pytest.mark.parametrize(
+    "variable,value,message",
+    [
+        ("HTTP_PORT", "eighty", "entrypoint: error: HTTP_PORT='eighty' is not an integer; 0 to 65535 is allowed"),
+        ("STUB_WATCHDOG", "yes", "entrypoint: error: STUB_WATCHDOG='yes' is not 0 or 1"),
+    ],
+)
 def test_entrypoint_refuses_a_bad_variable_before_anything_else(tmp_path, variable, value, message):
     """Before the repository is looked at (here it is not even a directory) and before torch loads."""
     env = {**_env(tmp_path / "absent"), variable: value}
@@ -439,35 +528,87 @@ def test_entrypoint_refuses_a_bad_variable_before_anything_else(tmp_path, variab
 
 # --- the first-start export's request, from the typed settings ----------------------------------------
 
+
 def test_the_export_request_comes_from_the_typed_settings(tmp_path):
     from deploy.preflight import export_request
     from deploy.settings import ContainerSettings, read
     from export.__main__ import request_from_argv
 
     out = tmp_path / "out"
-    typed = read(ContainerSettings, {"F5_CHECKPOINT": "/ckpt/model.safetensors", "F5_MODEL_CONFIG": "F5TTS_Base",
-                                     "F5_VOCODER": "/ckpt/vocos"}).export
-    want = request_from_argv(["--ckpt", "/ckpt/model.safetensors", "--model-config", "F5TTS_Base", "--vocoder",
-                              "/ckpt/vocos", "--output", str(out)])
+    typed = read(
+        ContainerSettings,
+        {"F5_CHECKPOINT": "/ckpt/model.safetensors", "F5_MODEL_CONFIG": "F5TTS_Base", "F5_VOCODER": "/ckpt/vocos"},
+    ).export
+    want = request_from_argv(
+        [
+            "--ckpt",
+            "/ckpt/model.safetensors",
+            "--model-config",
+            "F5TTS_Base",
+            "--vocoder",
+            "/ckpt/vocos",
+            "--output",
+            str(out),
+        ]
+    )
     assert export_request(typed, out, gpu=None) == want  # no GPU: the export's defaults (cpu)
-    gpu = request_from_argv(["--ckpt", "/ckpt/model.safetensors", "--model-config", "F5TTS_Base", "--vocoder",
-                             "/ckpt/vocos", "--device", "gpu", "--output", str(out)])
+    gpu = request_from_argv(
+        [
+            "--ckpt",
+            "/ckpt/model.safetensors",
+            "--model-config",
+            "F5TTS_Base",
+            "--vocoder",
+            "/ckpt/vocos",
+            "--device",
+            "gpu",
+            "--output",
+            str(out),
+        ]
+    )
     assert export_request(typed, out, gpu="NVIDIA H100") == gpu  # unset F5_EXPORT_ARGS on a GPU: --device gpu
     flags = dataclasses.replace(typed, export_args=("--device", "cpu", "--instances", "2"))
     assert export_request(flags, out, gpu="NVIDIA H100") == request_from_argv(
-        ["--ckpt", "/ckpt/model.safetensors", "--model-config", "F5TTS_Base", "--vocoder", "/ckpt/vocos",
-         "--device", "cpu", "--instances", "2", "--output", str(out)])
+        [
+            "--ckpt",
+            "/ckpt/model.safetensors",
+            "--model-config",
+            "F5TTS_Base",
+            "--vocoder",
+            "/ckpt/vocos",
+            "--device",
+            "cpu",
+            "--instances",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
     # nothing set: the export's own defaults (the released checkpoint of its default config)
-    assert export_request(read(ContainerSettings, {}).export, out, gpu=None) == request_from_argv(["--output", str(out)])
+    assert export_request(read(ContainerSettings, {}).export, out, gpu=None) == request_from_argv(
+        ["--output", str(out)]
+    )
 
 
 def test_a_source_flag_in_F5_EXPORT_ARGS_wins_over_its_variable(tmp_path):
     from deploy.preflight import export_request
     from deploy.settings import ExportSettings
 
-    source = ExportSettings(checkpoint="/a.safetensors", model_config="F5TTS_Base", vocoder=Path("/vocos-a"),
-                            export_args=("--ckpt", "/b.pt", "--model-config", "E2TTS_Base", "--vocoder", "/vocos-b",
-                                         "--output", "/elsewhere"))
+    source = ExportSettings(
+        checkpoint="/a.safetensors",
+        model_config="F5TTS_Base",
+        vocoder=Path("/vocos-a"),
+        export_args=(
+            "--ckpt",
+            "/b.pt",
+            "--model-config",
+            "E2TTS_Base",
+            "--vocoder",
+            "/vocos-b",
+            "--output",
+            "/elsewhere",
+        ),
+    )
     request = export_request(source, tmp_path, gpu=None)
     assert (request.ckpt, request.model_config, request.vocoder) == ("/b.pt", "E2TTS_Base", Path("/vocos-b"))
     assert request.output == tmp_path  # where the bootstrap exports, whatever the flags say
@@ -477,12 +618,16 @@ def test_bad_export_flags_name_F5_EXPORT_ARGS(tmp_path):
     from deploy.preflight import RepositoryError, export_request
     from deploy.settings import ExportSettings
 
-    with pytest.raises(RepositoryError, match=r"^F5_EXPORT_ARGS='--device tpu': export flags: argument --device: "
-                                              r"invalid choice: 'tpu'"):
+    with pytest.raises(
+        RepositoryError,
+        match=r"^F5_EXPORT_ARGS='--device tpu': export flags: argument --device: "
+        r"invalid choice: 'tpu'",
+    ):
         export_request(ExportSettings(export_args=("--device", "tpu")), tmp_path, gpu=None)
 
 
 # --- the RunPod worker's settings: paths inside the volume ----------------------------------------------
+
 
 def test_worker_paths_are_inside_the_volume_with_its_checkpoint_found(tmp_path):
     from deploy.settings import VOLUME_CHECKPOINT, VOLUME_VOCODER
@@ -499,8 +644,14 @@ def test_worker_paths_are_inside_the_volume_with_its_checkpoint_found(tmp_path):
     found = Settings.from_env({"F5_VOLUME": str(volume), "F5_CONCURRENCY": "3"})
     assert found.checkpoint == volume / VOLUME_CHECKPOINT and found.export.vocoder == volume / VOLUME_VOCODER
     assert found.concurrency == 3
-    given = Settings.from_env({"F5_VOLUME": str(volume), "MODEL_REPOSITORY": "repos/main",
-                               "F5_CHECKPOINT": "mine.pt", "F5_VOCODER": "/abs/vocos"})
+    given = Settings.from_env(
+        {
+            "F5_VOLUME": str(volume),
+            "MODEL_REPOSITORY": "repos/main",
+            "F5_CHECKPOINT": "mine.pt",
+            "F5_VOCODER": "/abs/vocos",
+        }
+    )
     assert given.repository == volume / "repos" / "main" and given.checkpoint == volume / "mine.pt"
     assert given.export.vocoder == Path("/abs/vocos")  # an absolute path stays itself
     with pytest.raises(WorkerStartError, match=r"^F5_CONCURRENCY=0; at least 1 is allowed$"):

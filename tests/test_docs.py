@@ -78,8 +78,13 @@ def test_check_exits_1_with_a_diff_when_the_docs_differ(tmp_path, monkeypatch, c
 
 
 def test_check_passes_on_the_repository_from_the_command_line():
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "contract_docs.py"), "--check"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "contract_docs.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+    )
     assert (proc.returncode, proc.stdout) == (0, ""), proc.stdout + proc.stderr
 
 
@@ -130,7 +135,9 @@ def test_the_link_checker_sees_links_and_skips_code():
     text = "[a](docs/x.md) `[b](nope.md)`\n```\n[c](nope.md)\n```\n[d](https://example.com)"
     assert _links(text) == ["docs/x.md", "https://example.com"]
     assert _anchors("## The `f5_tts` model contract\n# Limits and errors") == {
-        "the-f5_tts-model-contract", "limits-and-errors"}
+        "the-f5_tts-model-contract",
+        "limits-and-errors",
+    }
 
 
 def test_the_readme_is_a_short_guide_that_links_every_doc():

@@ -13,25 +13,41 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import RELEASED_VOCOS_CONFIG, RELEASED_VOCOS_CONFIG_SHA256
 
 import contract
 from export.__main__ import request_from_argv
 from export.api import Exported, export_model
+from export.demo import (
+    TINY_VOCOS,
+    write_random_checkpoint,
+    write_random_vocos,
+    write_tiny_model_config,
+    write_tiny_vocos,
+)
 from export.errors import ExportError
-from export.demo import TINY_VOCOS, write_random_checkpoint, write_random_vocos, write_tiny_model_config, write_tiny_vocos
 from export.repository import REFERENCE_WAV, sha256
 from export.vocoder import MAX_ABS_ERROR, VocoderError, check_onnx, export_onnx, load_vocos
 from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
 from pipeline.vocoder import OnnxVocoder
 
-from conftest import RELEASED_VOCOS_CONFIG, RELEASED_VOCOS_CONFIG_SHA256
-
-
 
 def _export(tiny, out, *extra, ckpt=None, config=None) -> Exported:
-    return export_model(request_from_argv(["--ckpt", str(ckpt or tiny.checkpoint), "--model-config",
-                                           str(config or tiny.config), "--vocoder", str(tiny.vocoder),
-                                           "--output", str(out), *extra]))
+    return export_model(
+        request_from_argv(
+            [
+                "--ckpt",
+                str(ckpt or tiny.checkpoint),
+                "--model-config",
+                str(config or tiny.config),
+                "--vocoder",
+                str(tiny.vocoder),
+                "--output",
+                str(out),
+                *extra,
+            ]
+        )
+    )
 
 
 def _refused(tiny, out, *extra, ckpt=None, config=None) -> str:
@@ -42,9 +58,18 @@ def _refused(tiny, out, *extra, ckpt=None, config=None) -> str:
 
 
 def test_repository_layout_manifest_and_permissions(tiny_repo, tiny):
-    for rel in ["f5_tts/config.pbtxt", "f5_tts/1/model.py", "f5_tts/1/model.safetensors",
-                "f5_tts/1/model_config.yaml", "f5_tts/1/vocab.txt", "f5_tts/warmup/reference_audio",
-                "vocoder/config.pbtxt", "vocoder/1/model.py", "vocoder/1/vocos.onnx", "manifest.json"]:
+    for rel in [
+        "f5_tts/config.pbtxt",
+        "f5_tts/1/model.py",
+        "f5_tts/1/model.safetensors",
+        "f5_tts/1/model_config.yaml",
+        "f5_tts/1/vocab.txt",
+        "f5_tts/warmup/reference_audio",
+        "vocoder/config.pbtxt",
+        "vocoder/1/model.py",
+        "vocoder/1/vocos.onnx",
+        "manifest.json",
+    ]:
         assert (tiny_repo / rel).is_file(), rel
     manifest = json.loads((tiny_repo / "manifest.json").read_text())
     assert manifest["sources"]["checkpoint"]["sha256"] == sha256(tiny.checkpoint)
@@ -58,8 +83,12 @@ def test_repository_layout_manifest_and_permissions(tiny_repo, tiny):
 
 
 def test_demo_tiny_says_it_is_noise(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "export", "--demo-tiny", "--output", str(tmp_path / "demo")],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "--demo-tiny", "--output", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "produces noise, not speech" in proc.stdout
     assert "max |error|" in proc.stdout  # the ONNX check is printed
@@ -85,8 +114,9 @@ def test_corrupt_checkpoint(tiny, tmp_path):
 
 
 def test_checkpoint_for_another_config_names_the_mismatch(tiny, tmp_path):
-    other = write_tiny_model_config(tmp_path / "other.yaml", arch=dict(dim=48, depth=3, heads=2, dim_head=24,
-                                                                        ff_mult=2, text_dim=32, conv_layers=1))
+    other = write_tiny_model_config(
+        tmp_path / "other.yaml", arch=dict(dim=48, depth=3, heads=2, dim_head=24, ff_mult=2, text_dim=32, conv_layers=1)
+    )
     out = _refused(tiny, tmp_path / "o", config=other)
     assert "does not match the model config" in out
     assert "missing keys" in out and "transformer.transformer_blocks.2" in out  # depth 3 vs 2
@@ -103,8 +133,9 @@ def test_vocab_size_mismatch_is_named(tiny, tmp_path):
 
 def test_no_ema_reads_model_state_dict(tiny, tmp_path):
     raw = torch.load(tiny.checkpoint_pt, weights_only=True)
-    plain = {k.removeprefix("ema_model."): v for k, v in raw["ema_model_state_dict"].items()
-             if k not in ("initted", "step")}
+    plain = {
+        k.removeprefix("ema_model."): v for k, v in raw["ema_model_state_dict"].items() if k not in ("initted", "step")
+    }
     ckpt = tmp_path / "model_only.pt"
     torch.save({"model_state_dict": plain}, ckpt)
     out = _refused(tiny, tmp_path / "o", ckpt=ckpt)
@@ -151,8 +182,15 @@ def test_fp16_weights_are_stored_in_fp16(tiny, tmp_path):
     from export import model_config as mc
     from export.api import ExportRequest, export_model
 
-    export_model(ExportRequest(tmp_path / "o", ckpt=str(tiny.checkpoint), model_config=str(tiny.config),
-                               vocoder=tiny.vocoder, serving=mc.ServingOptions.create(device="gpu", dtype="fp16")))
+    export_model(
+        ExportRequest(
+            tmp_path / "o",
+            ckpt=str(tiny.checkpoint),
+            model_config=str(tiny.config),
+            vocoder=tiny.vocoder,
+            serving=mc.ServingOptions.create(device="gpu", dtype="fp16"),
+        )
+    )
     with safe_open(str(tmp_path / "o/f5_tts/1/model.safetensors"), "pt") as f:
         dtypes = {f.get_tensor(k).dtype for k in f.keys() if k.startswith("transformer.")}
     assert dtypes == {torch.float16}
@@ -231,8 +269,12 @@ def test_released_vocos_architecture_matches_pytorch_on_real_speech(tmp_path, sp
 def test_force_onto_a_file_is_refused_before_any_work(tmp_path):
     afile = tmp_path / "afile.txt"
     afile.write_text("hello\n")
-    proc = subprocess.run([sys.executable, "-m", "export", "--demo-tiny", "--output", str(afile), "--force"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "--demo-tiny", "--output", str(afile), "--force"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr and "[1/" not in proc.stdout  # no step ran
     assert f"output {afile} is a file, not a directory" in proc.stderr
@@ -263,15 +305,18 @@ def test_a_mismatch_names_the_f5_tts_config_the_checkpoint_fits():
 # --- an output the export cannot write: one line, exit status 2, before any work ---------------------------------
 # The tests run as root, whom permission bits do not stop: each case below stops root too.
 
+
 @contextlib.contextmanager
 def _tmpfs(path: Path, *, read_only: bool, content: bool = False):
     """A tmpfs mounted at `path` (holding a file when `content`), read-only when `read_only`; unmounted after."""
     path.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs in this sandbox ({mounted.stderr.strip()}): the mount cases need "
-                    "mount privileges")
+        pytest.skip(
+            f"cannot mount a tmpfs in this sandbox ({mounted.stderr.strip()}): the mount cases need mount privileges"
+        )
     try:
         if content:
             (path / "old.txt").write_text("old\n")
@@ -301,8 +346,12 @@ def _tree(root: Path) -> list[str]:
 def _refused_at_once(output: Path, *extra: str) -> str:
     """The one stderr line of `python -m export` refusing `output` before any work (no step ran, no
     model was built: the demo model's construction warns on stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "export", "--demo-tiny", "--output", str(output), *extra],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "export", "--demo-tiny", "--output", str(output), *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "[1/" not in proc.stdout, proc.stdout  # no export step started
     lines = proc.stderr.splitlines()
@@ -330,7 +379,7 @@ def test_a_writable_mount_point_is_refused_with_the_directory_to_use_instead(tmp
     """A mount point cannot be replaced (EBUSY), however writable: the export says to write inside it."""
     with _tmpfs(tmp_path / "volume", read_only=False, content=True) as volume:
         line = _refused_at_once(volume, "--force")
-        assert f"is a mount point" in line and f"--output {volume / 'model_repository'}" in line
+        assert "is a mount point" in line and f"--output {volume / 'model_repository'}" in line
         assert _tree(volume) == ["old.txt"]
 
 

@@ -29,27 +29,28 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import assert_same_audio, export_tiny, speak, wait_for
 
 import contract
+from contract.parameters import ParameterError, TtsParameters, parse_buckets
 from export.__main__ import request_from_argv
 from export.api import export_model
 from export.demo import RELEASED_VOCOS_CONFIG, write_random_checkpoint, write_random_vocos, write_tiny_model_config
 from export.errors import ExportError
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
-from contract.parameters import ParameterError, TtsParameters, parse_buckets
 from pipeline.buckets import EngineError, graph_batch_sizes
 from pipeline.engine import DitEngine, Shape, use_cache_dir
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder, TorchVocoder
 
-from conftest import assert_same_audio, export_tiny, speak, wait_for
-
 ROOT = Path(__file__).resolve().parent.parent
 SHORT = "I don't really care what you call me."
-LONG = ("I don't really care what you call me. I've been a silent spectator, watching species evolve, empires rise "
-        "and fall. But always remember, I am mighty and enduring. Respect me and I'll nurture you; ignore me and you "
-        "shall face the consequences.")
+LONG = (
+    "I don't really care what you call me. I've been a silent spectator, watching species evolve, empires rise "
+    "and fall. But always remember, I am mighty and enduring. Respect me and I'll nurture you; ignore me and you "
+    "shall face the consequences."
+)
 NFE = 4
 BUCKETS = (256, 512, 768, 1024, 1536)  # the shapes these tests use; 1536 covers the longest chunk here
 
@@ -65,10 +66,14 @@ def requests_():
     audio = np.ascontiguousarray(audio.T)
 
     def make(text, seed, **options):
-        tensors = {contract.REFERENCE_AUDIO: audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
-                   contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),
-                   contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
-                   contract.NFE_STEP: np.array([[NFE]]), contract.SEED: np.array([[seed]])}
+        tensors = {
+            contract.REFERENCE_AUDIO: audio[None],
+            contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
+            contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),
+            contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
+            contract.NFE_STEP: np.array([[NFE]]),
+            contract.SEED: np.array([[seed]]),
+        }
         for name, value in options.items():
             tensors[name] = np.array([[value]], dtype=np.float32)
         return parse_request(tensors)
@@ -123,8 +128,9 @@ def test_engine_shapes(repo):
     assert compiled.shape(3, 700) == Shape(3, 1024, compiled=True)  # rows stay exact without graphs
     assert compiled.shape(1, 512) == Shape(1, 512, compiled=True)
     assert compiled.shape(2, 1025) == Shape(2, 1025, compiled=False)  # past the largest bucket: eager
-    graphs = DitEngine(tr, engine="compiled", buckets=(256, 512, 1024), max_batch=8, compiler=_eager_compiler,
-                       capture=_rerun_capture)
+    graphs = DitEngine(
+        tr, engine="compiled", buckets=(256, 512, 1024), max_batch=8, compiler=_eager_compiler, capture=_rerun_capture
+    )
     assert graphs.shape(3, 300) == Shape(4, 512, compiled=True)  # rows up to a captured batch size
     assert graphs.shape(8, 1) == Shape(8, 256, compiled=True)
     assert graphs.shape(9, 300) == Shape(9, 300, compiled=False)
@@ -160,8 +166,9 @@ def _text_embeddings_per_solve(synth: Synthesizer, requests) -> list[int]:
 
 def test_bucketed_audio_equals_unbucketed(repo, requests_, eager_speech):
     synth = _synth(repo, max_batch_chunks=16, engine="compiled", length_buckets=BUCKETS)
-    synth.engine = DitEngine(synth.cfm.transformer, engine="compiled", buckets=BUCKETS, max_batch=16,
-                             compiler=_eager_compiler)
+    synth.engine = DitEngine(
+        synth.cfm.transformer, engine="compiled", buckets=BUCKETS, max_batch=16, compiler=_eager_compiler
+    )
     for got, want in zip(synth.synthesize(requests_), eager_speech):
         _assert_close(got.waveform, want, 1e-4)
     # one request alone (a single row is masked too) and one chunk at a time
@@ -172,8 +179,14 @@ def test_bucketed_audio_equals_unbucketed(repo, requests_, eager_speech):
 
 def test_cuda_graph_path_on_cpu_equals_eager(repo, requests_, eager_speech):
     synth = _synth(repo, max_batch_chunks=4)
-    synth.engine = DitEngine(synth.cfm.transformer, engine="compiled", buckets=BUCKETS, max_batch=4,
-                             compiler=_eager_compiler, capture=_rerun_capture)
+    synth.engine = DitEngine(
+        synth.cfm.transformer,
+        engine="compiled",
+        buckets=BUCKETS,
+        max_batch=4,
+        compiler=_eager_compiler,
+        capture=_rerun_capture,
+    )
     synth.warm_up()
     assert sorted(synth.engine._replays) == sorted((rows, frames) for rows in (1, 2, 4) for frames in BUCKETS)
     results = synth.synthesize(requests_)  # the long text's chunks and the short one: 3 rows, padded to 4
@@ -216,28 +229,37 @@ synth = Synthesizer.from_directory({str(repo / contract.TTS_MODEL / contract.MOD
 synth.warm_up()
 print(json.dumps(dict(counters["inductor"])))
 """
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     stats = json.loads(proc.stdout.strip().splitlines()[-1])
     assert stats.get("fxgraph_cache_hit", 0) >= 1 and stats.get("fxgraph_cache_miss", 0) == 0, stats
 
 
 @pytest.mark.slow  # compiles the DiT at each of two server starts
-def test_served_compiled_engine_compiles_at_load_then_reuses_its_cache(tiny, tmp_path, server, start_server,
-                                                                       reference):
+def test_served_compiled_engine_compiles_at_load_then_reuses_its_cache(tiny, tmp_path, server, start_server, reference):
     """Through tritonserver: the compiled repository answers as the eager session server does, compiled
     in initialize (no compile on a request), and its restart finds every graph in the repository's cache."""
-    repo = export_tiny(tiny, tmp_path / "repo", "--engine", "compiled",
-                       "--length-buckets", ",".join(str(b) for b in BUCKETS))
+    repo = export_tiny(
+        tiny, tmp_path / "repo", "--engine", "compiled", "--length-buckets", ",".join(str(b) for b in BUCKETS)
+    )
     cache = repo / contract.TTS_MODEL / contract.COMPILE_CACHE_DIR
     want = speak(server, reference, seed=7)
     for start in ("first", "restart"):
         srv = start_server(repo)
         assert_same_audio(speak(srv, reference, seed=7), want, rel=1e-4)
         # the stub's log records reach the server's log asynchronously
-        ready = wait_for(lambda: next((ln for ln in srv.log_text().splitlines() if "compiled DiT ready" in ln), None),
-                         "the compiled DiT's ready line in the server log", timeout=30)
+        ready = wait_for(
+            lambda srv=srv: next((ln for ln in srv.log_text().splitlines() if "compiled DiT ready" in ln), None),
+            "the compiled DiT's ready line in the server log",
+            timeout=30,
+        )
         assert f"compile cache {cache}" in ready, ready
         misses = int(re.search(r"(\d+) miss\(es\)", ready).group(1))
         hits = int(re.search(r"(\d+) hit\(s\)", ready).group(1))
@@ -304,15 +326,31 @@ def test_export_writes_the_torch_vocoder_and_gpu_defaults(repo):
     assert (cpu.tts.dtype, cpu.tts.vocoder_runtime, cpu.tts.engine) == ("fp32", "onnx", "eager")
     with pytest.raises(ValueError, match="needs --device gpu"):  # half precision on CPU: docs/benchmarks.md
         request_from_argv(["--output", "x", "--dtype", "bf16"]).serving.check()
-    bf16 = request_from_argv(["--output", "x", "--device", "gpu", "--dtype", "bf16", "--engine", "compiled",
-                              "--length-buckets", "1024,512", "--no-cuda-graphs"]).serving.tts
+    bf16 = request_from_argv(
+        [
+            "--output",
+            "x",
+            "--device",
+            "gpu",
+            "--dtype",
+            "bf16",
+            "--engine",
+            "compiled",
+            "--length-buckets",
+            "1024,512",
+            "--no-cuda-graphs",
+        ]
+    ).serving.tts
     assert (bf16.dtype, bf16.engine, bf16.buckets, bf16.cuda_graphs) == ("bf16", "compiled", (512, 1024), False)
 
 
 # --- clear errors ------------------------------------------------------------------------------------
 def test_model_parameters_refuse_bad_engine_settings():
-    for raw, words in [({"engine": "fast"}, "'engine' = 'fast'"), ({"length_buckets": "a"}, "'length_buckets'"),
-                       ({"vocoder_runtime": "trt"}, "'vocoder_runtime' = 'trt'")]:
+    for raw, words in [
+        ({"engine": "fast"}, "'engine' = 'fast'"),
+        ({"length_buckets": "a"}, "'length_buckets'"),
+        ({"vocoder_runtime": "trt"}, "'vocoder_runtime' = 'trt'"),
+    ]:
         with pytest.raises(ParameterError, match=words):
             TtsParameters.from_triton(raw)
     params = TtsParameters.from_triton({"engine": "compiled", "length_buckets": "512,256", "cuda_graphs": "false"})
@@ -323,8 +361,9 @@ def test_compiled_engine_refuses_what_it_cannot_run(repo, tiny, tmp_path, monkey
     from pipeline.f5_model import ModelConfig, build_cfm, default_vocab_file, load_vocab
 
     vocab, _ = load_vocab(default_vocab_file())
-    unmasked = build_cfm(ModelConfig.load(write_tiny_model_config(tmp_path / "t.yaml")), vocab,
-                         batched_attention_mask=False)
+    unmasked = build_cfm(
+        ModelConfig.load(write_tiny_model_config(tmp_path / "t.yaml")), vocab, batched_attention_mask=False
+    )
     with pytest.raises(EngineError, match="attention padding mask"):
         DitEngine(unmasked.transformer, engine="compiled", compiler=_eager_compiler)
     with pytest.raises(EngineError, match="DiT backbone"):
@@ -333,8 +372,24 @@ def test_compiled_engine_refuses_what_it_cannot_run(repo, tiny, tmp_path, monkey
     with pytest.raises(EngineError, match="needs a C\\+\\+ compiler .* or use engine 'eager'"):
         _synth(repo, engine="compiled")
     with pytest.raises(ExportError, match="--engine compiled supports the DiT backbone"):
-        config = write_tiny_model_config(tmp_path / "e2.yaml", base="E2TTS_Base",
-                                         arch=dict(dim=64, depth=2, heads=2, ff_mult=2, text_dim=32, conv_layers=1))
-        export_model(request_from_argv(["--ckpt", str(write_random_checkpoint(config, tmp_path / "e2.safetensors")),
-                                        "--model-config", str(config), "--vocoder", str(tiny.vocoder),
-                                        "--output", str(tmp_path / "out"), "--engine", "compiled"]))
+        config = write_tiny_model_config(
+            tmp_path / "e2.yaml",
+            base="E2TTS_Base",
+            arch=dict(dim=64, depth=2, heads=2, ff_mult=2, text_dim=32, conv_layers=1),
+        )
+        export_model(
+            request_from_argv(
+                [
+                    "--ckpt",
+                    str(write_random_checkpoint(config, tmp_path / "e2.safetensors")),
+                    "--model-config",
+                    str(config),
+                    "--vocoder",
+                    str(tiny.vocoder),
+                    "--output",
+                    str(tmp_path / "out"),
+                    "--engine",
+                    "compiled",
+                ]
+            )
+        )

@@ -17,20 +17,24 @@ import threading
 from pathlib import Path
 
 import pytest
+from conftest import LONG_TEXT, SHORT_TEXT, pending_requests, speak, wait_for
 
 import contract
 from client import SynthesisError
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
-
-from conftest import LONG_TEXT, SHORT_TEXT, pending_requests, speak, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS = ("grpc", "http")
 
 
 def _client(*args):
-    return subprocess.Popen([sys.executable, "-m", "client", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "client", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
 
 
 def _one_at_a_time(repo: Path, dest: Path) -> Path:
@@ -60,9 +64,25 @@ def test_a_server_killed_mid_request_is_reported_as_gone(tiny_repo, tmp_path, st
     busy = threading.Thread(target=keep_busy, daemon=True)
     busy.start()
     outputs = {p: tmp_path / f"{p}.wav" for p in PROTOCOLS}
-    clients = {p: _client("--protocol", p, "--url", server.grpc_url if p == "grpc" else server.http_url,
-                          "--reference-audio", REFERENCE_WAV, "--reference-text", REFERENCE_TEXT, "--text", LONG_TEXT,
-                          "--nfe-step", 128, "--output", outputs[p]) for p in PROTOCOLS}
+    clients = {
+        p: _client(
+            "--protocol",
+            p,
+            "--url",
+            server.grpc_url if p == "grpc" else server.http_url,
+            "--reference-audio",
+            REFERENCE_WAV,
+            "--reference-text",
+            REFERENCE_TEXT,
+            "--text",
+            LONG_TEXT,
+            "--nfe-step",
+            128,
+            "--output",
+            outputs[p],
+        )
+        for p in PROTOCOLS
+    }
     try:
         # One request executes; the busy loop has at most one more: two pending are both clients'.
         wait_for(lambda: pending_requests(server) >= len(PROTOCOLS), "both clients' requests in the queue")
@@ -92,8 +112,22 @@ def test_client_timeout(server, tmp_path, reference, protocol):
     url = server.grpc_url if protocol == "grpc" else server.http_url
     os.killpg(server.pid, signal.SIGSTOP)
     try:
-        client = _client("--protocol", protocol, "--url", url, "--reference-audio", REFERENCE_WAV, "--reference-text",
-                         REFERENCE_TEXT, "--text", SHORT_TEXT, "--timeout", 1, "--output", out)
+        client = _client(
+            "--protocol",
+            protocol,
+            "--url",
+            url,
+            "--reference-audio",
+            REFERENCE_WAV,
+            "--reference-text",
+            REFERENCE_TEXT,
+            "--text",
+            SHORT_TEXT,
+            "--timeout",
+            1,
+            "--output",
+            out,
+        )
         _, stderr = client.communicate(timeout=120)
     finally:
         os.killpg(server.pid, signal.SIGCONT)

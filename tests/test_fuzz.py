@@ -49,12 +49,29 @@ INVALID_OPTIONS = {
     contract.SEED: st.sampled_from([-7, -2]),
     contract.DURATION: st.sampled_from([0.2, -3.0, 1e6, math.inf]),
 }
-VALID_TEXTS = st.one_of(st.sampled_from(["Hello there.", "Bonjour à tous.", "你好，世界。", "A test, with commas; more!"]),
-                        st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")),
-                                min_size=1, max_size=40).filter(str.strip))
-MUTATIONS = ["drop_input", "silent_audio", "nan_audio", "inf_audio", "short_audio", "long_audio", "many_channels",
-             "bad_rate", "empty_text", "long_text", "not_utf8", "bad_option", "fp64_audio", "rank2_audio",
-             "inaudible_audio"]
+VALID_TEXTS = st.one_of(
+    st.sampled_from(["Hello there.", "Bonjour à tous.", "你好，世界。", "A test, with commas; more!"]),
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=40).filter(
+        str.strip
+    ),
+)
+MUTATIONS = [
+    "drop_input",
+    "silent_audio",
+    "nan_audio",
+    "inf_audio",
+    "short_audio",
+    "long_audio",
+    "many_channels",
+    "bad_rate",
+    "empty_text",
+    "long_text",
+    "not_utf8",
+    "bad_option",
+    "fp64_audio",
+    "rank2_audio",
+    "inaudible_audio",
+]
 
 
 def _speechlike(rng, channels: int, samples: int, rate: int) -> np.ndarray:
@@ -89,8 +106,19 @@ def requests(draw):
     for mutation in draw(st.lists(st.sampled_from(MUTATIONS), min_size=n, max_size=n)):
         a = tensors.get(contract.REFERENCE_AUDIO)
         if mutation == "drop_input":
-            tensors.pop(draw(st.sampled_from([contract.REFERENCE_AUDIO, contract.REFERENCE_SAMPLE_RATE,
-                                              contract.REFERENCE_TEXT, contract.TARGET_TEXT])), None)
+            tensors.pop(
+                draw(
+                    st.sampled_from(
+                        [
+                            contract.REFERENCE_AUDIO,
+                            contract.REFERENCE_SAMPLE_RATE,
+                            contract.REFERENCE_TEXT,
+                            contract.TARGET_TEXT,
+                        ]
+                    )
+                ),
+                None,
+            )
         elif mutation == "silent_audio" and a is not None:
             tensors[contract.REFERENCE_AUDIO] = np.zeros_like(a)
         elif mutation == "inaudible_audio" and a is not None:
@@ -100,14 +128,13 @@ def requests(draw):
             a[0, 0, rng.integers(a.shape[-1])] = np.nan if mutation == "nan_audio" else -np.inf
             tensors[contract.REFERENCE_AUDIO] = a
         elif mutation == "short_audio" and a is not None and a.ndim == 3:
-            tensors[contract.REFERENCE_AUDIO] = np.ascontiguousarray(a[..., :draw(st.sampled_from([0, 1, 200]))])
+            tensors[contract.REFERENCE_AUDIO] = np.ascontiguousarray(a[..., : draw(st.sampled_from([0, 1, 200]))])
         elif mutation == "long_audio" and a is not None and a.ndim == 3:
             tensors[contract.REFERENCE_AUDIO] = np.ascontiguousarray(np.tile(a, (1, 1, 40)))  # >= 32 s
         elif mutation == "many_channels" and a is not None and a.ndim == 3:
             tensors[contract.REFERENCE_AUDIO] = np.ascontiguousarray(np.tile(a[:, :1], (1, 9, 1)))
         elif mutation == "bad_rate":
-            tensors[contract.REFERENCE_SAMPLE_RATE] = np.array([[draw(st.sampled_from([0, -5, 100, 10**7]))]],
-                                                               np.int32)
+            tensors[contract.REFERENCE_SAMPLE_RATE] = np.array([[draw(st.sampled_from([0, -5, 100, 10**7]))]], np.int32)
         elif mutation == "empty_text":
             tensors[contract.TARGET_TEXT] = np.array([[draw(st.sampled_from([b"", b"  ", b"\n\t"]))]], dtype=object)
         elif mutation == "long_text":
@@ -174,9 +201,13 @@ def _check(server, protocol: str, tensors) -> str:
 
 
 def _fuzz(examples: int):
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
+    )
 
 
 def _outcomes(prefix: str) -> dict[str, int]:
@@ -184,6 +215,7 @@ def _outcomes(prefix: str) -> dict[str, int]:
 
 
 # --- in-process ---------------------------------------------------------------------------------------
+
 
 def test_fuzzed_tensors_parse_or_are_refused_with_a_message():
     @_fuzz(PARSE_EXAMPLES)
@@ -201,14 +233,18 @@ def test_fuzzed_tensors_parse_or_are_refused_with_a_message():
     counts = _outcomes("parse")
     print(f"fuzz parse_request: {counts}")
     assert sum(counts.values()) >= PARSE_EXAMPLES
-    assert counts.get("parse parsed", 0) >= PARSE_EXAMPLES // 4 and counts.get("parse refused", 0) >= PARSE_EXAMPLES // 4
+    assert (
+        counts.get("parse parsed", 0) >= PARSE_EXAMPLES // 4 and counts.get("parse refused", 0) >= PARSE_EXAMPLES // 4
+    )
 
 
 @pytest.fixture(scope="module")
 def synthesizer(tiny_repo):
     """The synthesizer the server's f5_tts model builds from the tiny repository."""
     vocoder = OnnxVocoder(tiny_repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.VOCODER_ONNX_FILE)
-    return Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, vocoder, max_batch_chunks=16)
+    return Synthesizer.from_directory(
+        tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, vocoder, max_batch_chunks=16
+    )
 
 
 @pytest.mark.parametrize("tier", [pytest.param("unit"), pytest.param("slow", marks=pytest.mark.slow)])
@@ -246,6 +282,7 @@ def test_fuzzed_batches_synthesize_or_are_refused_each_on_its_own(synthesizer, t
 
 # --- against the server ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("tier", [pytest.param("integration"), pytest.param("slow", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_fuzzed_requests_get_audio_or_invalid_argument(server, protocol, tier):
@@ -263,4 +300,6 @@ def test_fuzzed_requests_get_audio_or_invalid_argument(server, protocol, tier):
     counts = _outcomes(prefix)
     print(f"fuzz {prefix}: {counts}")
     assert sum(counts.values()) >= examples
-    assert counts.get(f"{prefix} success", 0) >= examples // 4 and counts.get(f"{prefix} invalid_arg", 0) >= examples // 4
+    assert (
+        counts.get(f"{prefix} success", 0) >= examples // 4 and counts.get(f"{prefix} invalid_arg", 0) >= examples // 4
+    )

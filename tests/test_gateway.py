@@ -22,15 +22,23 @@ import numpy as np
 import openai
 import pytest
 import soundfile as sf
+from conftest import (
+    GATEWAY_KEY,
+    LONG_TEXT,
+    SHORT_TEXT,
+    VOICE,
+    Gateway,
+    assert_same_audio,
+    behind_a_long_request,
+    calls_shared_a_batch,
+    wait_for,
+)
 
 import contract
 from client import SynthesisOptions, stream_synthesize
 from client.audio import pcm16
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from launcher.server import free_port
-
-from conftest import (GATEWAY_KEY, LONG_TEXT, SHORT_TEXT, VOICE, Gateway, assert_same_audio, behind_a_long_request,
-                      calls_shared_a_batch, wait_for)
 
 NFE = 4
 SEED = 7
@@ -43,8 +51,9 @@ AAC_FRAME = AAC_DELAY = 1024  # FFmpeg's AAC: one frame of priming, which ADTS c
 
 def sdk(gateway, **kwargs) -> openai.OpenAI:
     # No retries: a test must see the first answer (the SDK retries 429/5xx by default).
-    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=kwargs.pop("api_key", GATEWAY_KEY), max_retries=0,
-                         timeout=120, **kwargs)
+    return openai.OpenAI(
+        base_url=f"{gateway.url}/v1", api_key=kwargs.pop("api_key", GATEWAY_KEY), max_retries=0, timeout=120, **kwargs
+    )
 
 
 def speech_body(text=LONG_TEXT, **fields) -> dict:
@@ -66,8 +75,9 @@ def triton_answer(server, text=LONG_TEXT, voice=VOICE, **options) -> np.ndarray:
     options = {"nfe_step": NFE, "seed": SEED, **options}
     key = (text, voice, tuple(sorted(options.items())))
     if key not in _triton_answers:
-        pieces = stream_synthesize(text, voice=voice, url=server.grpc_url, options=SynthesisOptions(**options),
-                                   timeout=120)
+        pieces = stream_synthesize(
+            text, voice=voice, url=server.grpc_url, options=SynthesisOptions(**options), timeout=120
+        )
         _triton_answers[key] = np.concatenate(list(pieces))
     return _triton_answers[key]
 
@@ -109,9 +119,11 @@ def _stats(server) -> int:
 
 # --- the official openai SDK ---------------------------------------------------------------------------------------
 
+
 def test_openai_sdk_speech_create_answers_mp3_by_default(gateway, server):
-    answer = sdk(gateway).audio.speech.create(model="f5-tts", voice=VOICE, input=LONG_TEXT,
-                                              extra_body={"nfe_step": NFE, "seed": SEED})
+    answer = sdk(gateway).audio.speech.create(
+        model="f5-tts", voice=VOICE, input=LONG_TEXT, extra_body={"nfe_step": NFE, "seed": SEED}
+    )
     assert answer.response.headers["content-type"] == "audio/mpeg"
     samples, rate = decode("mp3", answer.content)  # libsndfile's mpg123 reads the LAME tag too
     want = triton_answer(server)
@@ -122,8 +134,8 @@ def test_openai_sdk_speech_create_answers_mp3_by_default(gateway, server):
 def test_openai_sdk_streams_a_wav_to_a_file_equal_to_tritons_answer(gateway, server, tmp_path):
     path = tmp_path / "speech.wav"
     with sdk(gateway).audio.speech.with_streaming_response.create(
-            model="f5-tts", voice=VOICE, input=LONG_TEXT, response_format="wav",
-            extra_body={"nfe_step": NFE, "seed": SEED}) as response:
+        model="f5-tts", voice=VOICE, input=LONG_TEXT, response_format="wav", extra_body={"nfe_step": NFE, "seed": SEED}
+    ) as response:
         assert response.headers.get("transfer-encoding") == "chunked"  # sent as produced, length unknown
         response.stream_to_file(path)
     samples, rate = sf.read(str(path), dtype="int16")
@@ -133,10 +145,15 @@ def test_openai_sdk_streams_a_wav_to_a_file_equal_to_tritons_answer(gateway, ser
 
 def test_openai_sdk_sse_events_carry_the_audio(gateway, server):
     with sdk(gateway).audio.speech.with_streaming_response.create(
-            model="f5-tts", voice=VOICE, input=LONG_TEXT, response_format="pcm", stream_format="sse",
-            extra_body={"nfe_step": NFE, "seed": SEED}) as response:
+        model="f5-tts",
+        voice=VOICE,
+        input=LONG_TEXT,
+        response_format="pcm",
+        stream_format="sse",
+        extra_body={"nfe_step": NFE, "seed": SEED},
+    ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        events = [json.loads(line[len("data:"):]) for line in response.iter_lines() if line.startswith("data:")]
+        events = [json.loads(line[len("data:") :]) for line in response.iter_lines() if line.startswith("data:")]
     deltas = [e for e in events if e["type"] == "speech.audio.delta"]
     assert len(deltas) >= 3 and events[-1]["type"] == "speech.audio.done"  # one delta per text chunk, then done
     assert [e["type"] for e in events[:-1]] == ["speech.audio.delta"] * (len(events) - 1)
@@ -155,20 +172,27 @@ def test_openai_sdk_lists_and_retrieves_models(gateway):
     assert [m.id for m in client.models.list()] == ["f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
     assert client.models.retrieve("f5-tts").owned_by == "f5-tts-triton"
     assert client.models.retrieve("tts-1").id == "tts-1"
-    with pytest.raises(openai.NotFoundError, match="the model 'tts-2' does not exist; available: f5-tts, tts-1, "
-                                                   "tts-1-hd, gpt-4o-mini-tts"):
+    with pytest.raises(
+        openai.NotFoundError,
+        match="the model 'tts-2' does not exist; available: f5-tts, tts-1, tts-1-hd, gpt-4o-mini-tts",
+    ):
         client.models.retrieve("tts-2")
 
 
 def test_openais_model_ids_speak_as_f5_tts(gateway, server):
     for model in ("tts-1", "gpt-4o-mini-tts"):
-        answer = sdk(gateway).audio.speech.create(model=model, voice=VOICE, input=SHORT_TEXT, response_format="pcm",
-                                                  extra_body={"nfe_step": NFE, "seed": SEED})
-        np.testing.assert_array_equal(np.frombuffer(answer.content, "<i2"),
-                                      as_int16(triton_answer(server, SHORT_TEXT)))
+        answer = sdk(gateway).audio.speech.create(
+            model=model,
+            voice=VOICE,
+            input=SHORT_TEXT,
+            response_format="pcm",
+            extra_body={"nfe_step": NFE, "seed": SEED},
+        )
+        np.testing.assert_array_equal(np.frombuffer(answer.content, "<i2"), as_int16(triton_answer(server, SHORT_TEXT)))
 
 
 # --- every format, decoded -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_every_format_decodes_to_the_tritons_answer(gateway, server, fmt):
@@ -193,7 +217,10 @@ def test_a_format_that_is_not_openais_is_a_400(gateway):
     assert response.status_code == 400
     assert response.json()["error"] == {
         "message": "'response_format' is 'ogg'; allowed: mp3, opus, aac, flac, wav, pcm",
-        "type": "invalid_request_error", "param": "response_format", "code": None}
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": None,
+    }
 
 
 def test_a_format_the_gateway_cannot_encode_is_a_400_not_a_500(server, tmp_path, monkeypatch):
@@ -209,8 +236,10 @@ def test_a_format_the_gateway_cannot_encode_is_a_400_not_a_500(server, tmp_path,
         assert response.status_code == 400
         error = response.json()["error"]
         assert error["param"] == "response_format" and error["code"] == "unsupported_response_format"
-        assert error["message"] == ("response_format 'aac' cannot be produced by this gateway: PyAV (FFmpeg aac) is "
-                                    "not installed (av); available: opus, flac, wav, pcm")
+        assert error["message"] == (
+            "response_format 'aac' cannot be produced by this gateway: PyAV (FFmpeg aac) is "
+            "not installed (av); available: opus, flac, wav, pcm"
+        )
         assert post(gw, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="opus")).status_code == 200
     finally:
         gw.stop()
@@ -218,70 +247,177 @@ def test_a_format_the_gateway_cannot_encode_is_a_400_not_a_500(server, tmp_path,
 
 # --- curl ----------------------------------------------------------------------------------------------------------
 
+
 def test_curl_from_the_readme(gateway, server, tmp_path):
     curl = shutil.which("curl")
     assert curl, "curl is not installed"
     out = tmp_path / "speech.flac"
     body = json.dumps(speech_body(response_format="flac"))
-    proc = subprocess.run([curl, "-sS", "-f", f"{gateway.url}/v1/audio/speech", "-H", f"Authorization: Bearer {GATEWAY_KEY}",
-                           "-H", "Content-Type: application/json", "-d", body, "-o", str(out), "-D", "-"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            curl,
+            "-sS",
+            "-f",
+            f"{gateway.url}/v1/audio/speech",
+            "-H",
+            f"Authorization: Bearer {GATEWAY_KEY}",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "-o",
+            str(out),
+            "-D",
+            "-",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "content-type: audio/flac" in proc.stdout.lower()
     samples, rate = sf.read(str(out), dtype="int16")
     assert rate == contract.SAMPLE_RATE
     np.testing.assert_array_equal(samples, as_int16(triton_answer(server)))
-    refused = subprocess.run([curl, "-sS", f"{gateway.url}/v1/audio/speech", "-H", "Content-Type: application/json",
-                              "-d", body, "-w", "%{http_code}"], capture_output=True, text=True, timeout=60)
+    refused = subprocess.run(
+        [
+            curl,
+            "-sS",
+            f"{gateway.url}/v1/audio/speech",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            body,
+            "-w",
+            "%{http_code}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert refused.stdout.endswith("401") and '"code":"invalid_api_key"' in refused.stdout
 
 
 # --- bad inputs ----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("body,status,param,message", [
-    pytest.param(speech_body(""), 400, "input", "'input' is empty or whitespace only", id="empty_input"),
-    pytest.param(speech_body("   "), 400, "input", "'input' is empty or whitespace only", id="blank_input"),
-    pytest.param(speech_body("a" * 4097), 400, "input", "'input' is 4097 characters; at most 4096 are allowed",
-                 id="input_over_openais_limit"),
-    pytest.param(speech_body(voice="alloy"), 400, "voice",
-                 "unknown voice 'alloy'; known voices: nature (upload one with POST /v1/audio/voices)",
-                 id="openai_voice_is_not_invented"),
-    pytest.param(speech_body(voice={"id": "nobody"}), 400, "voice", "unknown voice 'nobody'", id="unknown_voice_id"),
-    pytest.param(speech_body(voice=42), 400, "voice", "'voice' must be a voice name or {\"id\": name}",
-                 id="voice_not_a_string"),
-    pytest.param(speech_body(model="tts-2"), 404, "model",
-                 "the model 'tts-2' does not exist; available: f5-tts, tts-1, tts-1-hd, gpt-4o-mini-tts "
-                 "(GET /v1/models)",
-                 id="unknown_model"),
-    pytest.param(speech_body(speed=4.5), 400, "speed", "'speed' is 4.5; allowed range is [0.25, 4.0]",
-                 id="speed_too_high"),
-    pytest.param(speech_body(speed=0.1), 400, "speed", "'speed' is 0.1; allowed range is [0.25, 4.0]",
-                 id="speed_too_low"),
-    pytest.param(speech_body(speed="fast"), 400, "speed", "'speed' must be a finite number, got string 'fast'",
-                 id="speed_not_a_number"),
-    pytest.param(speech_body(stream_format="chunks"), 400, "stream_format",
-                 "'stream_format' is 'chunks'; allowed: audio, sse", id="unknown_stream_format"),
-    pytest.param(speech_body(stream=True, stream_format="sse"), 400, "stream",
-                 "'stream': true means stream_format 'audio' (raw audio bytes), but 'stream_format' is 'sse'; send one "
-                 "of the two", id="stream_true_with_sse"),
-    pytest.param(speech_body(stream="yes"), 400, "stream", "'stream' must be true or false, got string 'yes'",
-                 id="stream_not_a_boolean"),
-    pytest.param(speech_body(instructions="x" * 4097), 400, "instructions",
-                 "'instructions' is 4097 characters; at most 4096 are allowed", id="instructions_over_openais_limit"),
-    pytest.param(speech_body(nfe_step="16"), 400, "nfe_step", "'nfe_step' must be an integer, got string '16'",
-                 id="nfe_step_not_an_integer"),
-    pytest.param(speech_body(nfe_step=500), 400, "nfe_step", "'nfe_step' is 500; allowed range is [1, 128]",
-                 id="nfe_step_out_of_range_says_triton"),
-    pytest.param(speech_body(seed=2**64), 400, "seed", "'seed' is 18446744073709551616, outside the INT64 range",
-                 id="seed_too_large"),
-    pytest.param(speech_body(duration=1.0), 400, "duration", "'duration' is 1.0 s but must exceed the reference",
-                 id="duration_shorter_than_the_reference_says_triton"),
-    pytest.param(speech_body(temperature=0.7), 400, "temperature",
-                 "unrecognized request argument(s) supplied: 'temperature'; allowed: model, input, voice",
-                 id="unknown_argument"),
-    pytest.param({"input": "Hello.", "voice": VOICE}, 400, "model", "'model' is required", id="missing_model"),
-    pytest.param([1, 2], 400, None, "the request body must be a JSON object, got array", id="not_an_object"),
-])
+
+@pytest.mark.parametrize(
+    "body,status,param,message",
+    [
+        pytest.param(speech_body(""), 400, "input", "'input' is empty or whitespace only", id="empty_input"),
+        pytest.param(speech_body("   "), 400, "input", "'input' is empty or whitespace only", id="blank_input"),
+        pytest.param(
+            speech_body("a" * 4097),
+            400,
+            "input",
+            "'input' is 4097 characters; at most 4096 are allowed",
+            id="input_over_openais_limit",
+        ),
+        pytest.param(
+            speech_body(voice="alloy"),
+            400,
+            "voice",
+            "unknown voice 'alloy'; known voices: nature (upload one with POST /v1/audio/voices)",
+            id="openai_voice_is_not_invented",
+        ),
+        pytest.param(
+            speech_body(voice={"id": "nobody"}), 400, "voice", "unknown voice 'nobody'", id="unknown_voice_id"
+        ),
+        pytest.param(
+            speech_body(voice=42),
+            400,
+            "voice",
+            "'voice' must be a voice name or {\"id\": name}",
+            id="voice_not_a_string",
+        ),
+        pytest.param(
+            speech_body(model="tts-2"),
+            404,
+            "model",
+            "the model 'tts-2' does not exist; available: f5-tts, tts-1, tts-1-hd, gpt-4o-mini-tts (GET /v1/models)",
+            id="unknown_model",
+        ),
+        pytest.param(
+            speech_body(speed=4.5), 400, "speed", "'speed' is 4.5; allowed range is [0.25, 4.0]", id="speed_too_high"
+        ),
+        pytest.param(
+            speech_body(speed=0.1), 400, "speed", "'speed' is 0.1; allowed range is [0.25, 4.0]", id="speed_too_low"
+        ),
+        pytest.param(
+            speech_body(speed="fast"),
+            400,
+            "speed",
+            "'speed' must be a finite number, got string 'fast'",
+            id="speed_not_a_number",
+        ),
+        pytest.param(
+            speech_body(stream_format="chunks"),
+            400,
+            "stream_format",
+            "'stream_format' is 'chunks'; allowed: audio, sse",
+            id="unknown_stream_format",
+        ),
+        pytest.param(
+            speech_body(stream=True, stream_format="sse"),
+            400,
+            "stream",
+            "'stream': true means stream_format 'audio' (raw audio bytes), but 'stream_format' is 'sse'; send one "
+            "of the two",
+            id="stream_true_with_sse",
+        ),
+        pytest.param(
+            speech_body(stream="yes"),
+            400,
+            "stream",
+            "'stream' must be true or false, got string 'yes'",
+            id="stream_not_a_boolean",
+        ),
+        pytest.param(
+            speech_body(instructions="x" * 4097),
+            400,
+            "instructions",
+            "'instructions' is 4097 characters; at most 4096 are allowed",
+            id="instructions_over_openais_limit",
+        ),
+        pytest.param(
+            speech_body(nfe_step="16"),
+            400,
+            "nfe_step",
+            "'nfe_step' must be an integer, got string '16'",
+            id="nfe_step_not_an_integer",
+        ),
+        pytest.param(
+            speech_body(nfe_step=500),
+            400,
+            "nfe_step",
+            "'nfe_step' is 500; allowed range is [1, 128]",
+            id="nfe_step_out_of_range_says_triton",
+        ),
+        pytest.param(
+            speech_body(seed=2**64),
+            400,
+            "seed",
+            "'seed' is 18446744073709551616, outside the INT64 range",
+            id="seed_too_large",
+        ),
+        pytest.param(
+            speech_body(duration=1.0),
+            400,
+            "duration",
+            "'duration' is 1.0 s but must exceed the reference",
+            id="duration_shorter_than_the_reference_says_triton",
+        ),
+        pytest.param(
+            speech_body(temperature=0.7),
+            400,
+            "temperature",
+            "unrecognized request argument(s) supplied: 'temperature'; allowed: model, input, voice",
+            id="unknown_argument",
+        ),
+        pytest.param({"input": "Hello.", "voice": VOICE}, 400, "model", "'model' is required", id="missing_model"),
+        pytest.param([1, 2], 400, None, "the request body must be a JSON object, got array", id="not_an_object"),
+    ],
+)
 def test_bad_requests_get_openais_error_shape(gateway, body, status, param, message):
     response = post(gateway, "/v1/audio/speech", json=body)
     assert response.status_code == status, response.text
@@ -294,12 +430,18 @@ def test_bad_requests_get_openais_error_shape(gateway, body, status, param, mess
 def test_bad_json_and_wrong_keys(gateway):
     not_json = post(gateway, "/v1/audio/speech", content=b"{oops", headers={"Content-Type": "application/json"})
     assert not_json.status_code == 400 and "the request body is not valid JSON" in not_json.json()["error"]["message"]
-    for key, message in ((None, "missing API key: send the header 'Authorization: Bearer <key>'"),
-                         ("wrong", "incorrect API key provided")):
+    for key, message in (
+        (None, "missing API key: send the header 'Authorization: Bearer <key>'"),
+        ("wrong", "incorrect API key provided"),
+    ):
         refused = post(gateway, "/v1/audio/speech", key=key, json=speech_body())
         assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
-        assert refused.json()["error"] == {"message": refused.json()["error"]["message"], "type": "invalid_request_error",
-                                           "param": None, "code": "invalid_api_key"}
+        assert refused.json()["error"] == {
+            "message": refused.json()["error"]["message"],
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
         assert message in refused.json()["error"]["message"]
     with pytest.raises(openai.AuthenticationError, match="incorrect API key provided"):
         sdk(gateway, api_key="wrong").audio.speech.create(model="f5-tts", voice=VOICE, input="Hello.")
@@ -319,6 +461,7 @@ def test_the_gateway_serves_on_after_bad_requests(gateway, server):
 
 def test_speed_maps_onto_the_models_range(gateway, server):
     """OpenAI's 0.25-4 onto F5-TTS's 0.3-3: equal inside both, the nearest end beyond."""
+
     def pcm(**fields):
         response = post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm", **fields))
         assert response.status_code == 200, response.text
@@ -334,10 +477,11 @@ def test_4096_characters_of_a_four_byte_script_are_spoken(gateway):
     """OpenAI's 4096-character cap, in a script whose every character takes 4 bytes of UTF-8: the server's
     default byte limit covers it. `duration` keeps the one long chunk within the per-chunk audio limit
     (the model still needs a frame per character), and one ODE step keeps the test short."""
-    text = "\U0001F600" * contract.MAX_TEXT_CHARS
+    text = "\U0001f600" * contract.MAX_TEXT_CHARS
     assert len(text.encode()) == contract.LIMITS.max_target_text_bytes == 16384
-    response = post(gateway, "/v1/audio/speech",
-                    json=speech_body(text, response_format="pcm", nfe_step=1, duration=8.0))
+    response = post(
+        gateway, "/v1/audio/speech", json=speech_body(text, response_format="pcm", nfe_step=1, duration=8.0)
+    )
     assert response.status_code == 200, response.text
     # f5-tts needs a mel frame per character, reference included (~44 s in all): more than `duration` asked
     assert len(response.content) // 2 > 30 * contract.SAMPLE_RATE
@@ -351,8 +495,11 @@ def test_stream_true_is_stream_format_audio_and_false_no_preference(gateway, ser
         assert response.status_code == 200, response.text
         assert response.headers["content-type"].startswith("audio/pcm")
         np.testing.assert_array_equal(np.frombuffer(response.content, "<i2"), want)
-    events = post(gateway, "/v1/audio/speech",
-                  json=speech_body(SHORT_TEXT, response_format="pcm", stream=False, stream_format="sse"))
+    events = post(
+        gateway,
+        "/v1/audio/speech",
+        json=speech_body(SHORT_TEXT, response_format="pcm", stream=False, stream_format="sse"),
+    )
     assert events.status_code == 200 and events.headers["content-type"].startswith("text/event-stream")
 
 
@@ -368,6 +515,7 @@ def test_mp3_marks_its_encoder_delay_so_decoders_drop_it(gateway):
     """The mp3 answer's LAME tag (sent whole: the tag is completed at the end) carries libmp3lame's delay and
     padding: FFmpeg decodes it to the wav answer's length within a frame. The sse deltas cannot carry it
     (the first frame is gone before the length is known): their delay is the documented 1105 samples."""
+
     def answer(**fields) -> bytes:
         response = post(gateway, "/v1/audio/speech", json=speech_body(**fields))
         assert response.status_code == 200, response.text
@@ -377,8 +525,11 @@ def test_mp3_marks_its_encoder_delay_so_decoders_drop_it(gateway):
     mp3 = answer(response_format="mp3")
     assert b"Info" in mp3[:512]  # the LAME tag's frame: a CBR file's "Info"
     assert wav.size <= _decoded_length(mp3) < wav.size + MP3_FRAME
-    events = [json.loads(line[5:]) for line in answer(response_format="mp3", stream_format="sse").decode().splitlines()
-              if line.startswith("data:")]
+    events = [
+        json.loads(line[5:])
+        for line in answer(response_format="mp3", stream_format="sse").decode().splitlines()
+        if line.startswith("data:")
+    ]
     streamed = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
     assert wav.size + MP3_DELAY <= _decoded_length(streamed) < wav.size + MP3_DELAY + 2 * MP3_FRAME
 
@@ -402,9 +553,21 @@ ORIGIN = "https://chat.example.com"
 def configured(server, tmp_path_factory):
     """A gateway with the options of this section, in front of the session's server."""
     work = tmp_path_factory.mktemp("configured")
-    gw = Gateway([server.grpc_url], work / "voices", work / "gateway.log", "--model-id", "my-tts",
-                 "--voice-alias", "alloy=nature", "--voice-alias", "echo=missing", "--cors-origin", ORIGIN,
-                 "--max-input-chars", "5000")
+    gw = Gateway(
+        [server.grpc_url],
+        work / "voices",
+        work / "gateway.log",
+        "--model-id",
+        "my-tts",
+        "--voice-alias",
+        "alloy=nature",
+        "--voice-alias",
+        "echo=missing",
+        "--cors-origin",
+        ORIGIN,
+        "--max-input-chars",
+        "5000",
+    )
     try:
         yield gw.wait_live()
     finally:
@@ -424,17 +587,26 @@ def test_a_voice_alias_speaks_as_its_voice_and_is_listed(configured, server):
     np.testing.assert_array_equal(np.frombuffer(response.content, "<i2"), as_int16(triton_answer(server, SHORT_TEXT)))
     listed = httpx.get(f"{configured.url}/v1/audio/voices", headers={"Authorization": f"Bearer {GATEWAY_KEY}"}).json()
     by_id = {v["id"]: v for v in listed["data"]}
-    assert by_id["alloy"] == {"id": "alloy", "object": "audio.voice", "name": "alloy", "created_at": None,
-                              "type": "audio_sample", "source": "alias", "alias_of": "nature"}
+    assert by_id["alloy"] == {
+        "id": "alloy",
+        "object": "audio.voice",
+        "name": "alloy",
+        "created_at": None,
+        "type": "audio_sample",
+        "source": "alias",
+        "alias_of": "nature",
+    }
     assert by_id[VOICE]["source"] == "registered" and listed["registered"] == "available"
     dangling = post(configured, "/v1/audio/speech", json=speech_body(SHORT_TEXT, voice="echo"))
     assert dangling.status_code == 400
     assert dangling.json()["error"]["message"] == (
         "unknown voice 'missing' (the alias 'echo' names it: --voice-alias); known voices: alloy, echo, nature "
-        "(upload one with POST /v1/audio/voices)")
+        "(upload one with POST /v1/audio/voices)"
+    )
     taken = upload(configured, "alloy")
     assert taken.status_code == 409 and taken.json()["error"]["message"] == (
-        "'alloy' is an alias of the voice 'nature' (--voice-alias); choose another name")
+        "'alloy' is an alias of the voice 'nature' (--voice-alias); choose another name"
+    )
     kept = httpx.delete(f"{configured.url}/v1/audio/voices/alloy", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
     assert kept.status_code == 400 and "is an alias of the voice 'nature'" in kept.json()["error"]["message"]
 
@@ -448,25 +620,34 @@ def test_the_servers_default_byte_limit_is_4096_four_byte_characters(configured)
 
 
 def test_cors_preflight_and_answers_for_an_allowed_origin(configured):
-    preflight = httpx.options(f"{configured.url}/v1/audio/speech", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "authorization, content-type"})
+    preflight = httpx.options(
+        f"{configured.url}/v1/audio/speech",
+        headers={
+            "Origin": ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+    )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == ORIGIN
     assert "POST" in preflight.headers["access-control-allow-methods"]
     assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
-    answer = post(configured, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm"),
-                  headers={"Origin": ORIGIN})
+    answer = post(
+        configured, "/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm"), headers={"Origin": ORIGIN}
+    )
     assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == ORIGIN
     assert "x-first-audio-ms" in answer.headers["access-control-expose-headers"].lower()
-    other = httpx.options(f"{configured.url}/v1/audio/speech", headers={
-        "Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"})
+    other = httpx.options(
+        f"{configured.url}/v1/audio/speech",
+        headers={"Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"},
+    )
     assert other.status_code == 400 and "access-control-allow-origin" not in other.headers
 
 
 def test_no_cors_headers_by_default(gateway):
-    preflight = httpx.options(f"{gateway.url}/v1/audio/speech", headers={
-        "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+    preflight = httpx.options(
+        f"{gateway.url}/v1/audio/speech", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"}
+    )
     assert preflight.status_code == 405
     listed = httpx.get(f"{gateway.url}/v1/models", headers={"Authorization": f"Bearer {GATEWAY_KEY}", "Origin": ORIGIN})
     assert listed.status_code == 200
@@ -475,14 +656,18 @@ def test_no_cors_headers_by_default(gateway):
 
 # --- streaming and cancellation ------------------------------------------------------------------------------------
 
+
 def test_first_bytes_leave_early_and_a_client_that_leaves_cancels_the_rest(gateway, server):
     log_line = "stopped after"
     seen = server.log_text().count(log_line)
     before = _stats(server)
     body = json.dumps(speech_body(VERY_LONG_TEXT, response_format="pcm", nfe_step=16)).encode()
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=120) as sock:
-        sock.sendall(f"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {GATEWAY_KEY}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            f"POST /v1/audio/speech HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {GATEWAY_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         received = b""
         while b"\r\n\r\n" not in received or len(received.split(b"\r\n\r\n", 1)[1]) < 1000:
             chunk = sock.recv(65536)
@@ -500,8 +685,11 @@ def test_first_bytes_leave_early_and_a_client_that_leaves_cancels_the_rest(gatew
     deadline = time.monotonic() + 30
     while "stopped after" not in gateway.log_text() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert re.search(r"speech: \d+ chars, voice nature, pcm, speed None: [\d.]+ s of audio, first audio after \d+ ms, "
-                     r"stopped after", gateway.log_text())
+    assert re.search(
+        r"speech: \d+ chars, voice nature, pcm, speed None: [\d.]+ s of audio, first audio after \d+ ms, "
+        r"stopped after",
+        gateway.log_text(),
+    )
 
 
 def test_a_caller_that_times_out_before_a_whole_body_answer_cancels_it(gateway, server):
@@ -510,16 +698,26 @@ def test_a_caller_that_times_out_before_a_whole_body_answer_cancels_it(gateway, 
     log_line = "stopped after"
     seen = server.log_text().count(log_line)
     with pytest.raises(httpx.ReadTimeout):
-        with httpx.stream("POST", f"{gateway.url}/v1/audio/speech", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
-                          json=speech_body(VERY_LONG_TEXT, response_format="mp3", nfe_step=16),
-                          timeout=httpx.Timeout(120, read=2)) as r:
+        with httpx.stream(
+            "POST",
+            f"{gateway.url}/v1/audio/speech",
+            headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+            json=speech_body(VERY_LONG_TEXT, response_format="mp3", nfe_step=16),
+            timeout=httpx.Timeout(120, read=2),
+        ) as r:
             assert r.status_code == 200
             r.read()
     wait_for(lambda: server.log_text().count(log_line) > seen, "the stream model to log the cancellation")
     done, total = map(int, re.findall(r"stopped after (\d+) of (\d+) chunks", server.log_text())[-1])
     assert done < total
-    wait_for(lambda: re.search(r"speech: \d+ chars, voice nature, mp3, speed None: [\d.]+ s of audio, first audio "
-                               r"after \d+ ms, stopped after", gateway.log_text()), "the gateway to log the stop")
+    wait_for(
+        lambda: re.search(
+            r"speech: \d+ chars, voice nature, mp3, speed None: [\d.]+ s of audio, first audio "
+            r"after \d+ ms, stopped after",
+            gateway.log_text(),
+        ),
+        "the gateway to log the stop",
+    )
 
 
 def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(tiny_repo, tmp_path, start_server):
@@ -531,9 +729,11 @@ def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(
         gw.wait_live()
         headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
         long = speech_body(VERY_LONG_TEXT, nfe_step=16, response_format="pcm")
-        with httpx.Client(base_url=gw.url, headers=headers, timeout=120) as http, \
-                http.stream("POST", "/v1/audio/speech", json={**long, "stream_format": "sse"}) as sse, \
-                http.stream("POST", "/v1/audio/speech", json=long) as audio:
+        with (
+            httpx.Client(base_url=gw.url, headers=headers, timeout=120) as http,
+            http.stream("POST", "/v1/audio/speech", json={**long, "stream_format": "sse"}) as sse,
+            http.stream("POST", "/v1/audio/speech", json=long) as audio,
+        ):
             lines = sse.iter_lines()
             assert json.loads(next(ln for ln in lines if ln.startswith("data:"))[5:])["type"] == "speech.audio.delta"
             raw = audio.iter_raw()
@@ -556,16 +756,22 @@ def test_past_max_concurrency_is_a_429_that_the_sdk_would_retry(server, tmp_path
     gw = Gateway([server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log", "--max-concurrency", "1")
     try:
         gw.wait_live()
-        with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=120) as http, \
-                http.stream("POST", "/v1/audio/speech",
-                            json=speech_body(VERY_LONG_TEXT, response_format="pcm", nfe_step=64)) as busy:
+        with (
+            httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=120) as http,
+            http.stream(
+                "POST", "/v1/audio/speech", json=speech_body(VERY_LONG_TEXT, response_format="pcm", nfe_step=64)
+            ) as busy,
+        ):
             body = busy.iter_raw()  # kept: a dropped iterator closes the response (the gateway then cancels)
             assert next(body)  # one request in flight (seconds of synthesis left: slow steps, many chunks)
             refused = http.post("/v1/audio/speech", json=speech_body(SHORT_TEXT))
             assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
             assert refused.json()["error"] == {
                 "message": "1 speech requests are in flight, this gateway's limit (--max-concurrency); retry shortly",
-                "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+                "type": "rate_limit_error",
+                "param": None,
+                "code": "rate_limit_exceeded",
+            }
         # the stream above was left early: once the gateway has closed it (it logs that), its slot is free again
         deadline = time.monotonic() + 60
         while "stopped after" not in gw.log_text() and time.monotonic() < deadline:
@@ -591,6 +797,7 @@ def test_concurrent_requests_share_tritons_batches(gateway, server):
 
 # --- the voice library ---------------------------------------------------------------------------------------------
 
+
 def upload(gateway, name, audio: bytes | None = None, transcript=REFERENCE_TEXT, filename="ref.wav", **extra):
     files = {"audio_sample": (filename, REFERENCE_WAV.read_bytes() if audio is None else audio, "audio/wav")}
     return post(gateway, "/v1/audio/voices", data={"name": name, "transcript": transcript, **extra}, files=files)
@@ -605,13 +812,23 @@ def wav_bytes(samples: np.ndarray, rate: int = 24_000, fmt: str = "WAV") -> byte
 def test_a_voice_uploaded_with_the_openai_sdk_speaks_like_the_registered_one(gateway, server):
     """The library voice is the shipped reference, which tiny_repo registers as `nature`: same audio."""
     with open(REFERENCE_WAV, "rb") as f:
-        voice = sdk(gateway).audio.voices.create(name="nature-copy", audio_sample=f, consent="not needed here",
-                                                 extra_body={"transcript": REFERENCE_TEXT})
-    assert (voice.id, voice.name, voice.object, voice.type) == ("nature-copy", "nature-copy", "audio.voice",
-                                                                "audio_sample")
+        voice = sdk(gateway).audio.voices.create(
+            name="nature-copy", audio_sample=f, consent="not needed here", extra_body={"transcript": REFERENCE_TEXT}
+        )
+    assert (voice.id, voice.name, voice.object, voice.type) == (
+        "nature-copy",
+        "nature-copy",
+        "audio.voice",
+        "audio_sample",
+    )
     assert voice.created_at > 0
-    copy = sdk(gateway).audio.speech.create(model="f5-tts", voice={"id": "nature-copy"}, input=LONG_TEXT,
-                                            response_format="pcm", extra_body={"nfe_step": NFE, "seed": SEED})
+    copy = sdk(gateway).audio.speech.create(
+        model="f5-tts",
+        voice={"id": "nature-copy"},
+        input=LONG_TEXT,
+        response_format="pcm",
+        extra_body={"nfe_step": NFE, "seed": SEED},
+    )
     np.testing.assert_array_equal(np.frombuffer(copy.content, "<i2"), as_int16(triton_answer(server)))
 
 
@@ -621,10 +838,16 @@ def test_a_repeated_library_voice_is_prepared_once_on_the_server(gateway, server
     assert upload(gateway, "cached", wav_bytes(audio[: 3 * rate] * 0.5, rate)).status_code == 201  # a new reference
     counts = []
     for _ in range(3):
-        assert post(gateway, "/v1/audio/speech", json=speech_body(voice="cached", response_format="pcm")).status_code \
+        assert (
+            post(gateway, "/v1/audio/speech", json=speech_body(voice="cached", response_format="pcm")).status_code
             == 200
-        counts.append((metric(server, "f5_tts_reference_cache_total", 'result="miss"'),
-                       metric(server, "f5_tts_reference_cache_total", 'result="hit"')))
+        )
+        counts.append(
+            (
+                metric(server, "f5_tts_reference_cache_total", 'result="miss"'),
+                metric(server, "f5_tts_reference_cache_total", 'result="hit"'),
+            )
+        )
     (miss0, hit0), (miss1, hit1), (miss2, hit2) = counts
     assert miss1 == miss2 == miss0  # prepared during the first request (its first chunk), never again
     assert hit2 - hit1 == hit1 - hit0 >= 3  # every chunk of a repeated request is a hit
@@ -645,8 +868,12 @@ def test_voice_list_and_delete(gateway):
     assert again.status_code == 404 and again.json()["error"]["code"] == "voice_not_found"
     gone = post(gateway, "/v1/audio/speech", json=speech_body(voice="to-delete"))
     assert gone.status_code == 400 and "unknown voice 'to-delete'" in gone.json()["error"]["message"]
-    registered = httpx.delete(f"{gateway.url}/v1/audio/voices/{VOICE}", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
-    assert registered.status_code == 400 and "registered on the server at export" in registered.json()["error"]["message"]
+    registered = httpx.delete(
+        f"{gateway.url}/v1/audio/voices/{VOICE}", headers={"Authorization": f"Bearer {GATEWAY_KEY}"}
+    )
+    assert (
+        registered.status_code == 400 and "registered on the server at export" in registered.json()["error"]["message"]
+    )
 
 
 def _silence(seconds, rate=24_000):
@@ -659,29 +886,77 @@ def _tone(seconds, rate=24_000, channels=1):
     return wave if channels == 1 else np.stack([wave] * channels, axis=1)
 
 
-@pytest.mark.parametrize("name,audio,transcript,status,param,message", [
-    ("bad-audio", b"just some bytes", REFERENCE_TEXT, 400, "audio_sample",
-     "the uploaded audio 'ref.wav' (15 bytes) is not an audio file libsndfile can read: Format not recognised (sent "
-     "as audio/wav, it begins b'just some by'); send WAV, FLAC, OGG, MP3, AIFF"),
-    ("empty-audio", b"", REFERENCE_TEXT, 400, "audio_sample",
-     "the uploaded audio 'ref.wav' (0 bytes) is empty; send WAV, FLAC, OGG, MP3, AIFF"),
-    ("too-short", wav_bytes(_tone(0.1)), REFERENCE_TEXT, 400, "audio_sample", "is 0.10 s long; 0.3 to 30 s are allowed"),
-    ("too-long", wav_bytes(_tone(31)), REFERENCE_TEXT, 400, "audio_sample", "is 31.00 s long; 0.3 to 30 s are allowed"),
-    ("silent", wav_bytes(_silence(2)), REFERENCE_TEXT, 400, "audio_sample", "is silent (all samples are zero)"),
-    ("many-channels", wav_bytes(_tone(1, channels=9)), REFERENCE_TEXT, 400, "audio_sample",
-     "has 9 channels; 1 to 8 are allowed"),
-    ("low-rate", wav_bytes(_tone(1, rate=2000), rate=2000), REFERENCE_TEXT, 400, "audio_sample",
-     "has a sample rate of 2000 Hz; allowed range is [4000, 192000]"),
-    ("no-words", None, "   ", 400, "transcript", "'transcript' is empty"),
-    ("long-words", None, "x" * 1001, 400, "transcript", "'transcript' is 1001 bytes; at most 1000 bytes"),
-    ("../escape", None, REFERENCE_TEXT, 400, "name", "voice name '../escape' is not allowed"),
-    (".hidden", None, REFERENCE_TEXT, 400, "name", "voice name '.hidden' is not allowed"),
-    ("has space", None, REFERENCE_TEXT, 400, "name", "voice name 'has space' is not allowed"),
-    ("x" * 65, None, REFERENCE_TEXT, 400, "name", "at most 64 characters"),
-    (VOICE, None, REFERENCE_TEXT, 409, "name", "voice 'nature' is registered on the server (at export)"),
-    ("too-big", b"RIFF" + bytes(3 * 2**20), REFERENCE_TEXT, 413, "audio_sample",
-     "bytes, larger than this gateway's limit of 2097152 bytes (--max-upload-mb)"),
-], ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None)
+@pytest.mark.parametrize(
+    "name,audio,transcript,status,param,message",
+    [
+        (
+            "bad-audio",
+            b"just some bytes",
+            REFERENCE_TEXT,
+            400,
+            "audio_sample",
+            "the uploaded audio 'ref.wav' (15 bytes) is not an audio file libsndfile can read: "
+            "Format not recognised (sent as audio/wav, it begins b'just some by'); send WAV, FLAC, OGG, MP3, AIFF",
+        ),
+        (
+            "empty-audio",
+            b"",
+            REFERENCE_TEXT,
+            400,
+            "audio_sample",
+            "the uploaded audio 'ref.wav' (0 bytes) is empty; send WAV, FLAC, OGG, MP3, AIFF",
+        ),
+        (
+            "too-short",
+            wav_bytes(_tone(0.1)),
+            REFERENCE_TEXT,
+            400,
+            "audio_sample",
+            "is 0.10 s long; 0.3 to 30 s are allowed",
+        ),
+        (
+            "too-long",
+            wav_bytes(_tone(31)),
+            REFERENCE_TEXT,
+            400,
+            "audio_sample",
+            "is 31.00 s long; 0.3 to 30 s are allowed",
+        ),
+        ("silent", wav_bytes(_silence(2)), REFERENCE_TEXT, 400, "audio_sample", "is silent (all samples are zero)"),
+        (
+            "many-channels",
+            wav_bytes(_tone(1, channels=9)),
+            REFERENCE_TEXT,
+            400,
+            "audio_sample",
+            "has 9 channels; 1 to 8 are allowed",
+        ),
+        (
+            "low-rate",
+            wav_bytes(_tone(1, rate=2000), rate=2000),
+            REFERENCE_TEXT,
+            400,
+            "audio_sample",
+            "has a sample rate of 2000 Hz; allowed range is [4000, 192000]",
+        ),
+        ("no-words", None, "   ", 400, "transcript", "'transcript' is empty"),
+        ("long-words", None, "x" * 1001, 400, "transcript", "'transcript' is 1001 bytes; at most 1000 bytes"),
+        ("../escape", None, REFERENCE_TEXT, 400, "name", "voice name '../escape' is not allowed"),
+        (".hidden", None, REFERENCE_TEXT, 400, "name", "voice name '.hidden' is not allowed"),
+        ("has space", None, REFERENCE_TEXT, 400, "name", "voice name 'has space' is not allowed"),
+        ("x" * 65, None, REFERENCE_TEXT, 400, "name", "at most 64 characters"),
+        (VOICE, None, REFERENCE_TEXT, 409, "name", "voice 'nature' is registered on the server (at export)"),
+        (
+            "too-big",
+            b"RIFF" + bytes(3 * 2**20),
+            REFERENCE_TEXT,
+            413,
+            "audio_sample",
+            "bytes, larger than this gateway's limit of 2097152 bytes (--max-upload-mb)",
+        ),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
+)
 def test_bad_uploads_are_refused_and_leave_nothing(gateway, name, audio, transcript, status, param, message):
     before = sorted(p.name for p in gateway.voices_dir.iterdir())
     response = upload(gateway, name, audio, transcript)
@@ -692,13 +967,16 @@ def test_bad_uploads_are_refused_and_leave_nothing(gateway, name, audio, transcr
 
 
 def test_missing_upload_fields(gateway):
-    for data, files, missing in (({"name": "x", "transcript": "y"}, {"other": ("a.txt", b"?")}, "audio_sample"),
-                                 ({"name": "x"}, {"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes())}, "transcript"),
-                                 ({"name": "x", "transcript": "y", "audio_sample": "text"}, {"f": ("a", b"")}, None)):
+    for data, files, missing in (
+        ({"name": "x", "transcript": "y"}, {"other": ("a.txt", b"?")}, "audio_sample"),
+        ({"name": "x"}, {"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes())}, "transcript"),
+        ({"name": "x", "transcript": "y", "audio_sample": "text"}, {"f": ("a", b"")}, None),
+    ):
         response = post(gateway, "/v1/audio/voices", data=data, files=files)
         assert response.status_code == 400 and response.json()["error"]["param"] == (missing or "audio_sample")
-        assert (f"'{missing}' is required" if missing else "'audio_sample' must be a file part") in \
-            response.json()["error"]["message"]
+        assert (f"'{missing}' is required" if missing else "'audio_sample' must be a file part") in response.json()[
+            "error"
+        ]["message"]
     as_json = post(gateway, "/v1/audio/voices", json={"name": "x"})
     assert as_json.status_code == 400 and "send multipart/form-data" in as_json.json()["error"]["message"]
     assert not [p for p in gateway.voices_dir.iterdir() if p.name == "x"]
@@ -724,8 +1002,14 @@ def test_concurrent_uploads_of_one_name_store_exactly_one(gateway):
 
 
 def test_the_library_survives_a_restart(gateway, server, tmp_path):
-    assert upload(gateway, "kept", wav_bytes(_tone(2) + 0.01 * np.random.default_rng(0).standard_normal(48_000)
-                                             .astype(np.float32))).status_code == 201
+    assert (
+        upload(
+            gateway,
+            "kept",
+            wav_bytes(_tone(2) + 0.01 * np.random.default_rng(0).standard_normal(48_000).astype(np.float32)),
+        ).status_code
+        == 201
+    )
     first = post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, voice="kept", response_format="pcm"))
     other = Gateway([server.grpc_url], gateway.voices_dir, tmp_path / "second.log").wait_live()
     try:
@@ -738,6 +1022,7 @@ def test_the_library_survives_a_restart(gateway, server, tmp_path):
 
 # --- Triton not there ----------------------------------------------------------------------------------------------
 
+
 def test_503_while_triton_is_not_ready_and_failover_to_one_that_is(server, tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     alone = Gateway([dead], tmp_path / "voices", tmp_path / "alone.log", api_key=None).wait_live()
@@ -748,21 +1033,27 @@ def test_503_while_triton_is_not_ready_and_failover_to_one_that_is(server, tmp_p
         assert error["type"] == "server_error" and error["code"] == "triton_unavailable"
         assert f"Triton is not reachable or serves no f5_tts model: {dead}:" in error["message"]
         ready = httpx.get(f"{alone.url}/health/ready")
-        assert ready.status_code == 503 and f"no Triton server is ready: {dead}: unreachable" in \
-            ready.json()["error"]["message"]
+        assert (
+            ready.status_code == 503
+            and f"no Triton server is ready: {dead}: unreachable" in ready.json()["error"]["message"]
+        )
         assert httpx.get(f"{alone.url}/health/live").status_code == 200
     finally:
         assert alone.stop() in (0, -signal.SIGTERM)
     both = Gateway([dead, server.grpc_url], tmp_path / "voices", tmp_path / "both.log", api_key=None).wait_live()
     try:
-        assert httpx.get(f"{both.url}/health/ready").json()["triton"] == {dead: both_unreachable(both, dead),
-                                                                          server.grpc_url: "ready"}
+        assert httpx.get(f"{both.url}/health/ready").json()["triton"] == {
+            dead: both_unreachable(both, dead),
+            server.grpc_url: "ready",
+        }
         for _ in range(2):  # round robin: one of the two starts at the dead server and moves on
-            response = httpx.post(f"{both.url}/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm"),
-                                  timeout=120)
+            response = httpx.post(
+                f"{both.url}/v1/audio/speech", json=speech_body(SHORT_TEXT, response_format="pcm"), timeout=120
+            )
             assert response.status_code == 200
-            np.testing.assert_array_equal(np.frombuffer(response.content, "<i2"),
-                                          as_int16(triton_answer(server, SHORT_TEXT)))
+            np.testing.assert_array_equal(
+                np.frombuffer(response.content, "<i2"), as_int16(triton_answer(server, SHORT_TEXT))
+            )
     finally:
         assert both.stop() in (0, -signal.SIGTERM)
 
@@ -779,8 +1070,10 @@ def test_start_failure_is_one_line(tmp_path):
     gw = Gateway(["127.0.0.1:1"], blocker / "voices", tmp_path / "fail.log")
     assert gw.proc.wait(timeout=60) == 2
     lines = [ln for ln in gw.log_text().splitlines() if ln.startswith("gateway: error:")]
-    assert lines == [f"gateway: error: the voices directory {blocker / 'voices'} is not usable (Not a directory): "
-                     "point --voices-dir at a writable directory"]
+    assert lines == [
+        f"gateway: error: the voices directory {blocker / 'voices'} is not usable (Not a directory): "
+        "point --voices-dir at a writable directory"
+    ]
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -804,8 +1097,7 @@ def test_voices_are_listed_while_triton_is_down(tmp_path):
     library.open()
     library.add("kept", REFERENCE_TEXT, np.ascontiguousarray(audio.T), rate, "ref.wav")
     dead = f"127.0.0.1:{free_port()}"
-    app = create_app(Settings(triton_urls=(dead,), voices_dir=tmp_path / "voices",
-                              voice_aliases=(("alloy", VOICE),)))
+    app = create_app(Settings(triton_urls=(dead,), voices_dir=tmp_path / "voices", voice_aliases=(("alloy", VOICE),)))
     with TestClient(app) as client:
         response = client.get("/v1/audio/voices")
     assert response.status_code == 200, response.text
@@ -816,6 +1108,7 @@ def test_voices_are_listed_while_triton_is_down(tmp_path):
 
 # --- the options ---------------------------------------------------------------------------------------------------
 
+
 def test_options_add_model_ids_voice_aliases_and_cors_origins():
     from gateway.settings import CORS_ENV, parse_args
 
@@ -823,28 +1116,52 @@ def test_options_add_model_ids_voice_aliases_and_cors_origins():
     assert default.model_ids == ("f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts")
     assert default.voice_aliases == () and default.cors_origins == ()
     assert default.max_input_chars == contract.MAX_TEXT_CHARS == 4096
-    given = parse_args(["--model-id", "my-tts", "--model-id", "tts-1", "--voice-alias", "alloy=nature",
-                        "--voice-alias", " echo = narrator ", "--voice-alias", "alloy=nature"],
-                       env={CORS_ENV: f"{ORIGIN}, http://localhost:3000"})
+    given = parse_args(
+        [
+            "--model-id",
+            "my-tts",
+            "--model-id",
+            "tts-1",
+            "--voice-alias",
+            "alloy=nature",
+            "--voice-alias",
+            " echo = narrator ",
+            "--voice-alias",
+            "alloy=nature",
+        ],
+        env={CORS_ENV: f"{ORIGIN}, http://localhost:3000"},
+    )
     assert given.model_ids == ("f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "my-tts")
     assert given.voice_aliases == (("alloy", "nature"), ("echo", "narrator"))
     assert given.cors_origins == (ORIGIN, "http://localhost:3000")
     assert parse_args(["--cors-origin", "*"], env={CORS_ENV: ORIGIN}).cors_origins == ("*",)  # the option wins
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--voice-alias", "alloy"], "--voice-alias 'alloy': expected ALIAS=VOICE, e.g. alloy=nature"),
-    (["--voice-alias", "alloy="], "--voice-alias 'alloy=': expected ALIAS=VOICE"),
-    (["--voice-alias", "al loy=nature"], "--voice-alias 'al loy=nature': 'al loy' is not a voice name (letters, "
-                                         "digits, '_', '.' or '-'"),
-    (["--voice-alias", "nature=nature"], "--voice-alias 'nature=nature': an alias must differ from the voice it names"),
-    (["--voice-alias", "alloy=nature", "--voice-alias", "alloy=narrator"],
-     "--voice-alias 'alloy=narrator': 'alloy' is already an alias of 'nature'"),
-    (["--voice-alias", "alloy=echo", "--voice-alias", "echo=nature"],
-     "--voice-alias alloy=echo: 'echo' is itself an alias (of 'nature'); name the voice directly"),
-    (["--cors-origin", "https://chat.example.com/"], "--cors-origin 'https://chat.example.com/' is not an origin"),
-    (["--model-id", " "], "--model-id must not be empty"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--voice-alias", "alloy"], "--voice-alias 'alloy': expected ALIAS=VOICE, e.g. alloy=nature"),
+        (["--voice-alias", "alloy="], "--voice-alias 'alloy=': expected ALIAS=VOICE"),
+        (
+            ["--voice-alias", "al loy=nature"],
+            "--voice-alias 'al loy=nature': 'al loy' is not a voice name (letters, digits, '_', '.' or '-'",
+        ),
+        (
+            ["--voice-alias", "nature=nature"],
+            "--voice-alias 'nature=nature': an alias must differ from the voice it names",
+        ),
+        (
+            ["--voice-alias", "alloy=nature", "--voice-alias", "alloy=narrator"],
+            "--voice-alias 'alloy=narrator': 'alloy' is already an alias of 'nature'",
+        ),
+        (
+            ["--voice-alias", "alloy=echo", "--voice-alias", "echo=nature"],
+            "--voice-alias alloy=echo: 'echo' is itself an alias (of 'nature'); name the voice directly",
+        ),
+        (["--cors-origin", "https://chat.example.com/"], "--cors-origin 'https://chat.example.com/' is not an origin"),
+        (["--model-id", " "], "--model-id must not be empty"),
+    ],
+)
 def test_a_bad_option_stops_the_start_with_what_was_wrong(args, message, capsys):
     from gateway.settings import parse_args
 

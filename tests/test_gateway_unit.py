@@ -86,8 +86,10 @@ def make_client(tmp_path, triton):
         settings = {"api_key": KEY, "voices_dir": tmp_path / "voices", **settings}
         library = VoiceLibrary(settings["voices_dir"])
         library.open()
-        client = TestClient(create_app(Settings(**settings), triton=triton, library=library),
-                            headers={"Authorization": f"Bearer {settings['api_key']}"} if settings["api_key"] else {})
+        client = TestClient(
+            create_app(Settings(**settings), triton=triton, library=library),
+            headers={"Authorization": f"Bearer {settings['api_key']}"} if settings["api_key"] else {},
+        )
         clients.append(client.__enter__())
         return client
 
@@ -116,9 +118,19 @@ def openai_error(response, status: int) -> dict:
 
 # --- speech: what reaches Triton ---------------------------------------------------------------------------------
 
+
 def test_a_request_reaches_triton_as_text_voice_and_options(client, triton):
-    response = speech(client, speed=2.0, nfe_step=8, seed=7, cfg_strength=1.5, sway_sampling_coef=0, duration=9,
-                      instructions="calmly", stream=True)
+    response = speech(
+        client,
+        speed=2.0,
+        nfe_step=8,
+        seed=7,
+        cfg_strength=1.5,
+        sway_sampling_coef=0,
+        duration=9,
+        instructions="calmly",
+        stream=True,
+    )
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("audio/pcm")
     assert response.headers["cache-control"] == "no-store" and response.headers["x-first-audio-ms"].isdigit()
@@ -126,8 +138,9 @@ def test_a_request_reaches_triton_as_text_voice_and_options(client, triton):
     assert samples.size == 2 * PIECE and np.all(samples == round(0.25 * 32767))
     [(text, speaker, options)] = triton.requests
     assert text == "Hello there." and speaker == Speaker(voice=VOICE)
-    assert options == SynthesisOptions(speed=2.0, nfe_step=8, seed=7, cfg_strength=1.5, sway_sampling_coef=0.0,
-                                       duration=9.0)
+    assert options == SynthesisOptions(
+        speed=2.0, nfe_step=8, seed=7, cfg_strength=1.5, sway_sampling_coef=0.0, duration=9.0
+    )
     assert isinstance(options.nfe_step, int) and isinstance(options.cfg_strength, float)
 
 
@@ -154,30 +167,60 @@ def test_sse_events_carry_the_audio_and_the_usage(client):
 
 # --- bad requests: OpenAI's error shape ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fields,status,param,code,message", [
-    ({"model": None}, 400, "model", "missing_required_parameter", "'model' is required"),
-    ({"input": "   "}, 400, "input", None, "'input' is empty or whitespace only; give the text to speak"),
-    ({"input": "a" * 4097}, 400, "input", "string_above_max_length",
-     "'input' is 4097 characters; at most 4096 are allowed"),
-    ({"input": 5}, 400, "input", None, "'input' must be a string, got integer"),
-    ({"voice": ["a"]}, 400, "voice", None, "'voice' must be a voice name or {\"id\": name}, got array ['a']"),
-    ({"voice": "nobody"}, 400, "voice", "voice_not_found",
-     "unknown voice 'nobody'; known voices: nature (upload one with POST /v1/audio/voices)"),
-    ({"model": "tts-2"}, 404, "model", "model_not_found", "the model 'tts-2' does not exist; available: f5-tts"),
-    ({"temperature": 0.5}, 400, "temperature", "unknown_parameter",
-     "unrecognized request argument(s) supplied: 'temperature'; allowed: model, input, voice"),
-    ({"response_format": "ogg"}, 400, "response_format", None,
-     "'response_format' is 'ogg'; allowed: mp3, opus, aac, flac, wav, pcm"),
-    ({"speed": 5}, 400, "speed", None, "'speed' is 5.0; allowed range is [0.25, 4.0]"),
-    ({"speed": True}, 400, "speed", None, "'speed' must be a finite number, got boolean True"),
-    ({"nfe_step": 1.5}, 400, "nfe_step", None, "'nfe_step' must be an integer, got number 1.5"),
-    ({"seed": -2**63 - 1}, 400, "seed", None, "'seed' is -9223372036854775809, outside the INT64 range"),
-    ({"cfg_strength": "2"}, 400, "cfg_strength", None, "'cfg_strength' must be a finite number, got string '2'"),
-    ({"stream": 1}, 400, "stream", None, "'stream' must be true or false, got integer 1"),
-    ({"stream": True, "stream_format": "sse"}, 400, "stream", None, "'stream': true means stream_format 'audio'"),
-    ({"instructions": "x" * 4097}, 400, "instructions", "string_above_max_length",
-     "'instructions' is 4097 characters; at most 4096 are allowed (F5-TTS takes the manner of speaking"),
-], ids=lambda v: next(iter(v)) if isinstance(v, dict) else None)
+
+@pytest.mark.parametrize(
+    "fields,status,param,code,message",
+    [
+        ({"model": None}, 400, "model", "missing_required_parameter", "'model' is required"),
+        ({"input": "   "}, 400, "input", None, "'input' is empty or whitespace only; give the text to speak"),
+        (
+            {"input": "a" * 4097},
+            400,
+            "input",
+            "string_above_max_length",
+            "'input' is 4097 characters; at most 4096 are allowed",
+        ),
+        ({"input": 5}, 400, "input", None, "'input' must be a string, got integer"),
+        ({"voice": ["a"]}, 400, "voice", None, "'voice' must be a voice name or {\"id\": name}, got array ['a']"),
+        (
+            {"voice": "nobody"},
+            400,
+            "voice",
+            "voice_not_found",
+            "unknown voice 'nobody'; known voices: nature (upload one with POST /v1/audio/voices)",
+        ),
+        ({"model": "tts-2"}, 404, "model", "model_not_found", "the model 'tts-2' does not exist; available: f5-tts"),
+        (
+            {"temperature": 0.5},
+            400,
+            "temperature",
+            "unknown_parameter",
+            "unrecognized request argument(s) supplied: 'temperature'; allowed: model, input, voice",
+        ),
+        (
+            {"response_format": "ogg"},
+            400,
+            "response_format",
+            None,
+            "'response_format' is 'ogg'; allowed: mp3, opus, aac, flac, wav, pcm",
+        ),
+        ({"speed": 5}, 400, "speed", None, "'speed' is 5.0; allowed range is [0.25, 4.0]"),
+        ({"speed": True}, 400, "speed", None, "'speed' must be a finite number, got boolean True"),
+        ({"nfe_step": 1.5}, 400, "nfe_step", None, "'nfe_step' must be an integer, got number 1.5"),
+        ({"seed": -(2**63) - 1}, 400, "seed", None, "'seed' is -9223372036854775809, outside the INT64 range"),
+        ({"cfg_strength": "2"}, 400, "cfg_strength", None, "'cfg_strength' must be a finite number, got string '2'"),
+        ({"stream": 1}, 400, "stream", None, "'stream' must be true or false, got integer 1"),
+        ({"stream": True, "stream_format": "sse"}, 400, "stream", None, "'stream': true means stream_format 'audio'"),
+        (
+            {"instructions": "x" * 4097},
+            400,
+            "instructions",
+            "string_above_max_length",
+            "'instructions' is 4097 characters; at most 4096 are allowed (F5-TTS takes the manner of speaking",
+        ),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
+)
 def test_bad_fields_are_refused_in_openais_shape(client, triton, fields, status, param, code, message):
     error = openai_error(speech(client, **fields), status)
     assert (error["param"], error["code"]) == (param, code)
@@ -189,21 +232,26 @@ def test_nan_is_not_a_number_here(client):
     """Python's JSON reads NaN and Infinity; OpenAI's fields and ours want finite numbers."""
     for literal in (b"NaN", b"Infinity"):
         body = b'{"model": "f5-tts", "input": "Hi.", "voice": "nature", "cfg_strength": ' + literal + b"}"
-        error = openai_error(client.post("/v1/audio/speech", content=body,
-                                         headers={"Content-Type": "application/json"}), 400)
+        error = openai_error(
+            client.post("/v1/audio/speech", content=body, headers={"Content-Type": "application/json"}), 400
+        )
         assert error["param"] == "cfg_strength" and error["message"].startswith(
-            "'cfg_strength' must be a finite number, got number ")
+            "'cfg_strength' must be a finite number, got number "
+        )
 
 
 def test_a_body_that_is_not_a_json_object_is_refused(client):
     not_json = client.post("/v1/audio/speech", content=b"{oops", headers={"Content-Type": "application/json"})
     assert openai_error(not_json, 400)["message"].startswith("the request body is not valid JSON")
-    assert openai_error(client.post("/v1/audio/speech", json=[1]), 400)["message"] == \
-        "the request body must be a JSON object, got array"
+    assert (
+        openai_error(client.post("/v1/audio/speech", json=[1]), 400)["message"]
+        == "the request body must be a JSON object, got array"
+    )
     json = {"Content-Type": "application/json"}
     too_big = openai_error(client.post("/v1/audio/speech", content=b" " * ((1 << 20) + 1), headers=json), 413)
     assert too_big["code"] == "request_too_large" and too_big["message"].startswith(
-        "the request body is 1048577 bytes, larger than this gateway's limit of 1048576 bytes")
+        "the request body is 1048577 bytes, larger than this gateway's limit of 1048576 bytes"
+    )
     chunked = openai_error(client.post("/v1/audio/speech", content=iter([b" " * (1 << 19)] * 3), headers=json), 413)
     assert chunked["message"].startswith("the request body is more than 1048576 bytes")
 
@@ -212,8 +260,10 @@ def test_a_format_this_gateway_cannot_encode_is_a_400(client):
     client.app.state.services.formats["aac"] = "PyAV is not installed (av)"
     error = openai_error(speech(client, response_format="aac"), 400)
     assert error["code"] == "unsupported_response_format"
-    assert error["message"].startswith("response_format 'aac' cannot be produced by this gateway: PyAV is not "
-                                       "installed (av); available: mp3, opus, flac, wav, pcm")
+    assert error["message"].startswith(
+        "response_format 'aac' cannot be produced by this gateway: PyAV is not "
+        "installed (av); available: mp3, opus, flac, wav, pcm"
+    )
 
 
 def test_unknown_routes_and_methods_answer_in_openais_shape(client):
@@ -223,15 +273,19 @@ def test_unknown_routes_and_methods_answer_in_openais_shape(client):
 
 # --- Triton's answers --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("message,status,answer,code", [
-    (f"{errors.SHUTTING_DOWN}: stream stopped after 1 of 3 chunks", None, 503, "triton_unavailable"),
-    ("Request for unknown model: 'f5_tts' is not found", None, 503, "triton_unavailable"),
-    ("failed to connect to all addresses", errors.GRPC_UNAVAILABLE, 503, "triton_unavailable"),
-    ("timed out", errors.GRPC_DEADLINE_EXCEEDED, 504, "timeout"),
-    (f"internal error during synthesis; {errors.SEE_SERVER_LOG}", None, 500, "triton_error"),
-    ("Segmentation fault", "StatusCode.INTERNAL", 500, "triton_error"),
-    (f"input '{contract.NFE_STEP}' is 500; allowed range is [1, 128]", None, 400, "triton_invalid_argument"),
-])
+
+@pytest.mark.parametrize(
+    "message,status,answer,code",
+    [
+        (f"{errors.SHUTTING_DOWN}: stream stopped after 1 of 3 chunks", None, 503, "triton_unavailable"),
+        ("Request for unknown model: 'f5_tts' is not found", None, 503, "triton_unavailable"),
+        ("failed to connect to all addresses", errors.GRPC_UNAVAILABLE, 503, "triton_unavailable"),
+        ("timed out", errors.GRPC_DEADLINE_EXCEEDED, 504, "timeout"),
+        (f"internal error during synthesis; {errors.SEE_SERVER_LOG}", None, 500, "triton_error"),
+        ("Segmentation fault", "StatusCode.INTERNAL", 500, "triton_error"),
+        (f"input '{contract.NFE_STEP}' is 500; allowed range is [1, 128]", None, 400, "triton_invalid_argument"),
+    ],
+)
 def test_tritons_failures_are_told_apart_by_the_contracts_words(client, triton, message, status, answer, code):
     """The stream carries no status: the phrases the models write (contract.errors) decide the answer."""
     triton.fail = api_error(SynthesisError(message, status), URL)
@@ -247,26 +301,37 @@ def test_tritons_failures_are_told_apart_by_the_contracts_words(client, triton, 
 
 
 def test_the_text_limit_on_triton_names_the_apis_field():
-    error = api_error(SynthesisError(f"input '{contract.TARGET_TEXT}' is 16388 bytes; at most 16384 bytes of UTF-8 "
-                                     "are allowed", "StatusCode.INVALID_ARGUMENT"), URL)
+    error = api_error(
+        SynthesisError(
+            f"input '{contract.TARGET_TEXT}' is 16388 bytes; at most 16384 bytes of UTF-8 are allowed",
+            "StatusCode.INVALID_ARGUMENT",
+        ),
+        URL,
+    )
     assert (error.status, error.param) == (400, "input")
     assert error.message == "'input' is 16388 bytes; at most 16384 bytes of UTF-8 are allowed"
 
 
 # --- the API key ------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("header,message", [
-    (None, "missing API key: send the header 'Authorization: Bearer <key>'"),
-    ("Bearer ", "missing API key"),
-    (f"Basic {KEY}", "missing API key"),
-    ("Bearer wrong", "incorrect API key provided"),
-    (f"Bearer {KEY}x", "incorrect API key provided"),
-])
+
+@pytest.mark.parametrize(
+    "header,message",
+    [
+        (None, "missing API key: send the header 'Authorization: Bearer <key>'"),
+        ("Bearer ", "missing API key"),
+        (f"Basic {KEY}", "missing API key"),
+        ("Bearer wrong", "incorrect API key provided"),
+        (f"Bearer {KEY}x", "incorrect API key provided"),
+    ],
+)
 def test_v1_wants_the_key(client, triton, header, message):
     client.headers.pop("Authorization")
     headers = {"Authorization": header} if header else {}
-    for response in (client.get("/v1/models", headers=headers),
-                     client.post("/v1/audio/speech", json={"model": "f5-tts"}, headers=headers)):
+    for response in (
+        client.get("/v1/models", headers=headers),
+        client.post("/v1/audio/speech", json={"model": "f5-tts"}, headers=headers),
+    ):
         error = openai_error(response, 401)
         assert error["code"] == "invalid_api_key" and error["message"].startswith(message)
         assert response.headers["www-authenticate"] == "Bearer"
@@ -287,6 +352,7 @@ def test_without_a_key_everything_is_open(make_client):
 
 # --- the in-flight limit ----------------------------------------------------------------------------------------
 
+
 def test_past_max_concurrency_a_request_is_a_429(make_client, triton):
     client = make_client(max_concurrency=2)
     admission = client.app.state.services.admission
@@ -295,7 +361,10 @@ def test_past_max_concurrency_a_request_is_a_429(make_client, triton):
     assert response.status_code == 429 and response.headers["retry-after"] == "1"
     assert response.json()["error"] == {
         "message": "2 speech requests are in flight, this gateway's limit (--max-concurrency); retry shortly",
-        "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"}
+        "type": "rate_limit_error",
+        "param": None,
+        "code": "rate_limit_exceeded",
+    }
     assert not triton.requests
     admission.in_flight = 1
     assert speech(client).status_code == 200 and admission.in_flight == 1  # its own slot given back
@@ -328,21 +397,33 @@ def test_a_refusal_before_the_first_piece_gives_the_slot_back(make_client, trito
 
 # --- health, models, the app's life ------------------------------------------------------------------------------
 
+
 def test_ready_when_one_triton_is(client, triton):
     assert client.get("/health/ready").json() == {"status": "ready", "triton": {URL: "ready"}}
     triton.ready = {URL: "model f5_tts not ready", "other:8001": "unreachable (refused)"}
     error = openai_error(client.get("/health/ready"), 503)
     assert error["code"] == "triton_unavailable" and error["message"] == (
-        f"no Triton server is ready: {URL}: model f5_tts not ready; other:8001: unreachable (refused)")
+        f"no Triton server is ready: {URL}: model f5_tts not ready; other:8001: unreachable (refused)"
+    )
 
 
 def test_models_are_listed_with_the_servers_limits(client, triton):
-    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == ["f5-tts", "tts-1", "tts-1-hd",
-                                                                          "gpt-4o-mini-tts"]
+    assert [m["id"] for m in client.get("/v1/models").json()["data"]] == [
+        "f5-tts",
+        "tts-1",
+        "tts-1-hd",
+        "gpt-4o-mini-tts",
+    ]
     triton.server_info = ServerInfo((VOICE,), contract.Limits(max_target_text_bytes=100), demo_model=True)
     assert client.get("/v1/models/tts-1").json() == {
-        "id": "tts-1", "object": "model", "created": 0, "owned_by": "f5-tts-triton", "demo_model": True,
-        "max_input_chars": 4096, "max_input_bytes": 100}
+        "id": "tts-1",
+        "object": "model",
+        "created": 0,
+        "owned_by": "f5-tts-triton",
+        "demo_model": True,
+        "max_input_chars": 4096,
+        "max_input_bytes": 100,
+    }
 
 
 def test_the_app_starts_and_closes_its_triton_side(tmp_path, triton):
@@ -356,10 +437,14 @@ def test_the_app_starts_and_closes_its_triton_side(tmp_path, triton):
 
 # --- the voice library ------------------------------------------------------------------------------------------
 
+
 def _upload(client, name, data=None, transcript=REFERENCE_TEXT):
     data = REFERENCE_WAV.read_bytes() if data is None else data
-    return client.post("/v1/audio/voices", data={"name": name, "transcript": transcript},
-                       files={"audio_sample": ("ref.wav", data, "audio/wav")})
+    return client.post(
+        "/v1/audio/voices",
+        data={"name": name, "transcript": transcript},
+        files={"audio_sample": ("ref.wav", data, "audio/wav")},
+    )
 
 
 def test_an_uploaded_voice_is_listed_spoken_with_and_deleted(make_client, triton):
@@ -368,27 +453,37 @@ def test_an_uploaded_voice_is_listed_spoken_with_and_deleted(make_client, triton
     assert created.status_code == 201, created.text
     assert created.json()["id"] == "mine" and created.json()["transcript"] == REFERENCE_TEXT
     listed = client.get("/v1/audio/voices").json()
-    assert [(v["id"], v["source"]) for v in listed["data"]] == [(VOICE, "registered"), ("mine", "library"),
-                                                                 ("alloy", "alias")]
+    assert [(v["id"], v["source"]) for v in listed["data"]] == [
+        (VOICE, "registered"),
+        ("mine", "library"),
+        ("alloy", "alias"),
+    ]
     assert listed["registered"] == "available"
     assert speech(client, voice="mine").status_code == 200
     speaker = triton.requests[-1][1]
     audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
     assert speaker.voice is None and speaker.text == REFERENCE_TEXT and speaker.sample_rate == rate
     np.testing.assert_array_equal(speaker.audio, audio.T)
-    assert client.delete("/v1/audio/voices/mine").json() == {"id": "mine", "object": "audio.voice.deleted",
-                                                             "deleted": True}
+    assert client.delete("/v1/audio/voices/mine").json() == {
+        "id": "mine",
+        "object": "audio.voice.deleted",
+        "deleted": True,
+    }
     assert openai_error(client.delete("/v1/audio/voices/mine"), 404)["code"] == "voice_not_found"
     assert openai_error(client.delete(f"/v1/audio/voices/{VOICE}"), 400)["message"].startswith(
-        f"voice '{VOICE}' is registered on the server at export")
+        f"voice '{VOICE}' is registered on the server at export"
+    )
 
 
-@pytest.mark.parametrize("name,data,transcript,param,message", [
-    ("x" * 65, None, REFERENCE_TEXT, "name", "voice name '" + "x" * 65 + "' is not allowed: use letters, digits"),
-    ("ok", None, "  ", "transcript", "'transcript' is empty or whitespace only; give the words spoken"),
-    ("ok", None, "é" * 501, "transcript", "'transcript' is 1002 bytes; at most 1000 bytes of UTF-8 are allowed"),
-    ("ok", b"RIFF", REFERENCE_TEXT, "audio_sample", "the uploaded audio 'ref.wav' (4 bytes) is not an audio file"),
-])
+@pytest.mark.parametrize(
+    "name,data,transcript,param,message",
+    [
+        ("x" * 65, None, REFERENCE_TEXT, "name", "voice name '" + "x" * 65 + "' is not allowed: use letters, digits"),
+        ("ok", None, "  ", "transcript", "'transcript' is empty or whitespace only; give the words spoken"),
+        ("ok", None, "é" * 501, "transcript", "'transcript' is 1002 bytes; at most 1000 bytes of UTF-8 are allowed"),
+        ("ok", b"RIFF", REFERENCE_TEXT, "audio_sample", "the uploaded audio 'ref.wav' (4 bytes) is not an audio file"),
+    ],
+)
 def test_a_bad_upload_is_refused_in_openais_shape(client, name, data, transcript, param, message):
     error = openai_error(_upload(client, name, data, transcript), 400)
     assert error["param"] == param and error["message"].startswith(message), error

@@ -18,35 +18,52 @@ import numpy as np
 import pytest
 import soundfile as sf
 import yaml
+from conftest import LONG_TEXT, RELEASED_VOCOS_CONFIG, Reference, f5tts_samples, hub_env
+from hub_cache import F5_CHECKPOINT, F5_REPO, VOCOS_REPO, NetworkRecorder, fill_cache
 
 import contract
 from export.demo import write_random_checkpoint, write_random_vocos
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV, sha256
-from hub_cache import F5_CHECKPOINT, F5_REPO, VOCOS_REPO, NetworkRecorder, fill_cache
-
-from conftest import LONG_TEXT, RELEASED_VOCOS_CONFIG, Reference, f5tts_samples, hub_env
 
 ROOT = Path(__file__).resolve().parent.parent
 HUB_CKPT = f"hf://{F5_REPO}/{F5_CHECKPOINT}"
 
 
 def _export(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "export", *args], env=env, cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "export", *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
 
 
 def _demo(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "demo.py"), "--repository", str(tmp_path / "repo"),
-                           "--output-wav", str(tmp_path / "demo.wav"), "--nfe-step", "2", *args],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    return subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "demo.py"),
+            "--repository",
+            str(tmp_path / "repo"),
+            "--output-wav",
+            str(tmp_path / "demo.wav"),
+            "--nfe-step",
+            "2",
+            *args,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
 
 
 # --- without the files: fail at once, say why and what to do ------------------------------------------------
 
+
 def test_offline_mode_with_an_empty_cache_fails_without_touching_the_network(tmp_path):
     with NetworkRecorder() as proxy:
-        proc = _export(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1", HTTPS_PROXY=proxy.url),
-                       "--output", str(tmp_path / "o"))
+        proc = _export(
+            hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1", HTTPS_PROXY=proxy.url), "--output", str(tmp_path / "o")
+        )
     assert proc.returncode == 2
     assert f"hf://{VOCOS_REPO}/config.yaml is not in the Hugging Face cache" in proc.stderr
     assert "HF_HUB_OFFLINE is set" in proc.stderr and "--vocoder DIR" in proc.stderr and "--demo-tiny" in proc.stderr
@@ -55,8 +72,9 @@ def test_offline_mode_with_an_empty_cache_fails_without_touching_the_network(tmp
 
 
 def test_offline_mode_names_the_missing_checkpoint_and_says_to_pass_ckpt(tiny, tmp_path):
-    proc = _export(hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), "--vocoder", str(tiny.vocoder),
-                   "--output", str(tmp_path / "o"))
+    proc = _export(
+        hub_env(tmp_path / "hf", HF_HUB_OFFLINE="1"), "--vocoder", str(tiny.vocoder), "--output", str(tmp_path / "o")
+    )
     assert proc.returncode == 2
     assert f"{HUB_CKPT} is not in the Hugging Face cache" in proc.stderr
     assert "pass --ckpt PATH to a local checkpoint, or --demo-tiny" in proc.stderr
@@ -67,8 +85,10 @@ def test_an_unreachable_hub_is_asked_through_the_users_proxy_without_retries(tmp
     with NetworkRecorder() as proxy:  # answers every CONNECT with 502
         proc = _export(hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url), "--output", str(tmp_path / "o"))
     assert proc.returncode == 2
-    assert f"hf://{VOCOS_REPO}/config.yaml is not cached and the hub at https://huggingface.co is unreachable" \
+    assert (
+        f"hf://{VOCOS_REPO}/config.yaml is not cached and the hub at https://huggingface.co is unreachable"
         in proc.stderr
+    )
     # One connection for the file (no 25 s of retries) and at most one that huggingface_hub makes by itself
     # (its agent registry, GET /api/agent-harnesses, once per process).
     assert set(proxy.lines) == {"CONNECT huggingface.co:443 HTTP/1.1"} and len(proxy.lines) <= 2
@@ -92,8 +112,9 @@ def test_the_vocoder_is_checked_before_the_checkpoint_is_fetched(tmp_path):
     (vocoder / "config.yaml").write_text(yaml.safe_dump(config))
     (vocoder / "pytorch_model.bin").write_bytes(b"not read: the config is refused first")
     with NetworkRecorder() as proxy:
-        proc = _export(hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url), "--vocoder", str(vocoder),
-                       "--output", str(tmp_path / "o"))
+        proc = _export(
+            hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url), "--vocoder", str(vocoder), "--output", str(tmp_path / "o")
+        )
     assert proc.returncode == 2
     assert "ISTFT head padding 'valid' is not supported (supported: center, same)" in proc.stderr
     assert proxy.lines == []  # the checkpoint was never asked for
@@ -101,12 +122,16 @@ def test_the_vocoder_is_checked_before_the_checkpoint_is_fetched(tmp_path):
 
 # --- with the files in the cache ------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_hub_cache(tiny, tmp_path_factory) -> Path:
     """The hub's file names and cache layout, holding the tiny model (fast to export)."""
     d = tmp_path_factory.mktemp("tiny_hub")
-    fill_cache(d / "hf", write_random_checkpoint(tiny.config, d / "model.safetensors"),
-               write_random_vocos(d / "vocos", yaml.safe_load((tiny.vocoder / "config.yaml").read_text())))
+    fill_cache(
+        d / "hf",
+        write_random_checkpoint(tiny.config, d / "model.safetensors"),
+        write_random_vocos(d / "vocos", yaml.safe_load((tiny.vocoder / "config.yaml").read_text())),
+    )
     return d / "hf"
 
 
@@ -114,8 +139,15 @@ def tiny_hub_cache(tiny, tmp_path_factory) -> Path:
 def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, tmp_path, offline):
     extra = {"HF_HUB_OFFLINE": "1"} if offline else {}
     with NetworkRecorder() as proxy:
-        proc = _export(hub_env(tiny_hub_cache, HTTPS_PROXY=proxy.url, **extra), "--ckpt", HUB_CKPT,
-                       "--model-config", str(tiny.config), "--output", str(tmp_path / "o"))
+        proc = _export(
+            hub_env(tiny_hub_cache, HTTPS_PROXY=proxy.url, **extra),
+            "--ckpt",
+            HUB_CKPT,
+            "--model-config",
+            str(tiny.config),
+            "--output",
+            str(tmp_path / "o"),
+        )
     assert proc.returncode == 0, proc.stderr
     assert proxy.lines == []
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
@@ -126,11 +158,15 @@ def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, 
 
 # --- the demo: a fallback only when the hub is unreachable -------------------------------------------------
 
+
 def _chunk_progress(stdout: str) -> list[tuple[int, int, float, float]]:
     """The demo's line per text chunk: (chunk, of chunks, its audio seconds, audio seconds so far)."""
-    return [(int(k), int(n), float(piece), float(so_far)) for k, n, piece, so_far in
-            re.findall(r"^demo: chunk (\d+)/(\d+): ([\d.]+) s of audio \(([\d.]+) s so far\) after [\d.]+ s$",
-                       stdout, re.M)]
+    return [
+        (int(k), int(n), float(piece), float(so_far))
+        for k, n, piece, so_far in re.findall(
+            r"^demo: chunk (\d+)/(\d+): ([\d.]+) s of audio \(([\d.]+) s so far\) after [\d.]+ s$", stdout, re.M
+        )
+    ]
 
 
 @pytest.mark.slow  # the demo starts a tritonserver of its own
@@ -158,6 +194,7 @@ def test_demo_stops_on_any_other_export_error(tmp_path):
 
 
 # --- the released checkpoint, full size, from the cache ------------------------------------------------------
+
 
 def _demo_text() -> str:
     """The sentence scripts/demo.py speaks."""

@@ -17,14 +17,13 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
 
 import contract
 from client import SynthesisError
 from launcher import ServerError, TritonServer
 from launcher.server import SHM_DIR, free_port, model_error_lines
 from pipeline.f5_model import load_vocab
-
-from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,19 +64,23 @@ def test_exported_repository_is_served_over_grpc_and_http(server):
 def _failing_repo(tmp_path):
     model = tmp_path / "broken" / "1"
     model.mkdir(parents=True)
-    (tmp_path / "broken" / "config.pbtxt").write_text(textwrap.dedent("""
+    (tmp_path / "broken" / "config.pbtxt").write_text(
+        textwrap.dedent("""
         name: "broken"
         backend: "python"
         max_batch_size: 1
         input [ { name: "x" data_type: TYPE_FP32 dims: [ 1 ] } ]
         output [ { name: "y" data_type: TYPE_FP32 dims: [ 1 ] } ]
         instance_group [ { kind: KIND_CPU } ]
-    """))
-    (model / "model.py").write_text(textwrap.dedent("""
+    """)
+    )
+    (model / "model.py").write_text(
+        textwrap.dedent("""
         class TritonPythonModel:
             def initialize(self, args):
                 raise FileNotFoundError("weights file /models/broken/1/model.safetensors is missing")
-    """))
+    """)
+    )
     return tmp_path
 
 
@@ -104,9 +107,26 @@ def _temp_log(text: str) -> Path:
 @pytest.mark.slow  # the launcher CLI starts a tritonserver of its own
 def test_launcher_cli_exits_nonzero_with_the_model_error_and_keeps_the_log(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "launcher", "--model-repository", str(_failing_repo(tmp_path)), "--check",
-         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--ready-timeout", "60"],
-        capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "--model-repository",
+            str(_failing_repo(tmp_path)),
+            "--check",
+            "--http-port",
+            "0",
+            "--grpc-port",
+            "0",
+            "--metrics-port",
+            "0",
+            "--ready-timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 1
     assert "model.safetensors is missing" in proc.stderr
     log = _temp_log(proc.stderr)  # named in the error, and kept for the post-mortem
@@ -128,7 +148,7 @@ def _listening(port: int) -> set[str]:
             if state != "0A" or int(hex_port, 16) != port:
                 continue
             raw = bytes.fromhex(address)  # 32-bit words in host (little-endian) order
-            ip = ipaddress.ip_address(b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4)))
+            ip = ipaddress.ip_address(b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4)))
             mapped = getattr(ip, "ipv4_mapped", None)
             found.add(str(mapped or ("0.0.0.0" if ip.is_unspecified else ip)))
     return found
@@ -137,8 +157,9 @@ def _listening(port: int) -> set[str]:
 def test_the_server_binds_the_host_it_is_given(server):
     """The session's server binds 127.0.0.1 (conftest); the default, all interfaces, is checked on the
     launcher CLI in test_dead_stub_fails_requests_and_the_launcher_exits."""
-    assert server.bound() == (f"HTTP 127.0.0.1:{server.http_port}, gRPC 127.0.0.1:{server.grpc_port}, "
-                              f"metrics 127.0.0.1:{server.metrics_port}")
+    assert server.bound() == (
+        f"HTTP 127.0.0.1:{server.http_port}, gRPC 127.0.0.1:{server.grpc_port}, metrics 127.0.0.1:{server.metrics_port}"
+    )
     for port in (server.http_port, server.grpc_port, server.metrics_port):
         assert _listening(port) == {"127.0.0.1"}, port
     assert server.http_url.startswith("127.0.0.1:") and server.is_ready()
@@ -159,24 +180,28 @@ def test_a_port_in_use_is_the_first_thing_said(tiny_repo, which):
 
 
 def test_error_lines_lead_with_the_port_in_use_not_gpu_noise():
-    log = "\n".join([
-        'E1129 15:57:32.691100 7613 server.cc:241] "CudaDriverHelper has not been initialized."',
-        "E1129 15:57:39.444634031    7613 chttp2_server.cc:1060]  UNKNOWN:No address added out of total 1 resolved "
-        "for '0.0.0.0:18001' {children:[UNKNOWN:Address already in use {errno:98}]}",
-        'E1129 15:57:39.451184 7613 main.cc:245] "failed to start GRPC service: Unavailable - Socket '
-        "'0.0.0.0:18001' already in use \"",
-    ])
+    log = "\n".join(
+        [
+            'E1129 15:57:32.691100 7613 server.cc:241] "CudaDriverHelper has not been initialized."',
+            "E1129 15:57:39.444634031    7613 chttp2_server.cc:1060]  UNKNOWN:No address added out of total 1 resolved "
+            "for '0.0.0.0:18001' {children:[UNKNOWN:Address already in use {errno:98}]}",
+            'E1129 15:57:39.451184 7613 main.cc:245] "failed to start GRPC service: Unavailable - Socket '
+            "'0.0.0.0:18001' already in use \"",
+        ]
+    )
     lines = model_error_lines(log)
     assert "failed to start GRPC service" in lines[0] and "already in use" in lines[0]
     assert not any("CudaDriverHelper" in ln for ln in lines)
 
 
-def test_a_second_server_answers_the_same_audio_and_stop_leaves_nothing_behind(tiny_repo, server, start_server,
-                                                                             reference):
+def test_a_second_server_answers_the_same_audio_and_stop_leaves_nothing_behind(
+    tiny_repo, server, start_server, reference
+):
     """A restart changes no audio; stop() ends the server and its stubs and removes its temp log."""
     second = start_server(tiny_repo)
-    assert_same_audio(speak(second, reference, LONG_TEXT, seed=99), speak(server, reference, LONG_TEXT, seed=99),
-                      rel=1e-6)
+    assert_same_audio(
+        speak(second, reference, LONG_TEXT, seed=99), speak(server, reference, LONG_TEXT, seed=99), rel=1e-6
+    )
     group = subprocess.run(["pgrep", "-g", str(second.pid)], capture_output=True, text=True).stdout.split()
     assert len(group) >= 2  # the server and at least one Python stub
     log = second.log_path
@@ -219,12 +244,14 @@ def test_missing_repository_is_reported(tmp_path):
 
 
 def test_error_lines_put_the_model_failure_first():
-    log = "\n".join([
-        "I1128 model_lifecycle.cc] loading: m:1",
-        "Error: Failed to initialize NVML",
-        "E1128 12:00:00.1 1 model_lifecycle.cc:642] \"failed to load 'm' version 1: Internal: boom\\nAt:\"",
-        "error: creating server: Internal - failed to load all models",
-    ])
+    log = "\n".join(
+        [
+            "I1128 model_lifecycle.cc] loading: m:1",
+            "Error: Failed to initialize NVML",
+            "E1128 12:00:00.1 1 model_lifecycle.cc:642] \"failed to load 'm' version 1: Internal: boom\\nAt:\"",
+            "error: creating server: Internal - failed to load all models",
+        ]
+    )
     lines = model_error_lines(log)
     assert "failed to load 'm'" in lines[0] and "boom" in lines[0]
     assert not any("NVML" in ln for ln in lines)
@@ -240,11 +267,18 @@ def _copy(repo: Path, dest: Path) -> Path:
 # (model, file, what replaces it: None deletes it, bytes, or a function of its text; the problem named)
 BREAKAGES = {
     "missing_weights": (contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE, None, "is missing"),
-    "corrupt_weights": (contract.TTS_MODEL, contract.TTS_WEIGHTS_FILE, b"\x00\x01garbage" * 100,
-                        "is not a readable safetensors file"),
-    "wrong_vocab_size": (contract.TTS_MODEL, contract.TTS_VOCAB_FILE,
-                         lambda text: "".join(text.splitlines(keepends=True)[:100]),
-                         "vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has 100"),
+    "corrupt_weights": (
+        contract.TTS_MODEL,
+        contract.TTS_WEIGHTS_FILE,
+        b"\x00\x01garbage" * 100,
+        "is not a readable safetensors file",
+    ),
+    "wrong_vocab_size": (
+        contract.TTS_MODEL,
+        contract.TTS_VOCAB_FILE,
+        lambda text: "".join(text.splitlines(keepends=True)[:100]),
+        "vocab size mismatch: the weights were trained with {trained} tokens, the vocab file has 100",
+    ),
     "missing_vocoder": (contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE, None, "is missing"),
     "corrupt_vocoder": (contract.VOCODER_MODEL, contract.VOCODER_ONNX_FILE, b"not onnx", contract.VOCODER_ONNX_FILE),
 }
@@ -277,9 +311,20 @@ def _launch(repo: Path) -> tuple[subprocess.Popen, tuple[int, int, int]]:
     metrics ports."""
     ports = free_port(), free_port(), free_port()
     return subprocess.Popen(
-        [sys.executable, "-m", "launcher", "--model-repository", str(repo),
-         *(f"--{name}-port={port}" for name, port in zip(("http", "grpc", "metrics"), ports))],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True), ports
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "--model-repository",
+            str(repo),
+            *(f"--{name}-port={port}" for name, port in zip(("http", "grpc", "metrics"), ports)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        start_new_session=True,
+    ), ports
 
 
 @pytest.mark.slow  # the launcher CLI starts a tritonserver of its own
@@ -294,14 +339,19 @@ def test_dead_stub_fails_requests_and_the_launcher_exits(tiny_repo, reference):
         # the default host: all interfaces
         assert f"HTTP 0.0.0.0:{http}, gRPC 0.0.0.0:{grpc}, metrics 0.0.0.0:{metrics} (all interfaces)" in ready
         assert _listening(http) == {"0.0.0.0"}
-        triton = subprocess.run(["pgrep", "-P", str(launcher_process.pid)], capture_output=True,
-                                text=True).stdout.split()
+        triton = subprocess.run(
+            ["pgrep", "-P", str(launcher_process.pid)], capture_output=True, text=True
+        ).stdout.split()
         assert len(triton) == 1
         command = Path(f"/proc/{triton[0]}/cmdline").read_bytes().split(b"\0")
         prefix = next(a.decode().split("shm-region-prefix-name=")[1] for a in command if b"shm-region-prefix" in a)
         assert list(SHM_DIR.glob(f"{prefix}*"))
-        stubs = [int(p) for p in subprocess.run(["pgrep", "-P", triton[0], "-f", f"{contract.TTS_MODEL}/1/model.py"],
-                                               capture_output=True, text=True).stdout.split()]
+        stubs = [
+            int(p)
+            for p in subprocess.run(
+                ["pgrep", "-P", triton[0], "-f", f"{contract.TTS_MODEL}/1/model.py"], capture_output=True, text=True
+            ).stdout.split()
+        ]
         assert len(stubs) == 1
         # The watchdog (polling each second) would stop the server before the request: pause it meanwhile.
         os.kill(launcher_process.pid, signal.SIGSTOP)
@@ -331,9 +381,11 @@ def test_a_stop_while_the_models_load_stops_tritonserver_too(tiny_repo):
     kernel's parent-death SIGKILL."""
     launcher_process, (http, grpc, metrics) = _launch(tiny_repo)
     try:
+
         def children(pid, name=None):
-            return subprocess.run(["pgrep", "-P", str(pid), *([name] if name else [])], capture_output=True,
-                                  text=True).stdout.split()
+            return subprocess.run(
+                ["pgrep", "-P", str(pid), *([name] if name else [])], capture_output=True, text=True
+            ).stdout.split()
 
         triton = wait_for(lambda: children(launcher_process.pid, "tritonserver"), "the launcher's tritonserver", 60)
         wait_for(lambda: children(triton[0]), "a Python stub: the models are loading", timeout=60)

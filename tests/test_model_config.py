@@ -19,10 +19,17 @@ import contract
 from export import model_config as mc
 
 GOLDEN = Path(__file__).parent / "golden"
-WARMUP_DIMS = {contract.REFERENCE_AUDIO: [1, 127987], contract.REFERENCE_SAMPLE_RATE: [1],
-               contract.REFERENCE_TEXT: [1], contract.TARGET_TEXT: [1], contract.NFE_STEP: [1], contract.SEED: [1]}
-OPTIONS = mc.ServingOptions.create(device="gpu", instances=2, max_batch_size=16, dtype="fp16",
-                                   f5_model_name="F5TTS_v1_Base")
+WARMUP_DIMS = {
+    contract.REFERENCE_AUDIO: [1, 127987],
+    contract.REFERENCE_SAMPLE_RATE: [1],
+    contract.REFERENCE_TEXT: [1],
+    contract.TARGET_TEXT: [1],
+    contract.NFE_STEP: [1],
+    contract.SEED: [1],
+}
+OPTIONS = mc.ServingOptions.create(
+    device="gpu", instances=2, max_batch_size=16, dtype="fp16", f5_model_name="F5TTS_v1_Base"
+)
 
 
 def _check_golden(name: str, text: str) -> None:
@@ -74,14 +81,17 @@ def test_exported_configs_parse(tiny_repo):
         assert cfg.name == model and cfg.backend == "python"
 
 
-@pytest.mark.parametrize("options,message", [
-    (mc.ServingOptions(device="tpu"), "device must be cpu or gpu"),
-    (mc.ServingOptions(instances=0), "instances must be >= 1"),
-    (mc.ServingOptions(max_batch_size=0), "max batch size"),
-    (mc.ServingOptions.create(dtype="fp16"), "needs --device gpu"),
-    (mc.ServingOptions.create(max_batch_chunks=0), "'max_batch_chunks' = 0; must be >= 1"),
-    (mc.ServingOptions.create(default_nfe_step=0), "--nfe-step 0 is outside"),
-])
+@pytest.mark.parametrize(
+    "options,message",
+    [
+        (mc.ServingOptions(device="tpu"), "device must be cpu or gpu"),
+        (mc.ServingOptions(instances=0), "instances must be >= 1"),
+        (mc.ServingOptions(max_batch_size=0), "max batch size"),
+        (mc.ServingOptions.create(dtype="fp16"), "needs --device gpu"),
+        (mc.ServingOptions.create(max_batch_chunks=0), "'max_batch_chunks' = 0; must be >= 1"),
+        (mc.ServingOptions.create(default_nfe_step=0), "--nfe-step 0 is outside"),
+    ],
+)
 def test_invalid_serving_options_are_refused(options, message):
     with pytest.raises(ValueError, match=message):
         options.check()
@@ -102,22 +112,34 @@ def test_export_limits_reach_the_server_parameters():
     from contract.parameters import TtsParameters
     from pipeline.requests import RequestError, parse_request
 
-    limits = dataclasses.replace(contract.LIMITS, max_target_text_bytes=50, max_reference_seconds=10.0,
-                                 max_audio_seconds=60.0)
-    cfg = mc.tts_config(mc.ServingOptions.create(max_target_text_bytes=50, max_reference_seconds=10.0,
-                                                 max_audio_seconds=60.0), WARMUP_DIMS)
+    limits = dataclasses.replace(
+        contract.LIMITS, max_target_text_bytes=50, max_reference_seconds=10.0, max_audio_seconds=60.0
+    )
+    cfg = mc.tts_config(
+        mc.ServingOptions.create(max_target_text_bytes=50, max_reference_seconds=10.0, max_audio_seconds=60.0),
+        WARMUP_DIMS,
+    )
     raw = json_format.MessageToDict(cfg, preserving_proto_field_name=True)["parameters"]
     params = TtsParameters.from_triton(raw)
     assert params.limits == limits
-    tensors = {contract.REFERENCE_AUDIO: np.full((1, 1, 24000), 0.1, np.float32),
-               contract.REFERENCE_SAMPLE_RATE: np.array([[24000]]),
-               contract.REFERENCE_TEXT: np.array([[b"ref"]], dtype=object),
-               contract.TARGET_TEXT: np.array([[b"x" * 60]], dtype=object)}
+    tensors = {
+        contract.REFERENCE_AUDIO: np.full((1, 1, 24000), 0.1, np.float32),
+        contract.REFERENCE_SAMPLE_RATE: np.array([[24000]]),
+        contract.REFERENCE_TEXT: np.array([[b"ref"]], dtype=object),
+        contract.TARGET_TEXT: np.array([[b"x" * 60]], dtype=object),
+    }
     with pytest.raises(RequestError, match="'target_text' is 60 bytes; at most 50 bytes"):
         parse_request(tensors, params.defaults, params.limits)
     with pytest.raises(RequestError, match="'duration' is 61.0; allowed range is \\[0.0, 60.0\\]"):
-        parse_request({**tensors, contract.TARGET_TEXT: np.array([[b"ok"]], dtype=object),
-                       contract.DURATION: np.array([[61.0]], np.float32)}, params.defaults, params.limits)
+        parse_request(
+            {
+                **tensors,
+                contract.TARGET_TEXT: np.array([[b"ok"]], dtype=object),
+                contract.DURATION: np.array([[61.0]], np.float32),
+            },
+            params.defaults,
+            params.limits,
+        )
 
 
 def test_config_parameters_are_the_typed_parameters_the_models_parse():
@@ -129,18 +151,31 @@ def test_config_parameters_are_the_typed_parameters_the_models_parse():
     from contract.parameters import StreamParameters, TtsParameters, VocoderParameters
 
     assert contract.VOICES_PARAMETER in {f.name for f in dataclasses.fields(TtsParameters)}
-    for config, kind in [(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]), TtsParameters),
-                         (mc.stream_config(OPTIONS), StreamParameters), (mc.vocoder_config(OPTIONS), VocoderParameters)]:
+    for config, kind in [
+        (mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]), TtsParameters),
+        (mc.stream_config(OPTIONS), StreamParameters),
+        (mc.vocoder_config(OPTIONS), VocoderParameters),
+    ]:
         raw = json_format.MessageToDict(config, preserving_proto_field_name=True)["parameters"]
         assert set(raw) == {f.name for f in dataclasses.fields(kind)}, config.name
         parsed = kind.from_triton(raw)
         assert {k: v["string_value"] for k, v in raw.items()} == {
-            f.name: str(getattr(parsed, f.name)).lower() if isinstance(getattr(parsed, f.name), bool)
-            else str(getattr(parsed, f.name)) for f in dataclasses.fields(kind)}
-    tts = TtsParameters.from_triton(json_format.MessageToDict(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]),
-                                                              preserving_proto_field_name=True)["parameters"])
+            f.name: str(getattr(parsed, f.name)).lower()
+            if isinstance(getattr(parsed, f.name), bool)
+            else str(getattr(parsed, f.name))
+            for f in dataclasses.fields(kind)
+        }
+    tts = TtsParameters.from_triton(
+        json_format.MessageToDict(mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]), preserving_proto_field_name=True)[
+            "parameters"
+        ]
+    )
     assert (tts.dtype, tts.max_batch_chunks, tts.f5_model_name, tts.voice_names) == (
-        OPTIONS.tts.dtype, OPTIONS.tts.max_batch_chunks, OPTIONS.tts.f5_model_name, ("zoe",))
+        OPTIONS.tts.dtype,
+        OPTIONS.tts.max_batch_chunks,
+        OPTIONS.tts.f5_model_name,
+        ("zoe",),
+    )
 
 
 def _other_value(f):
@@ -179,8 +214,9 @@ def test_every_knob_round_trips_from_the_export_flags_to_the_model():
     serving = request_from_argv(argv).serving
     serving.check()
     text = mc.to_pbtxt(mc.tts_config(serving, WARMUP_DIMS))
-    raw = json_format.MessageToDict(text_format.Parse(text, pb.ModelConfig()),
-                                    preserving_proto_field_name=True)["parameters"]
+    raw = json_format.MessageToDict(text_format.Parse(text, pb.ModelConfig()), preserving_proto_field_name=True)[
+        "parameters"
+    ]
     parsed = TtsParameters.from_triton(raw)
     assert {name: getattr(parsed, name) for name in wanted} == wanted
     assert parsed == serving.tts
@@ -191,8 +227,9 @@ def test_the_model_hands_its_parameters_whole_to_the_synthesizer(tiny_repo):
     from contract.parameters import TtsParameters
     from pipeline.synthesizer import Synthesizer
 
-    params = TtsParameters(max_batch_chunks=3, reference_cache_size=5, cancel_poll_ms=7.0, max_target_text_bytes=99,
-                           max_audio_seconds=20.0)
+    params = TtsParameters(
+        max_batch_chunks=3, reference_cache_size=5, cancel_poll_ms=7.0, max_target_text_bytes=99, max_audio_seconds=20.0
+    )
     synth = Synthesizer.from_directory(tiny_repo / contract.TTS_MODEL / contract.MODEL_VERSION, None, parameters=params)
     assert (synth.max_batch_chunks, synth.reference_cache_size, synth.cancel_poll_seconds) == (3, 5, 0.007)
     assert synth.limits == params.limits and synth.engine.engine == params.engine

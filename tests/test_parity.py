@@ -19,15 +19,22 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from conftest import (
+    LONG_TEXT,
+    SHORT_TEXT,
+    Reference,
+    as_pcm16,
+    assert_same_audio,
+    f5tts_preprocessed,
+    f5tts_samples,
+    speak,
+)
 
 import contract
 from pipeline.f5_model import ModelConfig, default_vocab_file
 from pipeline.requests import parse_request
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
-
-from conftest import (LONG_TEXT, SHORT_TEXT, Reference, as_pcm16, assert_same_audio, f5tts_preprocessed,
-                      f5tts_samples, speak)
 
 SEED = 1234
 NFE = 8
@@ -42,8 +49,7 @@ def f5tts_infer(tiny, monkeypatch_module, tmp_path_factory):
 
     monkeypatch_module.setattr(utils_infer, "ThreadPoolExecutor", lambda: ThreadPoolExecutor(max_workers=1))
     arch = ModelConfig.load(tiny.config).arch
-    model = utils_infer.load_model(DiT, arch, str(tiny.checkpoint), vocab_file=str(default_vocab_file()),
-                                   device="cpu")
+    model = utils_infer.load_model(DiT, arch, str(tiny.checkpoint), vocab_file=str(default_vocab_file()), device="cpu")
     vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=str(tiny.vocoder), device="cpu")
 
     tmp = tmp_path_factory.mktemp("f5tts_refs")
@@ -52,13 +58,28 @@ def f5tts_infer(tiny, monkeypatch_module, tmp_path_factory):
         audio, sample_rate, ref_text = f5tts_preprocessed(ref, tmp)
         audio = torch.from_numpy(audio)
         # infer_process's chunking, on the decoded audio
-        max_chars = int(len(ref_text.encode("utf-8")) / (audio.shape[-1] / sample_rate)
-                        * (22 - audio.shape[-1] / sample_rate) * speed)
+        max_chars = int(
+            len(ref_text.encode("utf-8"))
+            / (audio.shape[-1] / sample_rate)
+            * (22 - audio.shape[-1] / sample_rate)
+            * speed
+        )
         batches = utils_infer.chunk_text(text, max_chars=max_chars)
         seed_everything(seed)
-        wave, rate, _ = next(utils_infer.infer_batch_process(
-            (audio, sample_rate), ref_text, batches, model, vocoder, nfe_step=NFE, speed=speed,
-            fix_duration=duration, device="cpu", progress=None))
+        wave, rate, _ = next(
+            utils_infer.infer_batch_process(
+                (audio, sample_rate),
+                ref_text,
+                batches,
+                model,
+                vocoder,
+                nfe_step=NFE,
+                speed=speed,
+                fix_duration=duration,
+                device="cpu",
+                progress=None,
+            )
+        )
         assert rate == contract.SAMPLE_RATE
         return np.asarray(wave, dtype=np.float32), len(batches)
 
@@ -104,10 +125,13 @@ def test_output_length_follows_duration(synthesizer, reference, tmp_path):
 
 
 def _request(ref: Reference, text: str, **options):
-    tensors = {contract.REFERENCE_AUDIO: ref.audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[ref.sample_rate]]),
-               contract.REFERENCE_TEXT: np.array([[ref.text.encode()]], dtype=object),
-               contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
-               contract.NFE_STEP: np.array([[NFE]])}
+    tensors = {
+        contract.REFERENCE_AUDIO: ref.audio[None],
+        contract.REFERENCE_SAMPLE_RATE: np.array([[ref.sample_rate]]),
+        contract.REFERENCE_TEXT: np.array([[ref.text.encode()]], dtype=object),
+        contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
+        contract.NFE_STEP: np.array([[NFE]]),
+    }
     tensors.update({k: np.array([[v]]) for k, v in options.items()})
     return parse_request(tensors)
 
@@ -135,9 +159,13 @@ def test_reference_preprocessing_matches_f5tts(reference, tmp_path, kind):
 
     from pipeline.reference import f5_preprocess_audio
 
-    ref = {"shipped": lambda: reference, "stereo_16k": lambda: _stereo_16k(reference),
-           "over_12s": lambda: _long_reference(reference, files("f5_tts").joinpath(
-               "infer/examples/basic/basic_ref_zh.wav"))}[kind]()
+    ref = {
+        "shipped": lambda: reference,
+        "stereo_16k": lambda: _stereo_16k(reference),
+        "over_12s": lambda: _long_reference(
+            reference, files("f5_tts").joinpath("infer/examples/basic/basic_ref_zh.wav")
+        ),
+    }[kind]()
     want, want_rate, _ = f5tts_preprocessed(ref, tmp_path)
     got, rate, clipped = f5_preprocess_audio(ref.audio, ref.sample_rate)
     assert clipped == (kind == "over_12s")
@@ -165,14 +193,18 @@ def test_pipeline_matches_f5tts_for_stereo_16k_reference(synthesizer, f5tts_infe
 
 def test_served_chinese_and_mixed_text_match_f5tts(server, f5tts_infer):
     """Chinese goes through f5-tts's pinyin conversion and is chunked on Chinese punctuation."""
-    import soundfile as sf
     from importlib.resources import files
 
-    audio, sr = sf.read(str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_zh.wav")), dtype="float32",
-                        always_2d=True)
+    import soundfile as sf
+
+    audio, sr = sf.read(
+        str(files("f5_tts").joinpath("infer/examples/basic/basic_ref_zh.wav")), dtype="float32", always_2d=True
+    )
     ref = Reference(np.ascontiguousarray(audio.T), sr, "对，这就是我，万人敬仰的太乙真人。")
-    text = "突然，身边一阵笑声。我看着他们，意气风发地挺直了胸膛，甩了甩那稍显肉感的双臂，轻笑道：我身上的肉，" \
-           "是为了掩饰我爆棚的魅力，否则，岂不吓坏了你们呢？Triton serves F5-TTS 很快。"
+    text = (
+        "突然，身边一阵笑声。我看着他们，意气风发地挺直了胸膛，甩了甩那稍显肉感的双臂，轻笑道：我身上的肉，"
+        "是为了掩饰我爆棚的魅力，否则，岂不吓坏了你们呢？Triton serves F5-TTS 很快。"
+    )
     want, chunks = f5tts_infer(ref, text)
     assert chunks >= 2
     got = speak(server, ref, text, seed=SEED, nfe_step=NFE)
@@ -203,8 +235,9 @@ def test_a_repeated_reference_is_not_preprocessed_again(synthesizer, reference, 
     monkeypatch.setattr(synthesizer_module, "prepare_reference", lambda *a: calls.append(1) or real(*a))
     synthesizer._references.clear()
     first = synthesizer.synthesize([_request(reference, SHORT_TEXT, seed=3)])[0].waveform
-    second = synthesizer.synthesize([_request(reference, "Another text.", seed=3),
-                                     _request(reference, SHORT_TEXT, seed=3)])
+    second = synthesizer.synthesize(
+        [_request(reference, "Another text.", seed=3), _request(reference, SHORT_TEXT, seed=3)]
+    )
     assert len(calls) == 1  # the second and third requests reused the first one's preprocessing
     assert_same_audio(second[1].waveform, first)
     other = Reference(reference.audio[:, ::-1].copy(), reference.sample_rate, reference.text)

@@ -15,12 +15,11 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-
-from export.api import export_model
-from export.__main__ import request_from_argv
-from export.repository import REFERENCE_TEXT, REFERENCE_WAV
-
 from conftest import GATEWAY_KEY, VOICE, Gateway, _say
+
+from export.__main__ import request_from_argv
+from export.api import export_model
+from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 
 pytestmark = pytest.mark.slow  # a browser (Chromium starts in ~10 s per test)
 
@@ -45,9 +44,18 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tmp_path_factory.mktemp("chromium-profile")
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1000,1100"):
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1000,1100",
+    ):
         options.add_argument(arg)
     # Downloads after the first one are "automatic" to Chromium (no click of their own): allowed, not asked.
     options.add_experimental_option("prefs", {"profile.default_content_setting_values.automatic_downloads": 1})
@@ -73,8 +81,10 @@ def _wait(driver, condition: str):
 
 def _viewport(browser, width: int, height: int, mobile: bool) -> None:
     """The page's viewport as a device of that size would have it (a phone honours the page's viewport meta)."""
-    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
-        "width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile})
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 2 if mobile else 1, "mobile": mobile},
+    )
     assert browser.execute_script("return window.innerWidth") == width
 
 
@@ -85,7 +95,8 @@ def _shot(browser, screenshots, name: str) -> None:
 def _assert_fits(browser, what: str) -> None:
     """No sideways scrolling, and every visible field and button wholly inside the viewport."""
     width, scroll = browser.execute_script(
-        "return [document.documentElement.clientWidth, document.documentElement.scrollWidth]")
+        "return [document.documentElement.clientWidth, document.documentElement.scrollWidth]"
+    )
     assert scroll <= width, f"{what}: the page is {scroll} px wide in a {width} px viewport (sideways scroll)"
     outside = browser.execute_script("""
         const width = document.documentElement.clientWidth;
@@ -160,9 +171,14 @@ def test_the_playground_speaks_with_a_registered_voice(browser, gateway, tiny_re
     # The page declares its icon inline (no /favicon.ico to miss), and the icon is an image a browser decodes.
     icon = browser.find_element(By.CSS_SELECTOR, "link[rel=icon]").get_attribute("href")
     assert icon.startswith("data:image/svg+xml,")
-    assert browser.execute_async_script(
-        "const done = arguments[1], img = new Image(); img.onload = () => done(img.naturalWidth);"
-        "img.onerror = () => done(0); img.src = arguments[0];", icon) > 0
+    assert (
+        browser.execute_async_script(
+            "const done = arguments[1], img = new Image(); img.onload = () => done(img.naturalWidth);"
+            "img.onerror = () => done(0); img.src = arguments[0];",
+            icon,
+        )
+        > 0
+    )
     # The session's repository is not the demo model, and the page says nothing about one.
     assert json.loads((tiny_repo / "manifest.json").read_text())["demo_model"] is False
     assert _model(gateway)["demo_model"] is False
@@ -211,7 +227,8 @@ def test_the_playground_downloads_in_the_chosen_format(browser, gateway, tmp_pat
         assert download["name"] == path.name
         # Chromium writes NAME.crdownload and renames it when the download is complete.
         WebDriverWait(browser, WAIT, poll_frequency=0.1).until(
-            lambda _: path.is_file() and path.stat().st_size == download["bytes"])
+            lambda _, path=path, download=download: path.is_file() and path.stat().st_size == download["bytes"]
+        )
         files[fmt] = path.read_bytes()
         assert browser.find_element(By.ID, "download-status").text.startswith(f"Saved {path.name} (")
     for fmt, magic in MAGIC.items():
@@ -232,8 +249,10 @@ def _type_text(browser, value: str) -> tuple[str, bool, bool]:
     would; the last one typed), then what the counter says, whether it warns, whether Speak is enabled."""
     from selenium.webdriver.common.by import By
 
-    browser.execute_script("const t = document.getElementById('text'); t.value = arguments[0];"
-                           "t.dispatchEvent(new Event('input'));", value[:-1])
+    browser.execute_script(
+        "const t = document.getElementById('text'); t.value = arguments[0];t.dispatchEvent(new Event('input'));",
+        value[:-1],
+    )
     browser.find_element(By.ID, "text").send_keys(value[-1])
     counter = browser.find_element(By.ID, "counter")
     warns = "error" in counter.get_attribute("class")
@@ -243,8 +262,7 @@ def _type_text(browser, value: str) -> tuple[str, bool, bool]:
     return counter.text, warns, browser.find_element(By.ID, "speak").is_enabled()
 
 
-def test_the_playground_counts_characters_and_bytes_against_the_limits(browser, gateway, server, tmp_path,
-                                                                       request):
+def test_the_playground_counts_characters_and_bytes_against_the_limits(browser, gateway, server, tmp_path, request):
     """Both limits as the gateway states them: its characters (--max-input-chars) and the server's UTF-8
     bytes. A second gateway allows more characters than the bytes hold, so the byte limit binds there."""
     from selenium.webdriver.common.by import By
@@ -257,12 +275,16 @@ def test_the_playground_counts_characters_and_bytes_against_the_limits(browser, 
     assert browser.find_element(By.ID, "counter").text == f"10 / {chars} characters · 14 / {max_bytes} bytes (UTF-8)"
     fit = min(chars, max_bytes)  # ASCII: a byte a character
     assert _type_text(browser, "a" * fit) == (
-        f"{fit} / {chars} characters · {fit} / {max_bytes} bytes (UTF-8)", False, True)
+        f"{fit} / {chars} characters · {fit} / {max_bytes} bytes (UTF-8)",
+        False,
+        True,
+    )
     shown, warns, speak = _type_text(browser, "a" * (chars + 1))
     assert shown.startswith(f"{chars + 1} / {chars} characters") and warns and not speak
 
-    roomy = Gateway([server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log",
-                    "--max-input-chars", str(max_bytes))
+    roomy = Gateway(
+        [server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log", "--max-input-chars", str(max_bytes)
+    )
     try:
         roomy.wait_live()
         _say(request, f"gateway pid {roomy.proc.pid} with --max-input-chars {max_bytes} on {roomy.url}")
@@ -271,9 +293,12 @@ def test_the_playground_counts_characters_and_bytes_against_the_limits(browser, 
         # A 4-byte emoji is one character, as the gateway counts them (JavaScript's length says two).
         # chromedriver types only the Basic Multilingual Plane, so the last key is a plain letter.
         emoji = max_bytes // 4 - 1  # with 3 letters: within the bytes
-        assert _type_text(browser, "\U0001F642" * emoji + "abc") == (
-            f"{emoji + 3} / {max_bytes} characters · {4 * emoji + 3} / {max_bytes} bytes (UTF-8)", False, True)
-        shown, warns, speak = _type_text(browser, "\U0001F642" * (emoji + 2) + "a")  # 4 * emoji + 9 > max_bytes
+        assert _type_text(browser, "\U0001f642" * emoji + "abc") == (
+            f"{emoji + 3} / {max_bytes} characters · {4 * emoji + 3} / {max_bytes} bytes (UTF-8)",
+            False,
+            True,
+        )
+        shown, warns, speak = _type_text(browser, "\U0001f642" * (emoji + 2) + "a")  # 4 * emoji + 9 > max_bytes
         assert shown.startswith(f"{emoji + 3} / {max_bytes} characters · {4 * emoji + 9} / {max_bytes} bytes")
         assert warns and not speak
     finally:
@@ -290,8 +315,9 @@ def test_the_playground_uploads_a_voice_and_speaks_with_it(browser, gateway, scr
         browser.find_element(By.ID, "new-transcript").send_keys(REFERENCE_TEXT)
 
     def form_values():
-        return [browser.find_element(By.ID, i).get_attribute("value") for i in ("new-name", "new-audio",
-                                                                               "new-transcript")]
+        return [
+            browser.find_element(By.ID, i).get_attribute("value") for i in ("new-name", "new-audio", "new-transcript")
+        ]
 
     _open(browser, gateway)
     fill_form()
@@ -310,7 +336,9 @@ def test_the_playground_uploads_a_voice_and_speaks_with_it(browser, gateway, scr
     assert form_values()[0] == "browser-voice" and form_values()[2] == REFERENCE_TEXT
     _shot(browser, screenshots, "upload-desktop")
     assert [o.text for o in Select(browser.find_element(By.ID, "voice")).options] == [
-        f"{VOICE} (registered)", "browser-voice (library)"]
+        f"{VOICE} (registered)",
+        "browser-voice (library)",
+    ]
 
 
 def test_the_playground_deletes_a_voice_only_once_confirmed(browser, gateway):
@@ -320,8 +348,12 @@ def test_the_playground_deletes_a_voice_only_once_confirmed(browser, gateway):
 
     name = "to-be-deleted"
     with REFERENCE_WAV.open("rb") as f:
-        r = httpx.post(f"{gateway.url}/v1/audio/voices", headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
-                       data={"name": name, "transcript": REFERENCE_TEXT}, files={"audio_sample": f})
+        r = httpx.post(
+            f"{gateway.url}/v1/audio/voices",
+            headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+            data={"name": name, "transcript": REFERENCE_TEXT},
+            files={"audio_sample": f},
+        )
     assert r.status_code == 201, r.text
     _open(browser, gateway)
 
@@ -357,7 +389,8 @@ def test_the_playground_fits_a_phone_and_a_desktop(browser, gateway, screenshots
     _speak(browser)  # every part shown: the result's player, format and download too
     browser.execute_script("document.getElementById('key-box').open = true")
     fields = browser.execute_script(
-        "return [...document.querySelectorAll('#options input, #options select')].map((e) => e.id)")
+        "return [...document.querySelectorAll('#options input, #options select')].map((e) => e.id)"
+    )
     assert fields == ["voice", "speed", "seed", "nfe"]
     for name, (width, height, mobile) in (("desktop", DESKTOP), ("phone", PHONE)):
         _viewport(browser, width, height, mobile)
@@ -371,8 +404,9 @@ def test_the_playground_fits_a_phone_and_a_desktop(browser, gateway, screenshots
     browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
 
-def test_the_playground_warns_when_the_server_runs_the_demo_model(browser, start_server, tmp_path, screenshots,
-                                                                  request):
+def test_the_playground_warns_when_the_server_runs_the_demo_model(
+    browser, start_server, tmp_path, screenshots, request
+):
     """A `--demo-tiny` export, served by a tritonserver and gateway of this test (no API key: the page asks
     for none and lists the voices at once)."""
     from selenium.webdriver.common.by import By

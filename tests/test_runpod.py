@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import VOICE, _say, assert_same_audio, behind_a_long_request, calls_shared_a_batch, wait_until_answering
 
 import contract
 from export.repository import REFERENCE_WAV
@@ -29,8 +30,6 @@ from launcher import TritonServer
 from launcher.server import free_port
 from pipeline.reference import prepare_reference
 from runpod_worker.handler import decode_audio
-
-from conftest import VOICE, _say, assert_same_audio, behind_a_long_request, calls_shared_a_batch, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 180  # seconds; a bound for a hung start, not a measurement
@@ -43,16 +42,26 @@ def _reference_job(**extra) -> dict:
     audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32")
     buf = io.BytesIO()
     sf.write(buf, audio[: 2 * rate], rate, format="FLAC")
-    job = {"text": "I don't really care what you call me.", "reference_text": "Some call me nature.",
-           "reference_audio": base64.b64encode(buf.getvalue()).decode(), "nfe_step": 4, "seed": 7}
+    job = {
+        "text": "I don't really care what you call me.",
+        "reference_text": "Some call me nature.",
+        "reference_audio": base64.b64encode(buf.getvalue()).decode(),
+        "nfe_step": 4,
+        "seed": 7,
+    }
     job.update(extra)
     return job
 
 
 def _env(volume: Path, **extra) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("F5_", "TRITON_", "RUNPOD_", "MODEL_REPOSITORY"))}
-    env.update(F5_VOLUME=str(volume), HTTP_PORT=str(free_port()), GRPC_PORT=str(free_port()),
-               METRICS_PORT=str(free_port()), **extra)
+    env.update(
+        F5_VOLUME=str(volume),
+        HTTP_PORT=str(free_port()),
+        GRPC_PORT=str(free_port()),
+        METRICS_PORT=str(free_port()),
+        **extra,
+    )
     return env
 
 
@@ -105,6 +114,7 @@ def _decode(output: dict) -> np.ndarray:
 
 # --- one job through --test_input, exporting the volume's checkpoint on first start --------------------
 
+
 def test_test_input_exports_the_volume_once_and_returns_a_wav(tiny, tmp_path):
     volume = tmp_path / "volume"
     (volume / "checkpoints").mkdir(parents=True)
@@ -116,9 +126,14 @@ def test_test_input_exports_the_volume_once_and_returns_a_wav(tiny, tmp_path):
     job = _reference_job()
     reference = prepare_reference(*decode_audio(job["reference_audio"]), job["reference_text"])
     job["duration"] = round(reference.seconds + 0.04, 3)
-    proc = subprocess.run(_worker("--test_input", json.dumps({"input": job})), cwd=ROOT,
-                          env=_env(volume, F5_MODEL_CONFIG=str(tiny.config)), capture_output=True, text=True,
-                          timeout=START_TIMEOUT)
+    proc = subprocess.run(
+        _worker("--test_input", json.dumps({"input": job})),
+        cwd=ROOT,
+        env=_env(volume, F5_MODEL_CONFIG=str(tiny.config)),
+        capture_output=True,
+        text=True,
+        timeout=START_TIMEOUT,
+    )
     try:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert f"exported {volume / 'checkpoints' / 'model_1250000.safetensors'} into {repo}" in proc.stdout
@@ -134,6 +149,7 @@ def test_test_input_exports_the_volume_once_and_returns_a_wav(tiny, tmp_path):
 
 # --- a long-lived worker serving the SDK's local API ------------------------------------------------------
 
+
 class ApiWorker:
     def __init__(self, repo: Path, tmp: Path) -> None:
         self.repo = repo
@@ -143,7 +159,11 @@ class ApiWorker:
         with open(self.log, "w") as out:
             self.proc = subprocess.Popen(
                 _worker("--rp_serve_api", "--rp_api_host", "127.0.0.1", "--rp_api_port", str(self.port)),
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.started = time.monotonic()
 
     def output(self) -> str:
@@ -155,16 +175,21 @@ class ApiWorker:
 
     def runsync(self, job_input: dict) -> dict:
         body = json.dumps({"input": job_input}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{self.port}/runsync", data=body,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/runsync", data=body, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=120) as r:
             return json.load(r)
 
     @property
     def triton(self) -> TritonServer:
         """A handle on the worker's own tritonserver (for requests and statistics; it does not own it)."""
-        return TritonServer(self.repo, http_port=int(self.env["HTTP_PORT"]), grpc_port=int(self.env["GRPC_PORT"]),
-                            metrics_port=int(self.env["METRICS_PORT"]))
+        return TritonServer(
+            self.repo,
+            http_port=int(self.env["HTTP_PORT"]),
+            grpc_port=int(self.env["GRPC_PORT"]),
+            metrics_port=int(self.env["METRICS_PORT"]),
+        )
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -181,8 +206,11 @@ def api_worker(tiny_repo, tmp_path_factory, request):
     worker = ApiWorker(repo, tmp)
     try:
         ready = worker.wait_ready()
-        _say(request, f"runpod worker pid {worker.proc.pid} serving its API in {ready:.1f} s "
-                      f"(tritonserver pid {_server_pid(worker.output())})")
+        _say(
+            request,
+            f"runpod worker pid {worker.proc.pid} serving its API in {ready:.1f} s "
+            f"(tritonserver pid {_server_pid(worker.output())})",
+        )
         yield worker
     finally:
         worker.kill()
@@ -192,17 +220,26 @@ def api_worker(tiny_repo, tmp_path_factory, request):
 def test_worker_logs_what_it_loaded(api_worker):
     out = api_worker.output()
     assert "model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
-    assert re.search(r"tritonserver 2\.\d+\.\d+ pid \d+ ready in [\d.]+ s, models loaded and warmed up; "
-                     r"f5_tts \(F5TTS_v1_Base_tiny, fp32, engine eager, vocoder onnx\) loaded on cpu in [\d.]+ s", out)
+    assert re.search(
+        r"tritonserver 2\.\d+\.\d+ pid \d+ ready in [\d.]+ s, models loaded and warmed up; "
+        r"f5_tts \(F5TTS_v1_Base_tiny, fp32, engine eager, vocoder onnx\) loaded on cpu in [\d.]+ s",
+        out,
+    )
     assert re.search(r"ready in [\d.]+ s from start: runpod 1\.10\.0, up to 8 concurrent jobs", out)
     # the job's input (users' audio) is not logged
     assert "Retrieved local job" not in out and "UklGR" not in out
 
 
 def test_concurrent_jobs_share_triton_batches(api_worker):
-    jobs = [_reference_job(seed=7), _reference_job(seed=7), _reference_job(seed=8),
-            _reference_job(seed=7, text="Respect me and I'll nurture you.")]
-    results, batched = behind_a_long_request(api_worker.triton, [lambda job=job: api_worker.runsync(job) for job in jobs])
+    jobs = [
+        _reference_job(seed=7),
+        _reference_job(seed=7),
+        _reference_job(seed=8),
+        _reference_job(seed=7, text="Respect me and I'll nurture you."),
+    ]
+    results, batched = behind_a_long_request(
+        api_worker.triton, [lambda job=job: api_worker.runsync(job) for job in jobs]
+    )
     assert [r["status"] for r in results] == ["COMPLETED"] * len(jobs), results
     waves = [_decode(r["output"]) for r in results]
     assert_same_audio(waves[1], waves[0])  # same seed and text: same audio, whichever batch each job joined
@@ -212,26 +249,37 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
     assert calls_shared_a_batch(batched), f"not batched together (batch size: executions): {batched}"
 
 
-@pytest.mark.parametrize("change,message", [
-    ({"speaker": "x"}, "unknown input key(s) 'speaker'; allowed: text, reference_audio, reference_text, voice, "
-                       "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration"),
-    ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),
-    ({"seed": 1.5}, "'seed' must be an integer, got number 1.5"),
-    ({"speed": True}, "'speed' must be a number, got boolean True"),
-    ({"text": 42}, "'text' must be a string, got integer"),
-    ({"nfe_step": 2**40}, "'nfe_step' is 1099511627776, outside the INT32 range"),
-    ({"reference_audio": "not base64!"}, "'reference_audio' is not valid base64"),
-    ({"reference_audio": base64.b64encode(b"just some bytes").decode()},
-     "'reference_audio' (15 bytes) is not an audio file soundfile can read"),
-    ({"reference_text": None}, "'reference_audio' and 'reference_text' go together; 'reference_text' is missing"),
-    ({"reference_audio": None, "reference_text": None}, "give 'reference_audio' (base64 of an audio file) with "
-                                                         "'reference_text' (its transcript), or 'voice'"),
-    ({"voice": "narrator"}, "give either 'voice' or 'reference_audio' with 'reference_text', not both"),
-    ({"text": None}, "'text' (the text to speak) is required"),
-    # the server's own INVALID_ARG messages
-    ({"nfe_step": 500}, "input 'nfe_step' is 500; allowed range is [1, 128]"),
-    ({"text": "   "}, "input 'target_text' is empty or whitespace only"),
-], ids=lambda v: next(iter(v)) if isinstance(v, dict) else None)
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            {"speaker": "x"},
+            "unknown input key(s) 'speaker'; allowed: text, reference_audio, reference_text, voice, "
+            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration",
+        ),
+        ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),
+        ({"seed": 1.5}, "'seed' must be an integer, got number 1.5"),
+        ({"speed": True}, "'speed' must be a number, got boolean True"),
+        ({"text": 42}, "'text' must be a string, got integer"),
+        ({"nfe_step": 2**40}, "'nfe_step' is 1099511627776, outside the INT32 range"),
+        ({"reference_audio": "not base64!"}, "'reference_audio' is not valid base64"),
+        (
+            {"reference_audio": base64.b64encode(b"just some bytes").decode()},
+            "'reference_audio' (15 bytes) is not an audio file soundfile can read",
+        ),
+        ({"reference_text": None}, "'reference_audio' and 'reference_text' go together; 'reference_text' is missing"),
+        (
+            {"reference_audio": None, "reference_text": None},
+            "give 'reference_audio' (base64 of an audio file) with 'reference_text' (its transcript), or 'voice'",
+        ),
+        ({"voice": "narrator"}, "give either 'voice' or 'reference_audio' with 'reference_text', not both"),
+        ({"text": None}, "'text' (the text to speak) is required"),
+        # the server's own INVALID_ARG messages
+        ({"nfe_step": 500}, "input 'nfe_step' is 500; allowed range is [1, 128]"),
+        ({"text": "   "}, "input 'target_text' is empty or whitespace only"),
+    ],
+    ids=lambda v: next(iter(v)) if isinstance(v, dict) else None,
+)
 def test_bad_jobs_get_the_error_form(api_worker, change, message):
     job = {k: v for k, v in _reference_job(**change).items() if v is not None}
     result = api_worker.runsync(job)
@@ -244,8 +292,15 @@ def test_a_registered_voice_job_sounds_like_sending_its_reference(api_worker):
     from export.repository import REFERENCE_TEXT
 
     by_voice = api_worker.runsync({"text": "Respect me.", "voice": VOICE, "nfe_step": 4, "seed": 3})
-    by_upload = api_worker.runsync({"text": "Respect me.", "nfe_step": 4, "seed": 3, "reference_text": REFERENCE_TEXT,
-                                    "reference_audio": base64.b64encode(REFERENCE_WAV.read_bytes()).decode()})
+    by_upload = api_worker.runsync(
+        {
+            "text": "Respect me.",
+            "nfe_step": 4,
+            "seed": 3,
+            "reference_text": REFERENCE_TEXT,
+            "reference_audio": base64.b64encode(REFERENCE_WAV.read_bytes()).decode(),
+        }
+    )
     assert by_voice["status"] == by_upload["status"] == "COMPLETED", (by_voice, by_upload)
     np.testing.assert_array_equal(_decode(by_voice["output"]), _decode(by_upload["output"]))
     unknown = api_worker.runsync({"text": "Respect me.", "voice": "narrator"})
@@ -267,6 +322,7 @@ def test_killing_the_worker_kills_its_server(api_worker):
 
 # --- start-up failures: exit non-zero with one line naming the cause --------------------------------------
 
+
 def _copy_repo(tiny_repo: Path, tmp_path: Path, change) -> Path:
     volume = tmp_path / "volume"
     shutil.copytree(tiny_repo, volume / "model_repository")
@@ -274,27 +330,61 @@ def _copy_repo(tiny_repo: Path, tmp_path: Path, change) -> Path:
     return volume
 
 
-@pytest.mark.parametrize("case,make_volume,extra,message", [
-    pytest.param("missing_volume", lambda repo, tmp: tmp / "absent", {},
-     "the network volume F5_VOLUME={volume} is not a directory", id="missing_volume"),
-    pytest.param("empty_volume", lambda repo, tmp: tmp, {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"},
-     "the volume {volume} holds no exported repository ({volume}/model_repository/f5_tts/config.pbtxt is missing); "
-     "exporting the released F5TTS_v1_Base (Hugging Face cache or hub) on first start failed: "
-     "hf://charactr/vocos-mel-24khz/config.yaml is not in the Hugging Face cache", id="empty_volume"),
-    pytest.param("missing_checkpoint", lambda repo, tmp: tmp, {"F5_CHECKPOINT": "checkpoints/mine.safetensors"},
-     "the volume {volume} holds neither an exported repository", id="missing_checkpoint"),
-    pytest.param("missing_file", lambda repo, tmp: _copy_repo(
-        repo, tmp, lambda r: (r / "vocoder/1/vocos.onnx").unlink()), {},
-     "{volume}/model_repository/vocoder/1/vocos.onnx is missing; re-export the repository", id="missing_file"),
-    pytest.param("not_ready_in_time", lambda repo, tmp: _copy_repo(repo, tmp, lambda r: None),
-                 {"F5_READY_TIMEOUT": "1"}, "tritonserver not ready after 1 s: ", id="not_ready_in_time"),
-    pytest.param("bad_concurrency", lambda repo, tmp: tmp, {"F5_CONCURRENCY": "0"},
-                 "F5_CONCURRENCY=0; at least 1 is allowed", id="bad_concurrency"),
-])
+@pytest.mark.parametrize(
+    "case,make_volume,extra,message",
+    [
+        pytest.param(
+            "missing_volume",
+            lambda repo, tmp: tmp / "absent",
+            {},
+            "the network volume F5_VOLUME={volume} is not a directory",
+            id="missing_volume",
+        ),
+        pytest.param(
+            "empty_volume",
+            lambda repo, tmp: tmp,
+            {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": "/nonexistent"},
+            "the volume {volume} holds no exported repository "
+            "({volume}/model_repository/f5_tts/config.pbtxt is missing); "
+            "exporting the released F5TTS_v1_Base (Hugging Face cache or hub) on first start failed: "
+            "hf://charactr/vocos-mel-24khz/config.yaml is not in the Hugging Face cache",
+            id="empty_volume",
+        ),
+        pytest.param(
+            "missing_checkpoint",
+            lambda repo, tmp: tmp,
+            {"F5_CHECKPOINT": "checkpoints/mine.safetensors"},
+            "the volume {volume} holds neither an exported repository",
+            id="missing_checkpoint",
+        ),
+        pytest.param(
+            "missing_file",
+            lambda repo, tmp: _copy_repo(repo, tmp, lambda r: (r / "vocoder/1/vocos.onnx").unlink()),
+            {},
+            "{volume}/model_repository/vocoder/1/vocos.onnx is missing; re-export the repository",
+            id="missing_file",
+        ),
+        pytest.param(
+            "not_ready_in_time",
+            lambda repo, tmp: _copy_repo(repo, tmp, lambda r: None),
+            {"F5_READY_TIMEOUT": "1"},
+            "tritonserver not ready after 1 s: ",
+            id="not_ready_in_time",
+        ),
+        pytest.param(
+            "bad_concurrency",
+            lambda repo, tmp: tmp,
+            {"F5_CONCURRENCY": "0"},
+            "F5_CONCURRENCY=0; at least 1 is allowed",
+            id="bad_concurrency",
+        ),
+    ],
+)
 def test_start_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, case, make_volume, extra, message):
     volume = make_volume(tiny_repo, tmp_path)
-    proc = subprocess.run(_worker(), cwd=ROOT, env=_env(volume, **extra), capture_output=True, text=True,
-                          timeout=START_TIMEOUT)
+    proc = subprocess.run(
+        _worker(), cwd=ROOT, env=_env(volume, **extra), capture_output=True, text=True, timeout=START_TIMEOUT
+    )
     try:
         assert proc.returncode == 2, proc.stdout[-3000:] + proc.stderr[-3000:]
         errors = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -306,6 +396,7 @@ def test_start_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, case, ma
 
 
 # --- packaging ------------------------------------------------------------------------------------------
+
 
 def _pins(path: Path) -> dict[str, str]:
     pins = {}
@@ -332,8 +423,8 @@ def test_dockerfile_worker_target_builds_on_the_server_image():
     text = (ROOT / "docker" / "Dockerfile").read_text()
     stages = re.findall(r"^FROM (.+)$", text, re.M)
     assert stages[1] == "server AS runpod-worker" and stages[-1] == "server"  # the default build stays Triton
-    worker = text[text.index("AS runpod-worker"):text.rindex("FROM server")]
+    worker = text[text.index("AS runpod-worker") : text.rindex("FROM server")]
     assert "python3 -m pip install --no-deps -r requirements/runpod.txt" in worker
     assert re.search(r"^USER 1000$", worker, re.M)
     assert 'ENTRYPOINT ["python3", "-m", "runpod_worker"]' in worker
-    assert "COPY runpod_worker/ runpod_worker/" in text[:text.index("AS runpod-worker")]
+    assert "COPY runpod_worker/ runpod_worker/" in text[: text.index("AS runpod-worker")]

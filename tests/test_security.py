@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from conftest import SHORT_TEXT
 from tritonclient.utils import InferenceServerException
 
 import contract
@@ -22,16 +23,15 @@ from client import SynthesisError, SynthesisOptions, synthesize
 from export.checkpoint import CheckpointError, read_state_dict
 from launcher import GrpcTls, TritonServer
 
-from conftest import SHORT_TEXT
-
 
 def _certificates(d: Path) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, as PEM files."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     now = datetime.datetime.now(datetime.timezone.utc)
 
@@ -39,19 +39,29 @@ def _certificates(d: Path) -> dict[str, Path]:
         return ec.generate_private_key(ec.SECP256R1())
 
     def cert(subject_key, name, issuer_key, issuer_name, ca=False, san=None):
-        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-             .public_key(subject_key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
+            .public_key(subject_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
         if san:
             b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
         return b.sign(issuer_key, hashes.SHA256())
 
     ca_key, server_key, client_key = key(), key(), key()
     ca = cert(ca_key, "test-ca", ca_key, "test-ca", ca=True)
-    server = cert(server_key, "localhost", ca_key, "test-ca",
-                  san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+    server = cert(
+        server_key,
+        "localhost",
+        ca_key,
+        "test-ca",
+        san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
     client = cert(client_key, "client", ca_key, "test-ca")
     out = {}
     for name, obj in [("ca", ca), ("server", server), ("client", client)]:
@@ -59,9 +69,9 @@ def _certificates(d: Path) -> dict[str, Path]:
         out[f"{name}_cert"].write_bytes(obj.public_bytes(serialization.Encoding.PEM))
     for name, k in [("server", server_key), ("client", client_key)]:
         out[f"{name}_key"] = d / f"{name}.key"
-        out[f"{name}_key"].write_bytes(k.private_bytes(serialization.Encoding.PEM,
-                                                       serialization.PrivateFormat.PKCS8,
-                                                       serialization.NoEncryption()))
+        out[f"{name}_key"].write_bytes(
+            k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
     return out
 
 
@@ -74,8 +84,11 @@ def certs(tmp_path_factory):
 def secure_server(tiny_repo, certs):
     """gRPC over mutual TLS, admin APIs behind `admin-key: s3cret` (its tests are marked slow by hand:
     a module's server cannot come from the per-test start_server)."""
-    srv = TritonServer(tiny_repo, admin_key=("admin-key", "s3cret"),
-                       grpc_tls=GrpcTls(certs["server_cert"], certs["server_key"], certs["ca_cert"]))
+    srv = TritonServer(
+        tiny_repo,
+        admin_key=("admin-key", "s3cret"),
+        grpc_tls=GrpcTls(certs["server_cert"], certs["server_key"], certs["ca_cert"]),
+    )
     srv.start()
     try:
         yield srv
@@ -84,21 +97,41 @@ def secure_server(tiny_repo, certs):
 
 
 def _speak_tls(server, reference, certs, **kw):
-    return synthesize(SHORT_TEXT, reference.audio, reference.sample_rate, reference.text, url=server.grpc_url,
-                      protocol="grpc", options=SynthesisOptions(nfe_step=2, seed=1), ssl=True,
-                      root_certificates=str(certs["ca_cert"]), **kw)
+    return synthesize(
+        SHORT_TEXT,
+        reference.audio,
+        reference.sample_rate,
+        reference.text,
+        url=server.grpc_url,
+        protocol="grpc",
+        options=SynthesisOptions(nfe_step=2, seed=1),
+        ssl=True,
+        root_certificates=str(certs["ca_cert"]),
+        **kw,
+    )
 
 
 @pytest.mark.slow  # a tritonserver of its own (TLS and admin key, or behind a recording proxy)
 def test_grpc_mutual_tls(secure_server, reference, certs):
-    wave, rate = _speak_tls(secure_server, reference, certs, private_key=str(certs["client_key"]),
-                            certificate_chain=str(certs["client_cert"]))
+    wave, rate = _speak_tls(
+        secure_server,
+        reference,
+        certs,
+        private_key=str(certs["client_key"]),
+        certificate_chain=str(certs["client_cert"]),
+    )
     assert rate == contract.SAMPLE_RATE and wave.size > 0
     with pytest.raises(SynthesisError):  # no client certificate: the handshake is refused
         _speak_tls(secure_server, reference, certs)
     with pytest.raises(SynthesisError):  # plaintext to a TLS port
-        synthesize(SHORT_TEXT, reference.audio, reference.sample_rate, reference.text, url=secure_server.grpc_url,
-                   options=SynthesisOptions(nfe_step=2))
+        synthesize(
+            SHORT_TEXT,
+            reference.audio,
+            reference.sample_rate,
+            reference.text,
+            url=secure_server.grpc_url,
+            options=SynthesisOptions(nfe_step=2),
+        )
 
 
 class _TlsProxy:
@@ -133,7 +166,7 @@ class _TlsProxy:
             pass
         finally:
             for s in (src, dst):  # shutdown first: a close alone would not wake the other pipe's recv,
-                try:              # and its connection to Triton would stay open, holding Triton's stop
+                try:  # and its connection to Triton would stay open, holding Triton's stop
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
@@ -147,23 +180,50 @@ class _TlsProxy:
 def test_https_client_through_a_tls_proxy(server, reference, certs):
     proxy = _TlsProxy(server.http_port, certs["server_cert"], certs["server_key"])
     try:
-        wave, _ = synthesize(SHORT_TEXT, reference.audio, reference.sample_rate, reference.text,
-                             url=f"127.0.0.1:{proxy.port}", protocol="http", ssl=True,
-                             root_certificates=str(certs["ca_cert"]), options=SynthesisOptions(nfe_step=2, seed=1))
-        plain, _ = synthesize(SHORT_TEXT, reference.audio, reference.sample_rate, reference.text,
-                              url=server.http_url, protocol="http", options=SynthesisOptions(nfe_step=2, seed=1))
+        wave, _ = synthesize(
+            SHORT_TEXT,
+            reference.audio,
+            reference.sample_rate,
+            reference.text,
+            url=f"127.0.0.1:{proxy.port}",
+            protocol="http",
+            ssl=True,
+            root_certificates=str(certs["ca_cert"]),
+            options=SynthesisOptions(nfe_step=2, seed=1),
+        )
+        plain, _ = synthesize(
+            SHORT_TEXT,
+            reference.audio,
+            reference.sample_rate,
+            reference.text,
+            url=server.http_url,
+            protocol="http",
+            options=SynthesisOptions(nfe_step=2, seed=1),
+        )
         assert (wave == plain).all()
         with pytest.raises(SynthesisError):  # a CA that did not sign the server certificate
-            synthesize(SHORT_TEXT, reference.audio, reference.sample_rate, reference.text,
-                       url=f"127.0.0.1:{proxy.port}", protocol="http", ssl=True,
-                       root_certificates=str(certs["client_cert"]), options=SynthesisOptions(nfe_step=2))
+            synthesize(
+                SHORT_TEXT,
+                reference.audio,
+                reference.sample_rate,
+                reference.text,
+                url=f"127.0.0.1:{proxy.port}",
+                protocol="http",
+                ssl=True,
+                root_certificates=str(certs["client_cert"]),
+                options=SynthesisOptions(nfe_step=2),
+            )
     finally:
         proxy.close()
 
 
 def _http(server, method: str, path: str, headers=None) -> int:
-    req = urllib.request.Request(f"http://{server.http_url}{path}", method=method, headers=headers or {},
-                                 data=b"{}" if method == "POST" else None)
+    req = urllib.request.Request(
+        f"http://{server.http_url}{path}",
+        method=method,
+        headers=headers or {},
+        data=b"{}" if method == "POST" else None,
+    )
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status
@@ -196,8 +256,12 @@ def test_admin_apis_need_the_key_while_inference_stays_open(secure_server):
 def test_admin_key_over_grpc(secure_server, certs):
     def client():
         return grpcclient.InferenceServerClient(
-            secure_server.grpc_url, ssl=True, root_certificates=str(certs["ca_cert"]),
-            private_key=str(certs["client_key"]), certificate_chain=str(certs["client_cert"]))
+            secure_server.grpc_url,
+            ssl=True,
+            root_certificates=str(certs["ca_cert"]),
+            private_key=str(certs["client_key"]),
+            certificate_chain=str(certs["client_cert"]),
+        )
 
     c = client()
     try:
@@ -240,19 +304,42 @@ def test_the_server_and_the_export_make_no_outside_connection(tiny, tmp_path):
     import subprocess
     import sys
 
-    from hub_cache import NetworkRecorder
-
     from conftest import hub_env
+    from hub_cache import NetworkRecorder
 
     repo = tmp_path / "repo"
     with NetworkRecorder() as proxy:
         env = hub_env(tmp_path / "hf", HTTPS_PROXY=proxy.url, HTTP_PROXY=proxy.url)
-        for command in (["export", "--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config),
-                         "--vocoder", str(tiny.vocoder), "--output", str(repo)],
-                        ["launcher", "--model-repository", str(repo), "--check", "--host", "127.0.0.1",
-                         "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"]):
-            proc = subprocess.run([sys.executable, "-m", *command], env=env, capture_output=True, text=True,
-                                  timeout=300)
+        for command in (
+            [
+                "export",
+                "--ckpt",
+                str(tiny.checkpoint),
+                "--model-config",
+                str(tiny.config),
+                "--vocoder",
+                str(tiny.vocoder),
+                "--output",
+                str(repo),
+            ],
+            [
+                "launcher",
+                "--model-repository",
+                str(repo),
+                "--check",
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+                "--metrics-port",
+                "0",
+            ],
+        ):
+            proc = subprocess.run(
+                [sys.executable, "-m", *command], env=env, capture_output=True, text=True, timeout=300
+            )
             assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proxy.lines == []
     ready = [ln for ln in proc.stdout.splitlines() if ln.startswith("tritonserver ready")]

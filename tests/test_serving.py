@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SHORT_TEXT, Reference, assert_same_audio, calls_shared_a_batch, speak, speak_concurrently, wait_for
 
 import contract
 from client import SynthesisError
 
-from conftest import (SHORT_TEXT, Reference, assert_same_audio, calls_shared_a_batch, speak, speak_concurrently,
-                      wait_for)
+OTHER_TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Triton batches requests.",
+    "A third sentence, longer than the others, to vary the duration.",
+]
 
-OTHER_TEXTS = ["The quick brown fox jumps over the lazy dog.", "Triton batches requests.",
-               "A third sentence, longer than the others, to vary the duration."]
 
 def test_request_gives_the_same_audio_alone_and_inside_a_batch(server, reference):
     alone = speak(server, reference, SHORT_TEXT, seed=42)

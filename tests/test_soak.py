@@ -13,11 +13,10 @@ import threading
 import time
 
 import pytest
+from conftest import assert_same_audio, speak
 
 from client.api import make_client
 from launcher import TritonServer
-
-from conftest import assert_same_audio, speak
 
 CONCURRENCY = 16
 REQUESTS = 256
@@ -28,8 +27,12 @@ TIME_BOUND_S = 600
 RSS_GROWTH_BOUND_MB = 150
 
 pytestmark = pytest.mark.slow
-TEXTS = ["Hello there.", "A slightly longer sentence to vary the length.", "Short one.",
-         "Triton keeps serving under load, request after request."]
+TEXTS = [
+    "Hello there.",
+    "A slightly longer sentence to vary the length.",
+    "Short one.",
+    "Triton keeps serving under load, request after request.",
+]
 
 
 def group_rss_mb(pgid: int) -> float:
@@ -72,8 +75,10 @@ def test_soak_at_concurrency_16(tiny_repo, reference):
         for job, wave in results:
             assert_same_audio(wave, expected[job])
         rss_after = group_rss_mb(pgid)
-        print(f"soak: {REQUESTS} requests at concurrency {CONCURRENCY} in {elapsed:.1f} s, 0 failures; "
-              f"server RSS {rss_before:.0f} MB -> {rss_after:.0f} MB (+{rss_after - rss_before:.0f} MB)")
+        print(
+            f"soak: {REQUESTS} requests at concurrency {CONCURRENCY} in {elapsed:.1f} s, 0 failures; "
+            f"server RSS {rss_before:.0f} MB -> {rss_after:.0f} MB (+{rss_after - rss_before:.0f} MB)"
+        )
         assert rss_after - rss_before < RSS_GROWTH_BOUND_MB
         assert server.dead_stubs() == []
     finally:

@@ -14,6 +14,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from conftest import (
+    LONG_TEXT,
+    SHORT_TEXT,
+    VOICE,
+    Reference,
+    assert_same_audio,
+    behind_a_long_request,
+    calls_shared_a_batch,
+    model_stats,
+    wait_for,
+)
 
 import contract
 from client import SynthesisError, SynthesisOptions, stream_synthesize, synthesize
@@ -22,9 +33,6 @@ from pipeline.requests import parse_request
 from pipeline.streaming import StreamJoiner, cross_fade, stream_chunks
 from pipeline.synthesizer import Synthesizer, split_text
 from pipeline.vocoder import OnnxVocoder
-
-from conftest import (LONG_TEXT, SHORT_TEXT, VOICE, Reference, assert_same_audio, behind_a_long_request,
-                      calls_shared_a_batch, model_stats, wait_for)
 
 ROOT = Path(__file__).resolve().parent.parent
 NFE = 4
@@ -60,10 +68,13 @@ def test_split_text_shortens_only_the_first_chunk():
     assert first + rest == chinese and len(first.encode()) <= FIRST  # CJK: bytes, no space between
 
 
-@pytest.mark.parametrize("text", [
-    "Hi. Then a long sentence without a single punctuation mark until its very end goes here.",  # tiny head
-    "A first clause that is long enough to fill the budget alone, ok now.",  # tiny tail
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Hi. Then a long sentence without a single punctuation mark until its very end goes here.",  # tiny head
+        "A first clause that is long enough to fill the budget alone, ok now.",  # tiny tail
+    ],
+)
 def test_split_text_never_leaves_a_chunk_that_f5_tts_would_speak_slowly(text):
     """f5-tts speaks chunks under 10 bytes at speed 0.3: the first chunk is not split into one."""
     from pipeline.synthesizer import SLOW_CHUNK_BYTES
@@ -91,9 +102,12 @@ def synthesizer(tiny_repo):
 
 
 def _request(text: str, **inputs):
-    tensors = {contract.VOICE: np.array([[VOICE.encode()]], dtype=object),
-               contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object), contract.NFE_STEP: np.array([[NFE]]),
-               contract.SEED: np.array([[11]])}
+    tensors = {
+        contract.VOICE: np.array([[VOICE.encode()]], dtype=object),
+        contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
+        contract.NFE_STEP: np.array([[NFE]]),
+        contract.SEED: np.array([[11]]),
+    }
     tensors.update({k: np.array([[v]]) for k, v in inputs.items()})
     return parse_request(tensors, voices=[VOICE])
 
@@ -118,15 +132,30 @@ def _stream(server, text, protocol="grpc", reference=None, **options):
     options.setdefault("nfe_step", NFE)
     url = server.grpc_url if protocol == "grpc" else server.http_url
     speaker = (reference.audio, reference.sample_rate, reference.text) if reference else ()
-    return list(stream_synthesize(text, *speaker, voice=None if reference else VOICE, url=url, protocol=protocol,
-                                  options=SynthesisOptions(**options), timeout=120))
+    return list(
+        stream_synthesize(
+            text,
+            *speaker,
+            voice=None if reference else VOICE,
+            url=url,
+            protocol=protocol,
+            options=SynthesisOptions(**options),
+            timeout=120,
+        )
+    )
 
 
 def _whole(server, text, reference=None, **options):
     options.setdefault("nfe_step", NFE)
     speaker = (reference.audio, reference.sample_rate, reference.text) if reference else ()
-    wave, _ = synthesize(text, *speaker, voice=None if reference else VOICE, url=server.grpc_url,
-                         options=SynthesisOptions(**options), timeout=120)
+    wave, _ = synthesize(
+        text,
+        *speaker,
+        voice=None if reference else VOICE,
+        url=server.grpc_url,
+        options=SynthesisOptions(**options),
+        timeout=120,
+    )
     return wave
 
 
@@ -146,10 +175,23 @@ def test_curl_generate_stream_from_the_readme(server):
     if curl is None:
         pytest.skip("curl is not installed")
     body = json.dumps({"voice": VOICE, "target_text": LONG_TEXT, "nfe_step": NFE, "seed": 6})
-    out = subprocess.run([curl, "-sS", "-N", "-X", "POST", f"http://{server.http_url}/v2/models/"
-                          f"{contract.STREAM_MODEL}/generate_stream", "-d", body], capture_output=True, text=True,
-                         timeout=120, check=True).stdout
-    events = [json.loads(line[len("data:"):]) for line in out.splitlines() if line.startswith("data:")]
+    out = subprocess.run(
+        [
+            curl,
+            "-sS",
+            "-N",
+            "-X",
+            "POST",
+            f"http://{server.http_url}/v2/models/{contract.STREAM_MODEL}/generate_stream",
+            "-d",
+            body,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    events = [json.loads(line[len("data:") :]) for line in out.splitlines() if line.startswith("data:")]
     assert len(events) >= 3 and all(e[contract.SAMPLE_RATE_OUT] == contract.SAMPLE_RATE for e in events)
     streamed = np.concatenate([np.asarray(e[contract.WAVEFORM], np.float32) for e in events])
     assert_same_audio(streamed, np.concatenate(_stream(server, LONG_TEXT, seed=6)), rel=1e-6)
@@ -161,8 +203,9 @@ def _stats(server) -> tuple[int, int]:
 
 
 def _stop_after_first_piece_grpc(server):
-    stream = stream_synthesize(VERY_LONG_TEXT, voice=VOICE, url=server.grpc_url,
-                               options=SynthesisOptions(nfe_step=CANCELLED_NFE), timeout=120)
+    stream = stream_synthesize(
+        VERY_LONG_TEXT, voice=VOICE, url=server.grpc_url, options=SynthesisOptions(nfe_step=CANCELLED_NFE), timeout=120
+    )
     assert len(next(stream)) > 0
     stream.close()  # the consumer is gone: the client cancels the request on the server
 
@@ -174,8 +217,11 @@ def _stop_after_first_piece_http(server):
     body = json.dumps({"voice": VOICE, "target_text": VERY_LONG_TEXT, "nfe_step": CANCELLED_NFE}).encode()
     host, port = server.http_url.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=120) as sock:
-        sock.sendall(f"POST /v2/models/{contract.STREAM_MODEL}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        sock.sendall(
+            f"POST /v2/models/{contract.STREAM_MODEL}/generate_stream HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         received = b""
         while b"data:" not in received:
             received += sock.recv(65536)
@@ -199,8 +245,9 @@ def test_a_client_that_goes_away_cancels_the_remaining_chunks(server, synthesize
 
 def test_a_stream_cut_short_by_a_shutdown_ends_with_an_error_not_silence(tiny_repo, start_server):
     srv = start_server(tiny_repo)
-    pieces = stream_synthesize(VERY_LONG_TEXT, voice=VOICE, url=srv.grpc_url, options=SynthesisOptions(nfe_step=32),
-                               timeout=120)
+    pieces = stream_synthesize(
+        VERY_LONG_TEXT, voice=VOICE, url=srv.grpc_url, options=SynthesisOptions(nfe_step=32), timeout=120
+    )
     next(pieces)
     os.kill(srv.pid, signal.SIGTERM)
     with pytest.raises(SynthesisError, match="Server not ready"):
@@ -211,8 +258,9 @@ def test_a_stream_cut_short_by_a_shutdown_ends_with_an_error_not_silence(tiny_re
 def test_concurrent_streams_share_f5_tts_batches_and_keep_their_audio(server):
     solo = [np.concatenate(_stream(server, LONG_TEXT, seed=s)) for s in (1, 2, 3)]
     # each piece is one chunk, synthesized by one f5_tts request
-    together, batched = behind_a_long_request(server, [lambda s=s: _stream(server, LONG_TEXT, seed=s) for s in (1, 2, 3)],
-                                              requests=len)
+    together, batched = behind_a_long_request(
+        server, [lambda s=s: _stream(server, LONG_TEXT, seed=s) for s in (1, 2, 3)], requests=len
+    )
     assert calls_shared_a_batch(batched), f"chunks of concurrent streams were never batched together: {batched}"
     for got, want in zip(together, solo):
         assert_same_audio(np.concatenate(got), want)
@@ -224,8 +272,16 @@ def test_a_bad_stream_request_gets_the_servers_message(server, protocol):
     with pytest.raises(SynthesisError, match="unknown voice 'nobody'; known voices: nature"):
         list(stream_synthesize(SHORT_TEXT, voice="nobody", url=url, protocol=protocol, timeout=60))
     with pytest.raises(SynthesisError, match="'first_chunk_chars' is -1"):
-        list(stream_synthesize(SHORT_TEXT, voice=VOICE, url=url, protocol=protocol, timeout=60,
-                               options=SynthesisOptions(first_chunk_chars=-1)))
+        list(
+            stream_synthesize(
+                SHORT_TEXT,
+                voice=VOICE,
+                url=url,
+                protocol=protocol,
+                timeout=60,
+                options=SynthesisOptions(first_chunk_chars=-1),
+            )
+        )
     assert len(_stream(server, SHORT_TEXT, protocol=protocol)) == 1  # the model serves on
 
 
@@ -238,14 +294,26 @@ def test_a_refused_stream_says_why_over_grpc_and_is_http_400(server):
 
 
 def run_client(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "client", *map(str, args)], capture_output=True, timeout=300,
-                          cwd=ROOT, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "client", *map(str, args)], capture_output=True, timeout=300, cwd=ROOT, **kwargs
+    )
 
 
 def test_cli_streams_a_progressive_wav_and_raw_pcm_to_stdout(server, tmp_path):
     out = tmp_path / "streamed.wav"
-    common = ["--url", server.grpc_url, "--voice", VOICE, "--text", LONG_TEXT, "--nfe-step", NFE, "--seed", 6,
-              "--stream"]
+    common = [
+        "--url",
+        server.grpc_url,
+        "--voice",
+        VOICE,
+        "--text",
+        LONG_TEXT,
+        "--nfe-step",
+        NFE,
+        "--seed",
+        6,
+        "--stream",
+    ]
     r = run_client(*common, "--output", out, text=True)
     assert r.returncode == 0, r.stderr
     assert "first audio after" in r.stdout
@@ -279,15 +347,31 @@ def test_progressive_wav_is_a_valid_wav_after_every_piece(tmp_path):
 
 def test_cli_stream_failure_leaves_no_file(server, tmp_path):
     out = tmp_path / "never.wav"
-    r = run_client("--url", server.grpc_url, "--voice", "nobody", "--text", SHORT_TEXT, "--stream", "--output", out,
-                   text=True)
+    r = run_client(
+        "--url", server.grpc_url, "--voice", "nobody", "--text", SHORT_TEXT, "--stream", "--output", out, text=True
+    )
     assert r.returncode == 1 and "unknown voice 'nobody'" in r.stderr
     assert not out.exists()
 
 
 def test_bench_reports_time_to_first_audio_next_to_total_latency(server, tmp_path):
-    r = run_client("bench", "--url", server.grpc_url, "--streaming", "--concurrency", "1", "--requests", 2,
-                   "--warmup", 1, "--nfe-step", 2, "--output-dir", tmp_path, text=True)
+    r = run_client(
+        "bench",
+        "--url",
+        server.grpc_url,
+        "--streaming",
+        "--concurrency",
+        "1",
+        "--requests",
+        2,
+        "--warmup",
+        1,
+        "--nfe-step",
+        2,
+        "--output-dir",
+        tmp_path,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     level = json.loads((tmp_path / "streaming.json").read_text())["levels"][0]
     assert level["streaming_first_audio_s"]["p50"] <= level["streaming_total_s"]["p50"]
@@ -300,8 +384,15 @@ def _stream_times(server, reference, text, runs=3, **options) -> tuple[float, fl
     firsts, totals = [], []
     for _ in range(runs):
         started = time.perf_counter()
-        pieces = stream_synthesize(text, reference.audio, reference.sample_rate, reference.text, url=server.grpc_url,
-                                   options=SynthesisOptions(**options), timeout=120)
+        pieces = stream_synthesize(
+            text,
+            reference.audio,
+            reference.sample_rate,
+            reference.text,
+            url=server.grpc_url,
+            options=SynthesisOptions(**options),
+            timeout=120,
+        )
         first = None
         for _piece in pieces:
             first = first if first is not None else time.perf_counter() - started
@@ -312,7 +403,8 @@ def _stream_times(server, reference, text, runs=3, **options) -> tuple[float, fl
 
 @pytest.mark.slow  # a perf_analyzer measurement run
 def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_time_to_first_audio(
-        server, reference, tmp_path):
+    server, reference, tmp_path
+):
     """perf_analyzer 2.51 says "using the first response for measuring latency" for a decoupled model,
     but its latency runs to the last response; run.sh reads the first from its profile export."""
     import math
@@ -322,25 +414,56 @@ def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_tim
     data = tmp_path / "long.json"
     ref_wav = tmp_path / "ref.wav"
     sf.write(str(ref_wav), reference.audio.T, reference.sample_rate)
-    gen = subprocess.run([sys.executable, "perf_analyzer_configs/generate_input_data.py", "--reference-audio",
-                          str(ref_wav), "--reference-text", reference.text, "--text", LONG_TEXT, "--nfe-step", "8",
-                          "--output", str(data)], capture_output=True, text=True, cwd=ROOT)
+    gen = subprocess.run(
+        [
+            sys.executable,
+            "perf_analyzer_configs/generate_input_data.py",
+            "--reference-audio",
+            str(ref_wav),
+            "--reference-text",
+            reference.text,
+            "--text",
+            LONG_TEXT,
+            "--nfe-step",
+            "8",
+            "--output",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert gen.returncode == 0, gen.stderr
     first, whole = _stream_times(server, reference, LONG_TEXT, nfe_step=8, seed=0)
     assert whole > 2.5 * first, f"not a multi-chunk stream: first {first:.2f} s, whole {whole:.2f} s"
 
     csv = tmp_path / "stream.csv"
-    env = dict(os.environ, REQUEST_COUNT="3", OUT=str(csv), MODEL=contract.STREAM_MODEL, INPUT_DATA=str(data),
-               PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer"), PYTHON=sys.executable)
-    proc = subprocess.run([str(ROOT / "perf_analyzer_configs" / "run.sh"), "grpc", server.grpc_url, "1"],
-                          capture_output=True, text=True, timeout=600, env=env, cwd=ROOT)
+    env = dict(
+        os.environ,
+        REQUEST_COUNT="3",
+        OUT=str(csv),
+        MODEL=contract.STREAM_MODEL,
+        INPUT_DATA=str(data),
+        PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer"),
+        PYTHON=sys.executable,
+    )
+    proc = subprocess.run(
+        [str(ROOT / "perf_analyzer_configs" / "run.sh"), "grpc", server.grpc_url, "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=ROOT,
+    )
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "error" not in out.lower(), out
     assert re.findall(r"Request count: (\d+)", out) == ["3"]
     pa_p50 = int(re.search(r"p50 latency: (\d+) usec", out).group(1)) / 1e6
     rows = (tmp_path / "stream_first_audio.csv").read_text().splitlines()
     header, row = rows[0].split(","), dict(zip(rows[0].split(","), rows[1].split(",")))
-    assert header[:2] == ["concurrency", "requests"] and row["requests"] == "3" and float(row["pieces_per_request"]) >= 3
+    assert (
+        header[:2] == ["concurrency", "requests"] and row["requests"] == "3" and float(row["pieces_per_request"]) >= 3
+    )
     first_p50, last_p50 = float(row["first_p50_ms"]) / 1e3, float(row["last_p50_ms"]) / 1e3
     assert f"time to first audio p50 {first_p50 * 1e3:.0f} ms" in out
 
@@ -348,14 +471,23 @@ def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_tim
         return abs(math.log(x / a)) < abs(math.log(x / b))
 
     # perf_analyzer's latency is the whole stream, which is the export's last response ...
-    assert nearer(pa_p50, whole, first), f"perf_analyzer p50 {pa_p50:.2f} s vs ours: first {first:.2f}, whole {whole:.2f}"
+    assert nearer(pa_p50, whole, first), (
+        f"perf_analyzer p50 {pa_p50:.2f} s vs ours: first {first:.2f}, whole {whole:.2f}"
+    )
     assert last_p50 == pytest.approx(pa_p50, rel=1e-3)
     # ... and run.sh's time to first audio is the first piece: a fraction of the stream, as our client sees
     # it (compared within one run: the shared CPU's load changes between runs)
-    assert first_p50 * 2.5 < last_p50 and first_p50 < whole, \
+    assert first_p50 * 2.5 < last_p50 and first_p50 < whole, (
         f"first-audio p50 {first_p50:.2f} s, last {last_p50:.2f} s; ours: first {first:.2f}, whole {whole:.2f}"
-    refused = subprocess.run([str(ROOT / "perf_analyzer_configs" / "run.sh"), "http", server.http_url, "1"],
-                             capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    )
+    refused = subprocess.run(
+        [str(ROOT / "perf_analyzer_configs" / "run.sh"), "http", server.http_url, "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=ROOT,
+    )
     assert refused.returncode == 2 and "streams over gRPC only" in refused.stderr
 
 

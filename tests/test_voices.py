@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHORT_TEXT, VOICE, assert_same_audio, speak
 
 import contract
 from client import SynthesisError, SynthesisOptions, list_voices, synthesize
@@ -20,25 +21,29 @@ from pipeline.reference import prepare_reference
 from pipeline.requests import RequestError, parse_request
 from pipeline.voices import VOICES_DIR, VoiceError, load_voices, parse_voice_spec
 
-from conftest import SHORT_TEXT, VOICE, assert_same_audio, speak
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("spec,want", [
-    ("alice=ref.wav:Hello there.", ("alice", Path("ref.wav"), "Hello there.")),
-    ("bob.v2=dir/ref.flac:Text: with a colon.", ("bob.v2", Path("dir/ref.flac"), "Text: with a colon.")),
-])
+@pytest.mark.parametrize(
+    "spec,want",
+    [
+        ("alice=ref.wav:Hello there.", ("alice", Path("ref.wav"), "Hello there.")),
+        ("bob.v2=dir/ref.flac:Text: with a colon.", ("bob.v2", Path("dir/ref.flac"), "Text: with a colon.")),
+    ],
+)
 def test_voice_spec_parsing(spec, want):
     assert parse_voice_spec(spec) == want
 
 
-@pytest.mark.parametrize("spec,message", [
-    ("alice=ref.wav", "must be NAME=path"),
-    ("ref.wav:Hello", "must be NAME=path"),
-    ("al ice=ref.wav:Hello", "is not allowed"),
-    ("../x=ref.wav:Hello", "is not allowed"),
-])
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ("alice=ref.wav", "must be NAME=path"),
+        ("ref.wav:Hello", "must be NAME=path"),
+        ("al ice=ref.wav:Hello", "is not allowed"),
+        ("../x=ref.wav:Hello", "is not allowed"),
+    ],
+)
 def test_bad_voice_specs_are_refused(spec, message):
     with pytest.raises(VoiceError, match=message):
         parse_voice_spec(spec)
@@ -46,9 +51,22 @@ def test_bad_voice_specs_are_refused(spec, message):
 
 def test_export_refuses_a_missing_voice_file(tiny, tmp_path):
     with pytest.raises(ExportError, match="--voice x: audio file missing.wav does not exist"):
-        export_model(request_from_argv(["--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config),
-                                        "--vocoder", str(tiny.vocoder), "--output", str(tmp_path / "repo"),
-                                        "--voice", "x=missing.wav:Hello."]))
+        export_model(
+            request_from_argv(
+                [
+                    "--ckpt",
+                    str(tiny.checkpoint),
+                    "--model-config",
+                    str(tiny.config),
+                    "--vocoder",
+                    str(tiny.vocoder),
+                    "--output",
+                    str(tmp_path / "repo"),
+                    "--voice",
+                    "x=missing.wav:Hello.",
+                ]
+            )
+        )
     assert not (tmp_path / "repo").exists()
 
 
@@ -60,17 +78,25 @@ def test_exported_voice_is_the_prepared_reference_bit_for_bit(tiny_repo, referen
 
 
 def _tensors(**values):
-    return {k: np.array([[v.encode() if isinstance(v, str) else v]], dtype=object if isinstance(v, str) else None)
-            for k, v in values.items()}
+    return {
+        k: np.array([[v.encode() if isinstance(v, str) else v]], dtype=object if isinstance(v, str) else None)
+        for k, v in values.items()
+    }
 
 
-@pytest.mark.parametrize("values,message", [
-    ({"voice": "nobody"}, "unknown voice 'nobody'; known voices: adam, nature"),
-    ({"voice": "nature", "reference_text": "Hi."}, "send either 'voice' or the reference inputs, not both"),
-    ({}, "no reference: send 'reference_audio', 'reference_sample_rate' and 'reference_text', or a registered "
-         "'voice' (known voices: adam, nature)"),
-    ({"voice": "x" * 65}, "at most 64 bytes"),
-])
+@pytest.mark.parametrize(
+    "values,message",
+    [
+        ({"voice": "nobody"}, "unknown voice 'nobody'; known voices: adam, nature"),
+        ({"voice": "nature", "reference_text": "Hi."}, "send either 'voice' or the reference inputs, not both"),
+        (
+            {},
+            "no reference: send 'reference_audio', 'reference_sample_rate' and 'reference_text', or a registered "
+            "'voice' (known voices: adam, nature)",
+        ),
+        ({"voice": "x" * 65}, "at most 64 bytes"),
+    ],
+)
 def test_voice_request_validation(values, message):
     with pytest.raises(RequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_request(_tensors(target_text=SHORT_TEXT, **values), voices=["nature", "adam"])
@@ -84,8 +110,9 @@ def test_no_registered_voices_says_how_to_register_one():
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_a_voice_sounds_exactly_like_sending_its_reference(server, reference, protocol):
     url = server.grpc_url if protocol == "grpc" else server.http_url
-    by_name, rate = synthesize(SHORT_TEXT, voice=VOICE, url=url, protocol=protocol,
-                               options=SynthesisOptions(nfe_step=8, seed=21), timeout=120)
+    by_name, rate = synthesize(
+        SHORT_TEXT, voice=VOICE, url=url, protocol=protocol, options=SynthesisOptions(nfe_step=8, seed=21), timeout=120
+    )
     assert rate == contract.SAMPLE_RATE
     assert_same_audio(by_name, speak(server, reference, SHORT_TEXT, protocol=protocol, seed=21), rel=1e-6)
 
@@ -106,8 +133,13 @@ def test_voices_are_listed_from_the_model_config(server, protocol):
 
 def test_cli_lists_voices_and_speaks_with_one(server, tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, "-m", "client", "--url", server.grpc_url, *map(str, args)],
-                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "client", "--url", server.grpc_url, *map(str, args)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=ROOT,
+        )
 
     listed = run("--list-voices")
     assert listed.returncode == 0 and listed.stdout.split() == [VOICE]

@@ -100,8 +100,14 @@ class InferenceRequest:
 
     handler = None  # (InferenceRequest) -> InferenceResponse: the model a BLS request reaches
 
-    def __init__(self, model_name: str = "", inputs=(), requested_output_names=(),
-                 sender: ResponseSender | None = None, cancelled: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self,
+        model_name: str = "",
+        inputs=(),
+        requested_output_names=(),
+        sender: ResponseSender | None = None,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
         """cancelled: whether the client has cancelled the request by now (asked at every is_cancelled())."""
         self.model_name, self._inputs = model_name, list(inputs)
         self.requested_output_names = list(requested_output_names)
@@ -180,8 +186,15 @@ def module() -> types.ModuleType:
     logger = type("Logger", (Logger,), {"lines": []})
     request = type("InferenceRequest", (InferenceRequest,), {"handler": None})
     families = type("MetricFamily", (MetricFamily,), {"families": {}})
-    for name in ("TRITONSERVER_RESPONSE_COMPLETE_FINAL", "TritonError", "Tensor", "InferenceResponse",
-                 "get_input_tensor_by_name", "get_output_tensor_by_name", "using_decoupled_model_transaction_policy"):
+    for name in (
+        "TRITONSERVER_RESPONSE_COMPLETE_FINAL",
+        "TritonError",
+        "Tensor",
+        "InferenceResponse",
+        "get_input_tensor_by_name",
+        "get_output_tensor_by_name",
+        "using_decoupled_model_transaction_policy",
+    ):
         setattr(mod, name, globals()[name])
     mod.Logger, mod.InferenceRequest, mod.MetricFamily = logger, request, families
     return mod
@@ -201,7 +214,12 @@ def model_args(repository: Path, model: str, config: str | None = None) -> dict[
     """initialize()'s args as Triton passes them: the config as JSON, the instance, the model's directory."""
     text = config if config is not None else (repository / model / contract.MODEL_CONFIG_FILE).read_text()
     parsed = json_format.MessageToDict(text_format.Parse(text, pb.ModelConfig()), preserving_proto_field_name=True)
-    return {"model_config": json.dumps(parsed), "model_instance_kind": "CPU", "model_instance_name": f"{model}_0_0",
-            "model_instance_device_id": "0", "model_repository": str(repository / model),
-            "model_version": contract.MODEL_VERSION,
-            "model_name": model}
+    return {
+        "model_config": json.dumps(parsed),
+        "model_instance_kind": "CPU",
+        "model_instance_name": f"{model}_0_0",
+        "model_instance_device_id": "0",
+        "model_repository": str(repository / model),
+        "model_version": contract.MODEL_VERSION,
+        "model_name": model,
+    }

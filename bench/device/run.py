@@ -47,8 +47,10 @@ from pipeline.vocoder import TorchVocoder
 
 REFERENCE_TEXT = "Some call me nature, others call me mother nature."
 # ~10 s of speech with the shipped reference (one chunk: under f5-tts's max_chars for it)
-TARGET_TEXT = ("I don't really care what you call me. I've been a silent spectator, watching species evolve, "
-               "empires rise and fall.")
+TARGET_TEXT = (
+    "I don't really care what you call me. I've been a silent spectator, watching species evolve, "
+    "empires rise and fall."
+)
 VARIANTS = ("f5-tts", "eager-fp32", "eager-fp16", "compiled-fp16", "graphs-fp16", "eager-bf16")
 BASELINE = "eager-fp32"
 
@@ -130,19 +132,25 @@ def difference(got: list[np.ndarray], want: list[np.ndarray]) -> dict:
     if [len(w) for w in got] != [len(w) for w in want]:
         return {"vs_fp32": "lengths differ"}
     g, w = np.concatenate(got).astype(np.float64), np.concatenate(want).astype(np.float64)
-    return {"vs_fp32_rel_l2": float(np.linalg.norm(g - w) / (np.linalg.norm(w) or 1.0)),
-            "vs_fp32_max_rel_peak": float(np.abs(g - w).max() / (np.abs(w).max() or 1.0))}
+    return {
+        "vs_fp32_rel_l2": float(np.linalg.norm(g - w) / (np.linalg.norm(w) or 1.0)),
+        "vs_fp32_max_rel_peak": float(np.abs(g - w).max() / (np.abs(w).max() or 1.0)),
+    }
 
 
 def markdown(report: dict) -> str:
     m = report.get("machine", {})
-    lines = [f"# {report.get('arch')} on {m.get('gpu') or 'CPU'}", "",
-             f"torch {m.get('torch')}, CUDA {m.get('cuda')}, driver {m.get('driver')}, f5-tts {m.get('f5-tts')}, "
-             f"Python {m.get('python')}; reference {report.get('reference_s', 0):.2f} s, target text "
-             f"{len(TARGET_TEXT)} bytes", "",
-             "| variant | NFE | batch | latency (s) | RTF | audio-s/s | x f5-tts throughput | peak GPU (GiB) "
-             "| vs fp32 rel L2 | vs fp32 max/peak |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"# {report.get('arch')} on {m.get('gpu') or 'CPU'}",
+        "",
+        f"torch {m.get('torch')}, CUDA {m.get('cuda')}, driver {m.get('driver')}, f5-tts {m.get('f5-tts')}, "
+        f"Python {m.get('python')}; reference {report.get('reference_s', 0):.2f} s, target text "
+        f"{len(TARGET_TEXT)} bytes",
+        "",
+        "| variant | NFE | batch | latency (s) | RTF | audio-s/s | x f5-tts throughput | peak GPU (GiB) "
+        "| vs fp32 rel L2 | vs fp32 max/peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     f5 = {(r["nfe"], r["batch"]): r for r in report["rows"] if r["variant"] == "f5-tts"}
     for r in report["rows"]:
         ref = f5.get((r["nfe"], r["batch"]))
@@ -150,14 +158,21 @@ def markdown(report: dict) -> str:
         peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-"
         l2 = f"{r['vs_fp32_rel_l2']:.2e}" if "vs_fp32_rel_l2" in r else "-"
         mx = f"{r['vs_fp32_max_rel_peak']:.2e}" if "vs_fp32_max_rel_peak" in r else "-"
-        lines.append(f"| {r['variant']} | {r['nfe']} | {r['batch']} | {r['latency_s']:.3f} | {r['rtf']:.4f} | "
-                     f"{r['throughput']:.1f} | {speed} | {peak} | {l2} | {mx} |")
-    lines += ["", "| variant | load (s) | warm-up: compile / capture (s) | first request (s) | steady (s) | "
-              "first / steady |", "|---|---:|---:|---:|---:|---:|"]
+        lines.append(
+            f"| {r['variant']} | {r['nfe']} | {r['batch']} | {r['latency_s']:.3f} | {r['rtf']:.4f} | "
+            f"{r['throughput']:.1f} | {speed} | {peak} | {l2} | {mx} |"
+        )
+    lines += [
+        "",
+        "| variant | load (s) | warm-up: compile / capture (s) | first request (s) | steady (s) | first / steady |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for name, v in report["variants"].items():
-        lines.append(f"| {name} | {v.get('load_s', 0):.1f} | {v.get('warm_up_s', 0):.1f} | "
-                     f"{v.get('first_request_s', float('nan')):.3f} | {v.get('steady_s', float('nan')):.3f} | "
-                     f"{v.get('first_over_steady', float('nan')):.2f} |")
+        lines.append(
+            f"| {name} | {v.get('load_s', 0):.1f} | {v.get('warm_up_s', 0):.1f} | "
+            f"{v.get('first_request_s', float('nan')):.3f} | {v.get('steady_s', float('nan')):.3f} | "
+            f"{v.get('first_over_steady', float('nan')):.2f} |"
+        )
     for name, why in report["skipped"].items():
         lines.append(f"\nskipped {name}: {why}")
     if "parity" in report:
@@ -178,8 +193,13 @@ def plot(report: dict, path: Path) -> None:
             rows = [r for r in report["rows"] if r["variant"] == variant and r["nfe"] == nfe]
             if rows:
                 ax.plot([r["batch"] for r in rows], [r["throughput"] for r in rows], "o-", label=variant)
-        ax.set(xlabel="requests per batch", ylabel="audio seconds per second", xscale="log", yscale="log",
-               title=f"{report.get('arch')} NFE {nfe} on {report.get('machine', {}).get('gpu') or 'CPU'}")
+        ax.set(
+            xlabel="requests per batch",
+            ylabel="audio seconds per second",
+            xscale="log",
+            yscale="log",
+            title=f"{report.get('arch')} NFE {nfe} on {report.get('machine', {}).get('gpu') or 'CPU'}",
+        )
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -188,8 +208,13 @@ def plot(report: dict, path: Path) -> None:
 
 
 def machine(device: torch.device) -> dict:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.version.cuda, "cpu_threads": torch.get_num_threads()}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cpu_threads": torch.get_num_threads(),
+    }
     for pkg in ("f5-tts", "numpy", "triton", "vocos", "x-transformers", "datasets", "pyarrow", "transformers"):
         try:
             info[pkg] = metadata.version(pkg)
@@ -201,19 +226,31 @@ def machine(device: torch.device) -> dict:
         try:
             import subprocess
 
-            info["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                                            capture_output=True, text=True, timeout=30).stdout.strip()
+            info["driver"] = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout.strip()
         except Exception:
             info["driver"] = None
     return info
 
 
 def requests_for(audio: np.ndarray, sr: int, batch: int, nfe: int) -> list:
-    return [parse_request({
-        contract.REFERENCE_AUDIO: audio[None], contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
-        contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),
-        contract.TARGET_TEXT: np.array([[TARGET_TEXT.encode()]], dtype=object),
-        contract.NFE_STEP: np.array([[nfe]]), contract.SEED: np.array([[1000 + i]])}) for i in range(batch)]
+    return [
+        parse_request(
+            {
+                contract.REFERENCE_AUDIO: audio[None],
+                contract.REFERENCE_SAMPLE_RATE: np.array([[sr]]),
+                contract.REFERENCE_TEXT: np.array([[REFERENCE_TEXT.encode()]], dtype=object),
+                contract.TARGET_TEXT: np.array([[TARGET_TEXT.encode()]], dtype=object),
+                contract.NFE_STEP: np.array([[nfe]]),
+                contract.SEED: np.array([[1000 + i]]),
+            }
+        )
+        for i in range(batch)
+    ]
 
 
 def run_f5tts(run: Run, config: Path, ckpt: Path, vocos: Path, nfes, batches) -> None:
@@ -228,19 +265,30 @@ def run_f5tts(run: Run, config: Path, ckpt: Path, vocos: Path, nfes, batches) ->
 
     utils_infer.torchaudio.load = wav_load
     t = time.perf_counter()
-    model = utils_infer.load_model(DiT, ModelConfig.load(config).arch, str(ckpt),
-                                   vocab_file=str(default_vocab_file()), device=str(run.device))
+    model = utils_infer.load_model(
+        DiT, ModelConfig.load(config).arch, str(ckpt), vocab_file=str(default_vocab_file()), device=str(run.device)
+    )
     vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=str(vocos), device=str(run.device))
-    ref_path, ref_text = utils_infer.preprocess_ref_audio_text(str(reference_wav()), REFERENCE_TEXT,
-                                                               show_info=lambda *_: None)
+    ref_path, ref_text = utils_infer.preprocess_ref_audio_text(
+        str(reference_wav()), REFERENCE_TEXT, show_info=lambda *_: None
+    )
     dtype = str(next(model.parameters()).dtype).replace("torch.", "")
     run.report["variants"]["f5-tts"] = {"load_s": time.perf_counter() - t, "dtype": dtype}
     run.log(f"f5-tts loaded ({dtype})")
 
     def one(seed: int, nfe: int) -> np.ndarray:
         seed_everything(seed)
-        wave_, _, _ = utils_infer.infer_process(ref_path, ref_text, TARGET_TEXT, model, vocoder, nfe_step=nfe,
-                                                show_info=lambda *_: None, progress=None, device=str(run.device))
+        wave_, _, _ = utils_infer.infer_process(
+            ref_path,
+            ref_text,
+            TARGET_TEXT,
+            model,
+            vocoder,
+            nfe_step=nfe,
+            show_info=lambda *_: None,
+            progress=None,
+            device=str(run.device),
+        )
         return np.asarray(wave_, dtype=np.float32)
 
     for nfe in nfes:
@@ -251,7 +299,7 @@ def run_f5tts(run: Run, config: Path, ckpt: Path, vocos: Path, nfes, batches) ->
             if (nfe, batch) == (nfes[0], batches[0]):
                 one(1000, nfe)  # warm-up
             run.reset_memory()
-            times, waves = run.timed(lambda: [one(1000 + i, nfe) for i in range(batch)])
+            times, waves = run.timed(lambda nfe=nfe, batch=batch: [one(1000 + i, nfe) for i in range(batch)])
             add_row(run, "f5-tts", nfe, batch, times, waves)
     model = vocoder = None  # free the GPU memory before the next variant (one() holds these cells)
     free(run)
@@ -261,11 +309,23 @@ def add_row(run: Run, variant: str, nfe: int, batch: int, times: list[float], wa
     audio_s = sum(len(w) for w in waves) / contract.SAMPLE_RATE
     latency = statistics.median(times)
     run.waves[(variant, nfe, batch)] = waves
-    run.report["rows"].append({"variant": variant, "nfe": nfe, "batch": batch, "latency_s": latency,
-                               "times_s": times, "audio_s": audio_s, "rtf": latency / audio_s,
-                               "throughput": audio_s / latency, "peak_gib": run.peak_gib()})
-    run.log(f"{variant:14s} nfe {nfe:2d} batch {batch:2d}: {latency:7.3f} s  RTF {latency / audio_s:.4f}  "
-            f"{audio_s / latency:7.1f} audio-s/s" + (f"  peak {run.peak_gib():.1f} GiB" if run.peak_gib() else ""))
+    run.report["rows"].append(
+        {
+            "variant": variant,
+            "nfe": nfe,
+            "batch": batch,
+            "latency_s": latency,
+            "times_s": times,
+            "audio_s": audio_s,
+            "rtf": latency / audio_s,
+            "throughput": audio_s / latency,
+            "peak_gib": run.peak_gib(),
+        }
+    )
+    run.log(
+        f"{variant:14s} nfe {nfe:2d} batch {batch:2d}: {latency:7.3f} s  RTF {latency / audio_s:.4f}  "
+        f"{audio_s / latency:7.1f} audio-s/s" + (f"  peak {run.peak_gib():.1f} GiB" if run.peak_gib() else "")
+    )
 
 
 def free(run: Run) -> None:
@@ -274,8 +334,18 @@ def free(run: Run) -> None:
         torch.cuda.empty_cache()
 
 
-def run_ours(run: Run, variant: str, config: Path, ckpt: Path, vocos: Path, audio, sr, nfes, batches,
-             synth: Synthesizer | None = None) -> Synthesizer:
+def run_ours(
+    run: Run,
+    variant: str,
+    config: Path,
+    ckpt: Path,
+    vocos: Path,
+    audio,
+    sr,
+    nfes,
+    batches,
+    synth: Synthesizer | None = None,
+) -> Synthesizer:
     """One of this project's variants; returns its Synthesizer (graphs-fp16 reuses compiled-fp16's compile)."""
     from safetensors.torch import load_file
 
@@ -286,18 +356,29 @@ def run_ours(run: Run, variant: str, config: Path, ckpt: Path, vocos: Path, audi
     if synth is None:
         vocab, _ = load_vocab(default_vocab_file())
         cfm = build_cfm(ModelConfig.load(config), vocab)
-        state = {k.removeprefix("ema_model."): v for k, v in load_file(str(ckpt)).items()
-                 if k.startswith("ema_model.")}
+        state = {k.removeprefix("ema_model."): v for k, v in load_file(str(ckpt)).items() if k.startswith("ema_model.")}
         cfm.load_state_dict(state, strict=False)
-        synth = Synthesizer(cfm, TorchVocoder(vocos, device=str(run.device)), device=str(run.device),
-                            dtype={"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype],
-                            max_batch_chunks=max(batches), engine="eager" if engine == "eager" else "compiled")
+        synth = Synthesizer(
+            cfm,
+            TorchVocoder(vocos, device=str(run.device)),
+            device=str(run.device),
+            dtype={"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[dtype],
+            max_batch_chunks=max(batches),
+            engine="eager" if engine == "eager" else "compiled",
+        )
     if engine == "graphs":  # the same compiled DiT (no second compile), now captured per (batch size, bucket)
         capture = None if run.device.type == "cuda" else (lambda fn, pool: fn)  # CPU: the tests' stand-in
         compiled = synth.engine._compiled
-        synth.engine = DitEngine(synth.cfm.transformer, engine="compiled", device=run.device, dtype=synth.dtype,
-                                 max_batch=max(batches), cuda_graphs=True, compiler=lambda *_, **__: compiled,
-                                 capture=capture)
+        synth.engine = DitEngine(
+            synth.cfm.transformer,
+            engine="compiled",
+            device=run.device,
+            dtype=synth.dtype,
+            max_batch=max(batches),
+            cuda_graphs=True,
+            compiler=lambda *_, **__: compiled,
+            capture=capture,
+        )
     load_s = time.perf_counter() - t
     run.reset_memory()
     warm_up_s = synth.warm_up()
@@ -318,7 +399,9 @@ def run_ours(run: Run, variant: str, config: Path, ckpt: Path, vocos: Path, audi
                 run.sync()
                 first = info["first_request_s"] = time.perf_counter() - t
             run.reset_memory()
-            times, speech = run.timed(lambda: synth.synthesize(reqs), min_repeats=1 if variant == BASELINE else 2)
+            times, speech = run.timed(
+                lambda reqs=reqs: synth.synthesize(reqs), min_repeats=1 if variant == BASELINE else 2
+            )
             if (nfe, batch) == (nfes[0], batches[0]):
                 info["steady_s"] = statistics.median(times)
                 info["first_over_steady"] = first / info["steady_s"]
@@ -327,8 +410,9 @@ def run_ours(run: Run, variant: str, config: Path, ckpt: Path, vocos: Path, audi
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.device.run", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m bench.device.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--arch", default="F5TTS_v1_Base", help="an f5-tts config name, or tiny (the rehearsal)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--nfe", type=int, nargs="+", default=[16, 32])
@@ -340,8 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device visible; for the CPU rehearsal pass --device cpu --arch tiny")
     run = Run(args.device, args.output, args.budget_s)
-    run.report.update(arch=args.arch, device=args.device, nfe=args.nfe, batches=args.batches,
-                      target_text=TARGET_TEXT, machine=machine(run.device))
+    run.report.update(
+        arch=args.arch,
+        device=args.device,
+        nfe=args.nfe,
+        batches=args.batches,
+        target_text=TARGET_TEXT,
+        machine=machine(run.device),
+    )
     run.log(f"machine: {json.dumps(run.report['machine'])}")
     audio, sr = read_wav(reference_wav())
     run.report["reference_s"] = audio.shape[1] / sr

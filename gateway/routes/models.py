@@ -18,8 +18,12 @@ def model_object(model_id: str) -> dict:
 
 def check_model(settings: Settings, model_id: str) -> None:
     if model_id not in settings.model_ids:
-        raise APIError(404, f"the model {model_id!r} does not exist; available: {', '.join(settings.model_ids)} "
-                            "(GET /v1/models)", param="model", code="model_not_found")
+        raise APIError(
+            404,
+            f"the model {model_id!r} does not exist; available: {', '.join(settings.model_ids)} (GET /v1/models)",
+            param="model",
+            code="model_not_found",
+        )
 
 
 @router.get("/models")
@@ -33,5 +37,9 @@ async def get_model(model_id: str, svc: ServicesDep):
     # Beyond OpenAI's fields, what the playground shows: the input limits (characters here, UTF-8 bytes on
     # the server) and whether the server runs the demo model (noise).
     info = await svc.triton.info()
-    return {**model_object(model_id), "demo_model": info.demo_model, "max_input_chars": svc.settings.max_input_chars,
-            "max_input_bytes": info.limits.max_target_text_bytes}
+    return {
+        **model_object(model_id),
+        "demo_model": info.demo_model,
+        "max_input_chars": svc.settings.max_input_chars,
+        "max_input_bytes": info.limits.max_target_text_bytes,
+    }

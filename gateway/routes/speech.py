@@ -28,15 +28,19 @@ async def read_speech_request(request: Request, svc: Services) -> SpeechRequest:
     try:
         body = await request.json()
     except ValueError as e:
-        raise bad_request(f"the request body is not valid JSON ({e}); send a JSON object with 'model', 'input' "
-                          "and 'voice'") from None
+        raise bad_request(
+            f"the request body is not valid JSON ({e}); send a JSON object with 'model', 'input' and 'voice'"
+        ) from None
     req = parse_speech_request(body, tuple(encoders.FORMATS), svc.settings.max_input_chars)
     check_model(svc.settings, req.model)
     why = svc.formats[req.response_format]
     if why:
-        raise bad_request(f"response_format {req.response_format!r} cannot be produced by this gateway: {why}; "
-                          f"available: {', '.join(svc.working_formats)}", "response_format",
-                          "unsupported_response_format")
+        raise bad_request(
+            f"response_format {req.response_format!r} cannot be produced by this gateway: {why}; "
+            f"available: {', '.join(svc.working_formats)}",
+            "response_format",
+            "unsupported_response_format",
+        )
     return req
 
 
@@ -58,10 +62,19 @@ async def speech(request: Request, svc: ServicesDep):
 
     def done(samples: int, completed: bool) -> None:
         svc.admission.release()
-        log.info("speech: %d chars, voice %s, %s%s, speed %s: %.2f s of audio, first audio after %.0f ms, "
-                 "%s after %.0f ms", len(req.input), req.voice, req.response_format,
-                 " (sse)" if req.stream_format == "sse" else "", req.speed, samples / contract.SAMPLE_RATE,
-                 first_ms, "done" if completed else "stopped", (time.perf_counter() - started) * 1000)
+        log.info(
+            "speech: %d chars, voice %s, %s%s, speed %s: %.2f s of audio, first audio after %.0f ms, %s after %.0f ms",
+            len(req.input),
+            req.voice,
+            req.response_format,
+            " (sse)" if req.stream_format == "sse" else "",
+            req.speed,
+            samples / contract.SAMPLE_RATE,
+            first_ms,
+            "done" if completed else "stopped",
+            (time.perf_counter() - started) * 1000,
+        )
 
     return SpeechStream(req, first, pieces, done).response(
-        headers={"X-First-Audio-Ms": f"{first_ms:.0f}", "Cache-Control": "no-store"})
+        headers={"X-First-Audio-Ms": f"{first_ms:.0f}", "Cache-Control": "no-store"}
+    )

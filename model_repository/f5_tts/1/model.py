@@ -16,12 +16,12 @@ import triton_python_backend_utils as pb_utils
 
 import contract
 from contract.errors import LOADED_ON, SEE_SERVER_LOG
-from pipeline.logs import forward_logs
 from contract.parameters import TtsParameters
+from pipeline.engine import use_cache_dir
+from pipeline.logs import forward_logs
 from pipeline.parameters import instance_device
 from pipeline.requests import Cancelled, RequestError, parse_request
 from pipeline.synthesizer import Synthesizer
-from pipeline.engine import use_cache_dir
 from pipeline.vocoder import OnnxVocoder, TorchVocoder
 
 
@@ -39,25 +39,34 @@ class TritonPythonModel:
             vocoder = OnnxVocoder((model_dir / self.params.vocoder_file).resolve(), device=device)
         if self.params.engine == "compiled":
             use_cache_dir(model_dir / self.params.compile_cache_dir)
-        self.synthesizer = Synthesizer.from_directory(model_dir / args["model_version"], vocoder, device=device,
-                                                      parameters=self.params)
+        self.synthesizer = Synthesizer.from_directory(
+            model_dir / args["model_version"], vocoder, device=device, parameters=self.params
+        )
         compiled_in = self.synthesizer.warm_up()
         loaded = sorted(self.synthesizer.voices)
         if loaded != list(self.params.voice_names):
-            raise ValueError(f"model parameter '{contract.VOICES_PARAMETER}' lists {list(self.params.voice_names)} but "
-                             f"{model_dir / args['model_version']}/voices holds {loaded}; re-run `python -m export`")
+            raise ValueError(
+                f"model parameter '{contract.VOICES_PARAMETER}' lists {list(self.params.voice_names)} but "
+                f"{model_dir / args['model_version']}/voices holds {loaded}; re-run `python -m export`"
+            )
         # Triton's custom metrics (on :8002/metrics beside its own): how often an uploaded reference, e.g. a
         # voice of the gateway's library sent with every request, was found already prepared.
-        self._cache_family = family = pb_utils.MetricFamily(name=contract.REFERENCE_CACHE_METRIC,
-                                       description="uploaded references looked up in f5_tts's reference cache",
-                                       kind=pb_utils.MetricFamily.COUNTER)
-        self._cache_metrics = {"hit": family.Metric(labels={"result": "hit"}),
-                               "miss": family.Metric(labels={"result": "miss"})}
+        self._cache_family = family = pb_utils.MetricFamily(
+            name=contract.REFERENCE_CACHE_METRIC,
+            description="uploaded references looked up in f5_tts's reference cache",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self._cache_metrics = {
+            "hit": family.Metric(labels={"result": "hit"}),
+            "miss": family.Metric(labels={"result": "miss"}),
+        }
         self._cache_counted = {"hit": 0, "miss": 0}
         # Requests whose clients gave up while f5_tts worked on them: their work stopped at the next check.
         self._cancelled_family = pb_utils.MetricFamily(
-            name=contract.CANCELLED_METRIC, description="f5_tts requests cancelled by their clients mid-synthesis",
-            kind=pb_utils.MetricFamily.COUNTER)
+            name=contract.CANCELLED_METRIC,
+            description="f5_tts requests cancelled by their clients mid-synthesis",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
         self._cancelled_metric = self._cancelled_family.Metric(labels={})
         self._cancelled_counted = 0
         if self.params.demo_model:
@@ -65,7 +74,8 @@ class TritonPythonModel:
         pb_utils.Logger.log_info(
             f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}, engine {self.params.engine}, vocoder "
             f"{self.params.vocoder_runtime}) {LOADED_ON} {device} in {time.monotonic() - started:.1f} s"
-            f"{f' (compiling {compiled_in:.1f} s)' if compiled_in else ''}; voices: {', '.join(loaded) or 'none'}")
+            f"{f' (compiling {compiled_in:.1f} s)' if compiled_in else ''}; voices: {', '.join(loaded) or 'none'}"
+        )
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -76,15 +86,17 @@ class TritonPythonModel:
                 for spec in contract.TTS_INPUTS:
                     tensor = pb_utils.get_input_tensor_by_name(request, spec.name)
                     tensors[spec.name] = None if tensor is None else tensor.as_numpy()
-                parsed.append((i, parse_request(tensors, self.params.defaults, self.params.limits,
-                                                self.synthesizer.voices)))
+                parsed.append(
+                    (i, parse_request(tensors, self.params.defaults, self.params.limits, self.synthesizer.voices))
+                )
             except RequestError as e:
                 responses[i] = _error(e)
         try:
             # Triton's request cancellation (a gRPC client that timed out, was interrupted or cancelled):
             # asked between ODE steps, so an abandoned request stops instead of delaying the next ones.
-            results = self.synthesizer.synthesize([r for _, r in parsed],
-                                                  is_cancelled=lambda k: requests[parsed[k][0]].is_cancelled())
+            results = self.synthesizer.synthesize(
+                [r for _, r in parsed], is_cancelled=lambda k: requests[parsed[k][0]].is_cancelled()
+            )
         except Exception:
             pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
             results = [RuntimeError(f"internal error during synthesis; {SEE_SERVER_LOG}")] * len(parsed)
@@ -94,12 +106,15 @@ class TritonPythonModel:
                 responses[i] = _error(result)
             else:
                 responses[i] = pb_utils.InferenceResponse(
-                    [pb_utils.Tensor(name, value) for name, value in result.outputs().items()])
+                    [pb_utils.Tensor(name, value) for name, value in result.outputs().items()]
+                )
         return responses
 
     def _count_metrics(self):
-        for result, now in (("hit", self.synthesizer.reference_cache_hits),
-                            ("miss", self.synthesizer.reference_cache_misses)):
+        for result, now in (
+            ("hit", self.synthesizer.reference_cache_hits),
+            ("miss", self.synthesizer.reference_cache_misses),
+        ):
             if now > self._cache_counted[result]:
                 self._cache_metrics[result].increment(now - self._cache_counted[result])
                 self._cache_counted[result] = now

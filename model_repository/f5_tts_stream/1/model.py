@@ -31,8 +31,10 @@ class TritonPythonModel:
     def initialize(self, args):
         config = json.loads(args["model_config"])
         if not pb_utils.using_decoupled_model_transaction_policy(config):
-            raise ValueError(f"{contract.STREAM_MODEL} must be decoupled (model_transaction_policy "
-                             "{ decoupled: true }); re-run `python -m export`")
+            raise ValueError(
+                f"{contract.STREAM_MODEL} must be decoupled (model_transaction_policy "
+                "{ decoupled: true }); re-run `python -m export`"
+            )
         self.params = StreamParameters.from_triton(config.get("parameters", {}))
         self._threads = set()
         self._lock = threading.Lock()
@@ -56,15 +58,19 @@ class TritonPythonModel:
                 response = pb_utils.InferenceRequest(
                     model_name=self.params.tts_model,
                     inputs=[pb_utils.Tensor(name, value) for name, value in chunk.items()],
-                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT]).exec()
+                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT],
+                ).exec()
                 if response.has_error():
                     raise ChunkFailed(response.error())
                 return chunk_result({t.name(): t.as_numpy() for t in response.output_tensors()})
 
             def send(samples, final):
-                sender.send(pb_utils.InferenceResponse(
-                    [pb_utils.Tensor(name, value) for name, value in piece_outputs(samples).items()]),
-                    flags=FINAL if final else 0)
+                sender.send(
+                    pb_utils.InferenceResponse(
+                        [pb_utils.Tensor(name, value) for name, value in piece_outputs(samples).items()]
+                    ),
+                    flags=FINAL if final else 0,
+                )
 
             def stop():
                 return self._stopping.is_set() or sender.is_cancelled()
@@ -75,9 +81,17 @@ class TritonPythonModel:
                 why = "client cancelled" if cancelled else "model unloading"
                 pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: {why}; stopped after {done} of {total} chunks")
                 # a client still listening learns that the audio is incomplete
-                _send_quietly(sender, None if cancelled else pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                    f"{SHUTTING_DOWN}: stream stopped after {done} of {total} chunks",
-                    pb_utils.TritonError.UNAVAILABLE)))
+                _send_quietly(
+                    sender,
+                    None
+                    if cancelled
+                    else pb_utils.InferenceResponse(
+                        error=pb_utils.TritonError(
+                            f"{SHUTTING_DOWN}: stream stopped after {done} of {total} chunks",
+                            pb_utils.TritonError.UNAVAILABLE,
+                        )
+                    ),
+                )
         except ChunkFailed as e:
             # f5_tts's own answer (INVALID_ARG with its message for a bad request)
             _send_quietly(sender, pb_utils.InferenceResponse(error=e.error))
@@ -86,8 +100,14 @@ class TritonPythonModel:
                 pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: client cancelled during a send")
             else:
                 pb_utils.Logger.log_error(f"{contract.STREAM_MODEL}: stream failed:\n{traceback.format_exc()}")
-            _send_quietly(sender, pb_utils.InferenceResponse(error=pb_utils.TritonError(
-                f"internal error while streaming; {SEE_SERVER_LOG}", pb_utils.TritonError.INTERNAL)))
+            _send_quietly(
+                sender,
+                pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(
+                        f"internal error while streaming; {SEE_SERVER_LOG}", pb_utils.TritonError.INTERNAL
+                    )
+                ),
+            )
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())

@@ -8,8 +8,8 @@ import triton_python_backend_utils as pb_utils
 
 import contract
 from contract.errors import SEE_SERVER_LOG
-from pipeline.logs import forward_logs
 from contract.parameters import VocoderParameters
+from pipeline.logs import forward_logs
 from pipeline.parameters import instance_device
 from pipeline.requests import RequestError
 from pipeline.vocoder import OnnxVocoder, check_mel
@@ -33,8 +33,9 @@ class TritonPythonModel:
                 responses.append(_error(str(e), pb_utils.TritonError.INVALID_ARG))
             except Exception:
                 pb_utils.Logger.log_error(f"vocoder failed:\n{traceback.format_exc()}")
-                responses.append(_error(f"internal error in the vocoder; {SEE_SERVER_LOG}",
-                                        pb_utils.TritonError.INTERNAL))
+                responses.append(
+                    _error(f"internal error in the vocoder; {SEE_SERVER_LOG}", pb_utils.TritonError.INTERNAL)
+                )
         return responses
 
     def finalize(self):
