@@ -618,6 +618,13 @@ def _connected_to(pid: int, port: int) -> bool:
         return False
 
 
+def _interactive_signals() -> None:
+    """In the child, before exec: SIGINT as a terminal's foreground job has it. A test run started as a
+    background job (`make test &`, some CI shells) inherits SIGINT ignored, and the client rightly keeps
+    an ignored signal ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "unary"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path, signum, stream):
@@ -646,6 +653,7 @@ def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interactive_signals,
     )
     try:
         port = int(server.grpc_url.rsplit(":", 1)[1])
@@ -698,6 +706,7 @@ def test_a_signal_mid_bench_says_one_line_and_writes_no_report(server, tmp_path,
             "--no-progress",
         ],
         cwd=ROOT,
+        preexec_fn=_interactive_signals,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
