@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import stat
 import subprocess
@@ -82,6 +83,7 @@ def test_repository_layout_manifest_and_permissions(tiny_repo, tiny):
         assert not path.stat().st_mode & stat.S_IWGRP, f"{path} is group-writable"
 
 
+@pytest.mark.slow  # a whole export in a process of its own
 def test_demo_tiny_says_it_is_noise(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "export", "--demo-tiny", "--output", str(tmp_path / "demo")],
@@ -344,18 +346,17 @@ def _tree(root: Path) -> list[str]:
 
 
 def _refused_at_once(output: Path, *extra: str) -> str:
-    """The one stderr line of `python -m export` refusing `output` before any work (no step ran, no
-    model was built: the demo model's construction warns on stderr)."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "export", "--demo-tiny", "--output", str(output), *extra],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 2, proc.stdout + proc.stderr
-    assert "[1/" not in proc.stdout, proc.stdout  # no export step started
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"export: error: output {output}"), proc.stderr
+    """The one stderr line of `python -m export` refusing `output` before any work (no step ran). The CLI's
+    main() runs in this process: the same code as `python -m export`, without paying torch's import again."""
+    from export.__main__ import main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        code = main(["--demo-tiny", "--output", str(output), *extra])
+    assert code == 2, stdout.getvalue() + stderr.getvalue()
+    assert "[1/" not in stdout.getvalue(), stdout.getvalue()  # no export step started
+    lines = stderr.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"export: error: output {output}"), stderr.getvalue()
     return lines[0]
 
 

@@ -135,6 +135,7 @@ def tiny_hub_cache(tiny, tmp_path_factory) -> Path:
     return d / "hf"
 
 
+@pytest.mark.slow  # two whole exports through the hub code
 @pytest.mark.parametrize("offline", [True, False], ids=["HF_HUB_OFFLINE", "online"])
 def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, tmp_path, offline):
     extra = {"HF_HUB_OFFLINE": "1"} if offline else {}
