@@ -224,6 +224,7 @@ def _is_png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # a benchmark run (the bench CLI against the session's server)
 def test_bench_reports_json_and_plots(server, tmp_path):
     out = tmp_path / "bench"
     proc = run_client(
@@ -256,6 +257,7 @@ def test_bench_reports_json_and_plots(server, tmp_path):
     assert "RTF" in proc.stdout
 
 
+@pytest.mark.slow  # a benchmark run (the bench CLI against the session's server)
 def test_bench_reads_a_jsonl_manifest(server, tmp_path):
     shutil.copy(REFERENCE_WAV, tmp_path / "ref.wav")
     manifest = tmp_path / "requests.jsonl"
@@ -681,6 +683,7 @@ def test_a_signal_mid_request_leaves_no_file_and_says_one_line(server, tmp_path,
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # a benchmark run (the bench CLI against the session's server)
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_mid_bench_says_one_line_and_writes_no_report(server, tmp_path, signum):
     """Ctrl-C (or SIGTERM) during `python -m client bench`: one line, 128 + the signal, no half report."""

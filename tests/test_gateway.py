@@ -223,6 +223,7 @@ def test_a_format_that_is_not_openais_is_a_400(gateway):
     }
 
 
+@pytest.mark.slow  # a gateway process of its own
 def test_a_format_the_gateway_cannot_encode_is_a_400_not_a_500(server, tmp_path, monkeypatch):
     """PyAV missing (a slim install): mp3 and aac are refused up front, the others still work."""
     shim = tmp_path / "shim"
@@ -752,6 +753,7 @@ def test_a_stream_cut_short_by_a_triton_shutdown_ends_with_an_error_not_silence(
     assert "Traceback" not in gw.log_text()
 
 
+@pytest.mark.slow  # a gateway process of its own
 def test_past_max_concurrency_is_a_429_that_the_sdk_would_retry(server, tmp_path):
     gw = Gateway([server.grpc_url], tmp_path / "voices", tmp_path / "gateway.log", "--max-concurrency", "1")
     try:
@@ -1001,6 +1003,7 @@ def test_concurrent_uploads_of_one_name_store_exactly_one(gateway):
     assert not [p for p in gateway.voices_dir.iterdir() if p.name.startswith(".")]  # no leftovers
 
 
+@pytest.mark.slow  # a gateway process of its own
 def test_the_library_survives_a_restart(gateway, server, tmp_path):
     assert (
         upload(
@@ -1023,6 +1026,7 @@ def test_the_library_survives_a_restart(gateway, server, tmp_path):
 # --- Triton not there ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a gateway process of its own
 def test_503_while_triton_is_not_ready_and_failover_to_one_that_is(server, tmp_path):
     dead = f"127.0.0.1:{free_port()}"
     alone = Gateway([dead], tmp_path / "voices", tmp_path / "alone.log", api_key=None).wait_live()
@@ -1064,6 +1068,7 @@ def both_unreachable(gw, url) -> str:
     return status
 
 
+@pytest.mark.slow  # a gateway process of its own
 def test_start_failure_is_one_line(tmp_path):
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("")

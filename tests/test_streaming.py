@@ -354,6 +354,7 @@ def test_cli_stream_failure_leaves_no_file(server, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # a benchmark run (the bench CLI against the session's server)
 def test_bench_reports_time_to_first_audio_next_to_total_latency(server, tmp_path):
     r = run_client(
         "bench",
