@@ -265,13 +265,16 @@ def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server,
     cancelled_before = _metric(server, contract.CANCELLED_METRIC)
 
     async def platform_stops_the_job():
-        task = asyncio.create_task(Handler(server.grpc_url)(job))
+        handler = Handler(server.grpc_url)
+        task = asyncio.create_task(handler(job))
         # The SDK's stop signal: task.cancel(), here once the job has run a while (as a timeout would).
         done, _ = await asyncio.wait([task], timeout=2)
         assert not done, f"the job finished before it could be stopped: {task.result()}"
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        for client in handler._clients.values():  # Triton waits for open connections when it stops
+            await client.close()
 
     asyncio.run(platform_stops_the_job())
     wait_for(
