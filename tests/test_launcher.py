@@ -401,3 +401,47 @@ def test_a_stop_while_the_models_load_stops_tritonserver_too(tiny_repo):
     assert not _alive(int(triton[0]))
     assert "ignored SIGTERM" not in stderr  # stopped by its SIGTERM, not killed after the grace
     assert subprocess.run(["pgrep", "-f", f"tritonserver.*--http-port={http}"]).returncode == 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_a_stub_whose_server_was_killed_exits_on_its_own(tmp_path):
+    """pipeline.lifeline, started by every model's initialize(): the 'server' here is a process that starts
+    a 'stub' and is then SIGKILLed, as a launcher's parent-death signal kills tritonserver; the stub must
+    notice and go although nothing signals it."""
+    ready = tmp_path / "stub.pid"
+    stub_py = tmp_path / "stub.py"
+    stub_py.write_text(
+        "import os, time\n"
+        "from pipeline.lifeline import exit_when_orphaned\n"
+        "exit_when_orphaned(poll_s=0.05)\n"
+        f"open({str(ready)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
+        f"os.rename({str(ready)!r} + '.tmp', {str(ready)!r})\n"
+        "time.sleep(3600)\n"
+    )
+    server_py = tmp_path / "server.py"
+    server_py.write_text(
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(stub_py)!r}])\ntime.sleep(3600)\n"
+    )
+    server = subprocess.Popen(
+        [sys.executable, str(server_py)],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    stub = None
+    try:
+        stub = int(wait_for(lambda: ready.exists() and ready.read_text(), "the stub to start"))
+        assert _alive(stub)
+        server.kill()
+        server.wait()
+        wait_for(lambda: not _alive(stub), "the orphaned stub to exit", timeout=60)
+    finally:
+        server.kill()
+        if stub is not None and _alive(stub):
+            os.kill(stub, signal.SIGKILL)

@@ -18,6 +18,7 @@ import contract
 from contract.errors import LOADED_ON, SEE_SERVER_LOG
 from contract.parameters import TtsParameters
 from pipeline.engine import use_cache_dir
+from pipeline.lifeline import exit_when_orphaned
 from pipeline.logs import forward_logs
 from pipeline.parameters import instance_device
 from pipeline.requests import Cancelled, RequestError, parse_request
@@ -27,6 +28,7 @@ from pipeline.vocoder import OnnxVocoder, TorchVocoder
 
 class TritonPythonModel:
     def initialize(self, args):
+        exit_when_orphaned()
         started = time.monotonic()
         forward_logs(pb_utils.Logger.log_info, pb_utils.Logger.log_warn, pb_utils.Logger.log_error)
         config = json.loads(args["model_config"])

@@ -7,6 +7,7 @@ at once and many streams are in flight together.
 """
 
 import json
+import sys
 import threading
 import time
 import traceback
@@ -16,9 +17,11 @@ import triton_python_backend_utils as pb_utils
 import contract
 from contract.errors import SEE_SERVER_LOG, SHUTTING_DOWN
 from contract.parameters import StreamParameters
+from pipeline.lifeline import exit_when_orphaned
 from pipeline.streaming import chunk_inputs, chunk_result, piece_outputs, stream_chunks
 
 FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+UNLOAD_WAIT_S = 20
 
 
 class ChunkFailed(Exception):
@@ -29,6 +32,7 @@ class ChunkFailed(Exception):
 
 class TritonPythonModel:
     def initialize(self, args):
+        exit_when_orphaned()
         config = json.loads(args["model_config"])
         if not pb_utils.using_decoupled_model_transaction_policy(config):
             raise ValueError(
@@ -116,9 +120,18 @@ class TritonPythonModel:
         self._stopping.set()
         with self._lock:
             threads = list(self._threads)
-        deadline = time.monotonic() + 30  # one bound for all: each stream ends after its current chunk
+        pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: unloading with {len(threads)} stream(s) running")
+        # One bound for all, inside Triton's 30 s exit timeout: each stream ends after its current chunk.
+        deadline = time.monotonic() + UNLOAD_WAIT_S
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        frames = sys._current_frames()
+        for thread in threads:
+            if thread.is_alive():  # a stuck stream is named with where it is stuck, not waited for forever
+                where = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident in frames else "?"
+                pb_utils.Logger.log_error(
+                    f"{contract.STREAM_MODEL}: a stream still running {UNLOAD_WAIT_S} s into the unload:\n{where}"
+                )
 
 
 def _send_quietly(sender, response):

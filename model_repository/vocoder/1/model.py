@@ -9,6 +9,7 @@ import triton_python_backend_utils as pb_utils
 import contract
 from contract.errors import SEE_SERVER_LOG
 from contract.parameters import VocoderParameters
+from pipeline.lifeline import exit_when_orphaned
 from pipeline.logs import forward_logs
 from pipeline.parameters import instance_device
 from pipeline.requests import RequestError
@@ -17,6 +18,7 @@ from pipeline.vocoder import OnnxVocoder, check_mel
 
 class TritonPythonModel:
     def initialize(self, args):
+        exit_when_orphaned()
         forward_logs(pb_utils.Logger.log_info, pb_utils.Logger.log_warn, pb_utils.Logger.log_error)
         params = VocoderParameters.from_triton(json.loads(args["model_config"]).get("parameters", {}))
         model_dir = Path(args["model_repository"]) / args["model_version"]
