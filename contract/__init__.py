@@ -17,6 +17,8 @@ HOP_LENGTH = 256
 TTS_MODEL = "f5_tts"
 STREAM_MODEL = "f5_tts_stream"  # decoupled: one response per text chunk, through f5_tts
 VOCODER_MODEL = "vocoder"
+TRANSCRIBER_MODEL = "transcriber"  # optional (export --asr): Whisper, for references sent without a transcript
+DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # what f5-tts transcribes references with
 
 # Files of the exported repository: `python -m export` writes them, the models load them and the
 # container's preflight checks them. <model>/config.pbtxt, <model>/1/model.py, and:
@@ -30,6 +32,7 @@ VOCODER_ONNX_FILE = "vocos.onnx"  # vocoder/1/
 TORCH_VOCOS_DIR = "vocos"  # vocoder/1/: the PyTorch Vocos for GPU instances of f5_tts, as released:
 VOCOS_CONFIG_FILE, VOCOS_WEIGHTS_FILE = "config.yaml", "pytorch_model.bin"  # (also a --vocoder directory)
 COMPILE_CACHE_DIR = "compile_cache"  # f5_tts/: TorchInductor's cache of the compiled engine, kept across restarts
+WHISPER_DIR = "whisper"  # transcriber/1/: the Whisper's files as released (config, weights, tokenizer)
 MANIFEST_FILE = "manifest.json"  # at the repository's root: sources, checksums, options, versions
 
 # Triton's default ports (the launcher, the container, the clients' defaults).
@@ -38,6 +41,8 @@ HTTP_PORT, GRPC_PORT, METRICS_PORT = 8000, 8001, 8002
 # f5_tts's custom metrics, beside Triton's own on the metrics port.
 REFERENCE_CACHE_METRIC = "f5_tts_reference_cache_total"  # {result="hit"|"miss"}: uploaded references prepared once
 CANCELLED_METRIC = "f5_tts_cancelled_total"  # requests whose clients gave up mid-synthesis (their work stopped)
+# {result="hit"|"miss"}: references sent without a transcript; a miss asks the transcriber, a hit does not
+TRANSCRIPTION_CACHE_METRIC = "f5_tts_transcription_cache_total"
 
 # Precisions the DiT weights can be stored and run in.
 DTYPES = ("fp32", "fp16", "bf16")
@@ -115,7 +120,8 @@ TTS_INPUTS: tuple[TensorSpec, ...] = (
         "BYTES",
         (1,),
         optional=True,
-        doc="UTF-8 transcript of the reference audio; with reference_audio",
+        doc="UTF-8 transcript of the reference audio; empty or absent: transcribed by the "
+        f"'{TRANSCRIBER_MODEL}' model (export --asr), once per distinct reference",
     ),
     TensorSpec(
         REFERENCE_CHANNELS,
@@ -182,6 +188,53 @@ VOCODER_OUTPUTS: tuple[TensorSpec, ...] = (
         (-1,),
         doc="waveform at 24 kHz, (frames - 1) * 256 samples "
         "(Vocos mel-24khz's centred ISTFT, as f5-tts's vocos.decode)",
+    ),
+)
+
+# --- transcriber: reference audio in, its transcript out ------------------------------
+TRANSCRIPT = "transcript"
+LANGUAGE = "language"
+AS_REFERENCE = "as_reference"
+TRANSCRIBER_INPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(
+        REFERENCE_AUDIO,
+        "FP32",
+        (-1, -1),
+        ragged=True,
+        doc="speech, [channels, samples], any channel count (averaged), as f5_tts's reference_audio",
+    ),
+    TensorSpec(REFERENCE_SAMPLE_RATE, "INT32", (1,), doc="sample rate of reference_audio in Hz"),
+    TensorSpec(
+        REFERENCE_CHANNELS,
+        "INT32",
+        (1,),
+        optional=True,
+        doc="channel count of reference_audio sent flat (as for f5_tts); absent = its first dimension",
+    ),
+    TensorSpec(
+        LANGUAGE,
+        "BYTES",
+        (1,),
+        optional=True,
+        doc="Whisper language code (en, zh, fr, ...) to transcribe in; empty or absent = detected",
+    ),
+    TensorSpec(
+        AS_REFERENCE,
+        "BOOL",
+        (1,),
+        optional=True,
+        doc="true: transcribe the audio as f5_tts hears it as a reference (f5-tts's preprocessing: clipped "
+        "to 12 s at a pause, silence trimmed), the transcript a voice needs; absent = false, all of it",
+    ),
+)
+TRANSCRIBER_OUTPUTS: tuple[TensorSpec, ...] = (
+    TensorSpec(TRANSCRIPT, "BYTES", (1,), doc="UTF-8 transcript, stripped (f5-tts's transcribe)"),
+    TensorSpec(
+        LANGUAGE,
+        "BYTES",
+        (1,),
+        doc="the language it was transcribed in: the one asked for, or Whisper's detection (computed only "
+        "when this output is requested)",
     ),
 )
 

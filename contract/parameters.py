@@ -25,10 +25,12 @@ from contract import (
     MODEL_VERSION,
     STREAM_FIRST_CHUNK_CHARS,
     TORCH_VOCOS_DIR,
+    TRANSCRIBER_MODEL,
     TTS_MODEL,
     VOCODER_MODEL,
     VOCODER_ONNX_FILE,
     VOICES_PARAMETER,
+    WHISPER_DIR,
     Limits,
     SamplingDefaults,
     parse_voice_list,
@@ -265,6 +267,9 @@ class TtsParameters(_Parameters):
     torch_vocoder_dir: str = fixed(f"../{VOCODER_MODEL}/{MODEL_VERSION}/{TORCH_VOCOS_DIR}")
     compile_cache_dir: str = fixed(COMPILE_CACHE_DIR, "TorchInductor's cache; relative to the model directory")
     voices: str = fixed("", "registered voice names, comma-separated (its name is contract.VOICES_PARAMETER)")
+    transcriber_model: str = fixed(
+        "", f"the model that transcribes references sent without a transcript ({TRANSCRIBER_MODEL}); empty: none"
+    )
 
     def check(self) -> None:
         super().check()
@@ -335,6 +340,15 @@ class VocoderParameters(_Parameters):
     """vocoder's parameters."""
 
     onnx_file: str = fixed(VOCODER_ONNX_FILE)
+
+
+@dataclass(frozen=True)
+class TranscriberParameters(_Parameters):
+    """transcriber's parameters."""
+
+    whisper_dir: str = fixed(WHISPER_DIR, "the Whisper's files, relative to the version directory")
+    asr_model: str = fixed("", "the Whisper exported: a hub name or the local directory it came from")
+    max_reference_seconds: float = fixed(LIMITS.max_reference_seconds, "longest audio accepted (f5_tts's limit)")
 
 
 # --- the export's flags, derived from the declarations -----------------------------------------------

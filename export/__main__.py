@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import contract
 from contract.parameters import DEVICES, TtsParameters, add_arguments, from_arguments
 from export import model_config as mc
 from export.api import DEFAULT_MODEL_CONFIG, ExportRequest, export_model
@@ -58,10 +59,22 @@ def _parser() -> _Parser:
         "--voice",
         action="append",
         default=[],
-        metavar='NAME=AUDIO:"TRANSCRIPT"',
+        metavar='NAME=AUDIO[:"TRANSCRIPT"]',
         help="register a voice: requests may then send voice=NAME instead of reference audio and "
-        "text. The audio is preprocessed now, as f5-tts does (repeatable)",
+        "text. The audio is preprocessed now, as f5-tts does; without a transcript the transcriber "
+        "writes it (needs --asr) (repeatable)",
     )
+    asr = src.add_mutually_exclusive_group()
+    asr.add_argument(
+        "--asr",
+        nargs="?",
+        const=contract.DEFAULT_ASR_MODEL,
+        metavar="MODEL",
+        help="add the transcriber model: Whisper, which transcribes references sent without their "
+        "transcript, as f5-tts does. MODEL: a hub name or a local directory with its files (default: "
+        f"{contract.DEFAULT_ASR_MODEL}). Default: on for --device gpu, off for cpu (docs/export.md)",
+    )
+    asr.add_argument("--no-asr", dest="asr", action="store_const", const="", help="no transcriber model")
     src.add_argument(
         "--demo-tiny",
         action="store_true",
@@ -114,7 +127,13 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         demo_tiny=args.demo_tiny,
         force=args.force,
         serving=serving,
+        asr=default_asr(args.device) if args.asr is None else (args.asr or None),
     )
+
+
+def default_asr(device: str) -> str | None:
+    """A transcriber by default where Whisper is cheap: on GPU (docs/benchmarks.md measures CPU)."""
+    return contract.DEFAULT_ASR_MODEL if device == "gpu" else None
 
 
 def request_from_argv(argv: list[str]) -> ExportRequest:

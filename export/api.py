@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from export import model_config as mc
+from export.asr import resolve_asr
 from export.errors import ExportError
 from export.hub import fetch_uri
 from export.repository import ExportSources, check_output, export_repository
@@ -35,9 +36,10 @@ class ExportRequest:
     vocab: Path | None = None  # None: the vocab.txt f5-tts ships
     vocoder: Path | None = None  # a local Vocos directory; None: charactr/vocos-mel-24khz from the hub
     use_ema: bool = True
-    voices: tuple[str, ...] = ()  # NAME=AUDIO:"TRANSCRIPT"
+    voices: tuple[str, ...] = ()  # NAME=AUDIO:"TRANSCRIPT", or NAME=AUDIO to transcribe it (needs asr)
     demo_tiny: bool = False  # tiny random weights (noise), for offline smoke runs
     force: bool = False  # replace a non-empty output
+    asr: str | None = None  # a Whisper for the transcriber: hub name or local directory; None: no transcriber
     serving: mc.ServingOptions = field(default_factory=mc.ServingOptions)
 
 
@@ -60,7 +62,7 @@ def resolve_checkpoint(ckpt: str | None, model_config: str) -> Path:
 def export_model(request: ExportRequest) -> Exported:
     """Write the model repository `request` asks for; raises ExportError (or a subclass) saying why not."""
     from pipeline.f5_model import default_vocab_file, resolve_model_config
-    from pipeline.voices import VoiceError, parse_voice_spec
+    from pipeline.voices import VoiceError, check_transcripts, parse_voice_spec
 
     name = "F5TTS_v1_Base_tiny_demo" if request.demo_tiny else Path(request.model_config).stem
     serving = dataclasses.replace(
@@ -73,7 +75,9 @@ def export_model(request: ExportRequest) -> Exported:
         for name, path, _ in voices:
             if not path.is_file():
                 raise ExportError(f"--voice {name}: audio file {path} does not exist")
+        check_transcripts(voices, has_transcriber=bool(request.asr))
         vocab = request.vocab or default_vocab_file()
+        asr = resolve_asr(request.asr) if request.asr else None  # before the checkpoint: fewer files
         with tempfile.TemporaryDirectory(prefix="f5-export-") as tmp:
             if request.demo_tiny:
                 sources = _demo_sources(Path(tmp), vocab, voices)
@@ -89,6 +93,8 @@ def export_model(request: ExportRequest) -> Exported:
                     request.use_ema,
                     voices,
                 )
+            if asr is not None:
+                sources = dataclasses.replace(sources, asr_files=asr[0], asr_source=asr[1])
             manifest = export_repository(sources, request.output, serving, force=request.force)
     except (VoiceError, FileNotFoundError, FileExistsError, ValueError) as e:
         raise ExportError(str(e)) from e

@@ -15,7 +15,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as pb
 
 import contract
-from contract.parameters import DEVICES, StreamParameters, TtsParameters, VocoderParameters
+from contract.parameters import DEVICES, StreamParameters, TranscriberParameters, TtsParameters, VocoderParameters
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,13 @@ class ServingOptions:
         }
 
 
-_TYPES = {"FP32": pb.TYPE_FP32, "INT32": pb.TYPE_INT32, "INT64": pb.TYPE_INT64, "BYTES": pb.TYPE_STRING}
+_TYPES = {
+    "BOOL": pb.TYPE_BOOL,
+    "FP32": pb.TYPE_FP32,
+    "INT32": pb.TYPE_INT32,
+    "INT64": pb.TYPE_INT64,
+    "BYTES": pb.TYPE_STRING,
+}
 
 # Warm-up request made from real speech (the reference audio shipped with f5-tts).
 WARMUP_NAME = "real_speech"
@@ -110,7 +116,7 @@ def tts_config(
         contract.TTS_INPUTS,
         contract.TTS_OUTPUTS,
         options,
-        parameters.to_triton(omit_empty=(contract.VOICES_PARAMETER,)),
+        parameters.to_triton(omit_empty=(contract.VOICES_PARAMETER, "transcriber_model")),
     )
     if warmup_dims is not None and options.warmup:
         warm = pb.ModelWarmup(name=WARMUP_NAME, batch_size=1)
@@ -145,6 +151,19 @@ def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
         contract.VOCODER_OUTPUTS,
         options,
         VocoderParameters().to_triton(),
+    )
+
+
+def transcriber_config(options: ServingOptions, asr_source: str) -> pb.ModelConfig:
+    """On the export's device (Whisper fp16 on GPU, as f5-tts runs it), one instance: f5_tts asks it
+    only for references it has not heard before."""
+    parameters = TranscriberParameters(asr_model=asr_source, max_reference_seconds=options.tts.max_reference_seconds)
+    return _python_model(
+        contract.TRANSCRIBER_MODEL,
+        contract.TRANSCRIBER_INPUTS,
+        contract.TRANSCRIBER_OUTPUTS,
+        dataclasses.replace(options, instances=1),
+        parameters.to_triton(),
     )
 
 

@@ -5,6 +5,7 @@ Layout written (all generated; never committed):
   f5_tts/1/voices/{voices.json, <name>.wav} (registered voices, when given),
   f5_tts/warmup/<input files>, f5_tts_stream/{config.pbtxt, 1/model.py} (decoupled, no weights),
   vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx, vocos/{config.yaml, pytorch_model.bin}},
+  transcriber/{config.pbtxt, 1/model.py, 1/whisper/<the Whisper's files as released>} (with --asr),
   manifest.json (sources with checksums, options, versions).
 The repository is built in a temporary sibling directory and moved into place at the end,
 so a failed export never leaves a half-written repository behind.
@@ -12,6 +13,7 @@ so a failed export never leaves a half-written repository behind.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -31,12 +33,13 @@ import soundfile as sf
 import torch
 
 import contract
+from export import asr
 from export import checkpoint as ckpt
 from export import model_config as mc
 from export import vocoder as voc
 from export.errors import ExportError
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab
-from pipeline.voices import VOICES_DIR, VoiceError, prepare_voice, save_voices
+from pipeline.voices import VOICES_DIR, VoiceError, check_transcripts, prepare_voice, save_voices
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,9 @@ class ExportSources:
     vocoder_dir: Path  # a Vocos directory (config.yaml + pytorch_model.bin), checked by vocoder.resolve_vocoder
     vocoder_source: str  # where vocoder_dir came from, for the manifest (a path or hf://...)
     use_ema: bool = True
-    voices: tuple[tuple[str, Path, str], ...] = ()  # (name, audio file, transcript)
+    voices: tuple[tuple[str, Path, str], ...] = ()  # (name, audio file, transcript or "": transcribe it)
+    asr_files: dict[str, Path] | None = None  # a Whisper's files (export.asr.resolve_asr); None: no transcriber
+    asr_source: str = ""  # where they came from, for the manifest
 
 
 class Steps:
@@ -237,7 +242,17 @@ def export_repository(
     names = [name for name, _, _ in sources.voices]
     if len(set(names)) != len(names):
         raise VoiceError(f"voice names must be unique, got {names}")
-    step = Steps(7 if sources.voices else 6)
+    step = Steps(6 + bool(sources.voices) + bool(sources.asr_files))
+    check_transcripts(sources.voices, has_transcriber=sources.asr_files is not None)
+    options = dataclasses.replace(
+        options,
+        tts=dataclasses.replace(
+            options.tts, transcriber_model=contract.TRANSCRIBER_MODEL if sources.asr_files is not None else ""
+        ),
+    )
+    transcriber = None
+    transcribed: dict[str, str] = {}
+    asr_check: dict = {}
     try:
         with step("reading model config, vocab and checkpoint"):
             model_cfg = ModelConfig.load(sources.model_config)
@@ -267,9 +282,22 @@ def export_repository(
             shutil.copyfile(sources.model_config, tts_dir / contract.TTS_ARCH_FILE)
             shutil.copyfile(sources.vocab, tts_dir / contract.TTS_VOCAB_FILE)
             _copy_model_code(contract.TTS_MODEL, staging)
+        if sources.asr_files is not None:
+            asr_dir = staging / contract.TRANSCRIBER_MODEL / contract.MODEL_VERSION
+            with step(f"copying the Whisper for the transcriber ({sources.asr_source}) and checking it"):
+                whisper_dir = asr.write_whisper(sources.asr_files, asr_dir)
+                transcriber, heard, seconds = asr.check_whisper(whisper_dir, REFERENCE_WAV)
+                print(f"      {REFERENCE_WAV.name} transcribed on CPU in {seconds:.1f} s: {heard!r}")
+                asr_check = {"reference": REFERENCE_WAV.name, "transcript": heard, "cpu_seconds": round(seconds, 2)}
+                _copy_model_code(contract.TRANSCRIBER_MODEL, staging)
         if sources.voices:
             with step(f"preparing {len(sources.voices)} registered voice(s) as f5-tts prepares references"):
-                prepared = {name: prepare_voice(path, text, options.tts.limits) for name, path, text in sources.voices}
+                prepared = {}
+                for name, path, text in sources.voices:
+                    prepared[name] = prepare_voice(path, text, options.tts.limits, transcriber=transcriber)
+                    if not text:
+                        transcribed[name] = prepared[name].text.strip()
+                        print(f"      {name}: transcribed {transcribed[name]!r}")
                 save_voices(tts_dir / VOICES_DIR, prepared)
                 for name, path, _ in sources.voices:
                     ref = prepared[name]
@@ -294,7 +322,10 @@ def export_repository(
                 shutil.copyfile(sources.vocoder_dir / name, voc_dir / contract.TORCH_VOCOS_DIR / name)
         with step("writing config.pbtxt and warm-up samples"):
             dims = write_warmup(staging / contract.TTS_MODEL / "warmup", reference, sample_rate)
-            for config in (mc.tts_config(options, dims, names), mc.stream_config(options), mc.vocoder_config(options)):
+            configs = [mc.tts_config(options, dims, names), mc.stream_config(options), mc.vocoder_config(options)]
+            if sources.asr_files is not None:
+                configs.append(mc.transcriber_config(options, sources.asr_source))
+            for config in configs:
                 (staging / config.name / contract.MODEL_VERSION).mkdir(parents=True, exist_ok=True)
                 (staging / config.name / contract.MODEL_CONFIG_FILE).write_text(mc.to_pbtxt(config))
             _copy_model_code(contract.STREAM_MODEL, staging)
@@ -313,9 +344,34 @@ def export_repository(
                     ]
                 },
                 "voices": {
-                    name: {"path": str(path), "sha256": sha256(path), "text": text}
+                    name: {
+                        "path": str(path),
+                        "sha256": sha256(path),
+                        "text": text or transcribed[name],
+                        "transcribed": not text,
+                    }
                     for name, path, text in sources.voices
                 },
+                **(
+                    {
+                        "transcriber": {
+                            "source": sources.asr_source,
+                            "files": {
+                                name: sha256(
+                                    staging
+                                    / contract.TRANSCRIBER_MODEL
+                                    / contract.MODEL_VERSION
+                                    / contract.WHISPER_DIR
+                                    / name
+                                )
+                                for name in sorted(sources.asr_files)
+                            },
+                            "check": asr_check,
+                        }
+                    }
+                    if sources.asr_files is not None
+                    else {}
+                ),
                 "vocoder": {
                     "source": sources.vocoder_source,
                     "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE),

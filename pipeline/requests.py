@@ -174,8 +174,39 @@ def _uploaded_reference(tensors, limits: contract.Limits, voices: Collection[str
         tensors, contract.REFERENCE_SAMPLE_RATE, None, sample_rate_range(limits), int, " Hz", required=True
     )
     audio = _reference_audio(tensors, sample_rate, limits)
-    reference_text = _text(tensors, contract.REFERENCE_TEXT, limits.max_reference_text_bytes)
+    # Empty or absent: the synthesizer has the transcriber transcribe it, as f5-tts does.
+    reference_text = _optional_text(tensors, contract.REFERENCE_TEXT, limits.max_reference_text_bytes)
     return audio, sample_rate, reference_text
+
+
+def _optional_text(tensors, name: str, max_bytes: int) -> str:
+    """The text of an optional BYTES input; "" when it is absent, empty or only whitespace."""
+    raw = _scalar(tensors, name, required=False)
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8")
+    if isinstance(raw, (bytes, np.bytes_)) and len(raw) <= max_bytes:
+        try:
+            if not bytes(raw).decode("utf-8").strip():
+                return ""
+        except UnicodeDecodeError:
+            pass  # _text says what is wrong
+    return _text(tensors, name, max_bytes)
+
+
+def parse_transcription_request(tensors: Mapping[str, np.ndarray | None], limits: contract.Limits = contract.LIMITS):
+    """(audio [channels, samples], sample rate, language or None, as_reference) of a transcriber request."""
+    try:
+        sample_rate = _number(
+            tensors, contract.REFERENCE_SAMPLE_RATE, None, sample_rate_range(limits), int, " Hz", required=True
+        )
+        audio = _reference_audio(tensors, sample_rate, limits)
+        language = _optional_text(tensors, contract.LANGUAGE, 32).strip().lower() or None
+        as_reference = _scalar(tensors, contract.AS_REFERENCE, required=False)
+    except OptionError as e:
+        raise RequestError(str(e)) from None
+    return audio, sample_rate, language, bool(as_reference)
 
 
 def parse_request(

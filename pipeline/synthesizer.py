@@ -37,6 +37,7 @@ from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import Cancelled, RequestError, SynthesisRequest
 from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
+from pipeline.transcripts import Transcribe, TranscriptCache
 from pipeline.voices import VOICES_DIR, load_voices
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class Synthesizer:
         length_buckets: tuple[int, ...] = DEFAULT_LENGTH_BUCKETS,
         cuda_graphs: bool = TtsParameters.cuda_graphs,
         cancel_poll_seconds: float = CANCEL_POLL_SECONDS,
+        transcribe: Transcribe | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.cancel_poll_seconds = cancel_poll_seconds
@@ -154,6 +156,8 @@ class Synthesizer:
         self.reference_cache_size = reference_cache_size
         self.reference_cache_hits = 0  # uploaded references found prepared (the model exports these as a metric)
         self.reference_cache_misses = 0
+        # References sent without a transcript: transcribed once each (None: no transcriber to ask).
+        self.transcripts = TranscriptCache(transcribe, reference_cache_size)
         self.cancelled_requests = 0  # requests whose clients gave up mid-work (the model exports these as a metric)
         # Registered voices: prepared at export, their mels computed once here.
         self.voices = {name: (ref, self._mel(ref)) for name, ref in (voices or {}).items()}
@@ -170,6 +174,7 @@ class Synthesizer:
         *,
         device: str = "cpu",
         parameters: TtsParameters | None = None,
+        transcribe: Transcribe | None = None,
         **overrides,
     ) -> "Synthesizer":
         """Load weights exported by `python -m export` (model.safetensors, model_config.yaml, vocab.txt) and
@@ -215,6 +220,7 @@ class Synthesizer:
             length_buckets=p.buckets,
             cuda_graphs=p.cuda_graphs,
             cancel_poll_seconds=p.cancel_poll_ms / 1000,
+            transcribe=transcribe,
         )
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
@@ -401,18 +407,28 @@ class Synthesizer:
 
     def synthesize(
         self, requests: Sequence[SynthesisRequest], is_cancelled: Callable[[int], bool] | None = None
-    ) -> list[Speech | RequestError | Cancelled]:
-        """One Speech per request, or the RequestError that request earned.
+    ) -> list[Speech | Exception]:
+        """One Speech per request, or the error that request earned (RequestError: its fault; Cancelled;
+        another exception: its transcription failed). A request without a transcript gets one first.
 
         is_cancelled(i): whether request i's client gave up (Triton's request.is_cancelled()). It is
         asked between ODE steps (at most every CANCEL_POLL_SECONDS), between sub-batches and before
         the vocoder; a cancelled request's chunks leave the work there and it gets Cancelled.
         """
-        results: list[Speech | RequestError | Cancelled | None] = [None] * len(requests)
+        results: list[Speech | Exception | None] = [None] * len(requests)
+        if any(r.voice is None and not r.reference_text for r in requests):
+            requests = list(requests)
+            for i, filled in enumerate(self.transcripts.fill(requests)):
+                if isinstance(filled, Exception):
+                    results[i] = filled
+                else:
+                    requests[i] = filled
         watch = CancelWatch(is_cancelled, self.cancel_poll_seconds) if is_cancelled is not None else None
         planned: list[_Chunk] = []
         chunk_counts: dict[int, int] = {}
         for i, request in enumerate(requests):
+            if results[i] is not None:
+                continue
             try:
                 chunks, chunk_counts[i] = self._plan(i, request)
                 planned.extend(chunks)

@@ -18,8 +18,9 @@ import torch
 
 import contract
 from contract.request_options import OptionError, check_voice_name
-from pipeline.reference import Reference, prepare_reference
+from pipeline.reference import Reference, f5_preprocess_audio, prepare_reference
 from pipeline.requests import RequestError
+from pipeline.transcriber import Clip
 
 VOICES_DIR = "voices"
 INDEX_FILE = "voices.json"
@@ -37,16 +38,31 @@ def check_name(name: str) -> str:
 
 
 def parse_voice_spec(spec: str) -> tuple[str, Path, str]:
-    """NAME=path/to/audio.wav:reference transcript -> (name, path, transcript)."""
+    """NAME=path/to/audio.wav:reference transcript -> (name, path, transcript); without the
+    transcript (NAME=path/to/audio.wav) the transcript is "": the export's transcriber writes it."""
     name, sep, rest = spec.partition("=")
-    path, sep2, text = rest.partition(":")
-    if not sep or not sep2 or not path or not text.strip():
-        raise VoiceError(f'--voice {spec!r} must be NAME=path/to/audio.wav:"transcript of the audio"')
+    path, _, text = rest.partition(":")
+    if not sep or not path:
+        raise VoiceError(
+            f'--voice {spec!r} must be NAME=path/to/audio.wav:"transcript of the audio", or '
+            "NAME=path/to/audio.wav to have it transcribed (with --asr)"
+        )
     return check_name(name.strip()), Path(path), text.strip()
 
 
-def prepare_voice(path: Path, text: str, limits: contract.Limits = contract.LIMITS) -> Reference:
-    """Read an audio file and prepare it as f5-tts prepares a reference."""
+def check_transcripts(voices, has_transcriber: bool) -> None:
+    """Voices without a transcript need a transcriber in the export."""
+    untold = [name for name, _, text in voices if not text]
+    if untold and not has_transcriber:
+        raise VoiceError(
+            f"voice(s) {', '.join(untold)} come without a transcript and this export has no transcriber: "
+            'give it (--voice NAME=AUDIO:"TRANSCRIPT") or add one with --asr'
+        )
+
+
+def prepare_voice(path: Path, text: str, limits: contract.Limits = contract.LIMITS, transcriber=None) -> Reference:
+    """Read an audio file and prepare it as f5-tts prepares a reference. Without `text`, `transcriber`
+    (a pipeline.transcriber.Transcriber) transcribes it after f5-tts's preprocessing, as f5-tts does."""
     if not path.is_file():
         raise VoiceError(f"voice audio {path} does not exist")
     try:
@@ -60,8 +76,19 @@ def prepare_voice(path: Path, text: str, limits: contract.Limits = contract.LIMI
             f"{limits.max_reference_seconds} s are allowed (it is clipped to "
             f"{limits.reference_clip_seconds} s at a pause, as f5-tts does)"
         )
+    audio = np.ascontiguousarray(audio.T)
+    if not text:
+        # f5-tts transcribes the reference as preprocessed (clipped at a pause, trimmed), so the text
+        # matches the audio the model is conditioned on.
+        clipped, clipped_rate, _ = f5_preprocess_audio(audio, sample_rate)
+        text = transcriber.transcribe([Clip(clipped, clipped_rate)])[0].text
+        if not text:
+            raise VoiceError(
+                f"voice audio {path} was transcribed to nothing (no speech heard); give its transcript: "
+                'NAME=AUDIO:"TRANSCRIPT"'
+            )
     try:
-        return prepare_reference(np.ascontiguousarray(audio.T), sample_rate, text)
+        return prepare_reference(audio, sample_rate, text)
     except RequestError as e:
         raise VoiceError(f"voice audio {path}: {e}") from None
 

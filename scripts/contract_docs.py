@@ -155,6 +155,14 @@ def tensors_section() -> list[str]:
         *_table(contract.VOCODER_INPUTS, "input"),
         "",
         *_table(contract.VOCODER_OUTPUTS, "output"),
+        "",
+        f"`{contract.TRANSCRIBER_MODEL}` (exported with `--asr`; `contract.TRANSCRIBER_INPUTS`, "
+        "`contract.TRANSCRIBER_OUTPUTS`): Whisper, called as f5-tts calls it. `f5_tts` asks it for references "
+        "sent without `reference_text`; clients may call it directly.",
+        "",
+        *_table(contract.TRANSCRIBER_INPUTS, "input"),
+        "",
+        *_table(contract.TRANSCRIBER_OUTPUTS, "output"),
     ]
     return lines
 

@@ -173,7 +173,15 @@ def hub_env(hf_home: Path, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_repo(tiny, tmp_path_factory) -> Path:
+def tiny_whisper(tmp_path_factory) -> Path:
+    """A tiny random Whisper in openai/whisper-large-v3-turbo's layout (tests/whisper_fixture.py)."""
+    from whisper_fixture import build_tiny_whisper
+
+    return build_tiny_whisper(tmp_path_factory.mktemp("whisper") / "whisper-large-v3-turbo-tiny")
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tiny, tiny_whisper, tmp_path_factory) -> Path:
     # Batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
     # The export's default queue delay: the batching tests send right behind a long request
     # (behind_a_long_request), so they queue and are batched whatever the delay.
@@ -184,6 +192,8 @@ def tiny_repo(tiny, tmp_path_factory) -> Path:
         str(TtsParameters.for_device("gpu").max_batch_chunks),
         "--voice",
         f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}",
+        "--asr",
+        str(tiny_whisper),
     )
 
 

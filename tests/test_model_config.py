@@ -148,13 +148,17 @@ def test_config_parameters_are_the_typed_parameters_the_models_parse():
 
     from google.protobuf import json_format
 
-    from contract.parameters import StreamParameters, TtsParameters, VocoderParameters
+    from contract.parameters import StreamParameters, TranscriberParameters, TtsParameters, VocoderParameters
 
     assert contract.VOICES_PARAMETER in {f.name for f in dataclasses.fields(TtsParameters)}
+    with_transcriber = dataclasses.replace(
+        OPTIONS, tts=dataclasses.replace(OPTIONS.tts, transcriber_model=contract.TRANSCRIBER_MODEL)
+    )
     for config, kind in [
-        (mc.tts_config(OPTIONS, WARMUP_DIMS, ["zoe"]), TtsParameters),
+        (mc.tts_config(with_transcriber, WARMUP_DIMS, ["zoe"]), TtsParameters),
         (mc.stream_config(OPTIONS), StreamParameters),
         (mc.vocoder_config(OPTIONS), VocoderParameters),
+        (mc.transcriber_config(OPTIONS, contract.DEFAULT_ASR_MODEL), TranscriberParameters),
     ]:
         raw = json_format.MessageToDict(config, preserving_proto_field_name=True)["parameters"]
         assert set(raw) == {f.name for f in dataclasses.fields(kind)}, config.name

@@ -12,6 +12,7 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import triton_python_backend_utils as pb_utils
 
 import contract
@@ -42,7 +43,11 @@ class TritonPythonModel:
         if self.params.engine == "compiled":
             use_cache_dir(model_dir / self.params.compile_cache_dir)
         self.synthesizer = Synthesizer.from_directory(
-            model_dir / args["model_version"], vocoder, device=device, parameters=self.params
+            model_dir / args["model_version"],
+            vocoder,
+            device=device,
+            parameters=self.params,
+            transcribe=self._transcribe if self.params.transcriber_model else None,
         )
         compiled_in = self.synthesizer.warm_up()
         loaded = sorted(self.synthesizer.voices)
@@ -70,6 +75,17 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self._cancelled_metric = self._cancelled_family.Metric(labels={})
+        # References sent without a transcript: a miss asked the transcriber, a hit reused its answer.
+        self._transcription_family = family = pb_utils.MetricFamily(
+            name=contract.TRANSCRIPTION_CACHE_METRIC,
+            description="references sent without a transcript, looked up in f5_tts's transcript cache",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self._transcription_metrics = {
+            "hit": family.Metric(labels={"result": "hit"}),
+            "miss": family.Metric(labels={"result": "miss"}),
+        }
+        self._transcription_counted = {"hit": 0, "miss": 0}
         self._cancelled_counted = 0
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
@@ -120,11 +136,40 @@ class TritonPythonModel:
             if now > self._cache_counted[result]:
                 self._cache_metrics[result].increment(now - self._cache_counted[result])
                 self._cache_counted[result] = now
+        for result, now in (("hit", self.synthesizer.transcripts.hits), ("miss", self.synthesizer.transcripts.misses)):
+            if now > self._transcription_counted[result]:
+                self._transcription_metrics[result].increment(now - self._transcription_counted[result])
+                self._transcription_counted[result] = now
         if self.synthesizer.cancelled_requests > self._cancelled_counted:
             self._cancelled_metric.increment(self.synthesizer.cancelled_requests - self._cancelled_counted)
             self._cancelled_counted = self.synthesizer.cancelled_requests
 
+    def _transcribe(self, clips):
+        """BLS to the transcriber, one request per reference (Triton batches concurrent ones)."""
+        answers = []
+        for clip in clips:
+            response = pb_utils.InferenceRequest(
+                model_name=self.params.transcriber_model,
+                inputs=[
+                    pb_utils.Tensor(contract.REFERENCE_AUDIO, clip.audio[None].astype(np.float32)),
+                    pb_utils.Tensor(contract.REFERENCE_SAMPLE_RATE, np.array([[clip.sample_rate]], dtype=np.int32)),
+                ],
+                requested_output_names=[contract.TRANSCRIPT],
+            ).exec()
+            if response.has_error():
+                error = response.error()
+                message = f"transcribing the reference with '{self.params.transcriber_model}' failed: {error.message()}"
+                answers.append(
+                    RequestError(message) if error.code() == pb_utils.TritonError.INVALID_ARG else RuntimeError(message)
+                )
+            else:
+                text = pb_utils.get_output_tensor_by_name(response, contract.TRANSCRIPT).as_numpy().reshape(-1)[0]
+                answers.append(text.decode("utf-8") if isinstance(text, bytes) else str(text))
+        return answers
+
     def finalize(self):
+        self._transcription_metrics = None
+        self._transcription_family = None
         self.synthesizer = None
         self._cache_metrics = None  # before their family (Triton's rule)
         self._cache_family = None
