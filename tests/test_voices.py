@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
     [
         ("alice=ref.wav:Hello there.", ("alice", Path("ref.wav"), "Hello there.")),
         ("bob.v2=dir/ref.flac:Text: with a colon.", ("bob.v2", Path("dir/ref.flac"), "Text: with a colon.")),
+        ("carol=ref.wav", ("carol", Path("ref.wav"), "")),  # no transcript: the export's transcriber writes it
+        ("dan=ref.wav:  ", ("dan", Path("ref.wav"), "")),
     ],
 )
 def test_voice_spec_parsing(spec, want):
@@ -38,7 +40,7 @@ def test_voice_spec_parsing(spec, want):
 @pytest.mark.parametrize(
     "spec,message",
     [
-        ("alice=ref.wav", "must be NAME=path"),
+        ("alice=", "must be NAME=path"),
         ("ref.wav:Hello", "must be NAME=path"),
         ("al ice=ref.wav:Hello", "is not allowed"),
         ("../x=ref.wav:Hello", "is not allowed"),
