@@ -2,10 +2,12 @@
 
   python -m client [synthesize] --reference-audio ref.wav --reference-text "Some call me nature." \
       --text "Hello from Triton." --output out.wav
+  python -m client --reference-audio ref.wav --text "Hello." --output out.wav   (the server transcribes ref.wav)
   python -m client --voice nature --text-file story.txt --stream --output story.wav   (WAV grows as it plays)
   python -m client --voice nature --text "Hello." --stream --output - | aplay -f S16_LE -r 24000 -c 1
   python -m client --list-voices
   python -m client bench --concurrency 1,2,4,8        (see python -m client bench --help)
+  python -m client transcribe ref.wav [--language en] [--json]   (see python -m client transcribe --help)
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import time
 from pathlib import Path
 
 import contract
-from client.api import SynthesisError, list_voices, stream_synthesize, synthesize
+from client.api import SynthesisError, list_voices, stream_synthesize, synthesize, transcribe
 from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
 from client.connection import resolve_endpoint
 from client.request import SynthesisOptions, build_inputs, http_json_body
@@ -31,12 +33,13 @@ from client.request import SynthesisOptions, build_inputs, http_json_body
 EXIT_FAILURE = 1  # the request failed: the server's message, a missing file, a server out of reach
 EXIT_USAGE = 2  # the command line is wrong (argparse's own status for its errors)
 EXIT_SIGNAL = {signal.SIGINT: 130, signal.SIGTERM: 143}  # 128 + the signal, as a shell reports it
-EXIT_STATUSES = (
+_EXIT_STATUSES = (
     f"exit status: 0 done; {EXIT_FAILURE} for a failed request; {EXIT_USAGE} for a usage error; "
     f"{EXIT_SIGNAL[signal.SIGINT]} (SIGINT, Ctrl-C)\nor {EXIT_SIGNAL[signal.SIGTERM]} (SIGTERM) when a "
-    "signal abandons the request. Each of these says why in one line on\nstderr and leaves no output "
-    "file."
+    "signal abandons the request. Each of these says why in one line on\nstderr"
 )
+EXIT_STATUSES = _EXIT_STATUSES + " and leaves no output file."
+TRANSCRIBE_EXIT_STATUSES = _EXIT_STATUSES + "."  # it writes no file
 
 
 class Interrupted(BaseException):
@@ -64,19 +67,16 @@ def parse_args(argv):
         epilog=EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--protocol", choices=["grpc", "http"], help="default: the URL's scheme, else grpc")
-    p.add_argument(
-        "--url",
-        help="server address: host:port, or with a scheme: http://, https:// (TLS), grpc://, "
-        "grpcs:// (TLS), which sets the protocol (default: localhost:8001 for gRPC, localhost:8000 for "
-        "HTTP)",
-    )
     p.add_argument(
         "--model", help=f"model to call (default: {contract.TTS_MODEL}, or {contract.STREAM_MODEL} with --stream)"
     )
     r = p.add_argument_group("speaker: a reference recording, or a voice registered on the server")
     r.add_argument("--reference-audio", type=Path, help="WAV/FLAC/OGG, any rate, any channels")
-    r.add_argument("--reference-text", help="transcript of the reference audio")
+    r.add_argument(
+        "--reference-text",
+        help="transcript of the reference audio; absent: the server transcribes it (once per distinct audio), "
+        f"which needs a '{contract.TRANSCRIBER_MODEL}' model in its repository (python -m export ... --asr)",
+    )
     r.add_argument("--voice", help="name of a registered voice (see --list-voices)")
     p.add_argument("--list-voices", action="store_true", help="print the server's registered voices and exit")
     text = p.add_mutually_exclusive_group()
@@ -106,6 +106,38 @@ def parse_args(argv):
         help="UTF-8 bytes of the first text chunk (0 = f5-tts's "
         f"chunking; default: {contract.STREAM_FIRST_CHUNK_CHARS} with --stream, 0 without)",
     )
+    _connection_arguments(p)
+    p.add_argument(
+        "--write-request-json",
+        type=Path,
+        metavar="FILE",
+        help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server",
+    )
+    args = p.parse_args(argv)
+    if not args.list_voices:
+        if args.text is None and args.text_file is None:
+            p.error("one of --text or --text-file is required")
+        if args.voice is None and args.reference_audio is None:
+            p.error(
+                "give --reference-audio (with --reference-text, or without it for the server to transcribe it), "
+                "or --voice NAME"
+            )
+        if args.voice is not None and (args.reference_audio is not None or args.reference_text is not None):
+            p.error("--voice replaces --reference-audio and --reference-text; give one or the other")
+        if args.stream and args.write_request_json:
+            p.error("--write-request-json writes a unary request; it does not combine with --stream")
+    return args
+
+
+def _connection_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the server is and how to reach it: the same flags for every command that calls it."""
+    p.add_argument("--protocol", choices=["grpc", "http"], help="default: the URL's scheme, else grpc")
+    p.add_argument(
+        "--url",
+        help="server address: host:port, or with a scheme: http://, https:// (TLS), grpc://, "
+        "grpcs:// (TLS), which sets the protocol (default: localhost:8001 for gRPC, localhost:8000 for "
+        "HTTP)",
+    )
     c = p.add_argument_group("connection")
     c.add_argument("--timeout", type=float, help="seconds before the request is abandoned")
     c.add_argument("--ssl", action="store_true", help="TLS (gRPC) / HTTPS")
@@ -114,24 +146,40 @@ def parse_args(argv):
     c.add_argument("--certificate-chain", help="client certificate (PEM) for mutual TLS")
     c.add_argument("-H", "--header", action="append", default=[], metavar="NAME=VALUE", help="extra header")
     p.add_argument(
-        "--write-request-json",
-        type=Path,
-        metavar="FILE",
-        help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server",
-    )
-    p.add_argument(
         "-v", "--verbose", action="store_true", help="log each request and response: tensor names, dtypes and shapes"
     )
+
+
+def parse_transcribe_args(argv):
+    p = argparse.ArgumentParser(
+        prog="python -m client transcribe",
+        description=f"Print the transcript of an audio file, as the server's '{contract.TRANSCRIBER_MODEL}' "
+        "model hears it\n(Whisper, as f5-tts transcribes references). The server's repository needs that "
+        "model:\npython -m export ... --asr.\n\n  python -m client transcribe ref.wav\n"
+        "  python -m client transcribe ref.wav --as-reference --json   (the transcript F5-TTS would use)",
+        epilog=TRANSCRIBE_EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("audio", type=Path, help="WAV/FLAC/OGG, any rate, any channels")
+    p.add_argument("--language", help="Whisper language code to transcribe in (en, zh, fr, ...); default: detected")
+    p.add_argument(
+        "--as-reference",
+        action="store_true",
+        help="transcribe only what F5-TTS keeps of it as a reference (clipped to "
+        f"{contract.LIMITS.reference_clip_seconds:g} s at a pause, silence trimmed): the transcript to send "
+        "with it as --reference-text",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help=f'print {{"{contract.TRANSCRIPT}": ..., "{contract.LANGUAGE}": ...}}: the transcript and its language '
+        "(the one asked for, or the detected one)",
+    )
+    p.add_argument("--model", default=contract.TRANSCRIBER_MODEL, help="model to call (default: %(default)s)")
+    _connection_arguments(p)
     args = p.parse_args(argv)
-    if not args.list_voices:
-        if args.text is None and args.text_file is None:
-            p.error("one of --text or --text-file is required")
-        if args.voice is None and (args.reference_audio is None or args.reference_text is None):
-            p.error("give --reference-audio with --reference-text, or --voice NAME")
-        if args.voice is not None and (args.reference_audio is not None or args.reference_text is not None):
-            p.error("--voice replaces --reference-audio and --reference-text; give one or the other")
-        if args.stream and args.write_request_json:
-            p.error("--write-request-json writes a unary request; it does not combine with --stream")
+    if args.language is not None and not args.language.strip():
+        p.error("--language is empty; give a Whisper language code (en, zh, fr, ...), or leave it out to detect it")
     return args
 
 
@@ -151,12 +199,19 @@ def main(argv: list[str] | None = None) -> int:
             except Interrupted as e:  # asyncio.run cancels the requests in flight on the way out
                 print(f"bench: stopped by {e}: the benchmark was abandoned and wrote no report", file=sys.stderr)
                 return EXIT_SIGNAL[e.signum]
+    if argv[:1] == ["transcribe"]:
+        args = parse_transcribe_args(argv[1:])
+        _logging(args.verbose)
+        with _signals_interrupt():
+            try:
+                return _transcribe(args)
+            except Interrupted as e:
+                print(f"client: stopped by {e}: the request was abandoned", file=sys.stderr)
+                return EXIT_SIGNAL[e.signum]
     if argv[:1] == ["synthesize"]:
         argv = argv[1:]
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    if args.verbose:
-        logging.getLogger("client").setLevel(logging.DEBUG)
+    _logging(args.verbose)
     with _signals_interrupt():
         try:
             return _run(args)
@@ -164,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             removed = f"; the partial {args.output} was removed" if args.stream and args.output != "-" else ""
             print(f"client: stopped by {e}: the request was abandoned{removed}", file=sys.stderr)
             return EXIT_SIGNAL[e.signum]
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    if verbose:
+        logging.getLogger("client").setLevel(logging.DEBUG)
 
 
 @contextlib.contextmanager
@@ -181,24 +242,64 @@ def _signals_interrupt():
             signal.signal(s, handler)
 
 
-def _run(args) -> int:
+class UsageError(ValueError):
+    """The command line is wrong in a way argparse cannot see (a URL, a header)."""
+
+
+def _connection(args):
+    """(endpoint, headers, TLS options) from the connection flags; UsageError when they are wrong."""
     try:
         endpoint = resolve_endpoint(args.url, args.protocol, args.ssl)
     except ValueError as e:
-        print(f"client: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    url, protocol = endpoint.url, endpoint.protocol
+        raise UsageError(str(e)) from None
     try:
         headers = dict(h.split("=", 1) for h in args.header)
     except ValueError:
-        print(f"client: error: --header must be NAME=VALUE, got {args.header}", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError(f"--header must be NAME=VALUE, got {args.header}") from None
     connection = dict(
         ssl=endpoint.ssl,
         root_certificates=args.root_certificates,
         private_key=args.private_key,
         certificate_chain=args.certificate_chain,
     )
+    return endpoint, headers, connection
+
+
+def _transcribe(args) -> int:
+    try:
+        endpoint, headers, connection = _connection(args)
+    except UsageError as e:
+        print(f"client: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        heard = transcribe(
+            args.audio,
+            language=args.language,
+            as_reference=args.as_reference,
+            detect_language=args.json,  # the language costs a detection pass: only when it is printed
+            url=endpoint.url,
+            model=args.model,
+            timeout=args.timeout,
+            headers=headers,
+            **connection,
+        )
+    except (SynthesisError, ValueError, OSError) as e:
+        print(f"client: error: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps({contract.TRANSCRIPT: heard.text, contract.LANGUAGE: heard.language}, ensure_ascii=False))
+    else:
+        print(heard.text)
+    return 0
+
+
+def _run(args) -> int:
+    try:
+        endpoint, headers, connection = _connection(args)
+    except UsageError as e:
+        print(f"client: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    url, protocol = endpoint.url, endpoint.protocol
     # With raw PCM on stdout, everything said to the user goes to stderr.
     say = (lambda line: print(line, file=sys.stderr)) if args.output == "-" else print
     try:

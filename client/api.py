@@ -1,7 +1,9 @@
-"""Text + reference audio (or a registered voice) -> speech, over gRPC or HTTP.
+"""Text + reference audio (or a registered voice) -> speech, over gRPC or HTTP; audio -> its transcript.
 
 synthesize(): the whole waveform at once. stream_synthesize(): an iterator over pieces of
-it as the server finishes each text chunk (gRPC stream or HTTP server-sent events).
+it as the server finishes each text chunk (gRPC stream or HTTP server-sent events). A reference
+sent without its transcript is transcribed by the server (a repository exported with --asr).
+transcribe(): the server's transcriber model (Whisper) on any audio.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import contextlib
 import json
 import logging
 import queue
-from typing import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+from typing import AsyncIterator, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
 import contract
+from client.audio import load_audio
 from client.connection import (
     INVALID_ARGUMENT_STATUSES,
     Endpoint,
@@ -23,7 +27,15 @@ from client.connection import (
     resolve_endpoint,
     ssl_context,
 )
-from client.request import SynthesisOptions, build_inputs, generate_body, grpc_inputs, http_inputs, triton_dtype
+from client.request import (
+    SynthesisOptions,
+    build_inputs,
+    generate_body,
+    grpc_inputs,
+    http_inputs,
+    transcription_inputs,
+    triton_dtype,
+)
 
 __all__ = [
     "SynthesisError",
@@ -32,6 +44,9 @@ __all__ = [
     "synthesize_async",
     "stream_synthesize",
     "list_voices",
+    "transcribe",
+    "transcribe_async",
+    "Transcription",
     "make_client",
 ]
 
@@ -108,7 +123,8 @@ def synthesize(
     **client_kwargs,
 ) -> tuple[np.ndarray, int]:
     """Synthesize `text` in the voice of the reference (or of a registered `voice`);
-    returns (float32 waveform, sample rate).
+    returns (float32 waveform, sample rate). `reference_text` None or "": the server transcribes
+    the reference (once per distinct audio; it needs a transcriber model, `export --asr`).
 
     `url`: host:port or http:// https:// grpc:// grpcs:// host:port (the scheme sets the protocol
     and TLS); default localhost:8001 for gRPC, localhost:8000 for HTTP. `protocol`: grpc (the
@@ -116,6 +132,14 @@ def synthesize(
     """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     endpoint = _endpoint(url, protocol, client_kwargs)
+    waveform, rate = _unary(tensors, model, None, _result, endpoint, timeout, headers, client, client_kwargs)
+    log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, model, len(waveform), rate)
+    return waveform, rate
+
+
+def _unary(tensors, model, outputs, read, endpoint, timeout, headers, client, client_kwargs):
+    """One infer call with `client` (or a client of its own, closed after); returns read(result).
+    `outputs`: the output names to ask for (None: all). Any failure is a SynthesisError."""
     own = client is None
     if own:
         try:
@@ -126,22 +150,37 @@ def synthesize(
     try:
         log.debug("%s %s request: %s", endpoint.url, model, _summary(tensors))
         if endpoint.protocol == "grpc":
-            result = client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}), client_timeout=timeout)
+            result = client.infer(
+                model,
+                grpc_inputs(tensors),
+                outputs=_grpc_outputs(outputs),
+                headers=dict(headers or {}),
+                client_timeout=timeout,
+            )
         else:
+            import tritonclient.http as httpclient
+
             if own:
                 # HTTP retries a request whose connection broke on a new one; a server that went away
                 # then reads as "connection refused". Having connected once tells the two apart.
                 client.is_server_live(headers=dict(headers or {}))
                 connected = True
-            result = client.infer(model, http_inputs(tensors), headers=dict(headers or {}))
-        waveform, rate = _result(result)
-        log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, model, len(waveform), rate)
-        return waveform, rate
+            requested = None if outputs is None else [httpclient.InferRequestedOutput(o) for o in outputs]
+            result = client.infer(model, http_inputs(tensors), outputs=requested, headers=dict(headers or {}))
+        return read(result)
     except Exception as e:
         raise _error(e, endpoint, timeout, connected) from None
     finally:
         if own:
             client.close()
+
+
+def _grpc_outputs(outputs):
+    if outputs is None:
+        return None
+    import tritonclient.grpc as grpcclient
+
+    return [grpcclient.InferRequestedOutput(o) for o in outputs]
 
 
 async def synthesize_async(
@@ -377,3 +416,110 @@ def list_voices(
         raise _error(e, endpoint) from None
     finally:
         client.close()
+
+
+# --- transcription -------------------------------------------------------------------------------
+
+
+class Transcription(NamedTuple):
+    """What the server's transcriber heard."""
+
+    text: str  # stripped, as f5-tts's transcribe returns it; empty when it heard no speech
+    language: str | None  # the Whisper code asked for or detected; None when neither was asked for
+
+
+def transcribe(
+    audio: np.ndarray | str | Path,
+    sample_rate: int | None = None,
+    *,
+    language: str | None = None,
+    as_reference: bool = False,
+    detect_language: bool = True,
+    url: str | None = None,
+    protocol: str | None = None,
+    model: str = contract.TRANSCRIBER_MODEL,
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    client=None,
+    **client_kwargs,
+) -> Transcription:
+    """Transcribe `audio` with the server's transcriber model (Whisper, as f5-tts transcribes references;
+    a repository exported with --asr); returns Transcription(text, language).
+
+    `audio`: an audio file's path (WAV, FLAC, OGG...), or float samples [channels, samples] or
+    [samples] with their `sample_rate`. `language`: a Whisper code (en, zh, fr...); None: detected.
+    `as_reference`: transcribe only what f5_tts keeps of it as a reference (clipped to 12 s at a pause,
+    silence trimmed): the transcript a synthesis request sends. `detect_language=False` skips the
+    detection (a decoder pass) when no language is given; the language is then None. `url`,
+    `protocol` and the connection options as for synthesize(). Errors raise SynthesisError.
+    """
+    tensors = _transcription_tensors(audio, sample_rate, language, as_reference)
+    outputs = _transcription_outputs(language, detect_language)
+    endpoint = _endpoint(url, protocol, client_kwargs)
+    try:
+        heard = _unary(tensors, model, outputs, _transcription, endpoint, timeout, headers, client, client_kwargs)
+    except SynthesisError as e:
+        raise _no_model(e, model, endpoint.url) from None
+    log.debug("%s %s response: %r", endpoint.url, model, heard)
+    return heard
+
+
+async def transcribe_async(
+    audio: np.ndarray | str | Path,
+    sample_rate: int | None = None,
+    *,
+    client,
+    language: str | None = None,
+    as_reference: bool = False,
+    detect_language: bool = True,
+    model: str = contract.TRANSCRIBER_MODEL,
+    timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Transcription:
+    """asyncio gRPC variant of transcribe; `client` is a tritonclient.grpc.aio.InferenceServerClient."""
+    tensors = _transcription_tensors(audio, sample_rate, language, as_reference)
+    outputs = _transcription_outputs(language, detect_language)
+    try:
+        result = await client.infer(
+            model,
+            grpc_inputs(tensors),
+            outputs=_grpc_outputs(outputs),
+            headers=dict(headers or {}),
+            client_timeout=timeout,
+        )
+        return _transcription(result)
+    except Exception as e:
+        raise _no_model(_error(e, None, timeout), model, None) from None
+
+
+def _transcription_tensors(audio, sample_rate, language, as_reference) -> dict[str, np.ndarray]:
+    if isinstance(audio, (str, Path)):
+        if sample_rate is not None:
+            raise ValueError("an audio file carries its own sample rate; give sample_rate with samples only")
+        audio, sample_rate = load_audio(audio, what="audio")
+    return transcription_inputs(audio, sample_rate, language, as_reference)
+
+
+def _transcription_outputs(language: str | None, detect_language: bool) -> list[str]:
+    # The language output costs a detection pass unless a language was given: asked for only when wanted.
+    return [contract.TRANSCRIPT, contract.LANGUAGE] if language or detect_language else [contract.TRANSCRIPT]
+
+
+def _transcription(result) -> Transcription:
+    def text(name: str) -> str | None:
+        value = result.as_numpy(name)
+        return None if value is None else value.reshape(-1)[0].decode("utf-8")
+
+    return Transcription(text(contract.TRANSCRIPT), text(contract.LANGUAGE))
+
+
+def _no_model(e: SynthesisError, model: str, url: str | None) -> SynthesisError:
+    """Triton's "unknown model" said as what to do: a repository exported without --asr has none."""
+    if "unknown model" not in str(e).lower():
+        return e
+    where = f"the server at {url}" if url else "the server"
+    return SynthesisError(
+        f"{where} has no '{model}' model to transcribe with: export the repository with "
+        "`python -m export ... --asr` (Whisper, as f5-tts transcribes references)",
+        e.status,
+    )

@@ -11,19 +11,20 @@ import numpy as np
 import soundfile as sf
 
 
-def load_audio(path: str | Path) -> tuple[np.ndarray, int]:
-    """Any file soundfile reads (WAV, FLAC, OGG, ...) -> float32 [channels, samples], sample rate."""
+def load_audio(path: str | Path, what: str = "reference audio") -> tuple[np.ndarray, int]:
+    """Any file soundfile reads (WAV, FLAC, OGG, ...) -> float32 [channels, samples], sample rate.
+    `what` names the file in the errors ("reference audio file x.wav does not exist")."""
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"reference audio file {path} does not exist")
+        raise ValueError(f"{what} file {path} does not exist")
     if path.is_dir():
-        raise ValueError(f"reference audio {path} is a directory, not an audio file")
+        raise ValueError(f"{what} {path} is a directory, not an audio file")
     if not os.access(path, os.R_OK):
-        raise ValueError(f"reference audio file {path} is not readable (permission denied)")
+        raise ValueError(f"{what} file {path} is not readable (permission denied)")
     try:
         data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise ValueError(f"cannot read reference audio {path}: {e}") from e
+        raise ValueError(f"cannot read {what} {path}: {e}") from e
     return np.ascontiguousarray(data.T), int(sample_rate)
 
 

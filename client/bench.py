@@ -2,7 +2,9 @@
 
 Concurrent asyncio gRPC requests from a JSONL manifest (one object per line:
 {"reference_audio": path, "reference_text": ..., "text": ...}; relative paths are taken
-from the manifest's folder) or from the reference audio that f5-tts ships. For each
+from the manifest's folder; a line without "reference_text" has the server transcribe its
+reference, once per distinct audio, so a warm-up request pays for it) or from the reference
+audio that f5-tts ships. For each
 concurrency level: warm-up requests (not counted), then --requests timed ones. Reports
 latency percentiles, RTF (wall seconds / generated audio seconds, as the official F5-TTS
 client computes it), throughput in audio seconds per second, errors, and the change in
@@ -53,7 +55,7 @@ PERCENTILES = (50, 90, 95, 99)
 class Item:
     audio: np.ndarray
     sample_rate: int
-    reference_text: str
+    reference_text: str | None  # None: the server transcribes the reference
     text: str
 
 
@@ -80,10 +82,11 @@ def load_manifest(path: Path) -> list[Item]:
             row = json.loads(line)
             audio_path = Path(row["reference_audio"])
             audio, sr = load_audio(audio_path if audio_path.is_absolute() else path.parent / audio_path)
-            items.append(Item(audio, sr, row["reference_text"], row["text"]))
+            items.append(Item(audio, sr, row.get("reference_text"), row["text"]))
         except (KeyError, json.JSONDecodeError, ValueError) as e:
             raise SystemExit(
-                f"bench: {path}:{n}: {e} (each line needs reference_audio, reference_text, text)"
+                f"bench: {path}:{n}: {e} (each line needs reference_audio and text, and reference_text "
+                "unless the server is to transcribe the reference)"
             ) from None
     if not items:
         raise SystemExit(f"bench: {path} holds no requests")

@@ -1,4 +1,4 @@
-"""One request builder for gRPC, HTTP and perf_analyzer JSON."""
+"""One request builder for gRPC, HTTP and perf_analyzer JSON: f5_tts's inputs and the transcriber's."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ import numpy as np
 
 import contract
 
-_NUMPY = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "BYTES": np.object_}
-_SPECS = {s.name: s for s in contract.TTS_INPUTS}
+_NUMPY = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "BYTES": np.object_, "BOOL": np.bool_}
+# Every input either model takes, by name: the inputs they share (the reference audio, its rate and
+# channels) have one dtype in both.
+_SPECS = {s.name: s for s in (*contract.TRANSCRIBER_INPUTS, *contract.TTS_INPUTS)}
 
 
 @dataclass(frozen=True)
@@ -36,21 +38,21 @@ def build_inputs(
     """Input tensors keyed by contract name, each with the leading batch dimension of 1.
 
     Either a reference (audio [channels, samples] or [samples], its rate, its transcript) or
-    the name of a voice registered on the server.
+    the name of a voice registered on the server. A reference sent without its transcript (None or
+    "") goes without `reference_text`: the server transcribes it (its repository needs a
+    transcriber model).
     """
     if (voice is None) == (reference_audio is None):
-        raise ValueError("give either reference audio (with its sample rate and transcript) or a registered voice")
-    if voice is None and (sample_rate is None or reference_text is None):
-        raise ValueError("reference audio needs its sample rate and its transcript")
-    audio = None
-    if reference_audio is not None:
-        audio = np.asarray(reference_audio, dtype=np.float32)
-        if audio.ndim == 1:
-            audio = audio[None]
+        raise ValueError("give either reference audio (with its sample rate, and its transcript) or a registered voice")
+    if voice is None and sample_rate is None:
+        raise ValueError("reference audio needs its sample rate")
+    if voice is not None and reference_text:
+        raise ValueError("a registered voice has its own transcript; send no reference text with it")
     values = {
-        contract.REFERENCE_AUDIO: audio,
+        contract.REFERENCE_AUDIO: None if reference_audio is None else _audio(reference_audio),
         contract.REFERENCE_SAMPLE_RATE: None if voice else [sample_rate],
-        contract.REFERENCE_TEXT: None if voice else [reference_text.encode("utf-8")],
+        # Absent rather than empty: one form on the wire for "transcribe it" (the server takes both).
+        contract.REFERENCE_TEXT: [reference_text.encode("utf-8")] if reference_text else None,
         contract.VOICE: None if voice is None else [voice.encode("utf-8")],
         contract.TARGET_TEXT: [text.encode("utf-8")],
         contract.NFE_STEP: options.nfe_step,
@@ -61,6 +63,35 @@ def build_inputs(
         contract.DURATION: options.duration,
         contract.FIRST_CHUNK_CHARS: options.first_chunk_chars,
     }
+    return _tensors(values)
+
+
+def transcription_inputs(
+    audio: np.ndarray, sample_rate: int, language: str | None = None, as_reference: bool = False
+) -> dict[str, np.ndarray]:
+    """The transcriber's input tensors, batch dimension first. `language`: a Whisper code, None (or
+    "") for Whisper's detection; `as_reference`: transcribe the part of the audio f5_tts keeps of a
+    reference (clipped at a pause, silence trimmed), the transcript a request would need."""
+    if sample_rate is None:
+        raise ValueError("audio to transcribe needs its sample rate")
+    return _tensors(
+        {
+            contract.REFERENCE_AUDIO: _audio(audio),
+            contract.REFERENCE_SAMPLE_RATE: [sample_rate],
+            contract.LANGUAGE: [language.encode("utf-8")] if language else None,
+            contract.AS_REFERENCE: [True] if as_reference else None,
+        }
+    )
+
+
+def _audio(audio) -> np.ndarray:
+    """float32 [channels, samples] (a 1-D array is one channel)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    return audio[None] if audio.ndim == 1 else audio
+
+
+def _tensors(values: dict) -> dict[str, np.ndarray]:
+    """Each given value as its input's dtype with the leading batch dimension of 1; None: not sent."""
     tensors = {}
     for name, value in values.items():
         if value is None:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 
 import contract
 from deploy.settings import ExportSettings
+from export.asr import REQUIRED_FILES as WHISPER_FILES
+from export.asr import WEIGHT_FILES as WHISPER_WEIGHTS
 
 if TYPE_CHECKING:  # the export imports torch: only when a first start exports
     from export.api import ExportRequest
@@ -34,6 +36,10 @@ REQUIRED_FILES = {  # per model, relative to its directory
         f"{contract.MODEL_VERSION}/{contract.VOCODER_ONNX_FILE}",
     ],
 }
+# The optional transcriber (export --asr), checked when the repository has its config: the Whisper's files
+# as released, and one of its weight files.
+_WHISPER = f"{contract.MODEL_VERSION}/{contract.WHISPER_DIR}"
+TRANSCRIBER_FILES = [contract.MODEL_CONFIG_FILE, _CODE] + [f"{_WHISPER}/{name}" for name in WHISPER_FILES]
 
 
 class RepositoryError(RuntimeError):
@@ -63,10 +69,10 @@ def export_request(source: ExportSettings, output: Path, gpu: str | None) -> Exp
     from export.__main__ import request_from_argv
     from export.api import ExportRequest
     from export.errors import ExportError
-    from export.model_config import ServingOptions
 
     if source.export_args is None:
-        request = ExportRequest(output=output, serving=ServingOptions(device="gpu" if gpu else "cpu"))
+        # `python -m export --device gpu|cpu`, with every default that flag brings (on a GPU, the transcriber)
+        request = request_from_argv(["--device", "gpu" if gpu else "cpu", "--output", str(output)])
     else:
         try:
             request = request_from_argv([*source.export_args, "--output", str(output)])
@@ -118,8 +124,11 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as pb
 
+    models = dict(REQUIRED_FILES)
+    if (repo / contract.TRANSCRIBER_MODEL / contract.MODEL_CONFIG_FILE).is_file():
+        models[contract.TRANSCRIBER_MODEL] = TRANSCRIBER_FILES
     found = {}
-    for model, files in REQUIRED_FILES.items():
+    for model, files in models.items():
         for rel in files:
             if not (repo / model / rel).is_file():
                 raise RepositoryError(f"{repo / model / rel} is missing; re-export the repository")
@@ -141,9 +150,29 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
             path = repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR / name
             if not path.is_file():
                 raise RepositoryError(f"{path} is missing (f5_tts runs the PyTorch vocoder); re-export the repository")
+    _check_transcriber(repo, found)
     manifest = repo / contract.MANIFEST_FILE
     found["manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     return found
+
+
+def _check_transcriber(repo: Path, found: dict) -> None:
+    """The Whisper's weights, and the transcriber f5_tts names: without it, every request sent without a
+    transcript would fail at request time rather than here."""
+    if contract.TRANSCRIBER_MODEL in found:
+        whisper = repo / contract.TRANSCRIBER_MODEL / _WHISPER
+        if not any((whisper / name).is_file() for name in WHISPER_WEIGHTS):
+            raise RepositoryError(
+                f"{whisper / WHISPER_WEIGHTS[0]} (or {WHISPER_WEIGHTS[1]}: the Whisper's weights) is missing; "
+                "re-export the repository"
+            )
+    named = found[contract.TTS_MODEL]["parameters"].get("transcriber_model", "")
+    if named and named not in found:
+        raise RepositoryError(
+            f"{repo / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE} transcribes references with '{named}' "
+            f"(parameter transcriber_model) but {repo / named / contract.MODEL_CONFIG_FILE} is missing; re-export "
+            "the repository (with --asr, or --no-asr for none)"
+        )
 
 
 def describe(found: dict, gpu: str | None) -> str:
@@ -159,8 +188,10 @@ def describe(found: dict, gpu: str | None) -> str:
         except metadata.PackageNotFoundError:
             pass
     demo = " (DEMO MODEL: random weights, noise)" if tts.get("demo_model") == "true" else ""
+    transcriber = found.get(contract.TRANSCRIBER_MODEL)
+    asr = f"transcriber {transcriber['parameters'].get('asr_model') or '?'}" if transcriber else "no transcriber"
     return (
         f"model {tts.get('f5_model_name', '?')}{demo}, dtype {tts.get('dtype', '?')}, "
-        f"instances {found[contract.TTS_MODEL]['kinds']}, GPU {gpu or 'none'}, "
+        f"instances {found[contract.TTS_MODEL]['kinds']}, {asr}, GPU {gpu or 'none'}, "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
     )

@@ -1,13 +1,23 @@
-"""The RunPod job handler: check the job's input, synthesize through the local tritonserver, return a WAV.
+"""The RunPod job handler: check the job's input, synthesize through the local tritonserver, return a WAV;
+or transcribe an audio file with the server's transcriber.
 
-Job input (JSON object):
+Job input (JSON object), task "synthesize" (the default):
   text               the text to speak (required)
   reference_audio    the reference recording: an audio file's bytes (WAV, FLAC, OGG...), base64
-  reference_text     its transcript
-  voice              a voice registered on the server, instead of reference_audio + reference_text
+  reference_text     its transcript; absent or empty: the server transcribes the reference (its
+                     repository needs the transcriber model: export --asr)
+  voice              a voice registered on the server, instead of reference_audio (+ reference_text)
   nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration   optional sampling options
                      (see the f5_tts model contract; null or absent leaves the server's default)
 Output: {"audio_base64": 16-bit PCM WAV, "sample_rate", "duration_seconds", "timings_ms"}.
+
+Job input with "task": "transcribe" (the transcriber model: Whisper, as f5-tts transcribes references):
+  reference_audio    the audio file's bytes, base64 (required)
+  language           Whisper language code to transcribe in (en, zh, ...); absent: detected
+  as_reference       true: transcribe only what F5-TTS keeps of it as a reference (clipped at a pause,
+                     silence trimmed), the transcript a synthesis job would send with it
+Output: {"transcript", "language": asked for or detected, "timings_ms"}.
+
 A bad job is answered in RunPod's error form, {"error": "..."}: the input checks below, or the
 server's own INVALID_ARG message (ranges and limits are the server's to enforce).
 """
@@ -26,11 +36,15 @@ import numpy as np
 import soundfile as sf
 
 import contract
-from client.api import SynthesisError, SynthesisOptions, synthesize_async
+from client.api import SynthesisError, SynthesisOptions, synthesize_async, transcribe_async
 from client.connection import resolve_endpoint
-from contract.request_options import OptionError, sampling_option, string, type_name
+from contract.request_options import OptionError, boolean, sampling_option, string, type_name
 
+TASK_KEY = "task"
+SYNTHESIZE, TRANSCRIBE = "synthesize", "transcribe"  # the tasks; a job without "task" synthesizes
 TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
+# A transcription job's keys: its audio under the transcriber's own input names.
+TRANSCRIBE_KEYS = (contract.REFERENCE_AUDIO, contract.LANGUAGE, contract.AS_REFERENCE)
 # The sampling options are SynthesisOptions' fields (but the streaming-only one); their JSON types
 # follow the contract's dtypes.
 OPTION_KEYS = tuple(f.name for f in dataclasses.fields(SynthesisOptions) if f.name != contract.FIRST_CHUNK_CHARS)
@@ -47,6 +61,14 @@ class Job:
     reference_text: str | None
     voice: str | None
     options: SynthesisOptions
+
+
+@dataclass(frozen=True)
+class TranscriptionJob:
+    audio: np.ndarray  # [channels, samples]
+    sample_rate: int
+    language: str | None  # None: detected
+    as_reference: bool
 
 
 def decode_audio(encoded: str) -> tuple[np.ndarray, int]:
@@ -67,32 +89,49 @@ def decode_audio(encoded: str) -> tuple[np.ndarray, int]:
     return np.ascontiguousarray(data.T), int(rate)
 
 
-def parse_job(job_input) -> Job:
+def parse_job(job_input) -> Job | TranscriptionJob:
     if not isinstance(job_input, dict):
         raise JobInputError(f"the job input must be a JSON object, got {type_name(job_input)}")
-    unknown = sorted(set(job_input) - set(TEXT_KEYS) - set(OPTION_KEYS))
+    task = job_input.get(TASK_KEY)
+    if task is None:
+        task = SYNTHESIZE
+    if string(TASK_KEY, task) not in (SYNTHESIZE, TRANSCRIBE):
+        raise JobInputError(f"'{TASK_KEY}' is {task!r}; allowed: {SYNTHESIZE} (the default), {TRANSCRIBE}")
+    allowed = (TASK_KEY,) + (TRANSCRIBE_KEYS if task == TRANSCRIBE else TEXT_KEYS + OPTION_KEYS)
+    unknown = sorted(set(job_input) - set(allowed))
     if unknown:
+        what = f" for the task '{task}'" if task == TRANSCRIBE else ""
         raise JobInputError(
-            f"unknown input key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(TEXT_KEYS + OPTION_KEYS)}"
+            f"unknown input key(s) {', '.join(map(repr, unknown))}{what}; allowed: {', '.join(allowed)}"
         )
-    given = {k: v for k, v in job_input.items() if v is not None}
+    given = {k: v for k, v in job_input.items() if v is not None and k != TASK_KEY}
+    return _transcription_job(given) if task == TRANSCRIBE else _synthesis_job(given)
+
+
+def _transcription_job(given: dict) -> TranscriptionJob:
+    if contract.REFERENCE_AUDIO not in given:
+        raise JobInputError(f"'{contract.REFERENCE_AUDIO}' (base64 of the audio file to transcribe) is required")
+    audio, rate = decode_audio(string(contract.REFERENCE_AUDIO, given[contract.REFERENCE_AUDIO]))
+    language = string(contract.LANGUAGE, given[contract.LANGUAGE]) if contract.LANGUAGE in given else None
+    as_reference = boolean(contract.AS_REFERENCE, given.get(contract.AS_REFERENCE, False))
+    return TranscriptionJob(audio, rate, language or None, as_reference)
+
+
+def _synthesis_job(given: dict) -> Job:
     for key in TEXT_KEYS:
         if key in given:
             string(key, given[key])
     if "text" not in given:
         raise JobInputError("'text' (the text to speak) is required")
-    has_reference = "reference_audio" in given or "reference_text" in given
-    if "voice" in given and has_reference:
-        raise JobInputError("give either 'voice' or 'reference_audio' with 'reference_text', not both")
-    if "voice" not in given:
-        if not has_reference:
-            raise JobInputError(
-                "give 'reference_audio' (base64 of an audio file) with 'reference_text' (its "
-                "transcript), or 'voice' (a voice registered on the server)"
-            )
-        missing = [k for k in ("reference_audio", "reference_text") if k not in given]
-        if missing:
-            raise JobInputError(f"'reference_audio' and 'reference_text' go together; '{missing[0]}' is missing")
+    if "voice" in given and ("reference_audio" in given or "reference_text" in given):
+        raise JobInputError("give either 'voice' or 'reference_audio' (with its 'reference_text'), not both")
+    if "voice" not in given and "reference_audio" not in given:
+        if "reference_text" in given:
+            raise JobInputError("'reference_text' is the transcript of 'reference_audio', which is missing")
+        raise JobInputError(
+            "give 'reference_audio' (base64 of an audio file) with 'reference_text' (its transcript; absent: "
+            "the server transcribes it), or 'voice' (a voice registered on the server)"
+        )
     # Ranges, NaN included, are the server's to check: its INVALID_ARG message names the range allowed.
     options = SynthesisOptions(**{k: sampling_option(k, given[k], finite=False) for k in OPTION_KEYS if k in given})
     audio, rate = decode_audio(given["reference_audio"]) if "reference_audio" in given else (None, None)
@@ -130,21 +169,47 @@ class Handler:
             parsed = parse_job(job.get("input"))
         except JobInputError as e:
             return {"error": str(e)}
-        decoded = time.perf_counter()
         try:
-            waveform, rate = await synthesize_async(
-                parsed.text,
-                parsed.reference_audio,
-                parsed.reference_sample_rate,
-                parsed.reference_text,
-                voice=parsed.voice,
-                client=self._client(),
-                options=parsed.options,
-            )
+            if isinstance(parsed, TranscriptionJob):
+                return await self._transcribe(parsed, started)
+            return await self._synthesize(parsed, started)
         except SynthesisError as e:
             if e.invalid_argument:  # the request's fault: the message says why
                 return {"error": str(e)}
-            return {"error": f"synthesis failed ({e.status or 'no status'}): {e}"}
+            what = "transcription" if isinstance(parsed, TranscriptionJob) else "synthesis"
+            return {"error": f"{what} failed ({e.status or 'no status'}): {e}"}
+
+    async def _transcribe(self, parsed: TranscriptionJob, started: float) -> dict:
+        decoded = time.perf_counter()
+        heard = await transcribe_async(
+            parsed.audio,
+            parsed.sample_rate,
+            client=self._client(),
+            language=parsed.language,
+            as_reference=parsed.as_reference,
+        )
+        done = time.perf_counter()
+        return {
+            contract.TRANSCRIPT: heard.text,
+            contract.LANGUAGE: heard.language,
+            "timings_ms": {
+                "input": _ms(decoded - started),
+                "transcription": _ms(done - decoded),
+                "total": _ms(done - started),
+            },
+        }
+
+    async def _synthesize(self, parsed: Job, started: float) -> dict:
+        decoded = time.perf_counter()
+        waveform, rate = await synthesize_async(
+            parsed.text,
+            parsed.reference_audio,
+            parsed.reference_sample_rate,
+            parsed.reference_text,
+            voice=parsed.voice,
+            client=self._client(),
+            options=parsed.options,
+        )
         synthesized = time.perf_counter()
         audio = encode_wav(waveform, rate)
         done = time.perf_counter()

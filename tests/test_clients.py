@@ -338,6 +338,146 @@ def test_perf_analyzer_measures_the_server(server, tmp_path, protocol):
     assert rows[0].startswith("Concurrency") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
 
 
+# --- references without a transcript, and the transcriber ---------------------------------
+
+
+def _transcriber_answer(server, audio: np.ndarray, rate: int, **optional) -> dict[str, str]:
+    """The transcriber model's own answer, asked through tritonclient directly (not the client under test):
+    {output name: text}. `optional`: language=str, as_reference=bool."""
+    import tritonclient.grpc as grpcclient
+
+    values = {
+        contract.REFERENCE_AUDIO: (np.asarray(audio, dtype=np.float32)[None], "FP32"),
+        contract.REFERENCE_SAMPLE_RATE: (np.array([[rate]], dtype=np.int32), "INT32"),
+    }
+    if "language" in optional:
+        values[contract.LANGUAGE] = (np.array([[optional["language"].encode()]], dtype=np.object_), "BYTES")
+    if "as_reference" in optional:
+        values[contract.AS_REFERENCE] = (np.array([[optional["as_reference"]]], dtype=np.bool_), "BOOL")
+    inputs = []
+    for name, (array, dtype) in values.items():
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    outputs = [grpcclient.InferRequestedOutput(name) for name in (contract.TRANSCRIPT, contract.LANGUAGE)]
+    client = grpcclient.InferenceServerClient(server.grpc_url)
+    try:
+        result = client.infer(contract.TRANSCRIBER_MODEL, inputs, outputs=outputs)
+    finally:
+        client.close()
+    return {name: result.as_numpy(name).reshape(-1)[0].decode() for name in (contract.TRANSCRIPT, contract.LANGUAGE)}
+
+
+def test_a_reference_without_transcript_is_sent_without_reference_text():
+    """None and "" mean "transcribe it": the tensor is left out (the server takes both forms; one goes on the wire)."""
+    from client.request import build_inputs, http_json_body
+
+    audio = np.zeros((1, 100), dtype=np.float32)
+    for untold in (None, ""):
+        tensors = build_inputs(audio, 24_000, untold, "Hello.")
+        assert contract.REFERENCE_TEXT not in tensors and contract.REFERENCE_AUDIO in tensors
+        assert contract.REFERENCE_TEXT not in {i["name"] for i in http_json_body(tensors)["inputs"]}
+    assert build_inputs(audio, 24_000, "Hi.", "Hello.")[contract.REFERENCE_TEXT].tolist() == [[b"Hi."]]
+    with pytest.raises(ValueError, match="a registered voice has its own transcript"):
+        build_inputs(None, None, "Hi.", "Hello.", voice="nature")
+
+
+def test_cli_without_reference_text_speaks_as_with_the_transcript_the_transcriber_hears(server, tmp_path, reference):
+    """Only --reference-audio: the server transcribes the reference as f5-tts would (clipped, trimmed) and
+    speaks exactly as when that transcript is sent, same seed; over gRPC and HTTP alike."""
+    heard = _transcriber_answer(server, reference.audio, reference.sample_rate, as_reference=True)[contract.TRANSCRIPT]
+    assert heard.strip()
+    speak = [*("--reference-audio", REFERENCE_WAV, "--text", SHORT_TEXT, "--seed", 11, "--nfe-step", 4)]
+    untold = run_client("--url", server.grpc_url, *speak, "--output", tmp_path / "untold.wav")
+    assert untold.returncode == 0, untold.stderr
+    told = run_client(
+        "--url", f"http://{server.http_url}", *speak, "--reference-text", heard, "--output", tmp_path / "told.wav"
+    )
+    assert told.returncode == 0, told.stderr
+    assert (tmp_path / "untold.wav").read_bytes() == (tmp_path / "told.wav").read_bytes()
+    assert sf.info(str(tmp_path / "told.wav")).frames > 0
+
+
+def test_python_api_transcribes_and_speaks_without_a_transcript(server, reference):
+    from client import Transcription, transcribe
+
+    want = _transcriber_answer(server, reference.audio, reference.sample_rate, as_reference=True)
+    for url in (server.grpc_url, f"http://{server.http_url}"):
+        heard = transcribe(reference.audio, reference.sample_rate, as_reference=True, url=url)
+        assert heard == Transcription(want[contract.TRANSCRIPT], want[contract.LANGUAGE]), url
+    # a file's path works too; without detection the language is not asked for
+    assert transcribe(REFERENCE_WAV, as_reference=True, detect_language=False, url=server.grpc_url) == (
+        want[contract.TRANSCRIPT],
+        None,
+    )
+    options = SynthesisOptions(seed=12, nfe_step=4)
+    args = (SHORT_TEXT, reference.audio, reference.sample_rate)
+    untold, _ = synthesize(*args, url=server.grpc_url, options=options)
+    told, _ = synthesize(*args, want[contract.TRANSCRIPT], url=server.grpc_url, options=options)
+    np.testing.assert_array_equal(untold, told)
+
+
+def test_cli_transcribe_prints_what_the_transcriber_model_returns(server, reference):
+    whole = _transcriber_answer(server, reference.audio, reference.sample_rate)
+    proc = run_client("transcribe", REFERENCE_WAV, "--url", server.grpc_url)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == whole[contract.TRANSCRIPT] + "\n" and proc.stderr == ""
+    # --json over HTTP, in a language asked for, of the part a reference keeps
+    clipped = _transcriber_answer(server, reference.audio, reference.sample_rate, language="fr", as_reference=True)
+    proc = run_client(
+        "transcribe",
+        REFERENCE_WAV,
+        "--url",
+        f"http://{server.http_url}",
+        "--language",
+        "fr",
+        "--as-reference",
+        "--json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {contract.TRANSCRIPT: clipped[contract.TRANSCRIPT], contract.LANGUAGE: "fr"}
+    # --json alone: the language is Whisper's detection
+    proc = run_client("transcribe", REFERENCE_WAV, "--url", server.grpc_url, "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == whole
+
+
+@pytest.mark.parametrize(
+    "args,status,message",
+    [
+        (
+            ["--language", "klingon"],
+            1,
+            "client: error: input 'language' is 'klingon', which this Whisper does not know; known: af, am, ",
+        ),
+        (["--language", " "], 2, "--language is empty; give a Whisper language code (en, zh, fr, ...)"),
+        (
+            ["--model", "no_such_model"],
+            1,
+            "client: error: the server at grpc://{grpc} has no 'no_such_model' model to "
+            "transcribe with: export the repository with `python -m export ... --asr`",
+        ),
+        (["--url", "ftp://{grpc}"], 2, "client: error: URL 'ftp://{grpc}': scheme 'ftp://' is not supported"),
+    ],
+    ids=["unknown_language", "empty_language", "no_transcriber", "bad_url"],
+)
+def test_cli_transcribe_errors_say_one_line_with_the_exit_status(server, args, status, message):
+    args = [a.format(grpc=server.grpc_url) for a in args]
+    proc = run_client("transcribe", REFERENCE_WAV, *(["--url", server.grpc_url] if "--url" not in args else []), *args)
+    assert proc.returncode == status, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]  # argparse prints its usage first
+    assert len(errors) == 1 and proc.stderr.strip().endswith(errors[0]) and "Traceback" not in proc.stderr
+    assert message.format(grpc=server.grpc_url) in errors[0] and proc.stdout == ""
+
+
+def test_cli_transcribe_names_a_missing_file_and_needs_one(tmp_path):
+    missing = tmp_path / "missing.wav"
+    err = _one_clean_line(run_client("transcribe", missing))
+    assert err == f"client: error: audio file {missing} does not exist"
+    proc = run_client("transcribe")
+    assert proc.returncode == 2 and "the following arguments are required: audio" in proc.stderr
+
+
 # --- URLs, construction errors, messages a new user meets -----------------------------------
 def _one_clean_line(proc) -> str:
     """A failed CLI run said one `client: error:` line and no traceback (from us or from tritonclient's

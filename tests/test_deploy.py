@@ -307,6 +307,71 @@ def test_entrypoint_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, cas
     assert len(errors) == 1 and errors[0].startswith("entrypoint: error: ") and message in errors[0], proc.stderr
 
 
+def _without_transcriber(repo: Path) -> None:
+    """What an export without --asr writes: no transcriber, and no f5_tts parameter naming one."""
+    shutil.rmtree(repo / "transcriber")
+    config = repo / "f5_tts" / "config.pbtxt"
+    named = re.compile(
+        r'parameters \{\s*key: "transcriber_model"\s*value \{\s*string_value: "transcriber"\s*\}\s*\}\s*'
+    )
+    text, found = named.subn("", config.read_text())
+    assert found == 1, "the tiny repository's f5_tts no longer names its transcriber this way"
+    config.write_text(text)
+
+
+def test_preflight_accepts_a_repository_with_or_without_a_transcriber(tiny_repo, tmp_path):
+    from deploy.preflight import check_repository, describe
+
+    found = check_repository(tiny_repo, None)  # the session's repository is exported with --asr
+    assert found["transcriber"]["kinds"] == ["KIND_CPU"]
+    assert ", transcriber " in describe(found, None) and "whisper" in describe(found, None)
+    repo = _broken(tiny_repo, tmp_path, _without_transcriber)
+    found = check_repository(repo, None)
+    assert "transcriber" not in found and ", no transcriber, " in describe(found, None)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (
+            lambda r: (r / "transcriber/1/whisper/tokenizer_config.json").unlink(),
+            "{repo}/transcriber/1/whisper/tokenizer_config.json is missing; re-export the repository",
+        ),
+        (
+            lambda r: (r / "transcriber/1/whisper/model.safetensors").unlink(),
+            "{repo}/transcriber/1/whisper/model.safetensors (or pytorch_model.bin: the Whisper's weights) is missing; "
+            "re-export the repository",
+        ),
+        (
+            lambda r: (r / "transcriber/1/model.py").unlink(),
+            "{repo}/transcriber/1/model.py is missing; re-export the repository",
+        ),
+        (
+            lambda r: shutil.rmtree(r / "transcriber"),
+            "{repo}/f5_tts/config.pbtxt transcribes references with 'transcriber' (parameter transcriber_model) but "
+            "{repo}/transcriber/config.pbtxt is missing; re-export the repository (with --asr, or --no-asr for none)",
+        ),
+    ],
+    ids=["whisper_file", "whisper_weights", "model_code", "named_but_absent"],
+)
+def test_preflight_refuses_a_transcriber_without_its_files(tiny_repo, tmp_path, change, message):
+    from deploy.preflight import RepositoryError, check_repository
+
+    repo = _broken(tiny_repo, tmp_path, change)
+    with pytest.raises(RepositoryError) as refused:
+        check_repository(repo, None)
+    assert str(refused.value) == message.format(repo=repo)
+
+
+def test_the_entrypoint_refuses_a_transcriber_without_its_whisper_in_one_line(tiny_repo, tmp_path):
+    repo = _broken(tiny_repo, tmp_path, lambda r: (r / "transcriber/1/whisper/config.json").unlink())
+    proc = _run(_env(repo))
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        f"entrypoint: error: {repo}/transcriber/1/whisper/config.json is missing; re-export the repository"
+    )
+
+
 def test_entrypoint_not_a_directory(tmp_path):
     proc = _run(_env(tmp_path / "absent"))
     assert proc.returncode == 2 and "is not a directory" in proc.stderr

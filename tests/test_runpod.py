@@ -220,6 +220,7 @@ def api_worker(tiny_repo, tmp_path_factory, request):
 def test_worker_logs_what_it_loaded(api_worker):
     out = api_worker.output()
     assert "model F5TTS_v1_Base_tiny," in out and "dtype fp32" in out and "GPU none" in out
+    assert ", transcriber " in out  # the tiny repository is exported with --asr
     assert re.search(
         r"tritonserver 2\.\d+\.\d+ pid \d+ ready in [\d.]+ s, models loaded and warmed up; "
         r"f5_tts \(F5TTS_v1_Base_tiny, fp32, engine eager, vocoder onnx\) loaded on cpu in [\d.]+ s",
@@ -254,7 +255,7 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
     [
         (
             {"speaker": "x"},
-            "unknown input key(s) 'speaker'; allowed: text, reference_audio, reference_text, voice, "
+            "unknown input key(s) 'speaker'; allowed: task, text, reference_audio, reference_text, voice, "
             "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration",
         ),
         ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),
@@ -267,12 +268,19 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
             {"reference_audio": base64.b64encode(b"just some bytes").decode()},
             "'reference_audio' (15 bytes) is not an audio file soundfile can read",
         ),
-        ({"reference_text": None}, "'reference_audio' and 'reference_text' go together; 'reference_text' is missing"),
+        ({"reference_audio": None}, "'reference_text' is the transcript of 'reference_audio', which is missing"),
         (
             {"reference_audio": None, "reference_text": None},
-            "give 'reference_audio' (base64 of an audio file) with 'reference_text' (its transcript), or 'voice'",
+            "give 'reference_audio' (base64 of an audio file) with 'reference_text' (its transcript; absent: the "
+            "server transcribes it), or 'voice'",
         ),
-        ({"voice": "narrator"}, "give either 'voice' or 'reference_audio' with 'reference_text', not both"),
+        ({"voice": "narrator"}, "give either 'voice' or 'reference_audio' (with its 'reference_text'), not both"),
+        ({"task": "dance"}, "'task' is 'dance'; allowed: synthesize (the default), transcribe"),
+        (
+            {"task": "transcribe"},  # the synthesis keys are not a transcription's
+            "unknown input key(s) 'nfe_step', 'reference_text', 'seed', 'text' for the task 'transcribe'; "
+            "allowed: task, reference_audio, language, as_reference",
+        ),
         ({"text": None}, "'text' (the text to speak) is required"),
         # the server's own INVALID_ARG messages
         ({"nfe_step": 500}, "input 'nfe_step' is 500; allowed range is [1, 128]"),
@@ -305,6 +313,29 @@ def test_a_registered_voice_job_sounds_like_sending_its_reference(api_worker):
     np.testing.assert_array_equal(_decode(by_voice["output"]), _decode(by_upload["output"]))
     unknown = api_worker.runsync({"text": "Respect me.", "voice": "narrator"})
     assert unknown["status"] == "FAILED" and "unknown voice 'narrator'; known voices: nature" in unknown["error"]
+
+
+def test_a_job_without_reference_text_speaks_as_with_what_the_transcribe_task_hears(api_worker):
+    """The server transcribes the reference as f5-tts would; the transcribe task's as_reference transcript
+    is that text, so sending it gives the same audio (same seed)."""
+    job = _reference_job()
+    heard = api_worker.runsync({"task": "transcribe", "reference_audio": job["reference_audio"], "as_reference": True})
+    assert heard["status"] == "COMPLETED", heard
+    transcript = heard["output"][contract.TRANSCRIPT]
+    assert transcript.strip() and heard["output"][contract.LANGUAGE]  # detected
+    assert set(heard["output"]["timings_ms"]) == {"input", "transcription", "total"}
+    untold = api_worker.runsync({k: v for k, v in job.items() if k != "reference_text"})
+    told = api_worker.runsync({**job, "reference_text": transcript})
+    assert untold["status"] == told["status"] == "COMPLETED", (untold, told)
+    np.testing.assert_array_equal(_decode(untold["output"]), _decode(told["output"]))
+    # the transcriber's own refusals, and a transcription's input checks
+    for change, message in [
+        ({"language": "klingon"}, "input 'language' is 'klingon', which this Whisper does not know; known: af, "),
+        ({"as_reference": "yes"}, "'as_reference' must be true or false, got string 'yes'"),
+        ({"reference_audio": None}, "'reference_audio' (base64 of the audio file to transcribe) is required"),
+    ]:
+        refused = api_worker.runsync({"task": "transcribe", "reference_audio": job["reference_audio"], **change})
+        assert refused["status"] == "FAILED" and message in refused["error"], (change, refused)
 
 
 def test_worker_still_serves_after_bad_jobs(api_worker):
