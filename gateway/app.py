@@ -1,4 +1,4 @@
-"""The app: OpenAI's speech API, the voice library, models, health and the playground page.
+"""The app: OpenAI's speech and transcription APIs, the voice library, models, health and the playground page.
 
 The routes live in `gateway.routes` (one router per resource) and reach what they work with through
 `gateway.services`; the API key is `gateway.auth`, the in-flight limit `gateway.admission`, the error
@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from gateway import encoders
 from gateway.auth import require_key
 from gateway.errors import add_handlers
-from gateway.routes import health, models, speech, voices
+from gateway.routes import health, models, speech, transcriptions, voices
 from gateway.services import Services
 from gateway.settings import Settings
 from gateway.triton import SpeechServer, Triton
@@ -63,14 +63,14 @@ def create_app(settings: Settings, triton: SpeechServer | None = None, library: 
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
             expose_headers=["X-First-Audio-Ms"],
             max_age=600,
         )
     add_handlers(app)
     v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_key)])
-    for resource in (models, voices, speech):
+    for resource in (models, voices, speech, transcriptions):
         v1.include_router(resource.router)
     app.include_router(v1)
     app.include_router(health.router)

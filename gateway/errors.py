@@ -64,7 +64,7 @@ def add_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, e: StarletteHTTPException):
         message = {
             404: f"no route {request.method} {request.url.path}; see GET /v1/models, POST /v1/audio/speech, "
-            "/v1/audio/voices",
+            "/v1/audio/voices, POST /v1/audio/transcriptions",
             405: f"{request.method} is not allowed on {request.url.path}",
         }.get(e.status_code, str(e.detail))
         return APIError(e.status_code, message).response()

@@ -1,4 +1,5 @@
-"""The Triton side: asyncio gRPC clients (one per server URL), what the server offers, streamed speech.
+"""The Triton side: asyncio gRPC clients (one per server URL), what the server offers, streamed speech,
+and transcripts from the optional transcriber model.
 
 Every request goes through `f5_tts_stream`, so audio leaves after the first text chunk; its pieces
 joined are the whole answer. Several URLs are used round robin; a server that cannot be reached is
@@ -18,6 +19,7 @@ import numpy as np
 
 import contract
 from client.api import SynthesisError, stream_synthesize_async
+from client.connection import describe_error
 from client.request import SynthesisOptions
 from contract import errors
 from contract.parameters import TtsParameters
@@ -41,13 +43,22 @@ class ServerInfo:
     voices: tuple[str, ...]  # registered at export
     limits: contract.Limits  # with the server's own export-time values
     demo_model: bool = False  # exported with --demo-tiny: random weights, noise
+    transcriber_model: str = ""  # the model that transcribes audio (export --asr); "" when the server has none
+
+
+@dataclasses.dataclass(frozen=True)
+class Transcription:
+    text: str  # stripped; empty when no speech was heard
+    language: str | None = None  # Whisper's code (asked for or detected); None unless requested
 
 
 def server_info(config: dict) -> ServerInfo:
     """What f5_tts's config says, read with the class the model itself parses it with (not strictly: a
     server exported by another version may have knobs this gateway does not know)."""
     params = TtsParameters.from_triton(config.get("parameters", {}), strict=False)
-    return ServerInfo(params.voice_names, params.limits, demo_model=params.demo_model)
+    return ServerInfo(
+        params.voice_names, params.limits, demo_model=params.demo_model, transcriber_model=params.transcriber_model
+    )
 
 
 def _message(e: Exception) -> str:
@@ -91,6 +102,51 @@ def api_error(e: SynthesisError, url: str) -> APIError:
     return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
 
 
+def transcription_error(message: str, status: str | None, url: str) -> APIError:
+    """The transcriber's refusal or failure as an OpenAI error, told apart as api_error tells speech's."""
+    kind = errors.error_kind(status, message)
+    if kind == errors.NOT_NOW:
+        return unavailable(f"Triton at {url} cannot transcribe now: {message}")
+    if kind == errors.TIMEOUT:
+        return APIError(504, f"Triton at {url} did not finish the transcription in time: {message}", code="timeout")
+    if kind == errors.SERVER_FAULT:
+        return APIError(500, f"Triton at {url} failed to transcribe: {message}", code="triton_error")
+    # Only the language is the caller's own input; the audio was checked against the same limits before.
+    param = contract.LANGUAGE if f"'{contract.LANGUAGE}'" in message else None
+    return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
+
+
+def _text_output(result, name: str) -> str:
+    """A BYTES [1, 1] output as stripped UTF-8 text."""
+    return result.as_numpy(name).reshape(-1)[0].decode("utf-8").strip()
+
+
+_NUMPY = {"FP32": np.float32, "INT32": np.int32, "BYTES": np.object_, "BOOL": np.bool_}
+_TRANSCRIBER_SPECS = {s.name: s for s in contract.TRANSCRIBER_INPUTS}
+
+
+def transcriber_inputs(audio: np.ndarray, sample_rate: int, as_reference: bool, language: str | None) -> list:
+    """The transcriber's input tensors (contract.TRANSCRIBER_INPUTS), each with the batch dimension of 1."""
+    import tritonclient.grpc as grpcclient
+
+    values = {
+        contract.REFERENCE_AUDIO: np.asarray(audio, dtype=np.float32),
+        contract.REFERENCE_SAMPLE_RATE: [sample_rate],
+        contract.AS_REFERENCE: [as_reference],
+        contract.LANGUAGE: None if language is None else [language.encode("utf-8")],
+    }
+    inputs = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        dtype = _TRANSCRIBER_SPECS[name].dtype
+        array = np.asarray(value, dtype=_NUMPY[dtype])[None]
+        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
 class SpeechServer(Protocol):
     """What the routes use of the Triton side; `Triton` below, or a stand-in in tests."""
 
@@ -103,6 +159,15 @@ class SpeechServer(Protocol):
     async def info(self) -> ServerInfo: ...
 
     def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]: ...
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        as_reference: bool = True,
+        language: str | None = None,
+        detect_language: bool = False,
+    ) -> Transcription: ...
 
 
 class Triton:
@@ -199,4 +264,47 @@ class Triton:
                 return
             finally:
                 await pieces.aclose()
+        raise unavailable("Triton is not reachable: " + "; ".join(failures))
+
+    async def transcribe(
+        self,
+        audio: np.ndarray,
+        sample_rate: int,
+        as_reference: bool = True,
+        language: str | None = None,
+        detect_language: bool = False,
+    ) -> Transcription:
+        """The transcriber's transcript of `audio` ([channels, samples] float32). as_reference: of the part
+        f5_tts hears as a voice's reference (clipped, trimmed), the transcript a voice needs; else of all of
+        it. `language`: Whisper's code, None to detect it; the language is returned only when asked for or
+        `detect_language` (detection costs the model a decoder pass). Callers check first that the server
+        has a transcriber (ServerInfo.transcriber_model)."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        model = (await self.info()).transcriber_model or contract.TRANSCRIBER_MODEL
+        inputs = transcriber_inputs(audio, sample_rate, as_reference, language)
+        want_language = detect_language or language is not None
+        outputs = [contract.TRANSCRIPT, *([contract.LANGUAGE] if want_language else [])]
+        failures = []
+        for url, c in self._order():
+            try:
+                result = await c.infer(
+                    model,
+                    inputs,
+                    outputs=[grpcclient.InferRequestedOutput(o) for o in outputs],
+                    client_timeout=self.timeout,
+                )
+            except Exception as e:  # tritonclient's InferenceServerException, or gRPC's own
+                message, status = describe_error(e, None, self.timeout)
+                if isinstance(e, InferenceServerException) and e.status():
+                    status = e.status()  # gRPC's own code tells the kind (describe_error rewords a timeout's)
+                if status == errors.GRPC_UNAVAILABLE:  # nothing started there: the next server may take it
+                    failures.append(f"{url}: {message}")
+                    continue
+                raise transcription_error(message, status, url) from None
+            return Transcription(
+                _text_output(result, contract.TRANSCRIPT),
+                _text_output(result, contract.LANGUAGE) if want_language else None,
+            )
         raise unavailable("Triton is not reachable: " + "; ".join(failures))

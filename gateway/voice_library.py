@@ -1,11 +1,12 @@
 """Uploaded voices, stored on disk and sent to Triton as the reference of each request.
 
-Layout: <voices dir>/<name>/voice.json (transcript and facts) and audio.wav (the upload's samples as
-decoded, float32, its own rate and channels: Triton prepares it exactly as it would the uploaded
-file). A voice is written into a private directory and renamed into place, and deleted by renaming
-it away first, so readers (other requests, other gateway processes on the same directory) see a
-voice whole or not at all; of two uploads of one name, exactly one wins. The server's reference
-cache keys on the audio's content, so a repeated voice is prepared once there.
+Layout: <voices dir>/<name>/voice.json (transcript, where it came from, and facts) and audio.wav (the
+upload's samples as decoded, float32, its own rate and channels: Triton prepares it exactly as it
+would the uploaded file). A voice is written into a private directory and renamed into place, and
+deleted by renaming it away first, so readers (other requests, other gateway processes on the same
+directory) see a voice whole or not at all; of two uploads of one name, exactly one wins. A corrected
+transcript replaces voice.json by a rename too. The server's reference cache keys on the audio's
+content, so a repeated voice is prepared once there.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ META_FILE = "voice.json"
 _STALE_SECONDS = 600  # leftovers of a crash mid-upload or mid-delete, removed at start
 # What an upload may be, as this libsndfile reads it (MP3 needs libsndfile 1.1 or later).
 ACCEPTED_FORMATS = ", ".join(f for f in ("WAV", "FLAC", "OGG", "MP3", "AIFF") if f in sf.available_formats())
+# Where a voice's transcript came from: sent with the upload (or corrected since), or the server's transcriber.
+GIVEN, TRANSCRIBED = "given", "transcribed"
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ class StoredVoice:
     audio: np.ndarray  # [channels, samples] float32
     sample_rate: int
     created_at: int
+    transcript_source: str = GIVEN
 
     def describe(self) -> dict:
         """OpenAI's voice object (id, object, name, created_at, type) and what F5-TTS uses."""
@@ -63,6 +67,7 @@ class StoredVoice:
             "type": "audio_sample",
             "source": "library",
             "transcript": self.transcript,
+            "transcript_source": self.transcript_source,
             "seconds": round(self.audio.shape[1] / self.sample_rate, 3),
             "sample_rate": self.sample_rate,
             "channels": self.audio.shape[0],
@@ -77,12 +82,19 @@ def check_name(name: str) -> str:
 
 
 def decode_upload(
-    data: bytes, filename: str, limits: contract.Limits, content_type: str | None = None
+    data: bytes,
+    filename: str,
+    limits: contract.Limits,
+    content_type: str | None = None,
+    param: str = "audio_sample",
+    max_seconds_hint: str | None = None,
 ) -> tuple[np.ndarray, int]:
-    """An uploaded audio file -> float32 [channels, samples] within the reference limits."""
+    """An uploaded audio file -> float32 [channels, samples] within the reference limits. `param` is the
+    form field it came in; `max_seconds_hint`, when given, replaces the reference wording of a too long
+    file's refusal (for uploads that are not voices)."""
     what = f"the uploaded audio {filename!r} ({len(data)} bytes)"
     if not data:
-        raise bad_request(f"{what} is empty; send {ACCEPTED_FORMATS}", "audio_sample")
+        raise bad_request(f"{what} is empty; send {ACCEPTED_FORMATS}", param)
     try:
         audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except Exception as e:
@@ -92,14 +104,17 @@ def decode_upload(
         raise bad_request(
             f"{what} is not an audio file libsndfile can read: {reason.rstrip('.')} ({sent}it begins "
             f"{data[:12]!r}); send {ACCEPTED_FORMATS}",
-            "audio_sample",
+            param,
         ) from None
     audio = np.ascontiguousarray(audio.T)
+    seconds = audio.shape[1] / rate
+    if max_seconds_hint and seconds > limits.max_reference_seconds:
+        raise bad_request(f"{what} is {seconds:.2f} s long; {max_seconds_hint}", param)
     try:
         # What the server would refuse is refused at upload, with the same words.
         check_reference(what, audio, int(rate), limits)
     except OptionError as e:
-        raise bad_request(e.message, "audio_sample") from None
+        raise bad_request(e.message, param) from None
     return audio, int(rate)
 
 
@@ -111,6 +126,26 @@ def check_transcript(transcript: str, limits: contract.Limits) -> str:
         check_bytes("'transcript'", len(transcript.encode("utf-8")), limits.max_reference_text_bytes)
     except OptionError as e:
         raise bad_request(e.message, "transcript") from None
+    return transcript
+
+
+def check_transcription(transcript: str, limits: contract.Limits) -> str:
+    """The transcriber's transcript of an upload, fit to be a voice's transcript; else what to send instead."""
+    transcript = transcript.strip()
+    if not transcript:
+        raise bad_request(
+            "the transcriber heard no speech in the audio sample (its transcript is empty); give 'transcript' "
+            "(the words spoken in it), or upload a sample with clearer speech",
+            "transcript",
+            "no_speech",
+        )
+    size = len(transcript.encode("utf-8"))
+    if size > limits.max_reference_text_bytes:
+        raise bad_request(
+            f"the transcription of the audio sample is {size} bytes, more than a transcript may be "
+            f"({limits.max_reference_text_bytes} bytes of UTF-8); give a shorter 'transcript' or a shorter sample",
+            "transcript",
+        )
     return transcript
 
 
@@ -149,10 +184,15 @@ class VoiceLibrary:
             st = path.stat()
         except FileNotFoundError:
             return None
-        key = (st.st_ino, st.st_mtime_ns)
+        try:
+            # voice.json's own inode and time too: a corrected transcript is a new file in the same directory.
+            meta_st = (path / META_FILE).stat()
+            key = (st.st_ino, meta_st.st_ino, meta_st.st_mtime_ns)
+        except FileNotFoundError:
+            key = None  # deleted meanwhile, or unreadable: the read below tells which
         with self._lock:
             hit = self._cache.get(name)
-        if hit and hit[0] == key:
+        if hit and key and hit[0] == key:
             return hit[1]
         try:
             meta = json.loads((path / META_FILE).read_text())
@@ -165,7 +205,14 @@ class VoiceLibrary:
                 f"voice {name!r} in {self.root} is unreadable ({e}); delete and upload it again",
                 code="voice_unreadable",
             ) from None
-        voice = StoredVoice(name, meta["transcript"], np.ascontiguousarray(audio.T), int(rate), int(meta["created_at"]))
+        voice = StoredVoice(
+            name,
+            meta["transcript"],
+            np.ascontiguousarray(audio.T),
+            int(rate),
+            int(meta["created_at"]),
+            meta.get("transcript_source", GIVEN),  # voices stored before transcription existed: given
+        )
         with self._lock:
             self._cache[name] = (key, voice)
         return voice
@@ -173,7 +220,15 @@ class VoiceLibrary:
     def all(self) -> list[StoredVoice]:
         return [v for v in (self.get(n) for n in self.names()) if v is not None]
 
-    def add(self, name: str, transcript: str, audio: np.ndarray, sample_rate: int, source: str) -> StoredVoice:
+    def add(
+        self,
+        name: str,
+        transcript: str,
+        audio: np.ndarray,
+        sample_rate: int,
+        source: str,
+        transcript_source: str = GIVEN,
+    ) -> StoredVoice:
         private = self.root / f".new-{uuid.uuid4().hex}"
         private.mkdir()
         try:
@@ -181,7 +236,14 @@ class VoiceLibrary:
             sf.write(str(private / AUDIO_FILE), audio.T, sample_rate, format="WAV", subtype="FLOAT")
             (private / META_FILE).write_text(
                 json.dumps(
-                    {"name": name, "transcript": transcript, "created_at": created, "source_file": source}, indent=1
+                    {
+                        "name": name,
+                        "transcript": transcript,
+                        "transcript_source": transcript_source,
+                        "created_at": created,
+                        "source_file": source,
+                    },
+                    indent=1,
                 )
             )
             for f in (private / AUDIO_FILE, private / META_FILE):
@@ -201,12 +263,38 @@ class VoiceLibrary:
         finally:
             shutil.rmtree(private, ignore_errors=True)
         log.info(
-            "voice %r added (%.1f s, %d Hz, %d channel(s))",
+            "voice %r added (%.1f s, %d Hz, %d channel(s), transcript %s)",
             name,
             audio.shape[1] / sample_rate,
             sample_rate,
             audio.shape[0],
+            transcript_source,
         )
+        return self.get(name)
+
+    def set_transcript(self, name: str, transcript: str) -> StoredVoice | None:
+        """A corrected transcript (then `given`), or None when there is no such voice. voice.json is written
+        beside the old one and renamed over it: readers see the old transcript or the new one, never a part."""
+        if self.get(name) is None:  # (a voice.json that cannot be read is said to be so by get)
+            return None
+        path = self.root / name
+        try:
+            meta = json.loads((path / META_FILE).read_text())
+            meta.update(transcript=transcript, transcript_source=GIVEN)
+            private = path / f".{META_FILE}-{uuid.uuid4().hex}"
+            try:
+                with open(private, "w") as fh:
+                    fh.write(json.dumps(meta, indent=1))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(private, path / META_FILE)
+            finally:
+                private.unlink(missing_ok=True)
+        except FileNotFoundError:  # never there, or deleted meanwhile
+            return None
+        with self._lock:
+            self._cache.pop(name, None)
+        log.info("voice %r: transcript corrected", name)
         return self.get(name)
 
     def delete(self, name: str) -> bool:

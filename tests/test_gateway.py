@@ -1,6 +1,7 @@
 """The OpenAI-compatible gateway (gateway/) in front of a real tritonserver: the official `openai` SDK,
 curl, every response format decoded back to samples and compared with Triton's own answer, bad inputs,
-the voice library, a client that leaves mid-stream, and a Triton that is not there."""
+the voice library (voices transcribed by the server's transcriber, corrected transcripts), transcriptions,
+a client that leaves mid-stream, and a Triton that is not there."""
 
 from __future__ import annotations
 
@@ -941,7 +942,6 @@ def _tone(seconds, rate=24_000, channels=1):
             "audio_sample",
             "has a sample rate of 2000 Hz; allowed range is [4000, 192000]",
         ),
-        ("no-words", None, "   ", 400, "transcript", "'transcript' is empty"),
         ("long-words", None, "x" * 1001, 400, "transcript", "'transcript' is 1001 bytes; at most 1000 bytes"),
         ("../escape", None, REFERENCE_TEXT, 400, "name", "voice name '../escape' is not allowed"),
         (".hidden", None, REFERENCE_TEXT, 400, "name", "voice name '.hidden' is not allowed"),
@@ -971,7 +971,7 @@ def test_bad_uploads_are_refused_and_leave_nothing(gateway, name, audio, transcr
 def test_missing_upload_fields(gateway):
     for data, files, missing in (
         ({"name": "x", "transcript": "y"}, {"other": ("a.txt", b"?")}, "audio_sample"),
-        ({"name": "x"}, {"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes())}, "transcript"),
+        ({"transcript": "y"}, {"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes())}, "name"),
         ({"name": "x", "transcript": "y", "audio_sample": "text"}, {"f": ("a", b"")}, None),
     ):
         response = post(gateway, "/v1/audio/voices", data=data, files=files)
@@ -1001,6 +1001,101 @@ def test_concurrent_uploads_of_one_name_store_exactly_one(gateway):
     stored, _ = sf.read(str(gateway.voices_dir / "contested" / "audio.wav"), dtype="float32")
     np.testing.assert_array_equal(stored, sf.read(io.BytesIO(winner), dtype="float32")[0])
     assert not [p for p in gateway.voices_dir.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def transcriber_answer(server, audio: np.ndarray, rate: int, as_reference: bool) -> tuple[str, str]:
+    """The transcriber model's own (transcript, detected language) for `audio`, asked directly over gRPC."""
+    import tritonclient.grpc as grpcclient
+
+    values = {
+        contract.REFERENCE_AUDIO: (audio[None].astype(np.float32), "FP32"),
+        contract.REFERENCE_SAMPLE_RATE: (np.array([[rate]], dtype=np.int32), "INT32"),
+        contract.AS_REFERENCE: (np.array([[as_reference]], dtype=bool), "BOOL"),
+    }
+    with grpcclient.InferenceServerClient(server.grpc_url) as client:
+        inputs = []
+        for name, (value, dtype) in values.items():
+            tensor = grpcclient.InferInput(name, list(value.shape), dtype)
+            tensor.set_data_from_numpy(value)
+            inputs.append(tensor)
+        outputs = (contract.TRANSCRIPT, contract.LANGUAGE)
+        result = client.infer(
+            contract.TRANSCRIBER_MODEL, inputs, outputs=[grpcclient.InferRequestedOutput(o) for o in outputs]
+        )
+        return tuple(result.as_numpy(o).reshape(-1)[0].decode() for o in outputs)
+
+
+def test_a_voice_uploaded_without_transcript_is_transcribed(gateway, server):
+    """The server's transcriber hears the part of the sample f5_tts keeps as the reference; the voice speaks with
+    that transcript, and a corrected one replaces it for good."""
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    audio = np.ascontiguousarray(audio.T)
+    want, _ = transcriber_answer(server, audio, rate, as_reference=True)
+    assert want  # the tiny Whisper's random words
+    with open(REFERENCE_WAV, "rb") as f:  # the SDK's upload, without extra_body: no transcript
+        voice = sdk(gateway).audio.voices.create(name="heard", audio_sample=f, consent="-")
+    assert (voice.id, voice.transcript, voice.transcript_source) == ("heard", want, "transcribed")
+    stored = json.loads((gateway.voices_dir / "heard" / "voice.json").read_text())
+    assert (stored["transcript"], stored["transcript_source"]) == (want, "transcribed")
+
+    def spoken() -> np.ndarray:
+        response = post(gateway, "/v1/audio/speech", json=speech_body(SHORT_TEXT, voice="heard", response_format="pcm"))
+        assert response.status_code == 200, response.text
+        return np.frombuffer(response.content, "<i2")
+
+    def triton_with(transcript: str) -> np.ndarray:
+        options = SynthesisOptions(nfe_step=NFE, seed=SEED)
+        pieces = stream_synthesize(
+            SHORT_TEXT, audio, rate, transcript, url=server.grpc_url, options=options, timeout=120
+        )
+        return as_int16(np.concatenate(list(pieces)))
+
+    np.testing.assert_array_equal(spoken(), triton_with(want))  # Triton got the transcribed text with the audio
+
+    corrected = httpx.patch(
+        f"{gateway.url}/v1/audio/voices/heard",
+        json={"transcript": REFERENCE_TEXT},
+        headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+    )
+    assert corrected.status_code == 200, corrected.text
+    assert (corrected.json()["transcript"], corrected.json()["transcript_source"]) == (REFERENCE_TEXT, "given")
+    listed = httpx.get(f"{gateway.url}/v1/audio/voices", headers={"Authorization": f"Bearer {GATEWAY_KEY}"}).json()
+    [heard] = [v for v in listed["data"] if v["id"] == "heard"]
+    assert (heard["transcript"], heard["transcript_source"]) == (REFERENCE_TEXT, "given")
+    assert json.loads((gateway.voices_dir / "heard" / "voice.json").read_text())["transcript"] == REFERENCE_TEXT
+    np.testing.assert_array_equal(spoken(), triton_with(REFERENCE_TEXT))  # the correction is what is sent now
+    unknown = httpx.patch(
+        f"{gateway.url}/v1/audio/voices/nobody",
+        json={"transcript": "Hi."},
+        headers={"Authorization": f"Bearer {GATEWAY_KEY}"},
+    )
+    assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "voice_not_found"
+    assert sdk(gateway).audio.voices.delete("heard").deleted
+
+
+def test_transcriptions_are_the_transcribers_answer(gateway, server):
+    """OpenAI's transcription API through its SDK and plain HTTP: the transcriber's text for the whole audio."""
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    want, language = transcriber_answer(server, np.ascontiguousarray(audio.T), rate, as_reference=False)
+    client = sdk(gateway)
+    with open(REFERENCE_WAV, "rb") as f:
+        assert client.audio.transcriptions.create(model="whisper-1", file=f).text == want
+    with open(REFERENCE_WAV, "rb") as f:
+        assert client.audio.transcriptions.create(model="gpt-4o-transcribe", file=f, response_format="text") == want
+    with open(REFERENCE_WAV, "rb") as f:
+        verbose = client.audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json")
+    assert (verbose.text, verbose.language, verbose.duration) == (want, language, pytest.approx(5.333, abs=1e-3))
+    files = {"file": ("ref.wav", REFERENCE_WAV.read_bytes(), "audio/wav")}
+    as_json = post(gateway, "/v1/audio/transcriptions", data={"model": "whisper-1"}, files=files)
+    assert as_json.status_code == 200 and as_json.json() == {"text": want}
+    as_text = post(gateway, "/v1/audio/transcriptions", data={"response_format": "text"}, files=files)
+    assert as_text.status_code == 200 and as_text.text == want
+    unknown = post(gateway, "/v1/audio/transcriptions", data={"language": "klingon"}, files=files)
+    assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "language"
+    assert unknown.json()["error"]["message"].startswith(
+        "'language' is 'klingon', which this Whisper does not know; known: af"
+    )
+    assert re.search(r"transcription: 5\.33 s of audio, language not asked: \d+ chars", gateway.log_text())
 
 
 @pytest.mark.slow  # a gateway process of its own

@@ -1,11 +1,14 @@
 """The gateway's app without a server: FastAPI's TestClient in front of a stand-in for the Triton side
 (the SpeechServer interface of gateway/triton.py). Request parsing, OpenAI's error shape, the API key,
-the in-flight limit (429), health, the voice library and how Triton's failures are answered."""
+the in-flight limit (429), health, the voice library (transcribed uploads, corrected transcripts),
+transcriptions, and how Triton's failures are answered."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import io
+import json
 import threading
 import time
 
@@ -22,8 +25,8 @@ from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from gateway.app import create_app
 from gateway.errors import APIError
 from gateway.settings import Settings
-from gateway.triton import ServerInfo, Speaker, api_error
-from gateway.voice_library import VoiceLibrary
+from gateway.triton import ServerInfo, Speaker, Transcription, api_error, transcription_error
+from gateway.voice_library import META_FILE, VoiceLibrary
 
 pytestmark = pytest.mark.unit
 
@@ -33,12 +36,20 @@ PIECE = 2400  # samples per piece the stand-in sends: 0.1 s
 URL = "triton.test:8001"
 
 
+HEARD = "w24390 w16418 w36460"  # what the stand-in's transcriber hears, as the tests' tiny Whisper writes
+
+
 class FakeTriton:
-    """Answers as Triton would: registered voices and limits, readiness, and `pieces` pieces of speech per
-    request. `fail` is raised instead of the first piece; the second piece waits for `hold`."""
+    """Answers as Triton would: registered voices and limits, a transcriber, readiness, and `pieces` pieces of
+    speech per request. `fail` is raised instead of the first piece; the second piece waits for `hold`.
+    Transcriptions answer `heard` (and the language asked for, else `detected`), or raise `transcribe_error`."""
 
     def __init__(self, voices=(VOICE,), pieces: int = 2) -> None:
-        self.server_info = ServerInfo(tuple(voices), contract.LIMITS)
+        self.server_info = ServerInfo(tuple(voices), contract.LIMITS, transcriber_model=contract.TRANSCRIBER_MODEL)
+        self.heard = HEARD
+        self.detected = "en"
+        self.transcribe_error: Exception | None = None
+        self.transcriptions: list[dict] = []
         self.pieces = pieces
         self.ready: dict[str, str | None] = {URL: None}
         self.fail: Exception | None = None
@@ -70,6 +81,21 @@ class FakeTriton:
             while i and not self.hold.is_set():
                 await asyncio.sleep(0.005)
             yield np.full(PIECE, 0.25, np.float32)
+
+    async def transcribe(self, audio, sample_rate, as_reference=True, language=None, detect_language=False):
+        self.transcriptions.append(
+            {
+                "audio": audio,
+                "sample_rate": sample_rate,
+                "as_reference": as_reference,
+                "language": language,
+                "detect_language": detect_language,
+            }
+        )
+        if self.transcribe_error:
+            raise self.transcribe_error
+        wants_language = detect_language or language is not None
+        return Transcription(self.heard, (language or self.detected) if wants_language else None)
 
 
 @pytest.fixture
@@ -479,7 +505,6 @@ def test_an_uploaded_voice_is_listed_spoken_with_and_deleted(make_client, triton
     "name,data,transcript,param,message",
     [
         ("x" * 65, None, REFERENCE_TEXT, "name", "voice name '" + "x" * 65 + "' is not allowed: use letters, digits"),
-        ("ok", None, "  ", "transcript", "'transcript' is empty or whitespace only; give the words spoken"),
         ("ok", None, "é" * 501, "transcript", "'transcript' is 1002 bytes; at most 1000 bytes of UTF-8 are allowed"),
         ("ok", b"RIFF", REFERENCE_TEXT, "audio_sample", "the uploaded audio 'ref.wav' (4 bytes) is not an audio file"),
     ],
@@ -494,3 +519,299 @@ def test_the_library_is_listed_while_triton_cannot_be_asked(client, triton):
     triton.info_error = APIError(503, "Triton is not reachable")
     listed = client.get("/v1/audio/voices").json()
     assert [v["id"] for v in listed["data"]] == ["kept"] and listed["registered"] == "unknown: Triton is not reachable"
+
+
+# --- transcripts: uploads without one, corrections, transcriptions -------------------------------------------------
+
+
+def _upload_untold(client, name, transcript=None, data=None):
+    """An upload without its transcript (absent, or `transcript` as sent)."""
+    fields = {"name": name} if transcript is None else {"name": name, "transcript": transcript}
+    data = REFERENCE_WAV.read_bytes() if data is None else data
+    return client.post("/v1/audio/voices", data=fields, files={"audio_sample": ("ref.wav", data, "audio/wav")})
+
+
+def _stored(tmp_path, name) -> dict:
+    return json.loads((tmp_path / "voices" / name / META_FILE).read_text())
+
+
+@pytest.mark.parametrize("transcript", [None, "", "  \n"], ids=["absent", "empty", "blank"])
+def test_a_voice_uploaded_without_transcript_is_transcribed_as_its_reference(client, triton, tmp_path, transcript):
+    created = _upload_untold(client, "untold", transcript)
+    assert created.status_code == 201, created.text
+    voice = created.json()
+    assert (voice["transcript"], voice["transcript_source"]) == (HEARD, "transcribed")
+    [asked] = triton.transcriptions
+    # The part f5_tts hears as the reference, as the file decodes: the transcript a voice needs.
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    assert asked["as_reference"] is True and asked["language"] is None and asked["sample_rate"] == rate
+    np.testing.assert_array_equal(asked["audio"], audio.T)
+    stored = _stored(tmp_path, "untold")
+    assert (stored["transcript"], stored["transcript_source"]) == (HEARD, "transcribed")
+    listed = {v["id"]: v for v in client.get("/v1/audio/voices").json()["data"]}
+    assert listed["untold"]["transcript"] == HEARD and listed["untold"]["transcript_source"] == "transcribed"
+    assert speech(client, voice="untold").status_code == 200
+    assert triton.requests[-1][1].text == HEARD  # spoken with the transcript it was given
+
+
+def test_a_voice_uploaded_with_its_transcript_is_not_transcribed(client, triton, tmp_path):
+    created = _upload(client, "told")
+    assert created.status_code == 201, created.text
+    assert (created.json()["transcript"], created.json()["transcript_source"]) == (REFERENCE_TEXT, "given")
+    assert triton.transcriptions == [] and _stored(tmp_path, "told")["transcript_source"] == "given"
+
+
+def test_a_voice_stored_before_transcription_existed_reads_as_given(client, tmp_path):
+    assert _upload(client, "older").status_code == 201
+    meta = _stored(tmp_path, "older")
+    del meta["transcript_source"]
+    (tmp_path / "voices" / "older" / META_FILE).write_text(json.dumps(meta))
+    listed = {v["id"]: v for v in client.get("/v1/audio/voices").json()["data"]}
+    assert listed["older"]["transcript_source"] == "given"
+
+
+def test_without_a_transcriber_an_upload_without_transcript_says_how_to_get_one(client, triton, tmp_path):
+    triton.server_info = ServerInfo((VOICE,), contract.LIMITS)  # exported without --asr
+    error = openai_error(_upload_untold(client, "untold"), 400)
+    assert (error["param"], error["code"]) == ("transcript", "missing_required_parameter")
+    assert error["message"] == (
+        "'transcript' is required: this server has no transcriber to transcribe the audio sample (its repository "
+        "has no 'transcriber' model); give the words spoken in the sample, or re-export the repository with "
+        "`python -m export ... --asr`"
+    )
+    assert triton.transcriptions == [] and not (tmp_path / "voices" / "untold").exists()
+    assert _upload(client, "told").status_code == 201  # with its transcript, as before
+
+
+def test_a_transcription_that_hears_nothing_asks_for_the_transcript(client, triton, tmp_path):
+    triton.heard = ""
+    error = openai_error(_upload_untold(client, "untold"), 400)
+    assert (error["param"], error["code"]) == ("transcript", "no_speech")
+    assert error["message"].startswith(
+        "the transcriber heard no speech in the audio sample (its transcript is empty); give 'transcript'"
+    )
+    assert not (tmp_path / "voices" / "untold").exists()
+
+
+def test_a_transcription_longer_than_a_transcript_may_be_is_refused(client, triton, tmp_path):
+    triton.heard = "w" * 1001
+    error = openai_error(_upload_untold(client, "untold"), 400)
+    assert error["param"] == "transcript" and error["message"].startswith(
+        "the transcription of the audio sample is 1001 bytes, more than a transcript may be (1000 bytes of UTF-8)"
+    )
+    assert not (tmp_path / "voices" / "untold").exists()
+
+
+def test_a_transcriber_outage_is_the_503_and_stores_nothing(client, triton, tmp_path):
+    triton.transcribe_error = api_error(SynthesisError("failed to connect", errors.GRPC_UNAVAILABLE), URL)
+    response = _upload_untold(client, "untold")
+    assert openai_error(response, 503)["code"] == "triton_unavailable"
+    assert response.headers["retry-after"] == "5"
+    assert not (tmp_path / "voices" / "untold").exists()
+
+
+def test_a_bad_audio_sample_is_refused_before_it_is_transcribed(client, triton):
+    error = openai_error(_upload_untold(client, "untold", data=b"RIFF"), 400)
+    assert error["param"] == "audio_sample" and triton.transcriptions == []
+
+
+@pytest.mark.parametrize(
+    "message,status,answer,param",
+    [
+        (
+            "input 'language' is 'klingon', which this Whisper does not know; known: af, am, ar",
+            "StatusCode.INVALID_ARGUMENT",
+            400,
+            "language",
+        ),
+        ("Request for unknown model: 'transcriber' is not found", "StatusCode.NOT_FOUND", 503, None),
+        (f"internal error in the transcriber; {errors.SEE_SERVER_LOG}", "StatusCode.INTERNAL", 500, None),
+        ("timed out", errors.GRPC_DEADLINE_EXCEEDED, 504, None),
+    ],
+)
+def test_the_transcribers_failures_are_told_apart(message, status, answer, param):
+    error = transcription_error(message, status, URL)
+    assert (error.status, error.param) == (answer, param)
+    if answer == 400:
+        assert error.message == "'language' is 'klingon', which this Whisper does not know; known: af, am, ar"
+    else:
+        assert error.message.endswith(message) and URL in error.message
+
+
+def test_a_transcript_is_corrected_and_the_correction_persists(client, triton, tmp_path):
+    assert _upload_untold(client, "untold").status_code == 201
+    corrected = client.patch("/v1/audio/voices/untold", json={"transcript": "  The words, as spoken.  "})
+    assert corrected.status_code == 200, corrected.text
+    voice = corrected.json()
+    assert (voice["id"], voice["transcript"], voice["transcript_source"]) == (
+        "untold",
+        "The words, as spoken.",
+        "given",
+    )
+    assert voice["seconds"] == pytest.approx(5.333, abs=1e-3)  # the audio is kept
+    stored = _stored(tmp_path, "untold")
+    assert (stored["transcript"], stored["transcript_source"]) == ("The words, as spoken.", "given")
+    left = sorted(p.name for p in (tmp_path / "voices" / "untold").iterdir())
+    assert left == sorted(["audio.wav", META_FILE])  # no temporary file left
+    listed = {v["id"]: v for v in client.get("/v1/audio/voices").json()["data"]}
+    assert listed["untold"]["transcript"] == "The words, as spoken."
+    other = VoiceLibrary(tmp_path / "voices")  # another gateway process on the same directory
+    assert other.get("untold").transcript == "The words, as spoken."
+    assert speech(client, voice="untold").status_code == 200
+    assert triton.requests[-1][1].text == "The words, as spoken."
+    assert len(triton.transcriptions) == 1  # a correction is not transcribed again
+
+
+def test_a_transcript_correction_needs_the_key(client):
+    assert _upload(client, "mine").status_code == 201
+    client.headers.pop("Authorization")
+    error = openai_error(client.patch("/v1/audio/voices/mine", json={"transcript": "x"}), 401)
+    assert error["code"] == "invalid_api_key"
+
+
+@pytest.mark.parametrize(
+    "name,body,status,param,message",
+    [
+        ("nobody", {"transcript": "Hi."}, 404, "voice", "no voice 'nobody' in the library; GET /v1/audio/voices"),
+        (VOICE, {"transcript": "Hi."}, 400, "voice", "voice 'nature' is registered on the server at export and "),
+        ("alloy", {"transcript": "Hi."}, 400, "voice", "'alloy' is an alias of the voice 'nature' (--voice-alias)"),
+        ("mine", {"transcript": "  "}, 400, "transcript", "'transcript' is empty or whitespace only"),
+        ("mine", {"transcript": "é" * 501}, 400, "transcript", "'transcript' is 1002 bytes; at most 1000 bytes"),
+        ("mine", {"transcript": 5}, 400, "transcript", "'transcript' must be a string"),
+        ("mine", {}, 400, "transcript", "'transcript' is required"),
+        ("mine", {"transcript": "Hi.", "name": "x"}, 400, "name", "unrecognized request argument(s) supplied: 'name'"),
+        ("mine", ["Hi."], 400, None, 'the request body must be a JSON object {"transcript": "..."}'),
+        ("mine", b"{oops", 400, None, "the request body is not valid JSON"),
+    ],
+    ids=[
+        "unknown",
+        "registered",
+        "alias",
+        "blank",
+        "too-long",
+        "not-text",
+        "missing",
+        "unknown-field",
+        "array",
+        "json",
+    ],
+)
+def test_bad_transcript_corrections_are_refused(make_client, tmp_path, name, body, status, param, message):
+    client = make_client(voice_aliases=(("alloy", VOICE),))
+    assert _upload(client, "mine").status_code == 201
+    if isinstance(body, bytes):
+        response = client.patch(f"/v1/audio/voices/{name}", content=body, headers={"Content-Type": "application/json"})
+    else:
+        response = client.patch(f"/v1/audio/voices/{name}", json=body)
+    error = openai_error(response, status)
+    assert error["param"] == param and error["message"].startswith(message), error
+    assert _stored(tmp_path, "mine")["transcript"] == REFERENCE_TEXT  # unchanged
+
+
+def test_concurrent_transcript_corrections_are_read_whole(tmp_path):
+    """Readers (other processes: a fresh library each time) see one whole transcript or another, never a part."""
+    library = VoiceLibrary(tmp_path / "voices")
+    library.open()
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    library.add("mine", "first", audio.T, rate, "ref.wav")
+    written = {"first"} | {f"transcript number {i} " * 20 for i in range(20)}
+    stop = threading.Event()
+    seen = set()
+
+    def read():
+        while not stop.is_set():
+            seen.add(VoiceLibrary(tmp_path / "voices").get("mine").transcript)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for text in sorted(written - {"first"}):
+            assert library.set_transcript("mine", text.strip()).transcript == text.strip()
+    finally:
+        stop.set()
+        reader.join()
+    assert seen and seen <= {t.strip() for t in written}
+    assert library.get("mine").transcript == max(written - {"first"}).strip()
+    assert library.set_transcript("nobody", "x") is None and library.set_transcript("../up", "x") is None
+
+
+def _transcription(client, data=None, filename="speech.wav", **fields):
+    data = REFERENCE_WAV.read_bytes() if data is None else data
+    return client.post(
+        "/v1/audio/transcriptions",
+        data={k: v for k, v in fields.items() if v is not None},
+        files={"file": (filename, data, "audio/wav")},
+    )
+
+
+def test_transcriptions_answer_in_openais_formats(client, triton):
+    audio, rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)
+    for model in ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", contract.TRANSCRIBER_MODEL, None):
+        response = _transcription(client, model=model)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"text": HEARD}
+    asked = triton.transcriptions[-1]
+    assert (asked["as_reference"], asked["language"], asked["detect_language"]) == (False, None, False)  # all of it
+    np.testing.assert_array_equal(asked["audio"], audio.T)
+    text = _transcription(client, model="whisper-1", response_format="text")
+    assert text.status_code == 200 and text.headers["content-type"].startswith("text/plain") and text.text == HEARD
+    verbose = _transcription(client, model="whisper-1", response_format="verbose_json")
+    assert verbose.json() == {"text": HEARD, "language": "en", "duration": 5.333}
+    assert triton.transcriptions[-1]["detect_language"] is True
+    told = _transcription(client, model="whisper-1", response_format="verbose_json", language=" de ")
+    assert told.json()["language"] == "de" and triton.transcriptions[-1]["language"] == "de"
+    # OpenAI's other fields are accepted and ignored, so that its clients work unchanged.
+    ignored = _transcription(client, model="whisper-1", prompt="names", temperature="0.2", **{"include[]": "logprobs"})
+    assert ignored.status_code == 200 and ignored.json() == {"text": HEARD}
+
+
+def test_bad_transcription_requests_are_refused_in_openais_shape(client, triton):
+    long_wav = io.BytesIO()
+    sf.write(long_wav, np.full(31 * 16_000, 0.1, np.float32), 16_000, format="WAV")
+    for response, status, param, message in (
+        (
+            _transcription(client, data=long_wav.getvalue(), model="whisper-1"),
+            400,
+            "file",
+            "the uploaded audio 'speech.wav' (992044 bytes) is 31.00 s long; this server transcribes at most 30 s "
+            "(its reference limit, set at export with --max-reference-seconds); send a shorter clip",
+        ),
+        (_transcription(client, data=b"RIFF"), 400, "file", "the uploaded audio 'speech.wav' (4 bytes) is not an"),
+        (
+            _transcription(client, response_format="srt"),
+            400,
+            "response_format",
+            "'response_format' is 'srt'; allowed: json, text, verbose_json (the transcriber gives no timestamps",
+        ),
+        (_transcription(client, stream="true"), 400, "stream", "'stream' is not offered here"),
+        (
+            client.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"other": ("a", b"?")}),
+            400,
+            "file",
+            "'file' is required (the audio to transcribe)",
+        ),
+        (client.post("/v1/audio/transcriptions", json={"file": "x"}), 400, None, "send multipart/form-data"),
+    ):
+        error = openai_error(response, status)
+        assert error["param"] == param and error["message"].startswith(message), error
+    assert triton.transcriptions == []
+    triton.server_info = ServerInfo((VOICE,), contract.LIMITS)  # exported without --asr
+    error = openai_error(_transcription(client, model="whisper-1"), 404)
+    assert (error["param"], error["code"]) == ("model", "model_not_found")
+    assert error["message"] == (
+        "this server has no transcriber (its repository has no 'transcriber' model); re-export it with "
+        "`python -m export ... --asr` to transcribe audio"
+    )
+
+
+def test_a_transcription_in_an_unknown_language_names_the_field(client, triton):
+    triton.transcribe_error = transcription_error(
+        "input 'language' is 'klingon', which this Whisper does not know; known: af, am",
+        "StatusCode.INVALID_ARGUMENT",
+        URL,
+    )
+    error = openai_error(_transcription(client, language="klingon"), 400)
+    assert (
+        error["param"] == "language"
+        and error["message"] == "'language' is 'klingon', which this Whisper does not know; known: af, am"
+    )

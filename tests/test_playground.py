@@ -2,7 +2,8 @@
 through the system chromedriver. It loads the page (which asks for the API key in its key box),
 speaks a sentence with a registered voice and checks that the audio played; downloads it in each
 format (the files' own bytes are checked); counts characters and bytes against the gateway's
-limits; uploads a voice, clears the form, and deletes a voice only once confirmed; fits a 390 px
+limits; uploads a voice, clears the form, and deletes a voice only once confirmed; uploads one without
+its transcript, shows the server's transcription and saves a correction of it; fits a 390 px
 phone and a desktop without sideways scrolling; warns when the server runs the demo model.
 Screenshots at both widths are kept in one temporary directory (its path is printed)."""
 
@@ -339,6 +340,65 @@ def test_the_playground_uploads_a_voice_and_speaks_with_it(browser, gateway, scr
         f"{VOICE} (registered)",
         "browser-voice (library)",
     ]
+
+
+def test_the_playground_shows_a_transcribed_voices_transcript_and_saves_a_correction(browser, gateway, screenshots):
+    """A voice uploaded without its transcript: the server transcribes it, the page shows the transcript of the
+    selected voice, and a correction typed there is stored (PATCH) and shown again on a fresh page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    name = "heard-in-browser"
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+
+    def listed() -> dict:
+        r = httpx.get(f"{gateway.url}/v1/audio/voices", headers=headers)
+        return {v["id"]: v for v in r.json()["data"]}[name]
+
+    def status() -> str:
+        return browser.find_element(By.ID, "voice-status").text
+
+    _open(browser, gateway)
+    assert not browser.find_element(By.ID, "voice-detail").is_displayed()  # a registered voice: nothing to edit
+    transcript_field = browser.find_element(By.ID, "new-transcript")
+    assert transcript_field.get_attribute("placeholder") == "leave empty to transcribe it"
+    browser.find_element(By.ID, "new-name").send_keys(name)
+    browser.find_element(By.ID, "new-audio").send_keys(str(REFERENCE_WAV))
+    browser.find_element(By.ID, "upload").click()
+    _wait(browser, f"document.getElementById('voice').value === '{name}'")
+    heard = listed()
+    assert heard["transcript_source"] == "transcribed" and heard["transcript"]
+    assert status() == f"Voice '{name}' added (5.3 s). Transcribed as \"{heard['transcript']}\": check it above."
+    field = browser.find_element(By.ID, "voice-transcript")
+    assert browser.find_element(By.ID, "voice-detail").is_displayed()
+    assert field.get_attribute("value") == heard["transcript"]
+    assert browser.find_element(By.ID, "transcript-source").text.startswith("Transcribed by the server")
+    _viewport(browser, *PHONE)
+    _assert_fits(browser, "a library voice's transcript on a phone")
+    browser.execute_script("document.getElementById('voice-detail').scrollIntoView()")
+    _shot(browser, screenshots, "transcribed-voice-phone")
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+    field.clear()
+    field.send_keys("Some call me nature.")
+    browser.find_element(By.ID, "save-transcript").click()
+    _wait(browser, f"document.getElementById('voice-status').textContent === \"Transcript of '{name}' saved.\"")
+    assert (listed()["transcript"], listed()["transcript_source"]) == ("Some call me nature.", "given")
+    assert browser.find_element(By.ID, "transcript-source").text.startswith("As given")
+    field.clear()  # an empty transcript is not sent
+    browser.find_element(By.ID, "save-transcript").click()
+    assert status() == "Give the transcript: the words spoken in the voice's sample."
+    field.send_keys("Mother nature.", Keys.ENTER)  # Enter saves too
+    _wait(browser, f"document.getElementById('voice-status').textContent === \"Transcript of '{name}' saved.\"")
+    assert listed()["transcript"] == "Mother nature."
+
+    _open(browser, gateway)  # a fresh page: the correction is the gateway's, not this page's
+    Select(browser.find_element(By.ID, "voice")).select_by_value(name)
+    assert browser.find_element(By.ID, "voice-transcript").get_attribute("value") == "Mother nature."
+    Select(browser.find_element(By.ID, "voice")).select_by_value(VOICE)
+    assert not browser.find_element(By.ID, "voice-detail").is_displayed()
+    assert httpx.delete(f"{gateway.url}/v1/audio/voices/{name}", headers=headers).status_code == 200
 
 
 def test_the_playground_deletes_a_voice_only_once_confirmed(browser, gateway):

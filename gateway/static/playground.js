@@ -18,6 +18,7 @@ window.playground = state;
 let current = null; // {controller, ctx} of the Speak in progress
 let last = null; // {body, pieces, samples} of the last finished Speak: what Download saves
 let downloadUrl = null; // revoked when the next download replaces it (at once could cancel the save)
+let voices = new Map(); // id -> the voice as GET /v1/audio/voices lists it (a library voice's transcript)
 
 function authHeaders(extra = {}) {
   const key = $("api-key").value.trim();
@@ -70,6 +71,7 @@ async function loadVoices(select) {
   const response = await api("/v1/audio/voices");
   if (response.status === 401) {
     $("voice").replaceChildren();
+    showVoiceDetail();
     say("voice-status", "The voices are listed once the API key is accepted.");
     return;
   }
@@ -79,20 +81,51 @@ async function loadVoices(select) {
   }
   keyAccepted();
   const listing = await response.json();
-  const voices = listing.data;
+  voices = new Map(listing.data.map((v) => [v.id, v]));
   const picker = $("voice");
-  picker.replaceChildren(...voices.map((v) => {
+  picker.replaceChildren(...listing.data.map((v) => {
     const kind = v.source === "alias" ? `alias of ${v.alias_of}` : v.source === "library" ? "library" : "registered";
     const option = new Option(`${v.name} (${kind})`, v.id);
     option.dataset.source = v.source;
     return option;
   }));
   if (select) picker.value = select;
+  showVoiceDetail();
   if (listing.registered && listing.registered !== "available") {
     say("voice-status", `The server's registered voices are missing: ${listing.registered}`, true);
   } else {
-    say("voice-status", voices.length ? "" : "No voices yet: upload one below.");
+    say("voice-status", voices.size ? "" : "No voices yet: upload one below.");
   }
+}
+
+// A library voice's transcript, editable; registered voices and aliases keep theirs on the server.
+function showVoiceDetail() {
+  const voice = voices.get($("voice").value);
+  const library = voice?.source === "library";
+  $("voice-detail").hidden = !library;
+  if (!library) return;
+  $("voice-transcript").value = voice.transcript;
+  $("transcript-source").textContent = voice.transcript_source === "transcribed"
+    ? "Transcribed by the server: correct it here if it misheard the sample, then Save."
+    : "As given; Save a correction if it does not match the sample.";
+}
+
+async function saveTranscript() {
+  const name = $("voice").value;
+  const transcript = $("voice-transcript").value.trim();
+  if (!transcript) {
+    say("voice-status", "Give the transcript: the words spoken in the voice's sample.", true);
+    return;
+  }
+  const response = await api(`/v1/audio/voices/${encodeURIComponent(name)}`, {
+    method: "PATCH", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ transcript }),
+  });
+  if (!response.ok) {
+    say("voice-status", await errorMessage(response), true); // the field keeps the text, to be corrected
+    return;
+  }
+  await loadVoices(name);
+  say("voice-status", `Transcript of '${name}' saved.`);
 }
 
 // The limits and the demo flag come from the gateway (GET /v1/models/{id}), never from this page.
@@ -298,15 +331,17 @@ async function download() {
 async function upload() {
   const file = $("new-audio").files[0];
   const name = $("new-name").value.trim();
-  if (!name || !file || !$("new-transcript").value.trim()) {
-    say("voice-status", "Give a name, an audio sample and its transcript.", true);
+  if (!name || !file) {
+    say("voice-status", "Give a name and an audio sample (and its transcript, or leave that to the server).", true);
     return;
   }
+  // Without a transcript the gateway has the server transcribe the sample.
+  const transcript = $("new-transcript").value.trim();
   const form = new FormData();
   form.append("name", name);
   form.append("audio_sample", file);
-  form.append("transcript", $("new-transcript").value);
-  say("voice-status", "Uploading…");
+  if (transcript) form.append("transcript", transcript);
+  say("voice-status", transcript ? "Uploading…" : "Uploading and transcribing…");
   const response = await api("/v1/audio/voices", { method: "POST", body: form });
   if (!response.ok) {
     say("voice-status", await errorMessage(response), true); // the form stays, to be corrected
@@ -315,7 +350,8 @@ async function upload() {
   const voice = await response.json();
   for (const id of ["new-name", "new-audio", "new-transcript"]) $(id).value = ""; // ready for the next voice
   await loadVoices(voice.id);
-  say("voice-status", `Voice '${voice.name}' added (${voice.seconds.toFixed(1)} s).`);
+  const heard = voice.transcript_source === "transcribed" ? ` Transcribed as "${voice.transcript}": check it above.` : "";
+  say("voice-status", `Voice '${voice.name}' added (${voice.seconds.toFixed(1)} s).${heard}`);
 }
 
 async function deleteVoice() {
@@ -350,6 +386,13 @@ $("speak").addEventListener("click", speak);
 $("stop").addEventListener("click", () => { stop(); });
 $("download").addEventListener("click", guarded("download-status", download));
 $("upload").addEventListener("click", guarded("voice-status", upload));
+$("voice").addEventListener("change", showVoiceDetail);
+$("save-transcript").addEventListener("click", guarded("voice-status", saveTranscript));
+$("voice-transcript").addEventListener("keydown", (e) => {
+  if (e.key !== "Enter") return;
+  e.preventDefault(); // a transcript is one line: Enter saves it
+  guarded("voice-status", saveTranscript)();
+});
 $("delete").addEventListener("click", guarded("voice-status", deleteVoice));
 countText();
 guarded("voice-status", () => Promise.all([loadVoices(), loadModel()]))().then(() => {
