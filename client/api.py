@@ -36,6 +36,7 @@ from client.request import (
     transcription_inputs,
     triton_dtype,
 )
+from contract.errors import GRPC_DEADLINE_EXCEEDED
 
 __all__ = [
     "SynthesisError",
@@ -313,7 +314,7 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
                     raise SynthesisError(
                         f"timed out: no audio from the server at {endpoint.url} within "
                         f"{timeout:g} s; the request was abandoned",
-                        "DEADLINE_EXCEEDED",
+                        GRPC_DEADLINE_EXCEEDED,
                     ) from None
                 if error is not None:
                     raise _error(error, endpoint, timeout, connected=True)

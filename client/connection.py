@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import contract
-from contract.errors import INVALID_ARGUMENT_STATUSES
+from contract.errors import GRPC_DEADLINE_EXCEEDED, INVALID_ARGUMENT_STATUSES
 
 log = logging.getLogger("client")
 
@@ -188,7 +188,7 @@ def describe_error(
     low = text.lower()
     if "deadline" in low or "timed out" in low or isinstance(e, TimeoutError):
         limit = f"within {timeout:g} s" if timeout else "in time"
-        return f"timed out: no answer from {where} {limit}; the request was abandoned", "DEADLINE_EXCEEDED"
+        return f"timed out: no answer from {where} {limit}; the request was abandoned", GRPC_DEADLINE_EXCEEDED
     if "expected http/" in low or "badstatusline" in low or ("remotedisconnected" in low and not connected):
         return (
             f"{where} did not answer in HTTP: is it the gRPC port? Triton listens for HTTP on "

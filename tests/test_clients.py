@@ -868,3 +868,21 @@ def test_a_signal_mid_bench_says_one_line_and_writes_no_report(server, tmp_path,
     assert stderr.splitlines() == [stderr.strip()] and "Traceback" not in stderr, stderr
     assert stderr.startswith(f"bench: stopped by {signal.Signals(signum).name}"), stderr
     assert not out.exists()
+
+
+def _deadline_exceeded():
+    from tritonclient.utils import InferenceServerException
+
+    return InferenceServerException("Deadline Exceeded", status="StatusCode.DEADLINE_EXCEEDED")
+
+
+@pytest.mark.parametrize("raised", [_deadline_exceeded, lambda: TimeoutError("timed out")], ids=["grpc", "socket"])
+def test_a_timeout_is_reported_with_the_status_every_reader_takes_for_a_timeout(raised):
+    """The gateway and the RunPod worker sort failures by contract.errors.error_kind: a timeout the client
+    describes must read as one there (a 504), not as the request's fault (a 400)."""
+    from client.connection import describe_error
+    from contract import errors
+
+    message, status = describe_error(raised(), None, 30)
+    assert message.startswith("timed out: no answer from the server within 30 s")
+    assert errors.error_kind(status, message) == errors.TIMEOUT
