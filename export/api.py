@@ -77,12 +77,14 @@ def export_model(request: ExportRequest) -> Exported:
                 raise ExportError(f"--voice {name}: audio file {path} does not exist")
         check_transcripts(voices, has_transcriber=bool(request.asr))
         vocab = request.vocab or default_vocab_file()
-        asr = resolve_asr(request.asr) if request.asr else None  # before the checkpoint: fewer files
         with tempfile.TemporaryDirectory(prefix="f5-export-") as tmp:
             if request.demo_tiny:
+                asr = resolve_asr(request.asr) if request.asr else None
                 sources = _demo_sources(Path(tmp), vocab, voices)
             else:
+                # Small before large: the vocoder's few files, the Whisper (1.6 GB), then the checkpoint.
                 vocoder_dir, vocoder_source = resolve_vocoder(request.vocoder)
+                asr = resolve_asr(request.asr) if request.asr else None
                 config = resolve_model_config(request.model_config)
                 sources = ExportSources(
                     resolve_checkpoint(request.ckpt, request.model_config),
