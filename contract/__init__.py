@@ -78,6 +78,7 @@ CHUNK_INDEX = "chunk_index"
 WAVEFORM = "waveform"
 SAMPLE_RATE_OUT = "sample_rate"
 CHUNK_COUNT = "chunk_count"
+SEGMENT_INDEX = "segment_index"
 
 # The stream model's first text chunk: short, so that audio starts after a clause or two.
 STREAM_FIRST_CHUNK_CHARS = 60
@@ -173,6 +174,12 @@ TTS_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(WAVEFORM, "FP32", (-1,), doc="generated speech, mono"),
     TensorSpec(SAMPLE_RATE_OUT, "INT32", (1,), doc="sample rate of waveform (24000)"),
     TensorSpec(CHUNK_COUNT, "INT32", (1,), doc="text chunks the target text was split into"),
+    TensorSpec(
+        SEGMENT_INDEX,
+        "INT32",
+        (1,),
+        doc="multi-voice scripts: the segment (voice tag, 0-based) of the answer's last chunk; 0 without tags",
+    ),
 )
 STREAM_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(WAVEFORM, "FP32", (-1,), doc="the next piece of speech; the pieces joined are the whole"),

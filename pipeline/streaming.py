@@ -67,9 +67,13 @@ def chunk_inputs(inputs: Mapping[str, np.ndarray], index: int, first_chunk_chars
     return chunk
 
 
-def chunk_result(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int]:
-    """(waveform, chunk count) from f5_tts's outputs for one chunk request."""
-    return outputs[contract.WAVEFORM].reshape(-1), int(outputs[contract.CHUNK_COUNT].reshape(-1)[0])
+def chunk_result(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int, int]:
+    """(waveform, chunk count, script segment) from f5_tts's outputs for one chunk request."""
+    return (
+        outputs[contract.WAVEFORM].reshape(-1),
+        int(outputs[contract.CHUNK_COUNT].reshape(-1)[0]),
+        int(outputs[contract.SEGMENT_INDEX].reshape(-1)[0]),
+    )
 
 
 def piece_outputs(samples: np.ndarray) -> dict[str, np.ndarray]:
@@ -80,8 +84,8 @@ def piece_outputs(samples: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-# infer_chunk(k) -> (waveform of chunk k, number of chunks); send(samples, final)
-InferChunk = Callable[[int], "tuple[np.ndarray, int]"]
+# infer_chunk(k) -> (waveform of chunk k, number of chunks, its script segment); send(samples, final)
+InferChunk = Callable[[int], "tuple[np.ndarray, int, int]"]
 Send = Callable[[np.ndarray, bool], None]
 
 
@@ -92,13 +96,17 @@ def stream_chunks(infer_chunk: InferChunk, send: Send, cancelled: Callable[[], b
     (the caller answers them); nothing is sent after one.
     """
     joiner = StreamJoiner()
-    wave, count = infer_chunk(0)
+    wave, count, segment = infer_chunk(0)
     for k in range(count):
+        held = np.zeros(0, dtype=np.float32)
         if k > 0:
             if cancelled():
                 return k, count
-            wave, _ = infer_chunk(k)
-        piece = joiner.push(wave)
+            previous = segment
+            wave, _, segment = infer_chunk(k)
+            if segment != previous:  # a script's next voice: end to end, as f5-tts joins segments
+                held, joiner = joiner.finish(), StreamJoiner()
+        piece = np.concatenate([held, joiner.push(wave)])
         if k == count - 1:
             send(np.concatenate([piece, joiner.finish()]), True)
         elif len(piece):

@@ -36,6 +36,7 @@ from pipeline.engine import DitEngine
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import Cancelled, RequestError, SynthesisRequest
+from pipeline.script import locate_chunk, segment_requests
 from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
 from pipeline.transcripts import Transcribe, TranscriptCache
 from pipeline.voices import VOICES_DIR, load_voices
@@ -76,7 +77,8 @@ def _tokens(text: str) -> list[str]:
 @dataclass(frozen=True)
 class Speech:
     waveform: np.ndarray  # float32 at 24 kHz: the whole text, or the one chunk asked for
-    chunk_count: int  # chunks the target text was split into
+    chunk_count: int  # chunks the target text was split into (all segments of a script)
+    segment_index: int = 0  # the script segment of the answer's last chunk (0 without voice tags)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """The f5_tts output tensors of this answer (contract.TTS_OUTPUTS), batch dimension first."""
@@ -84,6 +86,7 @@ class Speech:
             contract.WAVEFORM: self.waveform[None].astype(np.float32),
             contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
             contract.CHUNK_COUNT: np.array([[self.chunk_count]], dtype=np.int32),
+            contract.SEGMENT_INDEX: np.array([[self.segment_index]], dtype=np.int32),
         }
 
 
@@ -244,11 +247,7 @@ class Synthesizer:
                 f"length after preprocessing ({ref.seconds:.2f} s): it is the total length, "
                 "reference included"
             )
-        ref_bytes = len(ref.text.encode("utf-8"))
-        max_chars = int(ref_bytes / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds) * request.speed)
-        texts = split_text(request.target_text, max_chars, request.first_chunk_chars)
-        if not texts:
-            raise RequestError(f"input '{contract.TARGET_TEXT}' has nothing to speak after text chunking")
+        texts = self._chunk_texts(request, ref)
         ref_text = ref.text + " " if len(ref.text[-1].encode("utf-8")) == 1 else ref.text
         ref_frames = ref.audio.shape[-1] // contract.HOP_LENGTH
 
@@ -287,6 +286,16 @@ class Synthesizer:
                 )
             return [chunks[request.chunk_index]], len(chunks)
         return chunks, len(chunks)
+
+    def _chunk_texts(self, request: SynthesisRequest, ref: Reference | None = None) -> list[str]:
+        """f5-tts's chunking of the request's text for its reference (infer_process's max_chars)."""
+        ref = ref or self._reference(request)[0]
+        ref_bytes = len(ref.text.encode("utf-8"))
+        max_chars = int(ref_bytes / ref.seconds * (MAX_CHARS_WINDOW_SECONDS - ref.seconds) * request.speed)
+        texts = split_text(request.target_text, max_chars, request.first_chunk_chars)
+        if not texts:
+            raise RequestError(f"input '{contract.TARGET_TEXT}' has nothing to speak after text chunking")
+        return texts
 
     def _mel(self, ref: Reference) -> torch.Tensor:
         with torch.no_grad():
@@ -409,20 +418,70 @@ class Synthesizer:
         self, requests: Sequence[SynthesisRequest], is_cancelled: Callable[[int], bool] | None = None
     ) -> list[Speech | Exception]:
         """One Speech per request, or the error that request earned (RequestError: its fault; Cancelled;
-        another exception: its transcription failed). A request without a transcript gets one first.
+        another exception: its transcription failed).
+
+        A request without a transcript gets one first. A multi-voice script (pipeline/script.py) becomes
+        one request per segment, all synthesized in this batch; each segment's chunks are cross-faded
+        and the segments joined end to end, as f5-tts's CLI joins them.
+        """
+        results: list[Speech | Exception | None] = [None] * len(requests)
+        requests = list(requests)
+        if any(r.voice is None and not r.reference_text for r in requests):
+            for i, filled in enumerate(self.transcripts.fill(requests)):
+                if isinstance(filled, Exception):
+                    results[i] = filled
+                else:
+                    requests[i] = filled
+        flat: list[SynthesisRequest] = []
+        owners: list[tuple[int, int]] = []  # flat request -> (request, segment)
+        totals: dict[int, int] = {}  # a script's chunk request -> chunks in all its segments
+        for i, request in enumerate(requests):
+            if results[i] is not None:
+                continue
+            try:
+                segments = segment_requests(request, self.voices)
+                if request.chunk_index is not None and len(segments) > 1:
+                    counts = [len(self._chunk_texts(segment)) for segment in segments]
+                    j, local = locate_chunk(request.chunk_index, counts)
+                    totals[i] = sum(counts)
+                    segments = {j: dataclasses.replace(segments[j], chunk_index=local)}
+                else:
+                    segments = dict(enumerate(segments))
+            except RequestError as e:
+                results[i] = e
+                continue
+            for j, segment in segments.items():
+                flat.append(segment)
+                owners.append((i, j))
+        answers = self._synthesize_segments(
+            flat, None if is_cancelled is None else (lambda k: is_cancelled(owners[k][0]))
+        )
+        parts: dict[int, list[tuple[int, Speech | Exception]]] = {}
+        for (i, j), answer in zip(owners, answers):
+            parts.setdefault(i, []).append((j, answer))
+        for i, pieces in parts.items():
+            failed = [a for _, a in pieces if isinstance(a, Exception)]
+            if failed:
+                results[i] = next((a for a in failed if isinstance(a, Cancelled)), failed[0])
+                continue
+            results[i] = Speech(
+                np.concatenate([a.waveform for _, a in pieces]).astype(np.float32),
+                totals.get(i, sum(a.chunk_count for _, a in pieces)),
+                pieces[-1][0],
+            )
+        self.cancelled_requests += sum(isinstance(r, Cancelled) for r in results)
+        return results  # type: ignore[return-value]
+
+    def _synthesize_segments(
+        self, requests: Sequence[SynthesisRequest], is_cancelled: Callable[[int], bool] | None = None
+    ) -> list[Speech | Exception]:
+        """One Speech per request (each one voice, one text), or the RequestError or Cancelled it earned.
 
         is_cancelled(i): whether request i's client gave up (Triton's request.is_cancelled()). It is
         asked between ODE steps (at most every CANCEL_POLL_SECONDS), between sub-batches and before
         the vocoder; a cancelled request's chunks leave the work there and it gets Cancelled.
         """
         results: list[Speech | Exception | None] = [None] * len(requests)
-        if any(r.voice is None and not r.reference_text for r in requests):
-            requests = list(requests)
-            for i, filled in enumerate(self.transcripts.fill(requests)):
-                if isinstance(filled, Exception):
-                    results[i] = filled
-                else:
-                    requests[i] = filled
         watch = CancelWatch(is_cancelled, self.cancel_poll_seconds) if is_cancelled is not None else None
         planned: list[_Chunk] = []
         chunk_counts: dict[int, int] = {}
@@ -472,7 +531,6 @@ class Synthesizer:
         if watch is not None:
             for i, done, total in watch.report():
                 results[i] = Cancelled(f"cancelled by its client; stopped after {done} of {total} ODE steps")
-                self.cancelled_requests += 1
                 log.info(
                     "request %d cancelled by its client: stopped after %d of %d ODE steps of its %d chunk(s)",
                     i,

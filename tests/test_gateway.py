@@ -1269,3 +1269,16 @@ def test_a_bad_option_stops_the_start_with_what_was_wrong(args, message, capsys)
         parse_args(args, env={})
     assert stopped.value.code == 2
     assert f"python -m gateway: error: {message}" in capsys.readouterr().err
+
+
+def test_a_multi_voice_script_in_input_speaks_as_triton_speaks_it(gateway, server):
+    """Voice tags in `input` reach f5_tts as they are: [main] is the request's voice, [nature] a registered
+    one; an unknown tag is a 400 naming the voices there are."""
+    script = f"[main] Who is there at this hour? [{VOICE}] Only me, the wind in the trees."
+    with sdk(gateway).audio.speech.with_streaming_response.create(
+        model="f5-tts", voice=VOICE, input=script, response_format="pcm", extra_body={"nfe_step": NFE, "seed": SEED}
+    ) as response:
+        got = np.frombuffer(response.read(), dtype="<i2")
+    np.testing.assert_array_equal(got, as_int16(triton_answer(server, text=script)))
+    with pytest.raises(openai.BadRequestError, match=r"names voice\(s\) \[ghost\]"):
+        sdk(gateway).audio.speech.create(model="f5-tts", voice=VOICE, input="[ghost] Boo.")

@@ -43,6 +43,11 @@ def test_f5_tts_config_matches_golden():
     _check_golden("f5_tts.config.pbtxt", mc.to_pbtxt(mc.tts_config(OPTIONS, WARMUP_DIMS)))
 
 
+def test_transcriber_config_matches_golden():
+    """On the export's device, one instance, dynamic batching over ragged audio; the Whisper's source named."""
+    _check_golden("transcriber.config.pbtxt", mc.to_pbtxt(mc.transcriber_config(OPTIONS, contract.DEFAULT_ASR_MODEL)))
+
+
 def test_stream_config_matches_golden():
     _check_golden("f5_tts_stream.config.pbtxt", mc.to_pbtxt(mc.stream_config(OPTIONS)))
 

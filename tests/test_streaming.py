@@ -89,7 +89,7 @@ def test_stream_chunks_stops_when_cancelled():
 
     def infer(k):
         asked.append(k)
-        return np.ones(10_000, np.float32), 5
+        return np.ones(10_000, np.float32), 5, 0
 
     done = stream_chunks(infer, lambda samples, final: sent.append(final), cancelled=lambda: len(asked) >= 2)
     assert done == (2, 5) and asked == [0, 1] and sent == [False, False]

@@ -62,7 +62,7 @@ class TritonPythonModel:
                 response = pb_utils.InferenceRequest(
                     model_name=self.params.tts_model,
                     inputs=[pb_utils.Tensor(name, value) for name, value in chunk.items()],
-                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT],
+                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT, contract.SEGMENT_INDEX],
                 ).exec()
                 if response.has_error():
                     raise ChunkFailed(response.error())
