@@ -413,8 +413,9 @@ def _alive(pid: int) -> bool:
 
 def test_a_stub_whose_server_was_killed_exits_on_its_own(tmp_path):
     """pipeline.lifeline, started by every model's initialize(): the 'server' here is a process that starts
-    a 'stub' and is then SIGKILLed, as a launcher's parent-death signal kills tritonserver; the stub must
-    notice and go although nothing signals it."""
+    a 'stub' and is then SIGKILLed, as a launcher's parent-death signal kills tritonserver. The stub then
+    blocks holding the GIL (as a stub waiting on its dead server can), so nothing inside it can run: it
+    must go all the same."""
     ready = tmp_path / "stub.pid"
     stub_py = tmp_path / "stub.py"
     stub_py.write_text(
@@ -423,7 +424,8 @@ def test_a_stub_whose_server_was_killed_exits_on_its_own(tmp_path):
         "exit_when_orphaned(poll_s=0.05)\n"
         f"open({str(ready)!r} + '.tmp', 'w').write(str(os.getpid()))\n"
         f"os.rename({str(ready)!r} + '.tmp', {str(ready)!r})\n"
-        "time.sleep(3600)\n"
+        "import ctypes\n"
+        "ctypes.PyDLL(None).pause()  # PyDLL keeps the GIL for the call: no thread of this process runs\n"
     )
     server_py = tmp_path / "server.py"
     server_py.write_text(
