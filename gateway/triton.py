@@ -18,8 +18,7 @@ from typing import AsyncIterator, Protocol
 import numpy as np
 
 import contract
-from client.api import SynthesisError, stream_synthesize_async
-from client.connection import describe_error
+from client.api import SynthesisError, Transcription, stream_synthesize_async, transcribe_async
 from client.request import SynthesisOptions
 from contract import errors
 from contract.parameters import TtsParameters
@@ -44,12 +43,6 @@ class ServerInfo:
     limits: contract.Limits  # with the server's own export-time values
     demo_model: bool = False  # exported with --demo-tiny: random weights, noise
     transcriber_model: str = ""  # the model that transcribes audio (export --asr); "" when the server has none
-
-
-@dataclasses.dataclass(frozen=True)
-class Transcription:
-    text: str  # stripped; empty when no speech was heard
-    language: str | None = None  # Whisper's code (asked for or detected); None unless requested
 
 
 def server_info(config: dict) -> ServerInfo:
@@ -114,37 +107,6 @@ def transcription_error(message: str, status: str | None, url: str) -> APIError:
     # Only the language is the caller's own input; the audio was checked against the same limits before.
     param = contract.LANGUAGE if f"'{contract.LANGUAGE}'" in message else None
     return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
-
-
-def _text_output(result, name: str) -> str:
-    """A BYTES [1, 1] output as stripped UTF-8 text."""
-    return result.as_numpy(name).reshape(-1)[0].decode("utf-8").strip()
-
-
-_NUMPY = {"FP32": np.float32, "INT32": np.int32, "BYTES": np.object_, "BOOL": np.bool_}
-_TRANSCRIBER_SPECS = {s.name: s for s in contract.TRANSCRIBER_INPUTS}
-
-
-def transcriber_inputs(audio: np.ndarray, sample_rate: int, as_reference: bool, language: str | None) -> list:
-    """The transcriber's input tensors (contract.TRANSCRIBER_INPUTS), each with the batch dimension of 1."""
-    import tritonclient.grpc as grpcclient
-
-    values = {
-        contract.REFERENCE_AUDIO: np.asarray(audio, dtype=np.float32),
-        contract.REFERENCE_SAMPLE_RATE: [sample_rate],
-        contract.AS_REFERENCE: [as_reference],
-        contract.LANGUAGE: None if language is None else [language.encode("utf-8")],
-    }
-    inputs = []
-    for name, value in values.items():
-        if value is None:
-            continue
-        dtype = _TRANSCRIBER_SPECS[name].dtype
-        array = np.asarray(value, dtype=_NUMPY[dtype])[None]
-        tensor = grpcclient.InferInput(name, list(array.shape), dtype)
-        tensor.set_data_from_numpy(array)
-        inputs.append(tensor)
-    return inputs
 
 
 class SpeechServer(Protocol):
@@ -279,32 +241,23 @@ class Triton:
         it. `language`: Whisper's code, None to detect it; the language is returned only when asked for or
         `detect_language` (detection costs the model a decoder pass). Callers check first that the server
         has a transcriber (ServerInfo.transcriber_model)."""
-        import tritonclient.grpc as grpcclient
-        from tritonclient.utils import InferenceServerException
-
         model = (await self.info()).transcriber_model or contract.TRANSCRIBER_MODEL
-        inputs = transcriber_inputs(audio, sample_rate, as_reference, language)
-        want_language = detect_language or language is not None
-        outputs = [contract.TRANSCRIPT, *([contract.LANGUAGE] if want_language else [])]
         failures = []
         for url, c in self._order():
             try:
-                result = await c.infer(
-                    model,
-                    inputs,
-                    outputs=[grpcclient.InferRequestedOutput(o) for o in outputs],
-                    client_timeout=self.timeout,
+                return await transcribe_async(
+                    audio,
+                    sample_rate,
+                    client=c,
+                    language=language,
+                    as_reference=as_reference,
+                    detect_language=detect_language,
+                    model=model,
+                    timeout=self.timeout,
                 )
-            except Exception as e:  # tritonclient's InferenceServerException, or gRPC's own
-                message, status = describe_error(e, None, self.timeout)
-                if isinstance(e, InferenceServerException) and e.status():
-                    status = e.status()  # gRPC's own code tells the kind (describe_error rewords a timeout's)
-                if status == errors.GRPC_UNAVAILABLE:  # nothing started there: the next server may take it
-                    failures.append(f"{url}: {message}")
+            except SynthesisError as e:
+                if e.status == errors.GRPC_UNAVAILABLE:  # nothing started there: the next server may take it
+                    failures.append(f"{url}: {e}")
                     continue
-                raise transcription_error(message, status, url) from None
-            return Transcription(
-                _text_output(result, contract.TRANSCRIPT),
-                _text_output(result, contract.LANGUAGE) if want_language else None,
-            )
+                raise transcription_error(str(e), e.status, url) from None
         raise unavailable("Triton is not reachable: " + "; ".join(failures))
