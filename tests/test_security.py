@@ -269,7 +269,12 @@ def test_admin_key_over_grpc(secure_server, certs):
             c.get_model_repository_index()
         # Triton prefixes the header name for gRPC metadata
         index = c.get_model_repository_index(headers={"triton-grpc-protocol-admin-key": "s3cret"})
-        assert {m.name for m in index.models} == {contract.TTS_MODEL, contract.STREAM_MODEL, contract.VOCODER_MODEL}
+        assert {m.name for m in index.models} == {
+            contract.TTS_MODEL,
+            contract.STREAM_MODEL,
+            contract.VOCODER_MODEL,
+            contract.TRANSCRIBER_MODEL,  # the tiny repository is exported with --asr
+        }
         assert c.is_model_ready(contract.TTS_MODEL)
     finally:
         c.close()
