@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import contract
+from client import captions
 from client.api import SynthesisError, list_voices, stream_synthesize, synthesize, transcribe
 from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
 from client.connection import resolve_endpoint
@@ -106,6 +107,13 @@ def parse_args(argv):
         help="UTF-8 bytes of the first text chunk (0 = f5-tts's "
         f"chunking; default: {contract.STREAM_FIRST_CHUNK_CHARS} with --stream, 0 without)",
     )
+    p.add_argument(
+        "--captions",
+        type=Path,
+        metavar="FILE",
+        help="also write the captions: FILE.srt (SubRip), FILE.vtt (WebVTT, with word times and speakers) "
+        "or FILE.json (everything, estimated word times marked)",
+    )
     _connection_arguments(p)
     p.add_argument(
         "--write-request-json",
@@ -126,6 +134,11 @@ def parse_args(argv):
             p.error("--voice replaces --reference-audio and --reference-text; give one or the other")
         if args.stream and args.write_request_json:
             p.error("--write-request-json writes a unary request; it does not combine with --stream")
+        if args.captions is not None:
+            try:
+                captions.format_of(args.captions)
+            except ValueError as e:
+                p.error(f"--captions: {e}")
     return args
 
 
@@ -326,11 +339,12 @@ def _run(args) -> int:
             return 0
         reference = (audio, sample_rate, args.reference_text)
         started = time.perf_counter()
+        cues = []
         if args.stream:
-            samples, first = _stream(args, text, reference, url, protocol, options, headers, connection)
+            samples, first = _stream(args, text, reference, url, protocol, options, headers, connection, cues)
             out_rate = contract.SAMPLE_RATE
         else:
-            waveform, out_rate = synthesize(
+            waveform, out_rate, cues = synthesize(
                 text,
                 *reference,
                 voice=args.voice,
@@ -340,6 +354,7 @@ def _run(args) -> int:
                 options=options,
                 timeout=args.timeout,
                 headers=headers,
+                captions=True,
                 **connection,
             )
             if args.output == "-":
@@ -349,6 +364,8 @@ def _run(args) -> int:
                 write_wav_atomic(args.output, waveform, out_rate)
             samples, first = len(waveform), None
         elapsed = time.perf_counter() - started
+        if args.captions is not None:
+            captions.write(cues, args.captions)
     except (SynthesisError, ValueError, OSError) as e:
         print(f"client: error: {e}", file=sys.stderr)
         return EXIT_FAILURE
@@ -359,15 +376,17 @@ def _run(args) -> int:
     seconds = samples / out_rate
     where = "stdout" if args.output == "-" else args.output
     ttfa = f", first audio after {first:.2f} s" if first is not None else ""
+    also = f"; captions of {len(cues)} chunk(s) in {args.captions}" if args.captions is not None else ""
     say(
         f"wrote {where}: {seconds:.2f} s of audio at {out_rate} Hz in {elapsed:.2f} s{ttfa} "
-        f"(RTF {elapsed / max(seconds, 1e-9):.3f})"
+        f"(RTF {elapsed / max(seconds, 1e-9):.3f}){also}"
     )
     return 0
 
 
-def _stream(args, text, reference, url, protocol, options, headers, connection) -> tuple[int, float | None]:
-    """Write each piece as it arrives; returns (samples written, seconds to the first piece).
+def _stream(args, text, reference, url, protocol, options, headers, connection, cues) -> tuple[int, float | None]:
+    """Write each piece as it arrives (its cues appended to `cues`); returns (samples written, seconds to
+    the first piece).
     A stream that fails or is stopped (Interrupted) removes its partial WAV: a file at the output
     path is a whole answer."""
     started = time.perf_counter()
@@ -381,6 +400,7 @@ def _stream(args, text, reference, url, protocol, options, headers, connection) 
         options=options,
         timeout=args.timeout,
         headers=headers,
+        captions=True,
         **connection,
     )  # a generator: nothing is sent before the loop
     sink = None
@@ -388,7 +408,8 @@ def _stream(args, text, reference, url, protocol, options, headers, connection) 
     try:
         if args.output != "-":
             sink = ProgressiveWav(args.output, contract.SAMPLE_RATE)
-        for piece in pieces:
+        for piece, piece_cues in pieces:
+            cues.extend(piece_cues)
             if first is None:
                 first = time.perf_counter() - started
             if sink is None:

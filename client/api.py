@@ -36,6 +36,8 @@ from client.request import (
     transcription_inputs,
     triton_dtype,
 )
+from contract.captions import Cue
+from contract.captions import loads as loads_cues
 from contract.errors import GRPC_DEADLINE_EXCEEDED
 
 __all__ = [
@@ -107,6 +109,18 @@ def _result(result) -> tuple[np.ndarray, int]:
     return waveform.reshape(-1).astype(np.float32), int(sample_rate.reshape(-1)[0])
 
 
+def _captioned_result(result) -> tuple[np.ndarray, int, list[Cue]]:
+    return (*_result(result), _cues(result.as_numpy(contract.CAPTIONS)))
+
+
+def _cues(tensor) -> list[Cue]:
+    """The cues of a `captions` output (a BYTES tensor, or the string an SSE event carries)."""
+    if tensor is None:
+        return []
+    raw = tensor if isinstance(tensor, (str, bytes)) else np.asarray(tensor).reshape(-1)[0]
+    return loads_cues(raw)
+
+
 def synthesize(
     text: str,
     reference_audio: np.ndarray | None = None,
@@ -121,11 +135,14 @@ def synthesize(
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
     client=None,
+    captions: bool = False,
     **client_kwargs,
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, list[Cue]]:
     """Synthesize `text` in the voice of the reference (or of a registered `voice`);
-    returns (float32 waveform, sample rate). `reference_text` None or "": the server transcribes
-    the reference (once per distinct audio; it needs a transcriber model, `export --asr`).
+    returns (float32 waveform, sample rate), and with `captions=True` (waveform, sample rate, cues):
+    each text chunk's exact times and its words' (contract/captions.py; client/captions.py writes
+    SRT and WebVTT). `reference_text` None or "": the server transcribes the reference (once per
+    distinct audio; it needs a transcriber model, `export --asr`).
 
     `url`: host:port or http:// https:// grpc:// grpcs:// host:port (the scheme sets the protocol
     and TLS); default localhost:8001 for gRPC, localhost:8000 for HTTP. `protocol`: grpc (the
@@ -133,9 +150,10 @@ def synthesize(
     """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     endpoint = _endpoint(url, protocol, client_kwargs)
-    waveform, rate = _unary(tensors, model, None, _result, endpoint, timeout, headers, client, client_kwargs)
-    log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, model, len(waveform), rate)
-    return waveform, rate
+    read = _captioned_result if captions else _result
+    answer = _unary(tensors, model, None, read, endpoint, timeout, headers, client, client_kwargs)
+    log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, model, len(answer[0]), answer[1])
+    return answer
 
 
 def _unary(tensors, model, outputs, read, endpoint, timeout, headers, client, client_kwargs):
@@ -196,14 +214,16 @@ async def synthesize_async(
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
-) -> tuple[np.ndarray, int]:
-    """asyncio gRPC variant; `client` is a tritonclient.grpc.aio.InferenceServerClient."""
+    captions: bool = False,
+) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, list[Cue]]:
+    """asyncio gRPC variant; `client` is a tritonclient.grpc.aio.InferenceServerClient. `captions` as for
+    synthesize()."""
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     try:
         result = await client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}), client_timeout=timeout)
     except Exception as e:
         raise _error(e, None, timeout) from None
-    return _result(result)
+    return _captioned_result(result) if captions else _result(result)
 
 
 async def stream_synthesize_async(
@@ -218,8 +238,10 @@ async def stream_synthesize_async(
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
-) -> AsyncIterator[np.ndarray]:
+    captions: bool = False,
+) -> AsyncIterator[np.ndarray] | AsyncIterator[tuple[np.ndarray, list[Cue]]]:
     """asyncio gRPC variant of stream_synthesize; `client` is a tritonclient.grpc.aio.InferenceServerClient.
+    With `captions=True` it yields (piece, cues), as stream_synthesize does.
 
     Closing the generator before its end (`aclose()`, or cancelling the task that iterates it)
     cancels the request on the server. A connection failure raises SynthesisError with status
@@ -247,8 +269,13 @@ async def stream_synthesize_async(
             params = result.get_response().parameters
             finished = "triton_final_response" in params and params["triton_final_response"].bool_param
             wave = result.as_numpy(contract.WAVEFORM)
-            if wave is not None and wave.size:
-                yield wave.reshape(-1).astype(np.float32)
+            wave = np.zeros(0, np.float32) if wave is None else wave.reshape(-1).astype(np.float32)
+            if captions:
+                cues = _cues(result.as_numpy(contract.CAPTIONS))
+                if wave.size or cues:
+                    yield wave, cues
+            elif wave.size:
+                yield wave
             if finished:
                 return
         raise SynthesisError("the stream ended before its final response")
@@ -272,9 +299,12 @@ def stream_synthesize(
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
+    captions: bool = False,
     **client_kwargs,
-) -> Iterator[np.ndarray]:
-    """Yield float32 pieces of the speech (24 kHz) as the server finishes each text chunk.
+) -> Iterator[np.ndarray] | Iterator[tuple[np.ndarray, list[Cue]]]:
+    """Yield float32 pieces of the speech (24 kHz) as the server finishes each text chunk; with
+    `captions=True`, (piece, cues): the cues of the chunks that piece begins to speak, with times
+    from the stream's start, equal to the whole answer's (synthesize(captions=True)).
 
     The pieces joined are the whole waveform. Closing the iterator early (leaving a `for`
     loop over it, or `close()`; use `contextlib.closing` when you keep a reference) cancels the
@@ -289,11 +319,22 @@ def stream_synthesize(
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     endpoint = _endpoint(url, protocol, client_kwargs)
     if endpoint.protocol == "grpc":
-        return _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
-    return _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
+        pieces = _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
+    else:
+        pieces = _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
+    return pieces if captions else _audio_only(pieces)
 
 
-def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[np.ndarray]:
+def _audio_only(pieces: Iterator[tuple[np.ndarray, list[Cue]]]) -> Iterator[np.ndarray]:
+    try:
+        for wave, _ in pieces:
+            if wave.size:
+                yield wave
+    finally:
+        pieces.close()  # now, not when collected: closing early cancels the request on the server
+
+
+def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[tuple[np.ndarray, list[Cue]]]:
     try:
         client = make_client(endpoint.url, **client_kwargs)
     except ValueError as e:
@@ -321,9 +362,11 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
                 params = result.get_response().parameters
                 finished = "triton_final_response" in params and params["triton_final_response"].bool_param
                 wave = result.as_numpy(contract.WAVEFORM)
-                if wave is not None and wave.size:
+                cues = _cues(result.as_numpy(contract.CAPTIONS))
+                if (wave is not None and wave.size) or cues:
+                    wave = np.zeros(0, np.float32) if wave is None else wave.reshape(-1).astype(np.float32)
                     log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
-                    yield wave.reshape(-1).astype(np.float32)
+                    yield wave, cues
     finally:
         try:
             client.stop_stream(cancel_requests=not finished)  # a consumer that stopped early cancels the rest
@@ -331,7 +374,7 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
             client.close()
 
 
-def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[np.ndarray]:
+def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[tuple[np.ndarray, list[Cue]]]:
     import urllib.error
     import urllib.request
 
@@ -365,18 +408,18 @@ def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
     with response, _reported(endpoint, timeout, connected=True):  # connection lost mid-stream, a timeout
         for line in response:
             if line.startswith(b"data:"):
-                wave = _sse_piece(line[5:], endpoint)
+                wave, cues = _sse_piece(line[5:], endpoint)
                 log.debug("%s %s piece: waveform [%d]", endpoint.url, model, wave.size)
-                yield wave
+                yield wave, cues
 
 
-def _sse_piece(data: bytes, endpoint: Endpoint) -> np.ndarray:
-    """One server-sent event's audio; the server's error, or a malformed event, as SynthesisError."""
+def _sse_piece(data: bytes, endpoint: Endpoint) -> tuple[np.ndarray, list[Cue]]:
+    """One server-sent event's audio and cues; the server's error, or a malformed event, as SynthesisError."""
     try:
         event = json.loads(data)
         if "error" in event:
             raise SynthesisError(event["error"])
-        return np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1)
+        return np.asarray(event[contract.WAVEFORM], dtype=np.float32).reshape(-1), _cues(event.get(contract.CAPTIONS))
     except (ValueError, KeyError, TypeError) as e:
         raise SynthesisError(f"the stream from {endpoint.url} broke off: {type(e).__name__}: {e}") from None
 

@@ -79,6 +79,10 @@ WAVEFORM = "waveform"
 SAMPLE_RATE_OUT = "sample_rate"
 CHUNK_COUNT = "chunk_count"
 SEGMENT_INDEX = "segment_index"
+CAPTIONS = "captions"  # JSON (contract/captions.py)
+# A chunk answer's captions also say whether the chunk ends its script segment (the stream model joins
+# the next one end to end, not cross-faded, and so places the cue's end there).
+ENDS_SEGMENT = "ends_segment"
 
 # The stream model's first text chunk: short, so that audio starts after a clause or two.
 STREAM_FIRST_CHUNK_CHARS = 60
@@ -180,10 +184,24 @@ TTS_OUTPUTS: tuple[TensorSpec, ...] = (
         (1,),
         doc="multi-voice scripts: the segment (voice tag, 0-based) of the answer's last chunk; 0 without tags",
     ),
+    TensorSpec(
+        CAPTIONS,
+        "BYTES",
+        (1,),
+        doc="UTF-8 JSON: each text chunk's exact times in the waveform, its speaker and its words' times "
+        "(estimated, and marked so); contract/captions.py",
+    ),
 )
 STREAM_OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(WAVEFORM, "FP32", (-1,), doc="the next piece of speech; the pieces joined are the whole"),
     TensorSpec(SAMPLE_RATE_OUT, "INT32", (1,), doc="sample rate of waveform (24000)"),
+    TensorSpec(
+        CAPTIONS,
+        "BYTES",
+        (1,),
+        doc="UTF-8 JSON: the captions of the chunks this piece begins to speak (times from the stream's "
+        "start; empty list when it begins none), as f5_tts's captions of the whole answer",
+    ),
 )
 VOCODER_INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec(MEL, "FP32", (N_MELS, -1), doc="log-mel spectrogram, [100, frames]"),

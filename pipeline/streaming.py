@@ -9,13 +9,20 @@ audio until the next chunk arrives, so the pieces sent, concatenated, equal
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 import contract
+from contract.captions import Cue
+from contract.captions import dumps as dumps_cues
+from contract.captions import loads as loads_cues
+from pipeline.captions import CaptionClock, ChunkText
 
 CROSS_FADE_SECONDS = 0.15  # f5_tts.infer.utils_infer.cross_fade_duration
+CROSS_FADE_SAMPLES = int(CROSS_FADE_SECONDS * contract.SAMPLE_RATE)
 
 
 def cross_fade(
@@ -67,26 +74,44 @@ def chunk_inputs(inputs: Mapping[str, np.ndarray], index: int, first_chunk_chars
     return chunk
 
 
-def chunk_result(outputs: Mapping[str, np.ndarray]) -> tuple[np.ndarray, int, int]:
-    """(waveform, chunk count, script segment) from f5_tts's outputs for one chunk request."""
-    return (
+@dataclass(frozen=True)
+class ChunkAnswer:
+    """f5_tts's answer to one chunk request."""
+
+    waveform: np.ndarray
+    chunk_count: int
+    segment: int  # its script segment
+    caption: ChunkText | None = None  # None when captions were not asked of f5_tts
+
+
+def chunk_result(outputs: Mapping[str, np.ndarray]) -> ChunkAnswer:
+    """f5_tts's outputs for one chunk request, as a ChunkAnswer."""
+    caption = None
+    if contract.CAPTIONS in outputs:
+        raw = outputs[contract.CAPTIONS].reshape(-1)[0]
+        (cue,) = loads_cues(raw)
+        ends = json.loads(raw)[contract.ENDS_SEGMENT]
+        caption = ChunkText(cue.index, cue.text, cue.speaker, bool(ends))
+    return ChunkAnswer(
         outputs[contract.WAVEFORM].reshape(-1),
         int(outputs[contract.CHUNK_COUNT].reshape(-1)[0]),
         int(outputs[contract.SEGMENT_INDEX].reshape(-1)[0]),
+        caption,
     )
 
 
-def piece_outputs(samples: np.ndarray) -> dict[str, np.ndarray]:
+def piece_outputs(samples: np.ndarray, cues: Sequence[Cue] = ()) -> dict[str, np.ndarray]:
     """The stream model's output tensors for one piece of audio (contract.STREAM_OUTPUTS)."""
     return {
         contract.WAVEFORM: np.asarray(samples, dtype=np.float32)[None],
         contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
+        contract.CAPTIONS: np.array([[dumps_cues(cues).encode("utf-8")]], dtype=object),
     }
 
 
-# infer_chunk(k) -> (waveform of chunk k, number of chunks, its script segment); send(samples, final)
-InferChunk = Callable[[int], "tuple[np.ndarray, int, int]"]
-Send = Callable[[np.ndarray, bool], None]
+# infer_chunk(k) -> f5_tts's answer for chunk k; send(samples, final, the cues of the chunks it begins)
+InferChunk = Callable[[int], ChunkAnswer]
+Send = Callable[[np.ndarray, bool, "list[Cue]"], None]
 
 
 def stream_chunks(infer_chunk: InferChunk, send: Send, cancelled: Callable[[], bool]) -> tuple[int, int]:
@@ -95,20 +120,24 @@ def stream_chunks(infer_chunk: InferChunk, send: Send, cancelled: Callable[[], b
     Returns (chunks synthesized, chunks in the text). Exceptions from infer_chunk propagate
     (the caller answers them); nothing is sent after one.
     """
-    joiner = StreamJoiner()
-    wave, count, segment = infer_chunk(0)
+    joiner, clock, cues = StreamJoiner(), CaptionClock(CROSS_FADE_SAMPLES), []
+    answer = infer_chunk(0)
+    count = answer.chunk_count
     for k in range(count):
         held = np.zeros(0, dtype=np.float32)
         if k > 0:
             if cancelled():
                 return k, count
-            previous = segment
-            wave, _, segment = infer_chunk(k)
-            if segment != previous:  # a script's next voice: end to end, as f5-tts joins segments
+            previous = answer.segment
+            answer = infer_chunk(k)
+            if answer.segment != previous:  # a script's next voice: end to end, as f5-tts joins segments
                 held, joiner = joiner.finish(), StreamJoiner()
-        piece = np.concatenate([held, joiner.push(wave)])
+        if answer.caption is not None:
+            cues.append(clock.place(answer.caption, len(answer.waveform), last=k == count - 1))
+        piece = np.concatenate([held, joiner.push(answer.waveform)])
         if k == count - 1:
-            send(np.concatenate([piece, joiner.finish()]), True)
+            send(np.concatenate([piece, joiner.finish()]), True, cues)
         elif len(piece):
-            send(piece, False)
+            send(piece, False, cues)
+            cues = []
     return count, count

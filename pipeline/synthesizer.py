@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import json
 import logging
 import math
 import secrets
@@ -31,13 +32,15 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 import contract
+from contract.captions import dumps as dumps_cues
 from contract.parameters import DEFAULT_LENGTH_BUCKETS, TtsParameters, format_buckets
+from pipeline.captions import ChunkText, place_all
 from pipeline.engine import DitEngine
 from pipeline.f5_model import DTYPES, ModelConfig, build_cfm, load_vocab, state_dict_problems
 from pipeline.reference import TARGET_RMS, Reference, prepare_reference
 from pipeline.requests import Cancelled, RequestError, SynthesisRequest
-from pipeline.script import locate_chunk, segment_requests
-from pipeline.streaming import CROSS_FADE_SECONDS, cross_fade
+from pipeline.script import is_script, locate_chunk, segment_requests, split_script
+from pipeline.streaming import CROSS_FADE_SAMPLES, CROSS_FADE_SECONDS, cross_fade
 from pipeline.transcripts import Transcribe, TranscriptCache
 from pipeline.voices import VOICES_DIR, load_voices
 
@@ -64,6 +67,7 @@ class _Chunk:
     reference_frames: int  # frames cut off the generated mel (f5-tts: samples // hop)
     duration: int  # total frames incl. reference
     noise: torch.Tensor  # [duration, 100]
+    spoken: str  # the chunk's text, as its caption shows it
 
 
 @functools.lru_cache(maxsize=4096)
@@ -79,14 +83,23 @@ class Speech:
     waveform: np.ndarray  # float32 at 24 kHz: the whole text, or the one chunk asked for
     chunk_count: int  # chunks the target text was split into (all segments of a script)
     segment_index: int = 0  # the script segment of the answer's last chunk (0 without voice tags)
+    # Each chunk of the answer and its samples before joining: the captions' facts.
+    chunks: tuple[tuple[ChunkText, int], ...] = ()
+
+    def cues(self) -> list:
+        return place_all(list(self.chunks), CROSS_FADE_SAMPLES)
 
     def outputs(self) -> dict[str, np.ndarray]:
         """The f5_tts output tensors of this answer (contract.TTS_OUTPUTS), batch dimension first."""
+        captions = json.loads(dumps_cues(self.cues()))
+        if len(self.chunks) == 1:  # a chunk answer: what the stream model needs to place it in the stream
+            captions[contract.ENDS_SEGMENT] = self.chunks[0][0].ends_segment
         return {
             contract.WAVEFORM: self.waveform[None].astype(np.float32),
             contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
             contract.CHUNK_COUNT: np.array([[self.chunk_count]], dtype=np.int32),
             contract.SEGMENT_INDEX: np.array([[self.segment_index]], dtype=np.int32),
+            contract.CAPTIONS: np.array([[json.dumps(captions, ensure_ascii=False).encode("utf-8")]], dtype=object),
         }
 
 
@@ -276,7 +289,7 @@ class Synthesizer:
             # Drawn in fp32 whatever the DiT dtype: the same seed gives the same noise in fp32, fp16 and bf16
             # (torch.randn draws other values in half precision on CPU).
             noise = torch.randn(duration, contract.N_MELS, generator=generator, device=self.device).to(self.dtype)
-            chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise))
+            chunks.append(_Chunk(index, tokens, ref, cond, ref_frames, duration, noise, text))
         if request.chunk_index is not None:
             # Every chunk's noise is drawn above, so chunk k gets the values it gets in a whole-text request.
             if request.chunk_index >= len(chunks):
@@ -435,15 +448,20 @@ class Synthesizer:
         flat: list[SynthesisRequest] = []
         owners: list[tuple[int, int]] = []  # flat request -> (request, segment)
         totals: dict[int, int] = {}  # a script's chunk request -> chunks in all its segments
+        speakers: dict[int, list[str]] = {}  # a script -> each segment's voice tag
+        firsts: dict[int, list[int]] = {}  # a script's chunk request -> each segment's first chunk
         for i, request in enumerate(requests):
             if results[i] is not None:
                 continue
             try:
                 segments = segment_requests(request, self.voices)
+                if is_script(request.target_text):
+                    speakers[i] = [s.voice for s in split_script(request.target_text)]
                 if request.chunk_index is not None and len(segments) > 1:
                     counts = [len(self._chunk_texts(segment)) for segment in segments]
                     j, local = locate_chunk(request.chunk_index, counts)
                     totals[i] = sum(counts)
+                    firsts[i] = [sum(counts[:k]) for k in range(len(counts))]
                     segments = {j: dataclasses.replace(segments[j], chunk_index=local)}
                 else:
                     segments = dict(enumerate(segments))
@@ -468,6 +486,7 @@ class Synthesizer:
                 np.concatenate([a.waveform for _, a in pieces]).astype(np.float32),
                 totals.get(i, sum(a.chunk_count for _, a in pieces)),
                 pieces[-1][0],
+                _script_chunks(pieces, speakers.get(i), firsts.get(i)),
             )
         self.cancelled_requests += sum(isinstance(r, Cancelled) for r in results)
         return results  # type: ignore[return-value]
@@ -519,6 +538,7 @@ class Synthesizer:
         ]
         waves = dict(zip(keep, self.vocode([mels[j] for j in keep]))) if keep else {}
         per_request: dict[int, list[np.ndarray]] = {}
+        spoken: dict[int, list[str]] = {}
         for j, chunk in enumerate(planned):
             if j not in waves:
                 continue
@@ -526,8 +546,14 @@ class Synthesizer:
             if chunk.reference.rms < TARGET_RMS:
                 wave = wave * chunk.reference.rms / TARGET_RMS
             per_request.setdefault(chunk.request_index, []).append(wave)
+            spoken.setdefault(chunk.request_index, []).append(chunk.spoken)
         for i, chunk_waves in per_request.items():
-            results[i] = Speech(cross_fade(chunk_waves), chunk_counts[i])
+            first = requests[i].chunk_index or 0
+            chunks = tuple(
+                (ChunkText(first + k, text, None, ends_segment=first + k == chunk_counts[i] - 1), len(wave))
+                for k, (text, wave) in enumerate(zip(spoken[i], chunk_waves))
+            )
+            results[i] = Speech(cross_fade(chunk_waves), chunk_counts[i], chunks=chunks)
         if watch is not None:
             for i, done, total in watch.report():
                 results[i] = Cancelled(f"cancelled by its client; stopped after {done} of {total} ODE steps")
@@ -582,3 +608,20 @@ class CancelWatch:
     def report(self) -> list[tuple[int, int, int]]:
         """(request, ODE steps run, ODE steps planned) for each cancelled request."""
         return [(i, self._done.get(i, 0), self._total.get(i, 0)) for i in sorted(self._cancelled)]
+
+
+def _script_chunks(
+    pieces: list[tuple[int, "Speech"]], speakers: list[str] | None, firsts: list[int] | None
+) -> tuple[tuple[ChunkText, int], ...]:
+    """A request's chunks from its segments' answers: indices in the whole text, each with its speaker.
+
+    A whole answer holds every segment (their chunks in order); a script's chunk answer holds one
+    chunk of one segment (firsts: each segment's first chunk in the whole text)."""
+    out, offset = [], 0
+    for j, answer in pieces:
+        for chunk, samples in answer.chunks:
+            index = chunk.index + (firsts[j] if firsts is not None else offset)  # chunk.index: within its segment
+            speaker = None if speakers is None else speakers[j]
+            out.append((dataclasses.replace(chunk, index=index, speaker=speaker), samples))
+        offset += answer.chunk_count
+    return tuple(out)

@@ -193,7 +193,12 @@ def stream(tiny_repo, tts, monkeypatch):
 
     def f5_tts(request):
         assert request.model_name == contract.TTS_MODEL
-        assert request.requested_output_names == [contract.WAVEFORM, contract.CHUNK_COUNT, contract.SEGMENT_INDEX]
+        assert request.requested_output_names == [
+            contract.WAVEFORM,
+            contract.CHUNK_COUNT,
+            contract.SEGMENT_INDEX,
+            contract.CAPTIONS,
+        ]
         [response] = tts_instance.execute([tts_pb_utils.InferenceRequest(inputs=request.inputs())])
         count = None if response.has_error() else int(response.outputs()[contract.CHUNK_COUNT][0, 0])
         asked.append({**{t.name(): t.as_numpy() for t in request.inputs()}, "answered_chunk_count": count})

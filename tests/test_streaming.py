@@ -30,7 +30,7 @@ import contract
 from client import SynthesisError, SynthesisOptions, stream_synthesize, synthesize
 from client.audio import pcm16
 from pipeline.requests import parse_request
-from pipeline.streaming import StreamJoiner, cross_fade, stream_chunks
+from pipeline.streaming import ChunkAnswer, StreamJoiner, cross_fade, stream_chunks
 from pipeline.synthesizer import Synthesizer, split_text
 from pipeline.vocoder import OnnxVocoder
 
@@ -89,9 +89,9 @@ def test_stream_chunks_stops_when_cancelled():
 
     def infer(k):
         asked.append(k)
-        return np.ones(10_000, np.float32), 5, 0
+        return ChunkAnswer(np.ones(10_000, np.float32), 5, 0)
 
-    done = stream_chunks(infer, lambda samples, final: sent.append(final), cancelled=lambda: len(asked) >= 2)
+    done = stream_chunks(infer, lambda samples, final, cues: sent.append(final), cancelled=lambda: len(asked) >= 2)
     assert done == (2, 5) and asked == [0, 1] and sent == [False, False]
 
 

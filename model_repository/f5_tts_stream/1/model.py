@@ -62,16 +62,21 @@ class TritonPythonModel:
                 response = pb_utils.InferenceRequest(
                     model_name=self.params.tts_model,
                     inputs=[pb_utils.Tensor(name, value) for name, value in chunk.items()],
-                    requested_output_names=[contract.WAVEFORM, contract.CHUNK_COUNT, contract.SEGMENT_INDEX],
+                    requested_output_names=[
+                        contract.WAVEFORM,
+                        contract.CHUNK_COUNT,
+                        contract.SEGMENT_INDEX,
+                        contract.CAPTIONS,
+                    ],
                 ).exec()
                 if response.has_error():
                     raise ChunkFailed(response.error())
                 return chunk_result({t.name(): t.as_numpy() for t in response.output_tensors()})
 
-            def send(samples, final):
+            def send(samples, final, cues):
                 sender.send(
                     pb_utils.InferenceResponse(
-                        [pb_utils.Tensor(name, value) for name, value in piece_outputs(samples).items()]
+                        [pb_utils.Tensor(name, value) for name, value in piece_outputs(samples, cues).items()]
                     ),
                     flags=FINAL if final else 0,
                 )
