@@ -92,6 +92,15 @@ def sampling_option(name: str, value: Any, *, finite: bool = True) -> int | floa
 # --- ranges and texts, however the option arrived ---------------------------------------------------
 
 
+def caption_format(name: str, value: Any) -> str:
+    """Which captions file a JSON request asks for beside its audio (contract/captions.py)."""
+    from contract.captions import FORMATS
+
+    if value not in FORMATS:
+        raise OptionError(f"'{name}' is {value!r}; allowed: {', '.join(map(repr, FORMATS))}", name)
+    return value
+
+
 def check_range(subject: str, value, bounds: tuple, *, unit: str = "", name: str | None = None):
     """`subject` is value[unit]; allowed range is [low, high]. NaN is outside every range."""
     low, high = bounds

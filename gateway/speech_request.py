@@ -10,6 +10,7 @@ from client.request import SynthesisOptions
 from contract.request_options import (
     OptionError,
     boolean,
+    caption_format,
     check_characters,
     check_not_blank,
     check_range,
@@ -27,8 +28,16 @@ DEFAULT_FORMAT = "mp3"  # OpenAI's default
 OPENAI_FIELDS = ("model", "input", "voice", "instructions", "response_format", "speed", "stream_format")
 # Fields other OpenAI-style servers take, accepted for their clients: Kokoro-FastAPI's `stream`.
 COMPATIBLE_FIELDS = ("stream",)
-# Our extensions: the model's own sampling options, typed as the contract types them.
-EXTENSIONS = (contract.SEED, contract.NFE_STEP, contract.CFG_STRENGTH, contract.SWAY_SAMPLING_COEF, contract.DURATION)
+# Our extensions: the model's own sampling options, typed as the contract types them, and captions.
+SAMPLING_EXTENSIONS = (
+    contract.SEED,
+    contract.NFE_STEP,
+    contract.CFG_STRENGTH,
+    contract.SWAY_SAMPLING_COEF,
+    contract.DURATION,
+)
+CAPTIONS = "captions"  # "srt" | "vtt" | "json": speech.captions events, then the file (stream_format "sse" only)
+EXTENSIONS = (*SAMPLING_EXTENSIONS, CAPTIONS)
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,7 @@ class SpeechRequest:
     stream_format: str
     speed: float | None  # what was asked, OpenAI's scale
     options: SynthesisOptions  # what Triton gets (speed mapped onto the model's range)
+    captions: str | None = None  # the captions file format asked for (sse answers only)
 
 
 def model_speed(speed: float) -> float:
@@ -110,12 +120,24 @@ def _parse(body, formats: tuple[str, ...], max_input_chars: int) -> SpeechReques
             f"{stream_format!r}; send one of the two",
             "stream",
         )
+    captions = None
+    if CAPTIONS in given:
+        captions = caption_format(CAPTIONS, given[CAPTIONS])
+        # An audio body has no room for a second document; the events of an sse answer do, and they
+        # carry each chunk's captions as its audio leaves, which a player needs to follow along.
+        if stream_format != "sse":
+            raise OptionError(
+                f"'{CAPTIONS}' comes with the audio as server-sent events: send 'stream_format': 'sse' with it "
+                f"(the answer is then speech.audio.delta and speech.captions events, and the {captions} file "
+                "in a speech.captions.done event)",
+                CAPTIONS,
+            )
     speed = None
     if "speed" in given:
         speed = check_range("'speed'", number("speed", given["speed"]), OPENAI_SPEED_RANGE, name="speed")
     options = SynthesisOptions(
         speed=None if speed is None else model_speed(speed),
-        **{k: sampling_option(k, given[k]) for k in EXTENSIONS if k in given},
+        **{k: sampling_option(k, given[k]) for k in SAMPLING_EXTENSIONS if k in given},
     )
     # `instructions` is accepted and ignored: F5-TTS takes its style from the reference voice.
-    return SpeechRequest(given["model"], text, voice.strip(), response_format, stream_format, speed, options)
+    return SpeechRequest(given["model"], text, voice.strip(), response_format, stream_format, speed, options, captions)

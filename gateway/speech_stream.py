@@ -1,6 +1,11 @@
 """One answer of POST /v1/audio/speech: Triton's pieces encoded as they arrive, sent as raw audio
 bytes (chunked) or as OpenAI's server-sent events (speech.audio.delta with base64 audio, then
-speech.audio.done)."""
+speech.audio.done).
+
+With `captions` (our extension, sse only), each piece's audio delta is preceded by a
+speech.captions event holding the cues of the text chunks that piece begins to speak (times from
+the start of the audio, contract/captions.py), and speech.audio.done by a speech.captions.done event
+holding the whole captions file in the format asked for."""
 
 from __future__ import annotations
 
@@ -11,13 +16,14 @@ import logging
 from typing import AsyncIterator, Callable
 
 import anyio
-import numpy as np
 from fastapi.responses import StreamingResponse
 
 import contract
+from client.captions import render
 from gateway import encoders
 from gateway.errors import APIError
 from gateway.speech_request import SpeechRequest
+from gateway.triton import Piece
 
 log = logging.getLogger("gateway")
 # Fast enough for the event loop; the compressing encoders take milliseconds per piece and run in threads.
@@ -64,8 +70,8 @@ class SpeechStream:
     def __init__(
         self,
         req: SpeechRequest,
-        first: np.ndarray,
-        pieces: AsyncIterator[np.ndarray],
+        first: Piece,
+        pieces: AsyncIterator[Piece],
         on_close: Callable[[int, bool], None],
     ) -> None:
         self.req = req
@@ -76,6 +82,7 @@ class SpeechStream:
         make = fmt.make_events if req.stream_format == "sse" and fmt.make_events else fmt.make
         self._encoder = make(contract.SAMPLE_RATE)
         self.samples = 0
+        self.cues: list = []
         self.completed = False
         self._closed = False
 
@@ -96,13 +103,19 @@ class SpeechStream:
         try:
             piece = self._first
             while piece is not None:
-                pcm = encoders.quantize(piece)
+                if self.req.captions and piece.cues:
+                    self.cues += piece.cues
+                    yield sse_event({"type": "speech.captions", "chunks": [c.to_dict() for c in piece.cues]})
+                pcm = encoders.quantize(piece.audio)
                 self.samples += pcm.size
                 if data := await self._encode(self._encoder.push, pcm):
                     yield data
                 piece = await anext(self._pieces, None)
             if data := await self._encode(self._encoder.finish):
                 yield data
+            if self.req.captions:
+                text = render(self.cues, self.req.captions)
+                yield sse_event({"type": "speech.captions.done", "format": self.req.captions, "text": text})
             if sse:
                 # F5-TTS's units: input characters are its text tokens, mel frames its output tokens.
                 frames = self.samples // contract.HOP_LENGTH

@@ -13,7 +13,7 @@ import dataclasses
 import itertools
 import logging
 import time
-from typing import AsyncIterator, Protocol
+from typing import AsyncIterator, NamedTuple, Protocol
 
 import numpy as np
 
@@ -21,6 +21,7 @@ import contract
 from client.api import SynthesisError, Transcription, stream_synthesize_async, transcribe_async
 from client.request import SynthesisOptions
 from contract import errors
+from contract.captions import Cue
 from contract.parameters import TtsParameters
 from gateway.errors import APIError, bad_request, unavailable
 
@@ -109,6 +110,13 @@ def transcription_error(message: str, status: str | None, url: str) -> APIError:
     return bad_request(message.replace("input '", "'"), param, "triton_invalid_argument")
 
 
+class Piece(NamedTuple):
+    """A piece of a speech stream: its audio and the cues of the text chunks it begins to speak."""
+
+    audio: np.ndarray
+    cues: list[Cue]
+
+
 class SpeechServer(Protocol):
     """What the routes use of the Triton side; `Triton` below, or a stand-in in tests."""
 
@@ -120,7 +128,7 @@ class SpeechServer(Protocol):
 
     async def info(self) -> ServerInfo: ...
 
-    def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]: ...
+    def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[Piece]: ...
 
     async def transcribe(
         self,
@@ -192,9 +200,10 @@ class Triton:
                 f"Triton is not reachable or serves no {contract.TTS_MODEL} model: " + "; ".join(failures)
             )
 
-    async def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[np.ndarray]:
-        """The speech's float32 pieces as Triton sends them. Raises APIError before the first piece (and
-        after it, should the stream break). Closing the generator early cancels the request on Triton."""
+    async def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[Piece]:
+        """The speech's float32 pieces as Triton sends them, each with the captions of the chunks it begins.
+        Raises APIError before the first piece (and after it, should the stream break). Closing the
+        generator early cancels the request on Triton."""
         failures = []
         for url, c in self._order():
             pieces = stream_synthesize_async(
@@ -206,6 +215,7 @@ class Triton:
                 client=c,
                 options=options,
                 timeout=self.timeout,
+                captions=True,
             )
             try:
                 try:
@@ -217,10 +227,10 @@ class Triton:
                         failures.append(f"{url}: {e}")
                         continue
                     raise api_error(e, url) from None
-                yield first
+                yield Piece(*first)
                 try:
                     async for piece in pieces:
-                        yield piece
+                        yield Piece(*piece)
                 except SynthesisError as e:
                     raise api_error(e, url) from None
                 return

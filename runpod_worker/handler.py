@@ -9,7 +9,10 @@ Job input (JSON object), task "synthesize" (the default):
   voice              a voice registered on the server, instead of reference_audio (+ reference_text)
   nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration   optional sampling options
                      (see the f5_tts model contract; null or absent leaves the server's default)
-Output: {"audio_base64": 16-bit PCM WAV, "sample_rate", "duration_seconds", "timings_ms"}.
+  captions           "srt", "vtt" or "json": the captions of the audio too (each text chunk's exact
+                     times, its words' estimated ones; contract/captions.py)
+Output: {"audio_base64": 16-bit PCM WAV, "sample_rate", "duration_seconds", "timings_ms"}, and with
+captions {"captions": the file's text, "captions_format"}.
 
 Job input with "task": "transcribe" (the transcriber model: Whisper, as f5-tts transcribes references):
   reference_audio    the audio file's bytes, base64 (required)
@@ -37,12 +40,14 @@ import soundfile as sf
 
 import contract
 from client.api import SynthesisError, SynthesisOptions, synthesize_async, transcribe_async
+from client.captions import render
 from client.connection import resolve_endpoint
-from contract.request_options import OptionError, boolean, sampling_option, string, type_name
+from contract.request_options import OptionError, boolean, caption_format, sampling_option, string, type_name
 
 TASK_KEY = "task"
 SYNTHESIZE, TRANSCRIBE = "synthesize", "transcribe"  # the tasks; a job without "task" synthesizes
 TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
+CAPTIONS_KEY = "captions"
 # A transcription job's keys: its audio under the transcriber's own input names.
 TRANSCRIBE_KEYS = (contract.REFERENCE_AUDIO, contract.LANGUAGE, contract.AS_REFERENCE)
 # The sampling options are SynthesisOptions' fields (but the streaming-only one); their JSON types
@@ -61,6 +66,7 @@ class Job:
     reference_text: str | None
     voice: str | None
     options: SynthesisOptions
+    captions: str | None = None  # the captions file format asked for
 
 
 @dataclass(frozen=True)
@@ -97,7 +103,7 @@ def parse_job(job_input) -> Job | TranscriptionJob:
         task = SYNTHESIZE
     if string(TASK_KEY, task) not in (SYNTHESIZE, TRANSCRIBE):
         raise JobInputError(f"'{TASK_KEY}' is {task!r}; allowed: {SYNTHESIZE} (the default), {TRANSCRIBE}")
-    allowed = (TASK_KEY,) + (TRANSCRIBE_KEYS if task == TRANSCRIBE else TEXT_KEYS + OPTION_KEYS)
+    allowed = (TASK_KEY,) + (TRANSCRIBE_KEYS if task == TRANSCRIBE else TEXT_KEYS + OPTION_KEYS + (CAPTIONS_KEY,))
     unknown = sorted(set(job_input) - set(allowed))
     if unknown:
         what = f" for the task '{task}'" if task == TRANSCRIBE else ""
@@ -135,7 +141,8 @@ def _synthesis_job(given: dict) -> Job:
     # Ranges, NaN included, are the server's to check: its INVALID_ARG message names the range allowed.
     options = SynthesisOptions(**{k: sampling_option(k, given[k], finite=False) for k in OPTION_KEYS if k in given})
     audio, rate = decode_audio(given["reference_audio"]) if "reference_audio" in given else (None, None)
-    return Job(given["text"], audio, rate, given.get("reference_text"), given.get("voice"), options)
+    captions = caption_format(CAPTIONS_KEY, given[CAPTIONS_KEY]) if CAPTIONS_KEY in given else None
+    return Job(given["text"], audio, rate, given.get("reference_text"), given.get("voice"), options, captions)
 
 
 def encode_wav(waveform: np.ndarray, sample_rate: int) -> str:
@@ -201,7 +208,7 @@ class Handler:
 
     async def _synthesize(self, parsed: Job, started: float) -> dict:
         decoded = time.perf_counter()
-        waveform, rate = await synthesize_async(
+        waveform, rate, cues = await synthesize_async(
             parsed.text,
             parsed.reference_audio,
             parsed.reference_sample_rate,
@@ -209,11 +216,16 @@ class Handler:
             voice=parsed.voice,
             client=self._client(),
             options=parsed.options,
+            captions=True,
         )
         synthesized = time.perf_counter()
         audio = encode_wav(waveform, rate)
         done = time.perf_counter()
+        captions = {}
+        if parsed.captions:
+            captions = {CAPTIONS_KEY: render(cues, parsed.captions), "captions_format": parsed.captions}
         return {
+            **captions,
             "audio_base64": audio,
             "sample_rate": rate,
             "duration_seconds": round(waveform.size / rate, 3),

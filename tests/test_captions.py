@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -9,11 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 import srt
 import webvtt
-from conftest import LONG_TEXT, VOICE, assert_same_audio
+from conftest import GATEWAY_KEY, LONG_TEXT, VOICE, assert_same_audio
 
 import contract
 from client import SynthesisOptions, stream_synthesize, synthesize
@@ -238,3 +240,29 @@ def _client(*args):
     return subprocess.run(
         [sys.executable, "-m", "client", *map(str, args)], capture_output=True, text=True, timeout=300, cwd=ROOT
     )
+
+
+@pytest.mark.parametrize("fmt", ["srt", "vtt"])
+def test_gateway_sse_carries_the_streams_captions_and_the_file(gateway, server, fmt):
+    """OpenAI's speech API with our `captions` extension: speech.captions events before the audio they
+    caption, equal to the stream's own cues, then the whole file in a speech.captions.done event."""
+    body = {"model": "f5-tts", "input": SCRIPT, "voice": VOICE, "nfe_step": NFE, "seed": 4}
+    body |= {"response_format": "pcm", "stream_format": "sse", "captions": fmt}
+    r = httpx.post(
+        f"{gateway.url}/v1/audio/speech", json=body, headers={"Authorization": f"Bearer {GATEWAY_KEY}"}, timeout=120
+    )
+    assert r.status_code == 200, r.text
+    events = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: ")]
+    cues = [Cue.from_dict(c) for e in events if e["type"] == "speech.captions" for c in e["chunks"]]
+    pcm = b"".join(base64.b64decode(e["audio"]) for e in events if e["type"] == "speech.audio.delta")
+    pieces = list(
+        stream_synthesize(
+            SCRIPT, voice=VOICE, url=server.grpc_url, options=SynthesisOptions(nfe_step=NFE, seed=4), captions=True
+        )
+    )
+    assert cues == [cue for _, piece_cues in pieces for cue in piece_cues] and len(cues) >= 2
+    assert cues[-1].end_sample == len(pcm) // 2
+    assert {c.speaker for c in cues} == {MAIN, VOICE}
+    [done] = [e for e in events if e["type"] == "speech.captions.done"]
+    assert done["format"] == fmt and done["text"] == render(cues, fmt)
+    assert [e["type"] for e in events][-2:] == ["speech.captions.done", "speech.audio.done"]

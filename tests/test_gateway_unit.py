@@ -21,11 +21,12 @@ import contract
 from client.api import SynthesisError
 from client.request import SynthesisOptions
 from contract import errors
+from contract.captions import Cue, Word
 from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from gateway.app import create_app
 from gateway.errors import APIError
 from gateway.settings import Settings
-from gateway.triton import ServerInfo, Speaker, Transcription, api_error, transcription_error
+from gateway.triton import Piece, ServerInfo, Speaker, Transcription, api_error, transcription_error
 from gateway.voice_library import META_FILE, VoiceLibrary
 
 pytestmark = pytest.mark.unit
@@ -51,6 +52,7 @@ class FakeTriton:
         self.transcribe_error: Exception | None = None
         self.transcriptions: list[dict] = []
         self.pieces = pieces
+        self.cues: list[list[Cue]] = []  # piece i's cues, where given
         self.ready: dict[str, str | None] = {URL: None}
         self.fail: Exception | None = None
         self.info_error: APIError | None = None
@@ -80,7 +82,7 @@ class FakeTriton:
         for i in range(self.pieces):
             while i and not self.hold.is_set():
                 await asyncio.sleep(0.005)
-            yield np.full(PIECE, 0.25, np.float32)
+            yield Piece(np.full(PIECE, 0.25, np.float32), self.cues[i] if i < len(self.cues) else [])
 
     async def transcribe(self, audio, sample_rate, as_reference=True, language=None, detect_language=False):
         self.transcriptions.append(
@@ -815,3 +817,51 @@ def test_a_transcription_in_an_unknown_language_names_the_field(client, triton):
         error["param"] == "language"
         and error["message"] == "'language' is 'klingon', which this Whisper does not know; known: af, am"
     )
+
+
+# --- captions ------------------------------------------------------------------------------------------------------
+
+
+def _sse_events(response) -> list[dict]:
+    return [json.loads(line[6:]) for line in response.text.splitlines() if line.startswith("data: ")]
+
+
+def test_captions_travel_as_sse_events_before_the_audio_they_caption(client, triton):
+    first = Cue(0, 0, PIECE, contract.SAMPLE_RATE, "Hello there.", None, (Word("Hello", 0.0, 0.001, True),))
+    second = Cue(1, PIECE, 2 * PIECE, contract.SAMPLE_RATE, "Bye.", None, ())
+    triton.cues = [[first], [second]]
+    response = speech(client, stream_format="sse", captions="vtt")
+    assert response.status_code == 200, response.text
+    events = _sse_events(response)
+    kinds = [e["type"] for e in events]
+    assert kinds == [
+        "speech.captions",
+        "speech.audio.delta",
+        "speech.captions",
+        "speech.audio.delta",
+        "speech.captions.done",
+        "speech.audio.done",
+    ]
+    assert [Cue.from_dict(c) for e in events if e["type"] == "speech.captions" for c in e["chunks"]] == [first, second]
+    done = events[4]
+    assert done["format"] == "vtt" and done["text"].startswith("WEBVTT") and "Bye." in done["text"]
+
+
+def test_sse_without_captions_asked_sends_no_caption_event(client, triton):
+    triton.cues = [[Cue(0, 0, PIECE, contract.SAMPLE_RATE, "Hello there.", None, ())]]
+    events = _sse_events(speech(client, stream_format="sse"))
+    assert [e["type"] for e in events] == ["speech.audio.delta", "speech.audio.delta", "speech.audio.done"]
+
+
+@pytest.mark.parametrize(
+    "fields,message",
+    [
+        ({"captions": "vtt"}, "send 'stream_format': 'sse' with it"),
+        ({"captions": "ass", "stream_format": "sse"}, "'captions' is 'ass'; allowed: 'srt', 'vtt', 'json'"),
+        ({"captions": True, "stream_format": "sse"}, "'captions' is True; allowed"),
+    ],
+)
+def test_a_captions_request_the_gateway_cannot_answer_is_a_400_naming_the_field(client, triton, fields, message):
+    error = openai_error(speech(client, **fields), 400)
+    assert message in error["message"] and error["param"] == "captions"
+    assert triton.requests == []

@@ -256,8 +256,9 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
         (
             {"speaker": "x"},
             "unknown input key(s) 'speaker'; allowed: task, text, reference_audio, reference_text, voice, "
-            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration",
+            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration, captions",
         ),
+        ({"captions": "ass"}, "'captions' is 'ass'; allowed: 'srt', 'vtt', 'json'"),
         ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),
         ({"seed": 1.5}, "'seed' must be an integer, got number 1.5"),
         ({"speed": True}, "'speed' must be a number, got boolean True"),
@@ -293,6 +294,21 @@ def test_bad_jobs_get_the_error_form(api_worker, change, message):
     result = api_worker.runsync(job)
     assert result["status"] == "FAILED" and "output" not in result, result
     assert message in result["error"], result["error"]
+
+
+def test_a_job_asking_for_captions_gets_them_beside_its_audio(api_worker):
+    import srt
+
+    from contract.captions import loads
+
+    results = {fmt: api_worker.runsync(_reference_job(seed=7, captions=fmt)) for fmt in ("srt", "json")}
+    assert [r["status"] for r in results.values()] == ["COMPLETED"] * 2, results
+    out = results["json"]["output"]
+    cues = loads(out["captions"])
+    assert out["captions_format"] == "json" and cues[-1].end_sample == _decode(out).size
+    subs = list(srt.parse(results["srt"]["output"]["captions"]))
+    assert [s.content for s in subs] == [c.text for c in cues]
+    assert "captions" not in api_worker.runsync(_reference_job(seed=7))["output"]
 
 
 def test_a_registered_voice_job_sounds_like_sending_its_reference(api_worker):
