@@ -114,6 +114,12 @@ def parse_args(argv):
         help="also write the captions: FILE.srt (SubRip), FILE.vtt (WebVTT, with word times and speakers) "
         "or FILE.json (everything, estimated word times marked)",
     )
+    p.add_argument(
+        "--measure-words",
+        action="store_true",
+        default=None,
+        help="the captions' word times heard by the server's transcriber (export --asr), not estimated",
+    )
     _connection_arguments(p)
     p.add_argument(
         "--write-request-json",
@@ -330,6 +336,7 @@ def _run(args) -> int:
             args.seed,
             args.duration,
             args.first_chunk_chars,
+            args.measure_words,
         )
         if args.write_request_json:
             body = http_json_body(build_inputs(audio, sample_rate, args.reference_text, text, options, args.voice))

@@ -25,6 +25,7 @@ class SynthesisOptions:
     seed: int | None = None
     duration: float | None = None  # total seconds incl. the reference
     first_chunk_chars: int | None = None  # streaming: UTF-8 bytes of the first text chunk (0 = f5-tts's chunking)
+    measure_words: bool | None = None  # captions: word times heard by the transcriber, not estimated
 
 
 def build_inputs(
@@ -62,6 +63,7 @@ def build_inputs(
         contract.SEED: options.seed,
         contract.DURATION: options.duration,
         contract.FIRST_CHUNK_CHARS: options.first_chunk_chars,
+        contract.MEASURE_WORDS: options.measure_words,
     }
     return _tensors(values)
 

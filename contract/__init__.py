@@ -73,6 +73,7 @@ DURATION = "duration"
 VOICE = "voice"
 FIRST_CHUNK_CHARS = "first_chunk_chars"
 CHUNK_INDEX = "chunk_index"
+MEASURE_WORDS = "measure_words"
 
 # --- f5_tts outputs ----------------------------------------------------------------
 WAVEFORM = "waveform"
@@ -83,6 +84,9 @@ CAPTIONS = "captions"  # JSON (contract/captions.py)
 # A chunk answer's captions also say whether the chunk ends its script segment (the stream model joins
 # the next one end to end, not cross-faded, and so places the cue's end there).
 ENDS_SEGMENT = "ends_segment"
+# ... and, with measure_words, the words the transcriber heard in it: [[word, start, end], ...], seconds
+# from the chunk's own start, which the stream model places as f5_tts places them.
+HEARD = "heard"
 
 # The stream model's first text chunk: short, so that audio starts after a clause or two.
 STREAM_FIRST_CHUNK_CHARS = 60
@@ -171,6 +175,14 @@ TTS_INPUTS: tuple[TensorSpec, ...] = (
         optional=True,
         doc="synthesize only this text chunk (0-based), not cross-faded; what the stream model asks for",
     ),
+    TensorSpec(
+        MEASURE_WORDS,
+        "BOOL",
+        (1,),
+        optional=True,
+        doc=f"true: the captions' word times are measured: the '{TRANSCRIBER_MODEL}' model (export --asr) "
+        "hears each generated chunk (one Whisper pass per chunk); absent = false: estimated",
+    ),
 )
 # The stream model takes the same inputs, except that it picks the chunks itself.
 STREAM_INPUTS: tuple[TensorSpec, ...] = tuple(s for s in TTS_INPUTS if s.name != CHUNK_INDEX)
@@ -218,6 +230,7 @@ VOCODER_OUTPUTS: tuple[TensorSpec, ...] = (
 
 # --- transcriber: reference audio in, its transcript out ------------------------------
 TRANSCRIPT = "transcript"
+WORDS = "words"
 LANGUAGE = "language"
 AS_REFERENCE = "as_reference"
 TRANSCRIBER_INPUTS: tuple[TensorSpec, ...] = (
@@ -260,6 +273,13 @@ TRANSCRIBER_OUTPUTS: tuple[TensorSpec, ...] = (
         (1,),
         doc="the language it was transcribed in: the one asked for, or Whisper's detection (computed only "
         "when this output is requested)",
+    ),
+    TensorSpec(
+        WORDS,
+        "BYTES",
+        (1,),
+        doc="UTF-8 JSON [[word, start, end], ...]: Whisper's word timestamps in seconds (transformers' "
+        'return_timestamps="word"; computed only when this output is requested)',
     ),
 )
 

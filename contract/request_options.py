@@ -86,6 +86,8 @@ def sampling_option(name: str, value: Any, *, finite: bool = True) -> int | floa
     """One of the model's sampling options (nfe_step, seed, speed...) as JSON carries it: typed as its
     tensor is. Its range is the server's to check: an export may change it."""
     dtype = DTYPES[name]
+    if dtype == "BOOL":
+        return boolean(name, value)
     return integer(name, value, dtype) if dtype in INTEGER_RANGES else number(name, value, finite=finite)
 
 

@@ -35,6 +35,7 @@ SAMPLING_EXTENSIONS = (
     contract.CFG_STRENGTH,
     contract.SWAY_SAMPLING_COEF,
     contract.DURATION,
+    contract.MEASURE_WORDS,
 )
 CAPTIONS = "captions"  # "srt" | "vtt" | "json": speech.captions events, then the file (stream_format "sse" only)
 EXTENSIONS = (*SAMPLING_EXTENSIONS, CAPTIONS)

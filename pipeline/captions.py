@@ -11,7 +11,9 @@ bends this, and the rule that holds is the one players need: cues in order, neve
 
 from __future__ import annotations
 
+import difflib
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import contract
@@ -31,25 +33,83 @@ class ChunkText:
     text: str
     speaker: str | None
     ends_segment: bool  # the last chunk of its script segment: the next one is joined end to end
+    # With measure_words: what the transcriber heard in the chunk, (word, start, end) in seconds from
+    # the chunk's own first sample; None: word times are estimated.
+    heard: tuple[tuple[str, float, float], ...] | None = None
 
 
-def estimate_words(text: str, start: int, end: int, sample_rate: int = contract.SAMPLE_RATE) -> tuple[Word, ...]:
-    """The chunk's words over [start, end) samples, each its share by UTF-8 bytes (with the space after it),
-    as f5-tts's duration estimate shares time between text."""
+def _split(text: str) -> tuple[list[str], list[int]]:
+    """The text's words and each one's weight: its UTF-8 bytes with the space after it."""
     matches = list(_WORD.finditer(text))
-    if not matches:
-        return ()
     weights = []
     for k, m in enumerate(matches):
         upto = matches[k + 1].start() if k + 1 < len(matches) else len(text)
         weights.append(len(text[m.start() : upto].encode("utf-8")))
-    total, done, words = sum(weights), 0, []
-    for m, weight in zip(matches, weights):
+    return [m.group() for m in matches], weights
+
+
+def _share(words: list[str], weights: list[int], start: int, end: int, rate: int) -> list[Word]:
+    """[start, end) samples shared by weight, as f5-tts's duration estimate shares time between text."""
+    total, done, out = sum(weights), 0, []
+    for word, weight in zip(words, weights):
         a = start + (end - start) * done // total
         done += weight
         b = start + (end - start) * done // total
-        words.append(Word(m.group(), a / sample_rate, b / sample_rate, estimated=True))
-    return tuple(words)
+        out.append(Word(word, a / rate, b / rate, estimated=True))
+    return out
+
+
+def estimate_words(text: str, start: int, end: int, sample_rate: int = contract.SAMPLE_RATE) -> tuple[Word, ...]:
+    """The chunk's words over [start, end) samples, each its share by UTF-8 bytes (with the space after it)."""
+    words, weights = _split(text)
+    return tuple(_share(words, weights, start, end, sample_rate)) if words else ()
+
+
+def _normal(word: str) -> str:
+    """A word as compared with what Whisper heard: case-folded, without punctuation or accents."""
+    decomposed = unicodedata.normalize("NFKD", word.casefold())
+    return "".join(c for c in decomposed if c.isalnum())
+
+
+def measure_words(
+    text: str, heard, start: int, end: int, offset: int, sample_rate: int = contract.SAMPLE_RATE
+) -> tuple[Word, ...]:
+    """The chunk's words with the times Whisper heard them at, where it heard them.
+
+    heard: (word, start, end) seconds from the chunk's first sample, which lies at `offset` in the
+    answer. The text's words are aligned with the heard ones (difflib's longest matching blocks over
+    normalized words); a matched word takes its heard time (estimated=False), clamped into the cue
+    [start, end); a run of unmatched words shares the time between its matched neighbours by UTF-8
+    bytes and stays marked estimated."""
+    words, weights = _split(text)
+    if not words:
+        return ()
+    said = [_normal(w) for w in words]
+    got = [_normal(w) for w, _, _ in heard]
+    at: dict[int, tuple[int, int]] = {}
+    for block in difflib.SequenceMatcher(a=said, b=got, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            if said[block.a + k]:  # punctuation alone matches nothing meaningful
+                _, a, b = heard[block.b + k]
+                a = min(max(offset + round(a * sample_rate), start), end)
+                at[block.a + k] = (a, min(max(offset + round(b * sample_rate), a), end))
+    out: list[Word] = []
+    k, cursor = 0, start
+    while k < len(words):
+        if k in at:
+            a, b = at[k]
+            a = max(a, cursor)
+            b = max(b, a)
+            out.append(Word(words[k], a / sample_rate, b / sample_rate, estimated=False))
+            cursor, k = b, k + 1
+            continue
+        run_end = k
+        while run_end < len(words) and run_end not in at:
+            run_end += 1
+        until = max(at[run_end][0], cursor) if run_end in at else end
+        out += _share(words[k:run_end], weights[k:run_end], cursor, until, sample_rate)
+        cursor, k = until, run_end
+    return tuple(out)
 
 
 class CaptionClock:
@@ -73,6 +133,10 @@ class CaptionClock:
         if chunk.ends_segment:
             self.pending = 0
         self.last_end = end
+        if chunk.heard is None:
+            words = estimate_words(chunk.text, start, end, self.sample_rate)
+        else:  # heard from the chunk's own first sample, which lies at joined - samples after the fade
+            words = measure_words(chunk.text, chunk.heard, start, end, self.joined - samples, self.sample_rate)
         return Cue(
             chunk.index,
             start,
@@ -80,7 +144,7 @@ class CaptionClock:
             self.sample_rate,
             chunk.text,
             chunk.speaker,
-            estimate_words(chunk.text, start, end, self.sample_rate),
+            words,
         )
 
 

@@ -46,6 +46,7 @@ class SynthesisRequest:
     voice: str | None = None
     first_chunk_chars: int = 0  # 0: f5-tts's chunking
     chunk_index: int | None = None  # only this chunk, not cross-faded (the stream model's requests)
+    measure_words: bool = False  # captions' word times heard by the transcriber
 
     @property
     def reference_seconds(self) -> float:
@@ -254,5 +255,6 @@ def _parse(
         voice=voice,
         first_chunk_chars=_number(tensors, contract.FIRST_CHUNK_CHARS, 0, (0, limits.max_target_text_bytes), int),
         chunk_index=None if chunk_index == -1 else chunk_index,
+        measure_words=bool(_scalar(tensors, contract.MEASURE_WORDS, required=False)),
     )
     return request

@@ -90,8 +90,15 @@ def chunk_result(outputs: Mapping[str, np.ndarray]) -> ChunkAnswer:
     if contract.CAPTIONS in outputs:
         raw = outputs[contract.CAPTIONS].reshape(-1)[0]
         (cue,) = loads_cues(raw)
-        ends = json.loads(raw)[contract.ENDS_SEGMENT]
-        caption = ChunkText(cue.index, cue.text, cue.speaker, bool(ends))
+        extra = json.loads(raw)
+        heard = extra.get(contract.HEARD)
+        caption = ChunkText(
+            cue.index,
+            cue.text,
+            cue.speaker,
+            bool(extra[contract.ENDS_SEGMENT]),
+            None if heard is None else tuple((str(w), float(a), float(b)) for w, a, b in heard),
+        )
     return ChunkAnswer(
         outputs[contract.WAVEFORM].reshape(-1),
         int(outputs[contract.CHUNK_COUNT].reshape(-1)[0]),

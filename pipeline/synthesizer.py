@@ -44,6 +44,10 @@ from pipeline.streaming import CROSS_FADE_SAMPLES, CROSS_FADE_SECONDS, cross_fad
 from pipeline.transcripts import Transcribe, TranscriptCache
 from pipeline.voices import VOICES_DIR, load_voices
 
+# Generated chunks (float32 at 24 kHz) -> for each, the words heard in it as (word, start s, end s), or the
+# error hearing it earned.
+Hear = Callable[[Sequence[np.ndarray]], "list[Sequence[tuple[str, float, float]] | Exception]"]
+
 log = logging.getLogger(__name__)
 
 MAX_CHARS_WINDOW_SECONDS = 22  # infer_process: max_chars = text rate * (22 - reference seconds) * speed
@@ -94,6 +98,8 @@ class Speech:
         captions = json.loads(dumps_cues(self.cues()))
         if len(self.chunks) == 1:  # a chunk answer: what the stream model needs to place it in the stream
             captions[contract.ENDS_SEGMENT] = self.chunks[0][0].ends_segment
+            if self.chunks[0][0].heard is not None:
+                captions[contract.HEARD] = [list(w) for w in self.chunks[0][0].heard]
         return {
             contract.WAVEFORM: self.waveform[None].astype(np.float32),
             contract.SAMPLE_RATE_OUT: np.array([[contract.SAMPLE_RATE]], dtype=np.int32),
@@ -147,6 +153,7 @@ class Synthesizer:
         cuda_graphs: bool = TtsParameters.cuda_graphs,
         cancel_poll_seconds: float = CANCEL_POLL_SECONDS,
         transcribe: Transcribe | None = None,
+        hear: Hear | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.cancel_poll_seconds = cancel_poll_seconds
@@ -174,6 +181,8 @@ class Synthesizer:
         self.reference_cache_misses = 0
         # References sent without a transcript: transcribed once each (None: no transcriber to ask).
         self.transcripts = TranscriptCache(transcribe, reference_cache_size)
+        # Generated chunks heard by the transcriber, for measured caption word times (None: none to ask).
+        self.hear = hear
         self.cancelled_requests = 0  # requests whose clients gave up mid-work (the model exports these as a metric)
         # Registered voices: prepared at export, their mels computed once here.
         self.voices = {name: (ref, self._mel(ref)) for name, ref in (voices or {}).items()}
@@ -191,6 +200,7 @@ class Synthesizer:
         device: str = "cpu",
         parameters: TtsParameters | None = None,
         transcribe: Transcribe | None = None,
+        hear: Hear | None = None,
         **overrides,
     ) -> "Synthesizer":
         """Load weights exported by `python -m export` (model.safetensors, model_config.yaml, vocab.txt) and
@@ -237,6 +247,7 @@ class Synthesizer:
             cuda_graphs=p.cuda_graphs,
             cancel_poll_seconds=p.cancel_poll_ms / 1000,
             transcribe=transcribe,
+            hear=hear,
         )
 
     # --- planning: everything f5-tts computes before CFM.sample ------------------------
@@ -246,6 +257,12 @@ class Synthesizer:
         A chunk request plans the whole text (chunk k's noise follows every earlier chunk's);
         the reference cache and the token cache keep that cheap for a stream's repeated plans.
         """
+        if request.measure_words and self.hear is None:
+            raise RequestError(
+                f"input '{contract.MEASURE_WORDS}' asks for word times heard by the '{contract.TRANSCRIBER_MODEL}' "
+                "model, which this repository does not have: re-export with --asr, or leave it out for "
+                "estimated word times"
+            )
         ref, cond = self._reference(request)
         if ref.clipped and request.voice is None and not request.chunk_index:  # once per stream
             log.info(
@@ -547,10 +564,23 @@ class Synthesizer:
                 wave = wave * chunk.reference.rms / TARGET_RMS
             per_request.setdefault(chunk.request_index, []).append(wave)
             spoken.setdefault(chunk.request_index, []).append(chunk.spoken)
+        heard = self._hear({i: waves for i, waves in per_request.items() if requests[i].measure_words})
         for i, chunk_waves in per_request.items():
+            if isinstance(heard.get(i), Exception):
+                results[i] = heard[i]
+                continue
             first = requests[i].chunk_index or 0
             chunks = tuple(
-                (ChunkText(first + k, text, None, ends_segment=first + k == chunk_counts[i] - 1), len(wave))
+                (
+                    ChunkText(
+                        first + k,
+                        text,
+                        None,
+                        ends_segment=first + k == chunk_counts[i] - 1,
+                        heard=heard[i][k] if i in heard else None,
+                    ),
+                    len(wave),
+                )
                 for k, (text, wave) in enumerate(zip(spoken[i], chunk_waves))
             )
             results[i] = Speech(cross_fade(chunk_waves), chunk_counts[i], chunks=chunks)
@@ -565,6 +595,20 @@ class Synthesizer:
                     chunk_counts[i],
                 )
         return results  # type: ignore[return-value]
+
+    def _hear(self, waves: dict[int, list[np.ndarray]]) -> dict[int, list | Exception]:
+        """What the transcriber heard in each chunk of the requests that measure their words, in one call."""
+        if not waves:
+            return {}
+        flat = [(i, wave) for i, chunk_waves in waves.items() for wave in chunk_waves]
+        answers = self.hear([wave for _, wave in flat])
+        out: dict[int, list | Exception] = {}
+        for (i, _), answer in zip(flat, answers):
+            if isinstance(answer, Exception):
+                out[i] = answer
+            elif not isinstance(out.get(i), Exception):
+                out.setdefault(i, []).append(tuple(answer))
+        return out
 
 
 class CancelWatch:

@@ -8,6 +8,10 @@ same pipeline from the files the export copied and calls it the same way, on dec
 instead of a file (f5-tts hands it a WAV that ffmpeg decodes and downmixes; here the channels are
 averaged, as ffmpeg's mono downmix does, and the pipeline resamples to 16 kHz itself).
 
+Word timestamps, when asked for, are the same pipeline's `return_timestamps="word"` (Whisper's
+cross-attention alignment, its generation config's alignment_heads), in a call of their own so that
+the transcript stays f5-tts's.
+
 The language, when asked for, is Whisper's own detection (`detect_language`: one decoder step on
 the first 30 s), the one its generate() would pick.
 """
@@ -37,6 +41,7 @@ WHISPER_RATE = 16_000
 class Transcript:
     text: str
     language: str  # Whisper's code ("en", "zh", ...); "" when not asked for
+    words: tuple[tuple[str, float, float], ...] | None = None  # (word, start s, end s); None when not asked for
 
 
 @dataclass(frozen=True)
@@ -86,8 +91,11 @@ class Transcriber:
             f"input '{contract.LANGUAGE}' is {language!r}, which this Whisper does not know; known: {known}"
         )
 
-    def transcribe(self, clips: Sequence[Clip], detect_language: bool = False) -> list[Transcript]:
-        """One Transcript per clip, in order; clips asking for the same language share one pipeline call."""
+    def transcribe(
+        self, clips: Sequence[Clip], detect_language: bool = False, text: bool = True, words: bool = False
+    ) -> list[Transcript]:
+        """One Transcript per clip, in order; clips asking for the same language share one pipeline call.
+        text=False skips the transcript (""), words=True adds the word timestamps."""
         results: list[Transcript | None] = [None] * len(clips)
         groups: dict[str | None, list[int]] = {}
         for i, clip in enumerate(clips):
@@ -95,17 +103,22 @@ class Transcriber:
         for language, members in groups.items():
             inputs = [{"raw": _mono(clips[i].audio), "sampling_rate": clips[i].sample_rate} for i in members]
             kwargs = {"task": "transcribe", "language": language} if language else {"task": "transcribe"}
-            outputs = self.pipe(
-                inputs,
-                chunk_length_s=CHUNK_LENGTH_S,
-                batch_size=BATCH_SIZE,
-                generate_kwargs=kwargs,
-                return_timestamps=False,
-            )
+            outputs = [{"text": ""}] * len(members)
+            if text:
+                outputs = self.pipe(
+                    inputs,
+                    chunk_length_s=CHUNK_LENGTH_S,
+                    batch_size=BATCH_SIZE,
+                    generate_kwargs=kwargs,
+                    return_timestamps=False,
+                )
+            timed = [None] * len(members)
+            if words:
+                timed = [_words(o) for o in self.pipe(inputs, generate_kwargs=kwargs, return_timestamps="word")]
             detected = self._detect([clips[i] for i in members]) if detect_language and language is None else None
             for k, (i, output) in enumerate(zip(members, outputs)):
                 code = language or (detected[k] if detected else "")
-                results[i] = Transcript(output["text"].strip(), code)
+                results[i] = Transcript(output["text"].strip(), code, timed[k])
         return results
 
     def _detect(self, clips: Sequence[Clip]) -> list[str]:
@@ -128,6 +141,16 @@ class Transcriber:
         noise = np.random.default_rng(0).standard_normal((1, WHISPER_RATE)).astype(np.float32) * 0.01
         self.transcribe([Clip(noise, WHISPER_RATE)], detect_language=True)
         return time.monotonic() - started
+
+
+def _words(output: dict) -> tuple[tuple[str, float, float], ...]:
+    """The pipeline's word chunks as (word, start, end); a missing end (audio cut mid-word) is its start."""
+    out = []
+    for chunk in output.get("chunks", ()):
+        start, end = chunk["timestamp"]
+        start = float(start or 0.0)
+        out.append((chunk["text"].strip(), start, float(end) if end is not None else start))
+    return tuple(w for w in out if w[0])
 
 
 def _mono(audio: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ Job input (JSON object), task "synthesize" (the default):
   reference_text     its transcript; absent or empty: the server transcribes the reference (its
                      repository needs the transcriber model: export --asr)
   voice              a voice registered on the server, instead of reference_audio (+ reference_text)
-  nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration   optional sampling options
+  nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration, measure_words   optional
                      (see the f5_tts model contract; null or absent leaves the server's default)
   captions           "srt", "vtt" or "json": the captions of the audio too (each text chunk's exact
                      times, its words' estimated ones; contract/captions.py)

@@ -21,10 +21,10 @@ import contract
 from client import SynthesisOptions, stream_synthesize, synthesize
 from client.captions import render, to_srt, to_vtt
 from contract.captions import Cue, Word, dumps, loads
-from pipeline.captions import CaptionClock, ChunkText, estimate_words, place_all
+from pipeline.captions import CaptionClock, ChunkText, estimate_words, measure_words, place_all
 from pipeline.requests import parse_request
 from pipeline.script import MAIN
-from pipeline.streaming import CROSS_FADE_SAMPLES, cross_fade
+from pipeline.streaming import CROSS_FADE_SAMPLES, chunk_result, cross_fade
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
@@ -266,3 +266,89 @@ def test_gateway_sse_carries_the_streams_captions_and_the_file(gateway, server, 
     [done] = [e for e in events if e["type"] == "speech.captions.done"]
     assert done["format"] == fmt and done["text"] == render(cues, fmt)
     assert [e["type"] for e in events][-2:] == ["speech.captions.done", "speech.audio.done"]
+
+
+# --- measured word times: the transcriber's word timestamps on the generated audio ------------------------------
+def test_caption_words_heard_take_the_heard_times_and_the_rest_stay_estimated():
+    text = "Hello there, my old friend."
+    # what Whisper might hear in the chunk: one word misheard ("mine"), one missed ("old"), times from its start
+    heard = (("hello", 0.10, 0.40), ("there", 0.45, 0.80), ("mine", 0.85, 1.00), ("friend", 1.30, 1.70))
+    offset, start, end = 24_000, 24_000 + 100, 24_000 + 48_000
+    words = measure_words(text, heard, start, end, offset)
+    assert [w.text for w in words] == ["Hello", "there,", "my", "old", "friend."]
+    assert [(w.start, w.end) for w in words if not w.estimated] == [(1.1, 1.4), (1.45, 1.8), (2.3, 2.7)]
+    assert [w.text for w in words if w.estimated] == ["my", "old"]  # shared between "there," and "friend."
+    assert words[2].start == 1.8 and words[3].end == 2.3
+    assert all(a.end <= b.start for a, b in zip(words, words[1:])) and all(w.start <= w.end for w in words)
+    assert words[0].start >= start / 24_000 and words[-1].end <= end / 24_000
+
+
+def test_caption_words_heard_outside_the_cue_are_clamped_into_it():
+    words = measure_words("One two.", (("one", -0.5, 0.2), ("two", 0.3, 9.0)), 2400, 24_000, 0)
+    assert (words[0].start, words[-1].end) == (0.1, 1.0) and not any(w.estimated for w in words)
+
+
+def test_caption_words_nothing_heard_are_the_estimate():
+    assert measure_words("Hello there.", (), 0, 48_000, 0) == estimate_words("Hello there.", 0, 48_000)
+
+
+def _hear(waves):
+    """A transcriber stand-in: hears "hello zzz there" in every chunk, word k at [0.1 k, 0.1 k + 0.05) s."""
+    return [[(w, k * 0.1, k * 0.1 + 0.05) for k, w in enumerate(["hello", "zzz", "there"])] for _ in waves]
+
+
+def test_measured_caption_words_flow_from_what_was_heard_and_the_stream_places_them_alike(synthesizer, monkeypatch):
+    text = "Hello there, " + LONG_TEXT
+    monkeypatch.setattr(synthesizer, "hear", _hear)
+    whole = synthesizer.synthesize([_request(text, measure_words=True)])[0]
+    cues = _captions(whole)
+    first = cues[0].words
+    assert first[0].text == "Hello" and not first[0].estimated and first[0].start == 0.0
+    assert first[1].text == "there," and not first[1].estimated and first[1].start == pytest.approx(0.2)
+    assert all(w.estimated for w in first[2:]) and first[-1].end == cues[0].end
+    # the stream model re-places each chunk answer's heard words, and gets the whole answer's cues
+    clock, clock_cues = CaptionClock(CROSS_FADE_SAMPLES), []
+    for k in range(whole.chunk_count):
+        answer = chunk_result(synthesizer.synthesize([_request(text, measure_words=True, chunk_index=k)])[0].outputs())
+        assert answer.caption.heard is not None
+        clock_cues.append(clock.place(answer.caption, len(answer.waveform), last=k == whole.chunk_count - 1))
+    assert clock_cues == cues
+
+
+def test_measure_words_without_a_transcriber_says_how_to_get_one(synthesizer):
+    assert synthesizer.hear is None
+    error = synthesizer.synthesize([_request("Hello there.", measure_words=True)])[0]
+    assert "'measure_words' asks for word times heard by the 'transcriber' model" in str(error)
+    assert "--asr" in str(error)
+
+
+def test_measured_caption_words_are_what_whisper_hears_in_each_chunk(server, tiny_whisper):
+    """Through the server: the transcriber's words for a generated chunk equal transformers' own
+    return_timestamps="word" on that chunk's audio (the tiny random Whisper hears nonsense, so no word
+    of the text matches and all stay estimated: the alignment itself is tested above)."""
+    import tritonclient.grpc as grpcclient
+    from transformers import pipeline
+
+    from client.request import build_inputs, grpc_inputs
+
+    options = SynthesisOptions(nfe_step=NFE, seed=2, measure_words=True)
+    tensors = build_inputs(None, None, None, LONG_TEXT, options, VOICE)
+    tensors[contract.CHUNK_INDEX] = np.array([[1]], dtype=np.int32)
+    with grpcclient.InferenceServerClient(server.grpc_url) as c:
+        result = c.infer(contract.TTS_MODEL, grpc_inputs(tensors))
+    captions = json.loads(result.as_numpy(contract.CAPTIONS).reshape(-1)[0])
+    wave = result.as_numpy(contract.WAVEFORM).reshape(-1)
+    pipe = pipeline("automatic-speech-recognition", model=str(tiny_whisper))
+    out = pipe(
+        {"raw": wave, "sampling_rate": contract.SAMPLE_RATE},
+        return_timestamps="word",
+        generate_kwargs={"task": "transcribe"},  # as f5-tts calls it, and so the transcriber
+    )
+    expected = [
+        [c["text"].strip(), float(c["timestamp"][0] or 0.0), float(c["timestamp"][1] or c["timestamp"][0] or 0.0)]
+        for c in out["chunks"]
+        if c["text"].strip()
+    ]
+    assert captions[contract.HEARD] == expected and expected
+    _, _, cues = synthesize(LONG_TEXT, voice=VOICE, url=server.grpc_url, options=options, captions=True)
+    assert cues[-1].words[-1].end == cues[-1].end

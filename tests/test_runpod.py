@@ -256,7 +256,7 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
         (
             {"speaker": "x"},
             "unknown input key(s) 'speaker'; allowed: task, text, reference_audio, reference_text, voice, "
-            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration, captions",
+            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration, measure_words, captions",
         ),
         ({"captions": "ass"}, "'captions' is 'ass'; allowed: 'srt', 'vtt', 'json'"),
         ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),

@@ -48,6 +48,7 @@ class TritonPythonModel:
             device=device,
             parameters=self.params,
             transcribe=self._transcribe if self.params.transcriber_model else None,
+            hear=self._hear if self.params.transcriber_model else None,
         )
         compiled_in = self.synthesizer.warm_up()
         loaded = sorted(self.synthesizer.voices)
@@ -165,6 +166,33 @@ class TritonPythonModel:
             else:
                 text = pb_utils.get_output_tensor_by_name(response, contract.TRANSCRIPT).as_numpy().reshape(-1)[0]
                 answers.append(text.decode("utf-8") if isinstance(text, bytes) else str(text))
+        return answers
+
+    def _hear(self, waves):
+        """BLS to the transcriber for the word timestamps of generated chunks, one request each; the
+        transcript itself is not asked for."""
+        pending = [
+            pb_utils.InferenceRequest(
+                model_name=self.params.transcriber_model,
+                inputs=[
+                    pb_utils.Tensor(contract.REFERENCE_AUDIO, np.asarray(wave, np.float32)[None, None]),
+                    pb_utils.Tensor(contract.REFERENCE_SAMPLE_RATE, np.array([[contract.SAMPLE_RATE]], np.int32)),
+                ],
+                requested_output_names=[contract.WORDS],
+            ).exec()
+            for wave in waves
+        ]
+        answers = []
+        for response in pending:
+            if response.has_error():
+                answers.append(
+                    RuntimeError(
+                        f"'{self.params.transcriber_model}' failed to hear a chunk: {response.error().message()}"
+                    )
+                )
+            else:
+                raw = pb_utils.get_output_tensor_by_name(response, contract.WORDS).as_numpy().reshape(-1)[0]
+                answers.append([(str(w), float(a), float(b)) for w, a, b in json.loads(raw)])
         return answers
 
     def finalize(self):

@@ -43,7 +43,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         responses = [None] * len(requests)
-        clips, owners, wants_language = [], [], False
+        clips, owners, wants_language, wants_text, wants_words = [], [], False, False, False
         for i, request in enumerate(requests):
             try:
                 tensors = {}
@@ -55,13 +55,18 @@ class TritonPythonModel:
                     audio, rate, _ = f5_preprocess_audio(audio, rate)
                 clips.append(Clip(audio, rate, self.transcriber.check_language(language)))
                 owners.append(i)
-                # Detection costs a decoder pass: only for callers that read the language.
-                wants_language |= contract.LANGUAGE in request.requested_output_names()
+                # Detection and word timestamps cost passes of their own: only for callers that read them.
+                asked = request.requested_output_names()
+                wants_language |= contract.LANGUAGE in asked
+                wants_words |= contract.WORDS in asked or not asked
+                wants_text |= contract.TRANSCRIPT in asked or not asked
             except RequestError as e:
                 responses[i] = _error(str(e), pb_utils.TritonError.INVALID_ARG)
         if clips:
             try:
-                transcripts = self.transcriber.transcribe(clips, detect_language=wants_language)
+                transcripts = self.transcriber.transcribe(
+                    clips, detect_language=wants_language, text=wants_text, words=wants_words
+                )
             except Exception:
                 pb_utils.Logger.log_error(f"{contract.TRANSCRIBER_MODEL} failed:\n{traceback.format_exc()}")
                 message = f"internal error in the {contract.TRANSCRIBER_MODEL}; {SEE_SERVER_LOG}"
@@ -74,6 +79,7 @@ class TritonPythonModel:
                         [
                             pb_utils.Tensor(contract.TRANSCRIPT, _bytes(transcript.text)),
                             pb_utils.Tensor(contract.LANGUAGE, _bytes(transcript.language)),
+                            pb_utils.Tensor(contract.WORDS, _bytes(json.dumps(transcript.words or []))),
                         ]
                     )
         return responses
