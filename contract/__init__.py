@@ -43,6 +43,8 @@ REFERENCE_CACHE_METRIC = "f5_tts_reference_cache_total"  # {result="hit"|"miss"}
 CANCELLED_METRIC = "f5_tts_cancelled_total"  # requests whose clients gave up mid-synthesis (their work stopped)
 # {result="hit"|"miss"}: references sent without a transcript; a miss asks the transcriber, a hit does not
 TRANSCRIPTION_CACHE_METRIC = "f5_tts_transcription_cache_total"
+# f5_tts_stream's gauge: streams being served now (a cancelled one counts until it has stopped).
+STREAMS_ACTIVE_METRIC = "f5_tts_stream_active"
 
 # Precisions the DiT weights can be stored and run in.
 DTYPES = ("fp32", "fp16", "bf16")

@@ -217,6 +217,16 @@ def server(tiny_repo, request):
             f"tritonserver pid {srv.pid} answered {stats.requests} f5_tts requests in {stats.executions} executions",
         )
     finally:
+        # A stream cancelled by an earlier test goes on to the end of its current chunk (seconds on a
+        # loaded machine): stopping the server then races Triton's unload with it. The stream model
+        # reports how many streams it serves; a clean stop starts once none is left.
+        streams_ended, deadline = False, time.monotonic() + 120
+        while not streams_ended and time.monotonic() < deadline and srv.process is not None:
+            try:
+                streams_ended = metric_value(srv, contract.STREAMS_ACTIVE_METRIC) == 0
+            except OSError:  # the server is gone: its stop says how it ended
+                break
+            time.sleep(0.1)
         pid, stopping = srv.pid, time.monotonic()
         # A grace beyond Triton's own exit timeout (30 s): Triton decides, and exits 1 when a client
         # connection or a model outlives that timeout. The time it took is said on the terminal.
@@ -224,7 +234,15 @@ def server(tiny_repo, request):
         _say(request, f"tritonserver pid {pid} stopped in {time.monotonic() - stopping:.1f} s, exit code {code}")
     # Triton waits for open client connections before it exits: a test that leaks one costs every
     # session the stop's whole grace period, and the server exits non-zero.
-    assert code == 0, f"the session's tritonserver did not stop cleanly (exit code {code}); see {srv.log_path}"
+    if code != 0:
+        log = srv.log_path.read_text(errors="replace") if srv.log_path and srv.log_path.exists() else ""
+        why = [line for line in log.splitlines() if "Timeout" in line or "live model" in line][-3:]
+        streams = "no stream was running" if streams_ended else "streams were still running at the stop"
+        pytest.fail(
+            f"the session's tritonserver did not stop cleanly (exit code {code}; {streams}): "
+            + (" | ".join(why) or "no timeout reported")
+            + f"; see {srv.log_path}"
+        )
 
 
 @pytest.fixture
@@ -302,6 +320,13 @@ def pending_requests(srv: TritonServer, model: str = contract.TTS_MODEL) -> int:
     found = re.search(metric % (re.escape(model), contract.MODEL_VERSION), text, re.M)
     assert found, f"no pending-request metric for {model} at {srv.metrics_url}"
     return int(found.group(1))
+
+
+def metric_value(srv: TritonServer, name: str) -> float:
+    """A metric of the server's metrics port (the sum over its labels); 0 when it is not there."""
+    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(srv.metrics_url, timeout=10) as r:
+        text = r.read().decode()
+    return sum(float(m) for m in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
 
 
 def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):

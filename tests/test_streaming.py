@@ -22,6 +22,7 @@ from conftest import (
     assert_same_audio,
     behind_a_long_request,
     calls_shared_a_batch,
+    metric_value,
     model_stats,
     wait_for,
 )
@@ -503,3 +504,15 @@ def test_an_sse_stream_equals_the_grpc_stream_piece_by_piece_with_a_stereo_refer
     assert len(over_http) == len(over_grpc) >= 3
     for got, want in zip(over_http, over_grpc):
         assert_same_audio(got, want, rel=1e-6)
+
+
+def test_the_stream_model_reports_how_many_streams_it_serves(server):
+    """f5_tts_stream's gauge on the metrics port: a stream counts from its request to its final response."""
+    pieces = stream_synthesize(
+        LONG_TEXT, voice=VOICE, url=server.grpc_url, options=SynthesisOptions(nfe_step=NFE), timeout=120
+    )
+    next(pieces)
+    assert metric_value(server, contract.STREAMS_ACTIVE_METRIC) == 1
+    for _ in pieces:
+        pass
+    wait_for(lambda: metric_value(server, contract.STREAMS_ACTIVE_METRIC) == 0, "the stream to end")

@@ -43,12 +43,20 @@ class TritonPythonModel:
         self._threads = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()  # set at unload: streams stop before their next chunk
+        # How many streams are being served, on the metrics port: what a scaler (or a clean stop) waits on.
+        self._active_family = pb_utils.MetricFamily(
+            name=contract.STREAMS_ACTIVE_METRIC,
+            description="f5_tts_stream requests being served now",
+            kind=pb_utils.MetricFamily.GAUGE,
+        )
+        self._active = self._active_family.Metric(labels={})
 
     def execute(self, requests):
         for request in requests:
             thread = threading.Thread(target=self._serve, args=(request,), daemon=True)
             with self._lock:
                 self._threads.add(thread)
+                self._active.set(len(self._threads))
             thread.start()
         return None
 
@@ -120,6 +128,8 @@ class TritonPythonModel:
         finally:
             with self._lock:
                 self._threads.discard(threading.current_thread())
+                if self._active is not None:  # None once unloaded
+                    self._active.set(len(self._threads))
 
     def finalize(self):
         self._stopping.set()
@@ -137,6 +147,9 @@ class TritonPythonModel:
                 pb_utils.Logger.log_error(
                     f"{contract.STREAM_MODEL}: a stream still running {UNLOAD_WAIT_S} s into the unload:\n{where}"
                 )
+        with self._lock:  # a stream still running reads it under the lock
+            self._active = None  # before its family (Triton's rule)
+        self._active_family = None
 
 
 def _send_quietly(sender, response):
