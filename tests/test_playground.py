@@ -1,10 +1,12 @@
 """The gateway's playground page in a real browser: Debian's Chromium, headless, driven by Selenium
 through the system chromedriver. It loads the page (which asks for the API key in its key box),
-speaks a sentence with a registered voice and checks that the audio played; downloads it in each
-format (the files' own bytes are checked); counts characters and bytes against the gateway's
-limits; uploads a voice, clears the form, and deletes a voice only once confirmed; uploads one without
-its transcript, shows the server's transcription and saves a correction of it; fits a 390 px
-phone and a desktop without sideways scrolling; warns when the server runs the demo model.
+speaks a sentence with a registered voice and checks that the audio played; shows its words as the
+captions arrive and marks the one being spoken as it plays (a script's speakers named, nothing marked
+after the end or Stop, the server-sent events read whole however the network splits them);
+downloads it in each format (the files' own bytes are checked); counts characters and bytes against
+the gateway's limits; uploads a voice, clears the form, and deletes a voice only once confirmed;
+uploads one without its transcript, shows the server's transcription and saves a correction of it;
+fits a 390 px phone and a desktop without sideways scrolling; warns when the server runs the demo model.
 Screenshots at both widths are kept in one temporary directory (its path is printed)."""
 
 from __future__ import annotations
@@ -146,6 +148,29 @@ def _speak(browser):
     return state, browser.find_element(By.ID, "speak-status").text
 
 
+# Each word the page marks as being spoken, as it happens: [its index among the captions' words, how many
+# words are marked then, whether the Speak is still running, performance.now() in seconds].
+_RECORD_MARKS = """
+window.marks = [];
+new MutationObserver((records) => {
+  const words = [...document.querySelectorAll('#captions .word')];
+  for (const r of records) {
+    if (!r.target.classList.contains('speaking')) continue;
+    window.marks.push([words.indexOf(r.target), document.querySelectorAll('#captions .speaking').length,
+                       window.playground.running, performance.now() / 1000]);
+  }
+}).observe(document.getElementById('captions'), {subtree: true, attributes: true, attributeFilter: ['class']});
+"""
+
+
+def _captions(browser) -> list[dict]:
+    """The captions' words as the page shows them, with their data attributes."""
+    return browser.execute_script(
+        "return [...document.querySelectorAll('#captions .word')].map((e) => ({word: e.textContent, "
+        "start: Number(e.dataset.start), end: Number(e.dataset.end), estimated: e.dataset.estimated}))"
+    )
+
+
 def _model(gateway) -> dict:
     r = httpx.get(f"{gateway.url}/v1/models/f5-tts", headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
     assert r.status_code == 200, r.text
@@ -202,6 +227,124 @@ def test_the_playground_speaks_with_a_registered_voice(browser, gateway, tiny_re
     assert browser.find_element(By.ID, "result").is_displayed()  # the replayable WAV and its download
     _shot(browser, screenshots, "spoken-desktop")
     assert "speech: " in gateway.log_text() and "voice nature, pcm" in gateway.log_text()
+
+
+def test_the_playground_captions_the_words_and_marks_the_one_being_spoken(browser, gateway, screenshots):
+    """Every word of the text, in order, with its times; while the audio plays the word at the playback
+    position is marked (one at a time, in order, the first one first), and none once it has played."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, gateway)
+    assert not browser.find_element(By.ID, "captions").is_displayed()  # nothing to show before a Speak
+    Select(browser.find_element(By.ID, "voice")).select_by_value(VOICE)
+    browser.find_element(By.ID, "nfe").send_keys("8")
+    text = browser.find_element(By.ID, "text").get_attribute("value")
+    browser.execute_script(_RECORD_MARKS)
+    browser.find_element(By.ID, "speak").click()
+    _wait(browser, "document.querySelector('#captions .speaking') !== null")
+    _shot(browser, screenshots, "captions-desktop")
+    _wait(browser, "!window.playground.running")
+    state = browser.execute_script("return window.playground")
+    assert state["error"] is None and state["done"], state
+    _wait(browser, "document.querySelector('#captions .speaking') === null")
+
+    words = _captions(browser)
+    assert [w["word"] for w in words] == text.split()
+    assert browser.find_element(By.ID, "captions").text == " ".join(text.split())  # no speaker for plain text
+    assert {w["estimated"] for w in words} <= {"true", "false"}
+    times = [t for w in words for t in (w["start"], w["end"])]
+    assert times == sorted(times) and times[0] >= 0 and times[-1] <= state["receivedSeconds"] + 1e-3
+    assert all(w["start"] < w["end"] for w in words)
+
+    marks = browser.execute_script("return window.marks")
+    marked = [m[0] for m in marks]
+    assert marked and marked[0] == 0, marks  # from the first word
+    assert marked == sorted(set(marked)), marks  # in order, never back
+    assert len(marked) >= len(words) // 2, marks  # followed through the speech, not marked once
+    assert all(count == 1 and running for _, count, running, _ in marks), marks
+    # Marked as the audio reaches each word: never ahead of it (a late piece may only hold the marks back).
+    first = marks[0][3] - words[0]["start"]
+    for index, _, _, at in marks:
+        assert at - first >= words[index]["start"] - 0.2, (index, at - first, words[index])
+
+
+def test_the_playground_captions_a_scripts_speakers_and_stop_clears_the_mark(browser, gateway):
+    """A script's voice tags: each speaker named before its words. Stop while a word is marked: the audio
+    stops, the page says so, and no word stays marked."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, gateway)
+    Select(browser.find_element(By.ID, "voice")).select_by_value(VOICE)
+    browser.find_element(By.ID, "nfe").send_keys("8")
+    first, second = "Who is there at this hour?", "Only me, the wind in the trees. Listen to the leaves."
+    _type_text(browser, f"[main] {first} [{VOICE}] {second}")
+    browser.find_element(By.ID, "speak").click()
+    # Received whole and still playing: both speakers are shown, and a word is marked.
+    _wait(browser, "window.playground.done && document.querySelector('#captions .speaking') !== null")
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#captions .speaker")] == ["main:", f"{VOICE}:"]
+    assert browser.find_element(By.ID, "captions").text == f"main: {first}\n{VOICE}: {second}"
+    assert [w["word"] for w in _captions(browser)] == f"{first} {second}".split()
+    browser.find_element(By.ID, "stop").click()
+    _wait(browser, "!window.playground.running")
+    assert browser.find_element(By.ID, "speak-status").text == "Stopped."
+    assert browser.execute_script("return window.playground.error") is None
+    assert browser.find_element(By.ID, "speak").is_enabled() and not browser.find_element(By.ID, "stop").is_enabled()
+    _wait(browser, "document.querySelector('#captions .speaking') === null")
+    assert browser.execute_script("return window.playground.playedSeconds") < browser.execute_script(
+        "return window.playground.receivedSeconds"
+    )
+
+
+def test_the_playground_reads_caption_events_split_anywhere(browser, gateway):
+    """The page's reader of server-sent events, given the gateway's answer (captions and audio) in network
+    chunks of 1 to 7 bytes, then an event with CRLF line ends and multibyte UTF-8 (the gateway's JSON is
+    ASCII) and an unfinished one: the same events as the answer's lines, and the added one whole."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _open(browser, gateway)
+    Select(browser.find_element(By.ID, "voice")).select_by_value(VOICE)
+    extra = {"type": "test", "text": "Grüße, ½ Ω \U0001f642"}
+    browser.set_script_timeout(WAIT)
+    result = browser.execute_async_script(
+        """const [body, extra, done] = arguments;
+        (async () => {
+          const response = await api('/v1/audio/speech', {method: 'POST',
+            headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
+          const answer = await response.text();
+          const bytes = new TextEncoder().encode(
+            answer + `data: ${JSON.stringify(extra)}\r\n\r\n` + 'data: {"type": "unfini');
+          let at = 0, size = 0;
+          const chunks = new ReadableStream({pull(c) {
+            size = size % 7 + 1;
+            if (at >= bytes.length) c.close(); else c.enqueue(bytes.slice(at, at + size));
+            at += size;
+          }});
+          const events = [];
+          for await (const event of sseEvents(chunks.getReader())) events.push(event);
+          done([answer, events]);
+        })().catch((e) => done(String(e)));""",
+        {
+            "model": "f5-tts",
+            "input": "Some call me nature. Others call me mother nature.",
+            "voice": VOICE,
+            "response_format": "pcm",
+            "stream_format": "sse",
+            "captions": "json",
+            "nfe_step": 8,
+        },
+        extra,
+    )
+    assert isinstance(result, list), result  # else the page's error
+    answer, events = result
+    assert answer.startswith("data: "), answer[:500]
+    want = [json.loads(line[len("data: ") :]) for line in answer.split("\n") if line.startswith("data: ")]
+    types = [e["type"] for e in want]
+    assert types[0] == "speech.captions" and "speech.audio.delta" in types, types
+    assert types[-2:] == ["speech.captions.done", "speech.audio.done"], types
+    assert events == [*want, extra]
 
 
 def test_the_playground_downloads_in_the_chosen_format(browser, gateway, tmp_path):

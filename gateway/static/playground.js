@@ -1,7 +1,9 @@
 "use strict";
 // The playground: asks for OpenAI's `pcm` format (24 kHz, 16-bit little-endian, mono) because raw
-// samples can be played the moment they arrive: each network chunk becomes a Web Audio buffer
-// scheduled right after the previous one. No build step, no dependencies.
+// samples can be played the moment they arrive: each piece becomes a Web Audio buffer scheduled right
+// after the previous one. The pieces come as server-sent events, each after the captions of the text
+// it begins to speak, so that the page shows the words and marks the one being heard.
+// No build step, no dependencies.
 
 const RATE = 24000;
 const MODEL = "f5-tts";
@@ -177,6 +179,82 @@ function wavBlob(pieces, samples) {
   return new Blob([view.buffer], { type: "audio/wav" });
 }
 
+// Whole events out of a server-sent event stream, whose network chunks may end anywhere: inside an event,
+// a line or a UTF-8 character. A line is joined only once its end has come, since one line holds a whole
+// piece of audio that may arrive in many reads. Only `data:` lines matter here; an event left unfinished
+// at the end of the stream is dropped.
+async function* sseEvents(reader) {
+  const decoder = new TextDecoder();
+  let partial = []; // the text of a line not yet ended
+  let data = []; // the data lines of the event being read
+  for (;;) {
+    const { value, done } = await reader.read();
+    const text = decoder.decode(value, { stream: !done });
+    if (!done && !text.includes("\n")) {
+      partial.push(text);
+      continue;
+    }
+    const lines = (partial.join("") + text).split("\n");
+    partial = [lines.pop()];
+    for (const line of lines.map((l) => l.replace(/\r$/, ""))) {
+      if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      if (line === "" && data.length) {
+        yield JSON.parse(data.join("\n"));
+        data = [];
+      }
+    }
+    if (done) return;
+  }
+}
+
+// The words of each cue, one span each with its times (seconds from the start of the audio); a script's
+// speaker before the text, whenever the speaker changes.
+function showCues(cues, playback) {
+  const captions = $("captions");
+  for (const cue of cues) {
+    if (cue.speaker !== null && cue.speaker !== playback.speaker) {
+      const label = document.createElement("span");
+      label.className = "speaker";
+      label.textContent = `${cue.speaker}:`;
+      if (playback.speaker !== null) captions.append(document.createElement("br"));
+      captions.append(label, " ");
+      playback.speaker = cue.speaker;
+    }
+    for (const w of cue.words) {
+      const span = document.createElement("span");
+      span.className = "word";
+      span.textContent = w.word;
+      Object.assign(span.dataset, { start: w.start, end: w.end, estimated: w.estimated });
+      captions.append(span, " ");
+      playback.words.push({ span, start: w.start, end: w.end });
+    }
+  }
+  captions.hidden = playback.words.length === 0;
+}
+
+// Marks the word being heard, frame by frame, until the audio has played or is stopped. The position in
+// the audio is the context's time since the piece now playing started, plus where that piece starts in the
+// audio: a piece that came late was scheduled after a gap of silence, in which no word is heard.
+function follow(ctx, playback) {
+  let lit = null;
+  const frame = () => {
+    const now = ctx.currentTime;
+    const piece = playback.timeline.find(({ at, seconds }) => at <= now && now < at + seconds);
+    const position = piece && piece.offset + (now - piece.at);
+    const last = playback.timeline.at(-1);
+    const playing = current?.ctx === ctx && !(playback.over && now >= last.at + last.seconds);
+    const word = playing && piece ? playback.words.find((w) => w.start <= position && position < w.end) : undefined;
+    const span = word?.span ?? null;
+    if (span !== lit) {
+      lit?.classList.remove("speaking");
+      span?.classList.add("speaking");
+      lit = span;
+    }
+    if (playing) requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+}
+
 function stop() {
   if (!current) return;
   current.controller.abort(); // closes the connection: the gateway cancels the rest on Triton
@@ -201,6 +279,8 @@ async function speak() {
                          playedSeconds: 0, seed: null, download: null });
   last = null;
   showMetrics();
+  $("captions").replaceChildren();
+  $("captions").hidden = true;
   $("result").hidden = true;
   say("download-status", "");
   $("speak").disabled = true;
@@ -212,35 +292,35 @@ async function speak() {
   const body = speechBody();
   state.seed = body.seed;
   const started = performance.now();
+  // Each scheduled piece ({at: context time, offset: its start in the audio, seconds}) and the words shown:
+  // what follow() needs to mark the word being heard.
+  const playback = { timeline: [], words: [], speaker: null, over: false };
   try {
     await ctx.resume();
     const response = await api("/v1/audio/speech", {
-      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
-      signal: controller.signal,
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...body, stream_format: "sse", captions: "json" }), signal: controller.signal,
     });
     if (!response.ok) throw new Error(await errorMessage(response));
-    const reader = response.body.getReader();
     const pieces = [];
     let samples = 0;
-    let carry = new Uint8Array(0); // an odd byte left over from a network chunk
     let next = ctx.currentTime + 0.05;
     let scheduled = 0;
     let ended = 0;
     let finishPlaying;
     const allPlayed = new Promise((resolve) => { finishPlaying = resolve; });
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      const bytes = new Uint8Array(carry.length + value.length);
-      bytes.set(carry);
-      bytes.set(value, carry.length);
-      const even = bytes.length & ~1;
-      carry = bytes.slice(even);
-      if (!even) continue;
-      const piece = bytes.slice(0, even);
+    controller.signal.addEventListener("abort", finishPlaying); // Stop while the last pieces play
+    let complete = false;
+    for await (const event of sseEvents(response.body.getReader())) {
+      if (event.type === "error") throw new Error(event.error.message);
+      if (event.type === "speech.captions") showCues(event.chunks, playback);
+      if (event.type === "speech.audio.done") complete = true;
+      if (event.type !== "speech.audio.delta") continue;
+      // Whole 16-bit samples: the gateway encodes each piece whole.
+      const piece = Uint8Array.from(atob(event.audio), (c) => c.charCodeAt(0));
       pieces.push(piece);
       const view = new DataView(piece.buffer);
-      const n = even / 2;
+      const n = piece.length / 2;
       const floats = new Float32Array(n);
       for (let i = 0; i < n; i++) floats[i] = view.getInt16(i * 2, true) / 32768;
       const buffer = ctx.createBuffer(1, n, RATE);
@@ -250,6 +330,8 @@ async function speak() {
       source.connect(ctx.destination);
       next = Math.max(next, ctx.currentTime);
       source.start(next);
+      playback.timeline.push({ at: next, offset: samples / RATE, seconds: buffer.duration });
+      if (scheduled === 0) follow(ctx, playback);
       next += buffer.duration;
       scheduled += 1;
       source.onended = () => {
@@ -267,6 +349,7 @@ async function speak() {
       state.receivedSeconds = samples / RATE;
       showMetrics();
     }
+    if (!complete) throw new Error("The speech broke off: the gateway ended the stream before its end.");
     state.done = true;
     last = { body, pieces, samples };
     if ($("player").src) URL.revokeObjectURL($("player").src);
@@ -276,16 +359,19 @@ async function speak() {
                         `${((performance.now() - started) / 1000).toFixed(2)} s.`);
     if (ended === scheduled) finishPlaying();
     await allPlayed;
+    if (controller.signal.aborted) throw new DOMException("Stopped", "AbortError");
     say("speak-status", `Played ${state.playedSeconds.toFixed(2)} s of audio; first audio after ` +
                         `${Math.round(state.firstAudioMs)} ms (seed ${body.seed}).`);
   } catch (e) {
     if (e.name !== "AbortError") {
+      controller.abort(); // the gateway stops synthesizing; what was scheduled still plays
       state.error = e.message;
       say("speak-status", e.message, true);
     } else {
       say("speak-status", "Stopped.");
     }
   } finally {
+    playback.over = true;
     state.running = false;
     countText(); // re-enables Speak unless the text is too long
     $("stop").disabled = true;
