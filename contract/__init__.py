@@ -20,6 +20,59 @@ VOCODER_MODEL = "vocoder"
 TRANSCRIBER_MODEL = "transcriber"  # optional (export --asr): Whisper, for references sent without a transcript
 DEFAULT_ASR_MODEL = "openai/whisper-large-v3-turbo"  # what f5-tts transcribes references with
 
+# Several F5-TTS models in one repository (`python -m export --name NAME` adds one): model NAME is served
+# as f5_tts_NAME, streamed by f5_tts_NAME_stream, and vocoded by `vocoder` unless its Vocos differs
+# (then vocoder_NAME). The default model keeps the names above; clients call it "default".
+DEFAULT_MODEL_NAME = "default"
+MODEL_NAME_PATTERN = r"[a-z0-9][a-z0-9_]{0,31}"  # lower case: Triton model names are directory names
+STREAM_SUFFIX = "_stream"
+
+
+def tts_model_name(name: str | None = None) -> str:
+    """The Triton model that serves F5-TTS model `name`: f5_tts for the default (None, "", "default" or
+    "f5_tts"), f5_tts_NAME otherwise; a Triton model name (f5_tts_NAME) is returned as it is."""
+    if not name or name in (DEFAULT_MODEL_NAME, TTS_MODEL):
+        return TTS_MODEL
+    return name if name.startswith(TTS_MODEL + "_") else f"{TTS_MODEL}_{name}"
+
+
+def model_short_name(tts_model: str) -> str:
+    """The inverse of tts_model_name: "default" for f5_tts, NAME for f5_tts_NAME."""
+    return DEFAULT_MODEL_NAME if tts_model == TTS_MODEL else tts_model.removeprefix(TTS_MODEL + "_")
+
+
+def stream_model_name(tts_model: str) -> str:
+    """The decoupled model that streams `tts_model` (f5_tts -> f5_tts_stream)."""
+    return tts_model + STREAM_SUFFIX
+
+
+def is_tts_model(triton_name: str) -> bool:
+    """Whether a Triton model name is an F5-TTS model of the repository (not its stream, vocoder, ...)."""
+    return (triton_name == TTS_MODEL or triton_name.startswith(TTS_MODEL + "_")) and not triton_name.endswith(
+        STREAM_SUFFIX
+    )
+
+
+def model_name_problem(name: str) -> str | None:
+    """Why `name` cannot name an added model (export --name), or None."""
+    import re
+
+    if not re.fullmatch(MODEL_NAME_PATTERN, name):
+        return f"model name {name!r} must match {MODEL_NAME_PATTERN} (lower-case letters, digits, _; at most 32)"
+    if name == DEFAULT_MODEL_NAME or name.startswith(TTS_MODEL) or name.endswith(STREAM_SUFFIX):
+        return (
+            f"model name {name!r} is reserved: {DEFAULT_MODEL_NAME!r}, names starting {TTS_MODEL!r} and names "
+            f"ending {STREAM_SUFFIX!r} are the repository's own (use e.g. a language code: fr, de, ja)"
+        )
+    return None
+
+
+def vocoder_model_name(name: str | None = None) -> str:
+    """A model's own vocoder, when its Vocos is not the repository's first one."""
+    tts = tts_model_name(name)
+    return VOCODER_MODEL if tts == TTS_MODEL else f"{VOCODER_MODEL}_{model_short_name(tts)}"
+
+
 # Files of the exported repository: `python -m export` writes them, the models load them and the
 # container's preflight checks them. <model>/config.pbtxt, <model>/1/model.py, and:
 MODEL_CONFIG_FILE = "config.pbtxt"

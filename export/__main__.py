@@ -4,6 +4,8 @@ Examples:
   python -m export --output build/model_repository                     # F5TTS_v1_Base from the hub
   python -m export --ckpt model_1250000.safetensors --vocoder vocos-mel-24khz/ --output repo
   python -m export --demo-tiny --output build/demo_repository          # offline; NOISE, not speech
+  python -m export --name fr --ckpt model_fr.pt --vocab vocab_fr.txt --model-config F5TTS_Base \
+      --output build/model_repository                                  # add a model: f5_tts_fr
 """
 
 from __future__ import annotations
@@ -83,7 +85,15 @@ def _parser() -> _Parser:
     )
     out = p.add_argument_group("output")
     out.add_argument("--output", type=Path, required=True, help="model repository directory to write")
-    out.add_argument("--force", action="store_true", help="replace a non-empty --output")
+    out.add_argument(
+        "--name",
+        metavar="NAME",
+        help="add this checkpoint as model NAME (served as f5_tts_NAME, streamed by f5_tts_NAME_stream) to the "
+        "repository already at --output, leaving its other models as they are; e.g. a language code: fr, de, ja",
+    )
+    out.add_argument(
+        "--force", action="store_true", help="replace a non-empty --output (with --name: replace model NAME only)"
+    )
     srv = p.add_argument_group("serving")
     srv.add_argument("--device", choices=DEVICES, default=serving.device, help="instance kind (default: %(default)s)")
     srv.add_argument("--instances", type=int, default=serving.instances, help="model instances (default: %(default)s)")
@@ -101,6 +111,13 @@ def _parser() -> _Parser:
         dest="warmup",
         action="store_false",
         help="skip the warm-up request at load (the first client request then pays for it)",
+    )
+    srv.add_argument(
+        "--gpu-memory-gb",
+        type=float,
+        metavar="GIB",
+        help="refuse a repository whose models need more GPU memory than this: weights at their dtype and a "
+        "CUDA context per GPU instance, every model of the repository counted (docs/export.md)",
     )
     # f5_tts's parameters: their flags, defaults and ranges as contract/parameters.py declares them.
     add_arguments(p, TtsParameters, {"serving": srv})
@@ -127,7 +144,10 @@ def request_from_args(args: argparse.Namespace) -> ExportRequest:
         demo_tiny=args.demo_tiny,
         force=args.force,
         serving=serving,
-        asr=default_asr(args.device) if args.asr is None else (args.asr or None),
+        # an added model uses the repository's transcriber, if it has one
+        asr=(None if args.name else default_asr(args.device)) if args.asr is None else (args.asr or None),
+        name=args.name,
+        gpu_memory_gb=args.gpu_memory_gb,
     )
 
 
@@ -152,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)
         return 2
-    print(f"export: model repository written to {exported.repository}")
+    if request.name:
+        print(
+            f"export: model {request.name!r} added to {exported.repository} as "
+            f"{contract.tts_model_name(request.name)}; models there: {', '.join(exported.manifest['models'])}"
+        )
+    else:
+        print(f"export: model repository written to {exported.repository}")
     if request.demo_tiny:
         print(f"NOTICE: {DEMO_NOTICE}")
     return 0

@@ -12,11 +12,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import contract
 from export import model_config as mc
 from export.asr import resolve_asr
 from export.errors import ExportError
 from export.hub import fetch_uri
-from export.repository import ExportSources, check_output, export_repository
+from export.repository import ExportSources, check_output, export_repository, read_manifest
 from export.vocoder import resolve_vocoder
 
 # Where f5-tts's own CLI fetches each released model (f5_tts/infer/infer_cli.py).
@@ -41,6 +42,8 @@ class ExportRequest:
     force: bool = False  # replace a non-empty output
     asr: str | None = None  # a Whisper for the transcriber: hub name or local directory; None: no transcriber
     serving: mc.ServingOptions = field(default_factory=mc.ServingOptions)
+    name: str | None = None  # add model NAME (f5_tts_NAME) to the repository at `output`; None: a new repository
+    gpu_memory_gb: float | None = None  # refuse a repository whose models need more GPU memory (GiB)
 
 
 @dataclass(frozen=True)
@@ -64,12 +67,20 @@ def export_model(request: ExportRequest) -> Exported:
     from pipeline.f5_model import default_vocab_file, resolve_model_config
     from pipeline.voices import VoiceError, check_transcripts, parse_voice_spec
 
-    name = "F5TTS_v1_Base_tiny_demo" if request.demo_tiny else Path(request.model_config).stem
+    f5_name = "F5TTS_v1_Base_tiny_demo" if request.demo_tiny else Path(request.model_config).stem
     serving = dataclasses.replace(
-        request.serving, tts=dataclasses.replace(request.serving.tts, demo_model=request.demo_tiny, f5_model_name=name)
+        request.serving,
+        tts=dataclasses.replace(request.serving.tts, demo_model=request.demo_tiny, f5_model_name=f5_name),
     )
     try:
-        check_output(request.output, request.force)  # before the work, which a bad output would waste
+        # before the work, which a bad output would waste
+        if request.name is None:
+            check_output(request.output, request.force)
+        else:
+            problem = contract.model_name_problem(request.name)
+            if problem:
+                raise ExportError(f"--name: {problem}")
+            read_manifest(request.output)
         serving.check()
         voices = tuple(parse_voice_spec(spec) for spec in request.voices)
         for name, path, _ in voices:
@@ -97,7 +108,14 @@ def export_model(request: ExportRequest) -> Exported:
                 )
             if asr is not None:
                 sources = dataclasses.replace(sources, asr_files=asr[0], asr_source=asr[1])
-            manifest = export_repository(sources, request.output, serving, force=request.force)
+            manifest = export_repository(
+                sources,
+                request.output,
+                serving,
+                force=request.force,
+                name=request.name,
+                gpu_memory_gb=request.gpu_memory_gb,
+            )
     except (VoiceError, FileNotFoundError, FileExistsError, ValueError) as e:
         raise ExportError(str(e)) from e
     return Exported(Path(request.output).resolve(), manifest)

@@ -104,3 +104,10 @@ def check_whisper(whisper_dir: Path, reference: Path):
     started = time.monotonic()
     transcript = transcriber.transcribe([Clip(audio.T, rate)])[0]
     return transcriber, transcript.text, time.monotonic() - started
+
+
+def load_whisper(version_dir: Path):
+    """The transcriber of an exported repository (to transcribe an added model's voices)."""
+    from pipeline.transcriber import Transcriber
+
+    return Transcriber(Path(version_dir) / contract.WHISPER_DIR, device="cpu")

@@ -108,11 +108,14 @@ def _python_model(name: str, inputs, outputs, options: ServingOptions, parameter
 
 
 def tts_config(
-    options: ServingOptions, warmup_dims: dict[str, list[int]] | None, voices: Sequence[str] = ()
+    options: ServingOptions,
+    warmup_dims: dict[str, list[int]] | None,
+    voices: Sequence[str] = (),
+    name: str = contract.TTS_MODEL,
 ) -> pb.ModelConfig:
     parameters = dataclasses.replace(options.tts, voices=contract.format_voice_list(voices))
     cfg = _python_model(
-        contract.TTS_MODEL,
+        name,
         contract.TTS_INPUTS,
         contract.TTS_OUTPUTS,
         options,
@@ -131,22 +134,22 @@ def tts_config(
     return cfg
 
 
-def stream_config(options: ServingOptions) -> pb.ModelConfig:
-    """Decoupled and weightless: one CPU instance whose threads feed f5_tts chunk by chunk."""
+def stream_config(options: ServingOptions, tts_model: str = contract.TTS_MODEL) -> pb.ModelConfig:
+    """Decoupled and weightless: one CPU instance whose threads feed `tts_model` chunk by chunk."""
     cfg = _python_model(
-        contract.STREAM_MODEL,
+        contract.stream_model_name(tts_model),
         contract.STREAM_INPUTS,
         contract.STREAM_OUTPUTS,
         dataclasses.replace(options, device="cpu", instances=1, max_queue_delay_us=0),
-        StreamParameters().to_triton(),
+        StreamParameters(tts_model=tts_model).to_triton(),
     )
     cfg.model_transaction_policy.decoupled = True
     return cfg
 
 
-def vocoder_config(options: ServingOptions) -> pb.ModelConfig:
+def vocoder_config(options: ServingOptions, name: str = contract.VOCODER_MODEL) -> pb.ModelConfig:
     return _python_model(
-        contract.VOCODER_MODEL,
+        name,
         contract.VOCODER_INPUTS,
         contract.VOCODER_OUTPUTS,
         options,

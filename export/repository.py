@@ -1,4 +1,6 @@
-"""Write a ready-to-serve Triton model repository from an F5-TTS checkpoint and Vocos.
+"""Write a ready-to-serve Triton model repository from an F5-TTS checkpoint and Vocos, or add a
+model to one (--name NAME: f5_tts_NAME, f5_tts_NAME_stream, and vocoder_NAME only when its Vocos
+differs from the repository's).
 
 Layout written (all generated; never committed):
   f5_tts/config.pbtxt, f5_tts/1/{model.py, model.safetensors, model_config.yaml, vocab.txt},
@@ -6,7 +8,7 @@ Layout written (all generated; never committed):
   f5_tts/warmup/<input files>, f5_tts_stream/{config.pbtxt, 1/model.py} (decoupled, no weights),
   vocoder/config.pbtxt, vocoder/1/{model.py, vocos.onnx, vocos/{config.yaml, pytorch_model.bin}},
   transcriber/{config.pbtxt, 1/model.py, 1/whisper/<the Whisper's files as released>} (with --asr),
-  manifest.json (sources with checksums, options, versions).
+  manifest.json (every model with its sources and checksums, options, versions).
 The repository is built in a temporary sibling directory and moved into place at the end,
 so a failed export never leaves a half-written repository behind.
 """
@@ -33,7 +35,7 @@ import soundfile as sf
 import torch
 
 import contract
-from export import asr
+from export import asr, memory
 from export import checkpoint as ckpt
 from export import model_config as mc
 from export import vocoder as voc
@@ -138,10 +140,10 @@ def write_warmup(directory: Path, reference: np.ndarray, sample_rate: int) -> di
     }
 
 
-def _copy_model_code(model: str, repository: Path) -> None:
-    """The model's model.py, from this project's model_repository/ templates."""
-    rel = Path(model) / contract.MODEL_VERSION / contract.MODEL_CODE_FILE
-    shutil.copyfile(TEMPLATES / rel, repository / rel)
+def _copy_model_code(template: str, model: str, repository: Path) -> None:
+    """A model's model.py, from this project's model_repository/<template> (f5_tts_NAME runs f5_tts's)."""
+    rel = Path(contract.MODEL_VERSION) / contract.MODEL_CODE_FILE
+    shutil.copyfile(TEMPLATES / template / rel, repository / model / rel)
 
 
 def _lock_down(root: Path) -> None:
@@ -221,11 +223,51 @@ def _check_writable(output: Path) -> None:
 def prepare_output(output: Path, force: bool) -> Path:
     """The staging directory beside a checked --output."""
     check_output(output, force)
+    return _staging_beside(output)
+
+
+def _staging_beside(output: Path) -> Path:
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = output.parent / f".{output.name}.export-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     return staging
+
+
+def read_manifest(repository: Path) -> dict:
+    """The manifest of a repository this export wrote, to add a model to it; ExportError if there is none."""
+    path = Path(repository) / contract.MANIFEST_FILE
+    if not path.is_file():
+        raise ExportError(
+            f"--name adds a model to an exported repository, but {path} does not exist: export the default "
+            f"model first (without --name), then add models to it with --name NAME --output {repository}"
+        )
+    manifest = json.loads(path.read_text())
+    if "models" not in manifest:
+        raise ExportError(
+            f"{path} was written by an older export (it lists no 'models'); re-export the repository, "
+            "then add models to it"
+        )
+    return manifest
+
+
+def directory_hashes(root: Path, directory: str) -> dict[str, str]:
+    """sha256 of every file under root/directory, by path relative to root: what proves that adding a
+    model left the others as they were."""
+    base = Path(root)
+    return {
+        str(path.relative_to(base)): sha256(path)
+        for path in sorted((base / directory).rglob("*"))
+        if path.is_file() and not path.is_symlink()
+    }
+
+
+def _same_vocos(a: Path, b: Path) -> bool:
+    return all(sha256(a / name) == sha256(b / name) for name in (voc.CONFIG_FILE, voc.WEIGHTS_FILE))
+
+
+def _vocos_files(directory: Path) -> dict[str, str]:
+    return {name: sha256(directory / name) for name in (voc.CONFIG_FILE, voc.WEIGHTS_FILE)}
 
 
 def export_repository(
@@ -234,26 +276,67 @@ def export_repository(
     options: mc.ServingOptions,
     *,
     force: bool = False,
+    name: str | None = None,
+    gpu_memory_gb: float | None = None,
     extra_manifest: dict | None = None,
 ) -> dict:
+    """Write a repository (name None: its default model f5_tts), or add model `name` to the one at
+    `output` (f5_tts_NAME and its stream; its vocoder too when its Vocos is not the repository's).
+    Adding never rewrites what is there: the other models' files keep their hashes."""
     options.check()
     output = Path(output).resolve()
-    staging = prepare_output(output, force)
-    names = [name for name, _, _ in sources.voices]
+    tts_name = contract.tts_model_name(name)
+    stream_name = contract.stream_model_name(tts_name)
+    if name is not None:
+        problem = contract.model_name_problem(name)
+        if problem:
+            raise ExportError(problem)
+        existing = read_manifest(output)
+        if tts_name in existing["models"] and not force:
+            raise ExportError(
+                f"{output} already has model {name!r} ({tts_name}); pass --force to replace that model (and only it)"
+            )
+        has_transcriber = (output / contract.TRANSCRIBER_MODEL / contract.MODEL_CONFIG_FILE).is_file()
+        if has_transcriber and sources.asr_files is not None:
+            raise ExportError(
+                f"{output} already has a transcriber, which model {name!r} uses: drop --asr (or --no-asr for none)"
+            )
+        staging = _staging_beside(output)
+    else:
+        existing, has_transcriber = None, False
+        staging = prepare_output(output, force)
+    names = [voice for voice, _, _ in sources.voices]
     if len(set(names)) != len(names):
         raise VoiceError(f"voice names must be unique, got {names}")
-    step = Steps(6 + bool(sources.voices) + bool(sources.asr_files))
-    check_transcripts(sources.voices, has_transcriber=sources.asr_files is not None)
-    options = dataclasses.replace(
-        options,
-        tts=dataclasses.replace(
-            options.tts, transcriber_model=contract.TRANSCRIBER_MODEL if sources.asr_files is not None else ""
-        ),
-    )
+    adds_transcriber = sources.asr_files is not None
+    uses_transcriber = adds_transcriber or has_transcriber
+    step = Steps(6 + bool(sources.voices) + adds_transcriber)
+    check_transcripts(sources.voices, has_transcriber=uses_transcriber)
     transcriber = None
     transcribed: dict[str, str] = {}
     asr_check: dict = {}
+    new_dirs = [tts_name, stream_name]
     try:
+        # The vocoder: the repository's own when this model's Vocos is the same (not copied twice).
+        if existing is not None and _same_vocos(
+            sources.vocoder_dir, output / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR
+        ):
+            vocoder_name, export_vocoder = contract.VOCODER_MODEL, False
+        else:
+            vocoder_name, export_vocoder = contract.vocoder_model_name(name), True
+            new_dirs.append(vocoder_name)
+        if adds_transcriber:
+            new_dirs.append(contract.TRANSCRIBER_MODEL)
+        vocoder_dir = f"../{vocoder_name}/{contract.MODEL_VERSION}"
+        options = dataclasses.replace(
+            options,
+            tts=dataclasses.replace(
+                options.tts,
+                transcriber_model=contract.TRANSCRIBER_MODEL if uses_transcriber else "",
+                vocoder_file=f"{vocoder_dir}/{contract.VOCODER_ONNX_FILE}",
+                torch_vocoder_dir=f"{vocoder_dir}/{contract.TORCH_VOCOS_DIR}",
+            ),
+        )
         with step("reading model config, vocab and checkpoint"):
             model_cfg = ModelConfig.load(sources.model_config)
             if options.tts.engine == "compiled" and model_cfg.backbone != "DiT":
@@ -269,7 +352,16 @@ def export_repository(
             cfm.load_state_dict(state, strict=False)
             n_params = sum(p.numel() for p in cfm.transformer.parameters())
             print(f"      {n_params / 1e6:.1f} M parameters, vocab {vocab_size}")
-        tts_dir = staging / contract.TTS_MODEL / contract.MODEL_VERSION
+        cost = memory.model_cost(
+            n_params,
+            options,
+            vocoder_bytes=memory.vocos_bytes(sources.vocoder_dir),
+            vocoder_model=vocoder_name if export_vocoder else None,
+            transcriber_bytes=memory.whisper_bytes(sources.asr_files) if adds_transcriber else 0,
+        )
+        if gpu_memory_gb is not None:
+            memory.check_fits(existing, tts_name, cost, gpu_memory_gb)
+        tts_dir = staging / tts_name / contract.MODEL_VERSION
         with step(f"writing DiT weights ({options.tts.dtype})"):
             from safetensors.torch import save_file
 
@@ -281,111 +373,136 @@ def export_repository(
             save_file(weights, str(tts_dir / contract.TTS_WEIGHTS_FILE))
             shutil.copyfile(sources.model_config, tts_dir / contract.TTS_ARCH_FILE)
             shutil.copyfile(sources.vocab, tts_dir / contract.TTS_VOCAB_FILE)
-            _copy_model_code(contract.TTS_MODEL, staging)
-        if sources.asr_files is not None:
+            _copy_model_code(contract.TTS_MODEL, tts_name, staging)
+        if adds_transcriber:
             asr_dir = staging / contract.TRANSCRIBER_MODEL / contract.MODEL_VERSION
             with step(f"copying the Whisper for the transcriber ({sources.asr_source}) and checking it"):
                 whisper_dir = asr.write_whisper(sources.asr_files, asr_dir)
                 transcriber, heard, seconds = asr.check_whisper(whisper_dir, REFERENCE_WAV)
                 print(f"      {REFERENCE_WAV.name} transcribed on CPU in {seconds:.1f} s: {heard!r}")
                 asr_check = {"reference": REFERENCE_WAV.name, "transcript": heard, "cpu_seconds": round(seconds, 2)}
-                _copy_model_code(contract.TRANSCRIBER_MODEL, staging)
+                _copy_model_code(contract.TRANSCRIBER_MODEL, contract.TRANSCRIBER_MODEL, staging)
         if sources.voices:
             with step(f"preparing {len(sources.voices)} registered voice(s) as f5-tts prepares references"):
+                if transcriber is None and has_transcriber and any(not text for _, _, text in sources.voices):
+                    transcriber = asr.load_whisper(output / contract.TRANSCRIBER_MODEL / contract.MODEL_VERSION)
                 prepared = {}
-                for name, path, text in sources.voices:
-                    prepared[name] = prepare_voice(path, text, options.tts.limits, transcriber=transcriber)
+                for voice, path, text in sources.voices:
+                    prepared[voice] = prepare_voice(path, text, options.tts.limits, transcriber=transcriber)
                     if not text:
-                        transcribed[name] = prepared[name].text.strip()
-                        print(f"      {name}: transcribed {transcribed[name]!r}")
+                        transcribed[voice] = prepared[voice].text.strip()
+                        print(f"      {voice}: transcribed {transcribed[voice]!r}")
                 save_voices(tts_dir / VOICES_DIR, prepared)
-                for name, path, _ in sources.voices:
-                    ref = prepared[name]
-                    print(f"      {name}: {path} ({ref.seconds:.1f} s{', clipped' if ref.clipped else ''})")
-        voc_dir = staging / contract.VOCODER_MODEL / contract.MODEL_VERSION
-        voc_dir.mkdir(parents=True)
+                for voice, path, _ in sources.voices:
+                    ref = prepared[voice]
+                    print(f"      {voice}: {path} ({ref.seconds:.1f} s{', clipped' if ref.clipped else ''})")
         reference, sample_rate = sf.read(str(REFERENCE_WAV), dtype="float32")
-        with step("exporting the Vocos vocoder to ONNX and checking it against PyTorch"):
-            vocos = voc.load_vocos(sources.vocoder_dir)
-            voc.export_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE)
-            with torch.no_grad():
-                mel = cfm.mel_spec(torch.from_numpy(reference)[None])  # real speech, f5-tts's mel front end
-            error = voc.check_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE, mel)
-            print(
-                f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
-                f"(limit {voc.MAX_ABS_ERROR:.0e})"
-            )
-            _copy_model_code(contract.VOCODER_MODEL, staging)
-            # The PyTorch Vocos too: GPU instances of f5_tts vocode with it where the mels are.
-            (voc_dir / contract.TORCH_VOCOS_DIR).mkdir()
-            for name in (voc.CONFIG_FILE, voc.WEIGHTS_FILE):
-                shutil.copyfile(sources.vocoder_dir / name, voc_dir / contract.TORCH_VOCOS_DIR / name)
+        vocoder_entry = None
+        if export_vocoder:
+            voc_dir = staging / vocoder_name / contract.MODEL_VERSION
+            voc_dir.mkdir(parents=True)
+            with step(f"exporting the Vocos vocoder to ONNX ({vocoder_name}) and checking it against PyTorch"):
+                vocos = voc.load_vocos(sources.vocoder_dir)
+                voc.export_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE)
+                with torch.no_grad():
+                    mel = cfm.mel_spec(torch.from_numpy(reference)[None])  # real speech, f5-tts's mel front end
+                error = voc.check_onnx(vocos, voc_dir / contract.VOCODER_ONNX_FILE, mel)
+                print(
+                    f"      ONNX vs PyTorch Vocos on {REFERENCE_WAV.name}: max |error| = {error:.2e} "
+                    f"(limit {voc.MAX_ABS_ERROR:.0e})"
+                )
+                _copy_model_code(contract.VOCODER_MODEL, vocoder_name, staging)
+                # The PyTorch Vocos too: GPU instances of f5_tts vocode with it where the mels are.
+                (voc_dir / contract.TORCH_VOCOS_DIR).mkdir()
+                for file in (voc.CONFIG_FILE, voc.WEIGHTS_FILE):
+                    shutil.copyfile(sources.vocoder_dir / file, voc_dir / contract.TORCH_VOCOS_DIR / file)
+            vocoder_entry = {
+                "source": sources.vocoder_source,
+                "files": _vocos_files(sources.vocoder_dir),
+                "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE),
+                "onnx_max_abs_error": error,
+            }
+        else:
+            with step(f"vocoder: the repository's own '{vocoder_name}' (the same Vocos files: not copied again)"):
+                pass
         with step("writing config.pbtxt and warm-up samples"):
-            dims = write_warmup(staging / contract.TTS_MODEL / "warmup", reference, sample_rate)
-            configs = [mc.tts_config(options, dims, names), mc.stream_config(options), mc.vocoder_config(options)]
-            if sources.asr_files is not None:
+            dims = write_warmup(staging / tts_name / "warmup", reference, sample_rate)
+            configs = [mc.tts_config(options, dims, names, name=tts_name), mc.stream_config(options, tts_name)]
+            if export_vocoder:
+                configs.append(mc.vocoder_config(options, vocoder_name))
+            if adds_transcriber:
                 configs.append(mc.transcriber_config(options, sources.asr_source))
             for config in configs:
                 (staging / config.name / contract.MODEL_VERSION).mkdir(parents=True, exist_ok=True)
                 (staging / config.name / contract.MODEL_CONFIG_FILE).write_text(mc.to_pbtxt(config))
-            _copy_model_code(contract.STREAM_MODEL, staging)
+            _copy_model_code(contract.STREAM_MODEL, stream_name, staging)
         with step("writing manifest.json"):
-            manifest = {
+            entry = {
+                "name": contract.model_short_name(tts_name),
+                "stream_model": stream_name,
+                "vocoder_model": vocoder_name,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "demo_model": options.tts.demo_model,
                 "model": model_cfg.name,
                 "parameters": n_params,
                 "sources": {
-                    name: {"path": str(path), "sha256": sha256(path)}
-                    for name, path in [
+                    source: {"path": str(path), "sha256": sha256(path)}
+                    for source, path in [
                         ("checkpoint", sources.checkpoint),
                         ("model_config", sources.model_config),
                         ("vocab", sources.vocab),
                     ]
                 },
                 "voices": {
-                    name: {
+                    voice: {
                         "path": str(path),
                         "sha256": sha256(path),
-                        "text": text or transcribed[name],
+                        "text": text or transcribed[voice],
                         "transcribed": not text,
                     }
-                    for name, path, text in sources.voices
-                },
-                **(
-                    {
-                        "transcriber": {
-                            "source": sources.asr_source,
-                            "files": {
-                                name: sha256(
-                                    staging
-                                    / contract.TRANSCRIBER_MODEL
-                                    / contract.MODEL_VERSION
-                                    / contract.WHISPER_DIR
-                                    / name
-                                )
-                                for name in sorted(sources.asr_files)
-                            },
-                            "check": asr_check,
-                        }
-                    }
-                    if sources.asr_files is not None
-                    else {}
-                ),
-                "vocoder": {
-                    "source": sources.vocoder_source,
-                    "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE),
-                    "onnx_max_abs_error": error,
+                    for voice, path, text in sources.voices
                 },
                 "options": {**options.manifest(), "use_ema": sources.use_ema},
-                "versions": _versions(),
-                **(extra_manifest or {}),
+                "gpu_memory": cost.manifest(),
+                "files": {**directory_hashes(staging, tts_name), **directory_hashes(staging, stream_name)},
             }
+            manifest = existing or {"versions": _versions(), "models": {}, "vocoders": {}}
+            manifest["models"][tts_name] = entry
+            if vocoder_entry is not None:
+                manifest["vocoders"][vocoder_name] = vocoder_entry
+            if adds_transcriber:
+                manifest["transcriber"] = {
+                    "source": sources.asr_source,
+                    "files": {
+                        file: sha256(
+                            staging / contract.TRANSCRIBER_MODEL / contract.MODEL_VERSION / contract.WHISPER_DIR / file
+                        )
+                        for file in sorted(sources.asr_files)
+                    },
+                    "check": asr_check,
+                    "gpu_memory": cost.transcriber_manifest(),
+                }
+            manifest["gpu_memory"] = memory.repository_total(manifest)
+            manifest.update(extra_manifest or {})
             (staging / contract.MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         _lock_down(staging)
-        if output.exists():
-            shutil.rmtree(output)
-        staging.rename(output)
+        if existing is None:
+            if output.exists():
+                shutil.rmtree(output)
+            staging.rename(output)
+        else:
+            _move_in(staging, output, new_dirs)
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _move_in(staging: Path, output: Path, directories: list[str]) -> None:
+    """An added model's directories into the repository (a replaced model's old ones out first), then the
+    manifest, replaced in one rename: a reader never sees a half-written one."""
+    for directory in directories:
+        target = output / directory
+        if target.exists():
+            shutil.rmtree(target)
+        (staging / directory).rename(target)
+    (staging / contract.MANIFEST_FILE).replace(output / contract.MANIFEST_FILE)

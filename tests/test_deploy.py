@@ -244,8 +244,9 @@ def test_entrypoint_exports_the_released_checkpoint_from_the_hub_cache(released_
     assert f"exporting the released F5TTS_v1_Base (Hugging Face cache or hub) into {repo}" in out
     assert "entrypoint: model F5TTS_v1_Base, dtype fp32" in out  # not the demo model
     manifest = json.loads((repo / "manifest.json").read_text())
-    assert manifest["model"] == "F5TTS_v1_Base" and manifest["demo_model"] is False
-    assert manifest["sources"]["checkpoint"]["path"].startswith(str(released_hub_cache))
+    model = manifest["models"]["f5_tts"]
+    assert model["model"] == "F5TTS_v1_Base" and model["demo_model"] is False
+    assert model["sources"]["checkpoint"]["path"].startswith(str(released_hub_cache))
     assert wave.size > 0 and np.isfinite(wave).all()
 
 

@@ -73,11 +73,15 @@ def test_repository_layout_manifest_and_permissions(tiny_repo, tiny):
     ]:
         assert (tiny_repo / rel).is_file(), rel
     manifest = json.loads((tiny_repo / "manifest.json").read_text())
-    assert manifest["sources"]["checkpoint"]["sha256"] == sha256(tiny.checkpoint)
-    assert manifest["vocoder"]["onnx_max_abs_error"] <= MAX_ABS_ERROR
-    assert manifest["vocoder"]["onnx_sha256"] == sha256(tiny_repo / "vocoder/1/vocos.onnx")
+    assert list(manifest["models"]) == ["f5_tts", "f5_tts_fr"]  # the default model, then the one added
+    model = manifest["models"]["f5_tts"]
+    assert (model["name"], model["stream_model"], model["vocoder_model"]) == ("default", "f5_tts_stream", "vocoder")
+    assert model["sources"]["checkpoint"]["sha256"] == sha256(tiny.checkpoint)
+    assert model["files"]["f5_tts/1/model.safetensors"] == sha256(tiny_repo / "f5_tts/1/model.safetensors")
+    assert manifest["vocoders"]["vocoder"]["onnx_max_abs_error"] <= MAX_ABS_ERROR
+    assert manifest["vocoders"]["vocoder"]["onnx_sha256"] == sha256(tiny_repo / "vocoder/1/vocos.onnx")
     assert {"f5-tts", "torch", "onnxruntime", "tritonclient"} <= set(manifest["versions"])
-    assert manifest["options"]["dtype"] == "fp32" and manifest["options"]["use_ema"] is True
+    assert model["options"]["dtype"] == "fp32" and model["options"]["use_ema"] is True
     for path in tiny_repo.rglob("*"):
         assert not path.stat().st_mode & stat.S_IWOTH, f"{path} is world-writable"
         assert not path.stat().st_mode & stat.S_IWGRP, f"{path} is group-writable"
@@ -95,7 +99,7 @@ def test_demo_tiny_says_it_is_noise(tmp_path):
     assert "produces noise, not speech" in proc.stdout
     assert "max |error|" in proc.stdout  # the ONNX check is printed
     manifest = json.loads((tmp_path / "demo" / "manifest.json").read_text())
-    assert manifest["demo_model"] is True
+    assert manifest["models"]["f5_tts"]["demo_model"] is True
     assert 'string_value: "true"' in (tmp_path / "demo/f5_tts/config.pbtxt").read_text()
 
 
@@ -205,7 +209,7 @@ def test_builtin_small_configs_export(tmp_path, tiny, name):
     from pipeline.f5_model import resolve_model_config
 
     ckpt = write_random_checkpoint(resolve_model_config(name), tmp_path / f"{name}.pt", fmt="pt")
-    assert _export(tiny, tmp_path / "o", ckpt=ckpt, config=name).manifest["model"] == name
+    assert _export(tiny, tmp_path / "o", ckpt=ckpt, config=name).manifest["models"]["f5_tts"]["model"] == name
 
 
 @pytest.fixture(scope="module")

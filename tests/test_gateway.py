@@ -847,8 +847,8 @@ def test_a_repeated_library_voice_is_prepared_once_on_the_server(gateway, server
         )
         counts.append(
             (
-                metric(server, "f5_tts_reference_cache_total", 'result="miss"'),
-                metric(server, "f5_tts_reference_cache_total", 'result="hit"'),
+                metric(server, "f5_tts_reference_cache_total", 'model="f5_tts",result="miss"'),
+                metric(server, "f5_tts_reference_cache_total", 'model="f5_tts",result="hit"'),
             )
         )
     (miss0, hit0), (miss1, hit1), (miss2, hit2) = counts

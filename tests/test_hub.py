@@ -153,8 +153,8 @@ def test_cached_files_export_without_touching_the_network(tiny_hub_cache, tiny, 
     assert proxy.lines == []
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     snapshot = tiny_hub_cache / "hub" / f"models--{F5_REPO.replace('/', '--')}" / "snapshots"
-    assert manifest["sources"]["checkpoint"]["path"].startswith(str(snapshot))
-    assert manifest["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
+    assert manifest["models"]["f5_tts"]["sources"]["checkpoint"]["path"].startswith(str(snapshot))
+    assert manifest["vocoders"]["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
 
 
 # --- the demo: a fallback only when the hub is unreachable -------------------------------------------------
@@ -226,12 +226,13 @@ def test_demo_serves_the_released_checkpoint_from_the_hub_cache(released_hub_cac
     assert "Falling back" not in proc.stdout and "noise" not in proc.stdout
     assert [(k, n) for k, n, _, _ in _chunk_progress(proc.stdout)] == [(1, 1)]  # the sentence is one chunk
     manifest = json.loads((tmp_path / "repo" / "manifest.json").read_text())
-    assert manifest["model"] == "F5TTS_v1_Base" and manifest["demo_model"] is False
-    assert 330e6 < manifest["parameters"] < 345e6  # F5TTS_v1_Base has 337 M DiT parameters
+    model = manifest["models"]["f5_tts"]
+    assert model["model"] == "F5TTS_v1_Base" and model["demo_model"] is False
+    assert 330e6 < model["parameters"] < 345e6  # F5TTS_v1_Base has 337 M DiT parameters
     assert checkpoint.stat().st_size > 1.3e9
-    assert manifest["sources"]["checkpoint"]["sha256"] == sha256(checkpoint)
-    assert manifest["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
-    assert manifest["vocoder"]["onnx_max_abs_error"] <= 1e-3
+    assert model["sources"]["checkpoint"]["sha256"] == sha256(checkpoint)
+    assert manifest["vocoders"]["vocoder"]["source"] == f"hf://{VOCOS_REPO}"
+    assert manifest["vocoders"]["vocoder"]["onnx_max_abs_error"] <= 1e-3
     wave, rate = sf.read(str(tmp_path / "demo.wav"), dtype="float32")
     assert rate == contract.SAMPLE_RATE
     audio, sample_rate = sf.read(str(REFERENCE_WAV), dtype="float32", always_2d=True)

@@ -212,7 +212,9 @@ def _speak(server, audio, rate, text=None, seed=5):
 def _metric(server, result: str) -> float:
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(server.metrics_url, timeout=10) as r:
         text = r.read().decode()
-    found = re.search(rf'^{contract.TRANSCRIPTION_CACHE_METRIC}{{result="{result}"}} (\S+)$', text, re.M)
+    found = re.search(
+        rf'^{contract.TRANSCRIPTION_CACHE_METRIC}{{model="{contract.TTS_MODEL}",result="{result}"}} (\S+)$', text, re.M
+    )
     return float(found.group(1)) if found else 0.0
 
 
@@ -345,6 +347,7 @@ def test_export_takes_the_transcriber_from_the_hub_cache_and_transcribes_a_voice
         (whisper / name).read_bytes() == (snapshot / name).read_bytes() for name in manifest["transcriber"]["files"]
     )
     want = normalize_reference_text(_heard(Transcriber(snapshot), *ref_wav, as_reference=True)).strip()
-    assert manifest["voices"]["heard"]["transcribed"] is True and manifest["voices"]["heard"]["text"] == want
+    voice = manifest["models"]["f5_tts"]["voices"]["heard"]
+    assert voice["transcribed"] is True and voice["text"] == want
     config = (tmp_path / "repo" / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE).read_text()
     assert re.search(r'key: "transcriber_model"\s+value \{\s+string_value: "transcriber"', config)

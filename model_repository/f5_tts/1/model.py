@@ -33,6 +33,7 @@ class TritonPythonModel:
         started = time.monotonic()
         forward_logs(pb_utils.Logger.log_info, pb_utils.Logger.log_warn, pb_utils.Logger.log_error)
         config = json.loads(args["model_config"])
+        self.name = args["model_name"]  # f5_tts, or f5_tts_NAME beside it in the repository
         self.params = TtsParameters.from_triton(config.get("parameters", {}))
         device = instance_device(args)
         model_dir = Path(args["model_repository"])
@@ -65,8 +66,8 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self._cache_metrics = {
-            "hit": family.Metric(labels={"result": "hit"}),
-            "miss": family.Metric(labels={"result": "miss"}),
+            "hit": family.Metric(labels={"model": self.name, "result": "hit"}),
+            "miss": family.Metric(labels={"model": self.name, "result": "miss"}),
         }
         self._cache_counted = {"hit": 0, "miss": 0}
         # Requests whose clients gave up while f5_tts worked on them: their work stopped at the next check.
@@ -75,7 +76,7 @@ class TritonPythonModel:
             description="f5_tts requests cancelled by their clients mid-synthesis",
             kind=pb_utils.MetricFamily.COUNTER,
         )
-        self._cancelled_metric = self._cancelled_family.Metric(labels={})
+        self._cancelled_metric = self._cancelled_family.Metric(labels={"model": self.name})
         # References sent without a transcript: a miss asked the transcriber, a hit reused its answer.
         self._transcription_family = family = pb_utils.MetricFamily(
             name=contract.TRANSCRIPTION_CACHE_METRIC,
@@ -83,15 +84,15 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self._transcription_metrics = {
-            "hit": family.Metric(labels={"result": "hit"}),
-            "miss": family.Metric(labels={"result": "miss"}),
+            "hit": family.Metric(labels={"model": self.name, "result": "hit"}),
+            "miss": family.Metric(labels={"model": self.name, "result": "miss"}),
         }
         self._transcription_counted = {"hit": 0, "miss": 0}
         self._cancelled_counted = 0
         if self.params.demo_model:
             pb_utils.Logger.log_warn("DEMO MODEL: tiny random weights; it produces noise, not speech")
         pb_utils.Logger.log_info(
-            f"f5_tts ({self.params.f5_model_name}, {self.params.dtype}, engine {self.params.engine}, vocoder "
+            f"{self.name} ({self.params.f5_model_name}, {self.params.dtype}, engine {self.params.engine}, vocoder "
             f"{self.params.vocoder_runtime}) {LOADED_ON} {device} in {time.monotonic() - started:.1f} s"
             f"{f' (compiling {compiled_in:.1f} s)' if compiled_in else ''}; voices: {', '.join(loaded) or 'none'}"
         )
@@ -117,7 +118,7 @@ class TritonPythonModel:
                 [r for _, r in parsed], is_cancelled=lambda k: requests[parsed[k][0]].is_cancelled()
             )
         except Exception:
-            pb_utils.Logger.log_error(f"f5_tts: synthesis failed:\n{traceback.format_exc()}")
+            pb_utils.Logger.log_error(f"{self.name}: synthesis failed:\n{traceback.format_exc()}")
             results = [RuntimeError(f"internal error during synthesis; {SEE_SERVER_LOG}")] * len(parsed)
         self._count_metrics()
         for (i, _), result in zip(parsed, results):

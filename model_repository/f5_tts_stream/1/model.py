@@ -36,10 +36,11 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         if not pb_utils.using_decoupled_model_transaction_policy(config):
             raise ValueError(
-                f"{contract.STREAM_MODEL} must be decoupled (model_transaction_policy "
+                f"{args['model_name']} must be decoupled (model_transaction_policy "
                 "{ decoupled: true }); re-run `python -m export`"
             )
         self.params = StreamParameters.from_triton(config.get("parameters", {}))
+        self.name = args["model_name"]  # f5_tts_stream, or f5_tts_NAME_stream for model NAME
         self._threads = set()
         self._lock = threading.Lock()
         self._stopping = threading.Event()  # set at unload: streams stop before their next chunk
@@ -49,7 +50,7 @@ class TritonPythonModel:
             description="f5_tts_stream requests being served now",
             kind=pb_utils.MetricFamily.GAUGE,
         )
-        self._active = self._active_family.Metric(labels={})
+        self._active = self._active_family.Metric(labels={"model": self.name})
 
     def execute(self, requests):
         for request in requests:
@@ -96,7 +97,7 @@ class TritonPythonModel:
             if done < total:
                 cancelled = sender.is_cancelled()
                 why = "client cancelled" if cancelled else "model unloading"
-                pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: {why}; stopped after {done} of {total} chunks")
+                pb_utils.Logger.log_info(f"{self.name}: {why}; stopped after {done} of {total} chunks")
                 # a client still listening learns that the audio is incomplete
                 _send_quietly(
                     sender,
@@ -114,9 +115,9 @@ class TritonPythonModel:
             _send_quietly(sender, pb_utils.InferenceResponse(error=e.error))
         except Exception:
             if sender.is_cancelled():  # the client left while a piece was being sent
-                pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: client cancelled during a send")
+                pb_utils.Logger.log_info(f"{self.name}: client cancelled during a send")
             else:
-                pb_utils.Logger.log_error(f"{contract.STREAM_MODEL}: stream failed:\n{traceback.format_exc()}")
+                pb_utils.Logger.log_error(f"{self.name}: stream failed:\n{traceback.format_exc()}")
             _send_quietly(
                 sender,
                 pb_utils.InferenceResponse(
@@ -135,7 +136,7 @@ class TritonPythonModel:
         self._stopping.set()
         with self._lock:
             threads = list(self._threads)
-        pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: unloading with {len(threads)} stream(s) running")
+        pb_utils.Logger.log_info(f"{self.name}: unloading with {len(threads)} stream(s) running")
         # One bound for all, inside Triton's 30 s exit timeout: each stream ends after its current chunk.
         deadline = time.monotonic() + UNLOAD_WAIT_S
         for thread in threads:
@@ -145,7 +146,7 @@ class TritonPythonModel:
             if thread.is_alive():  # a stuck stream is named with where it is stuck, not waited for forever
                 where = "".join(traceback.format_stack(frames[thread.ident])) if thread.ident in frames else "?"
                 pb_utils.Logger.log_error(
-                    f"{contract.STREAM_MODEL}: a stream still running {UNLOAD_WAIT_S} s into the unload:\n{where}"
+                    f"{self.name}: a stream still running {UNLOAD_WAIT_S} s into the unload:\n{where}"
                 )
         with self._lock:  # a stream still running reads it under the lock
             self._active = None  # before its family (Triton's rule)
@@ -160,4 +161,4 @@ def _send_quietly(sender, response):
         else:
             sender.send(response, flags=FINAL)
     except Exception as e:
-        pb_utils.Logger.log_info(f"{contract.STREAM_MODEL}: final response not delivered ({e})")
+        pb_utils.Logger.log_info(f"final response not delivered ({e})")
