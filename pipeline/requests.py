@@ -146,8 +146,8 @@ _REFERENCE_INPUTS = (
 def _known(voices: Collection[str]) -> str:
     if not voices:
         return (
-            "this server has no registered voices (they are added with `python -m export --voice "
-            'NAME=file.wav:"transcript"`)'
+            "this model has no registered voices (they are added with `python -m export --voice "
+            'NAME=file.wav:"transcript"`, and --name MODEL for an added model)'
         )
     return "known voices: " + ", ".join(sorted(voices))
 
