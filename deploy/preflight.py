@@ -125,6 +125,12 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
     from tritonclient.grpc import model_config_pb2 as pb
 
     models = dict(REQUIRED_FILES)
+    for added in _added_models(repo):  # export --name: f5_tts_NAME with its stream, vocoder_NAME
+        if contract.is_tts_model(added):
+            models[added] = REQUIRED_FILES[contract.TTS_MODEL]
+            models[contract.stream_model_name(added)] = REQUIRED_FILES[contract.STREAM_MODEL]
+        elif added.startswith(contract.VOCODER_MODEL + "_"):
+            models[added] = REQUIRED_FILES[contract.VOCODER_MODEL]
     if (repo / contract.TRANSCRIBER_MODEL / contract.MODEL_CONFIG_FILE).is_file():
         models[contract.TRANSCRIBER_MODEL] = TRANSCRIBER_FILES
     found = {}
@@ -145,31 +151,46 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
                 "(run with --gpus all, or export with --device cpu)"
             )
         found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
-    if found[contract.TTS_MODEL]["parameters"].get("vocoder_runtime") == "torch":  # PyTorch Vocos beside the ONNX
-        for name in (contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE):
-            path = repo / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR / name
-            if not path.is_file():
-                raise RepositoryError(f"{path} is missing (f5_tts runs the PyTorch vocoder); re-export the repository")
-    _check_transcriber(repo, found)
+    for model in tts_models(found):
+        parameters = found[model]["parameters"]
+        if parameters.get("vocoder_runtime") == "torch":  # PyTorch Vocos beside the ONNX
+            for name in (contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE):
+                path = (repo / model / parameters.get("torch_vocoder_dir", "") / name).resolve()
+                if not path.is_file():
+                    raise RepositoryError(
+                        f"{path} is missing ({model} runs the PyTorch vocoder); re-export the repository"
+                    )
+        _check_transcriber(repo, found, model)
     manifest = repo / contract.MANIFEST_FILE
     found["manifest"] = json.loads(manifest.read_text()) if manifest.is_file() else {}
     return found
 
 
-def _check_transcriber(repo: Path, found: dict) -> None:
+def _added_models(repo: Path) -> list[str]:
+    return sorted(
+        d.name for d in repo.iterdir() if (d / contract.MODEL_CONFIG_FILE).is_file() and d.name not in REQUIRED_FILES
+    )
+
+
+def tts_models(found: dict) -> list[str]:
+    """The F5-TTS models found, the default one first."""
+    return sorted((m for m in found if contract.is_tts_model(m)), key=lambda m: (m != contract.TTS_MODEL, m))
+
+
+def _check_transcriber(repo: Path, found: dict, model: str = contract.TTS_MODEL) -> None:
     """The Whisper's weights, and the transcriber f5_tts names: without it, every request sent without a
     transcript would fail at request time rather than here."""
-    if contract.TRANSCRIBER_MODEL in found:
+    if contract.TRANSCRIBER_MODEL in found and model == contract.TTS_MODEL:
         whisper = repo / contract.TRANSCRIBER_MODEL / _WHISPER
         if not any((whisper / name).is_file() for name in WHISPER_WEIGHTS):
             raise RepositoryError(
                 f"{whisper / WHISPER_WEIGHTS[0]} (or {WHISPER_WEIGHTS[1]}: the Whisper's weights) is missing; "
                 "re-export the repository"
             )
-    named = found[contract.TTS_MODEL]["parameters"].get("transcriber_model", "")
+    named = found[model]["parameters"].get("transcriber_model", "")
     if named and named not in found:
         raise RepositoryError(
-            f"{repo / contract.TTS_MODEL / contract.MODEL_CONFIG_FILE} transcribes references with '{named}' "
+            f"{repo / model / contract.MODEL_CONFIG_FILE} transcribes references with '{named}' "
             f"(parameter transcriber_model) but {repo / named / contract.MODEL_CONFIG_FILE} is missing; re-export "
             "the repository (with --asr, or --no-asr for none)"
         )
@@ -190,8 +211,14 @@ def describe(found: dict, gpu: str | None) -> str:
     demo = " (DEMO MODEL: random weights, noise)" if tts.get("demo_model") == "true" else ""
     transcriber = found.get(contract.TRANSCRIBER_MODEL)
     asr = f"transcriber {transcriber['parameters'].get('asr_model') or '?'}" if transcriber else "no transcriber"
+    others = [
+        f"{contract.model_short_name(m)} ({found[m]['parameters'].get('f5_model_name', '?')})"
+        for m in tts_models(found)[1:]
+    ]
     return (
         f"model {tts.get('f5_model_name', '?')}{demo}, dtype {tts.get('dtype', '?')}, "
-        f"instances {found[contract.TTS_MODEL]['kinds']}, {asr}, GPU {gpu or 'none'}, "
+        f"instances {found[contract.TTS_MODEL]['kinds']}, "
+        + (f"also models {', '.join(others)}, " if others else "")
+        + f"{asr}, GPU {gpu or 'none'}, "
         + ", ".join(f"{k} {v}" for k, v in versions.items())
     )

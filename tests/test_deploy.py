@@ -309,15 +309,16 @@ def test_entrypoint_failures_exit_nonzero_with_one_line(tiny_repo, tmp_path, cas
 
 
 def _without_transcriber(repo: Path) -> None:
-    """What an export without --asr writes: no transcriber, and no f5_tts parameter naming one."""
+    """What an export without --asr writes: no transcriber, and no model parameter naming one."""
     shutil.rmtree(repo / "transcriber")
-    config = repo / "f5_tts" / "config.pbtxt"
     named = re.compile(
         r'parameters \{\s*key: "transcriber_model"\s*value \{\s*string_value: "transcriber"\s*\}\s*\}\s*'
     )
-    text, found = named.subn("", config.read_text())
-    assert found == 1, "the tiny repository's f5_tts no longer names its transcriber this way"
-    config.write_text(text)
+    for model in ("f5_tts", "f5_tts_fr"):  # the default model and the one added to it
+        config = repo / model / "config.pbtxt"
+        text, found = named.subn("", config.read_text())
+        assert found == 1, f"the tiny repository's {model} no longer names its transcriber this way"
+        config.write_text(text)
 
 
 def test_preflight_accepts_a_repository_with_or_without_a_transcriber(tiny_repo, tmp_path):

@@ -8,6 +8,7 @@ with a French vocab. Each must answer as f5-tts's own inference answers for its 
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -203,3 +204,16 @@ def test_multi_model_refuses_a_repository_that_cannot_fit_the_gpu_memory(tmp_pat
     assert export_main([*argv, "--gpu-memory-gb", "2.5"]) == 0
     manifest = json.loads((repo / contract.MANIFEST_FILE).read_text())
     assert manifest["gpu_memory"]["total_bytes"] == one + manifest["models"]["f5_tts_fr"]["gpu_memory"]["total_bytes"]
+
+
+def test_multi_model_preflight_checks_every_model(tiny_repo, tmp_path):
+    from deploy.preflight import RepositoryError, check_repository, describe
+
+    found = check_repository(tiny_repo, None)
+    assert {FR, f"{FR}_stream"} <= set(found)
+    assert "also models fr (F5TTS_Base_tiny)" in describe(found, None)
+    broken = tmp_path / "repo"
+    shutil.copytree(tiny_repo, broken)
+    (broken / FR / "1" / contract.TTS_WEIGHTS_FILE).unlink()
+    with pytest.raises(RepositoryError, match=f"{FR}/1/{contract.TTS_WEIGHTS_FILE} is missing; re-export"):
+        check_repository(broken, None)
