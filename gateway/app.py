@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway import encoders
 from gateway.auth import require_key
-from gateway.errors import add_handlers
+from gateway.errors import APIError, add_handlers
 from gateway.routes import health, models, speech, transcriptions, voices
 from gateway.services import Services
 from gateway.settings import Settings
@@ -46,6 +46,10 @@ def create_app(settings: Settings, triton: SpeechServer | None = None, library: 
         for url, why in (await svc.triton.readiness()).items():
             # Not fatal: Triton may still be loading; requests get 503 until it is ready.
             log.info("Triton at %s: %s", url, why or "ready")
+        try:
+            await svc.triton.info()  # the models it serves, logged (and asked again every server_info_ttl)
+        except APIError as e:
+            log.info("models: not known yet (%s)", e.message)
         log.info(
             "voices in %s: %s; formats: %s",
             svc.library.root,

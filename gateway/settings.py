@@ -14,8 +14,9 @@ from contract.request_options import is_voice_name, voice_name_rule
 
 API_KEY_ENV = "F5_GATEWAY_API_KEY"
 CORS_ENV = "F5_GATEWAY_CORS_ORIGINS"  # comma-separated, as --cors-origin
-# The model ids a request may name: ours, then OpenAI's, which clients such as Open WebUI and Home
-# Assistant hardcode. --model-id adds more; all name the same model.
+# The model ids a request may name for the default model: ours, then OpenAI's, which clients such as Open
+# WebUI and Home Assistant hardcode. --model-id adds more. Models added with `export --name NAME` are
+# f5-tts-NAME (gateway/model_ids.py).
 DEFAULT_MODEL_ID = "f5-tts"
 OPENAI_MODEL_IDS = ("tts-1", "tts-1-hd", "gpt-4o-mini-tts")
 # OpenAI's cap on `input`, which the server's default byte limit covers in any script (contract).
@@ -74,7 +75,8 @@ def parse_args(argv: list[str] | None = None, env: dict[str, str] | None = None)
         action="append",
         default=[],
         metavar="ID",
-        help=f"another model id clients may name; repeat for more (always served: {', '.join(Settings.model_ids)})",
+        help="another id clients may name for the default model; repeat for more (always served: "
+        f"{', '.join(Settings.model_ids)}; a model added with export --name NAME is {DEFAULT_MODEL_ID}-NAME)",
     )
     p.add_argument(
         "--voice-alias",

@@ -39,19 +39,88 @@ class Speaker:
 
 
 @dataclasses.dataclass(frozen=True)
-class ServerInfo:
-    voices: tuple[str, ...]  # registered at export
-    limits: contract.Limits  # with the server's own export-time values
+class ModelInfo:
+    """One F5-TTS model the server holds (f5_tts, or f5_tts_NAME added with `export --name NAME`), as its config
+    says: its registered voices, its limits (each model's export sets its own), whether it is the demo model,
+    and f5-tts's name of its architecture."""
+
+    triton_model: str  # f5_tts, f5_tts_fr
+    voices: tuple[str, ...] = ()  # registered at export, for this model
+    limits: contract.Limits = contract.LIMITS
     demo_model: bool = False  # exported with --demo-tiny: random weights, noise
+    architecture: str = "unknown"  # f5-tts's config name: F5TTS_v1_Base, F5TTS_Base, ...
+
+    @property
+    def name(self) -> str:
+        """The short name: "default" for f5_tts, NAME for f5_tts_NAME (export --name NAME)."""
+        return contract.model_short_name(self.triton_model)
+
+    @property
+    def stream_model(self) -> str:
+        return contract.stream_model_name(self.triton_model)
+
+    @property
+    def is_default(self) -> bool:
+        return self.triton_model == contract.TTS_MODEL
+
+
+def model_info(triton_model: str, config: dict) -> tuple[ModelInfo, str]:
+    """What a model's config says, read with the class the model itself parses it with (not strictly: a
+    server exported by another version may have knobs this gateway does not know); and its transcriber."""
+    params = TtsParameters.from_triton(config.get("parameters", {}), strict=False)
+    info = ModelInfo(triton_model, params.voice_names, params.limits, params.demo_model, params.f5_model_name)
+    return info, params.transcriber_model
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerInfo:
+    """The F5-TTS models the server serves (the default, f5_tts, first; then the named ones by name) and its
+    transcriber. The default model's facts are the server's where one is needed (transcriptions' limits)."""
+
+    models: tuple[ModelInfo, ...]
     transcriber_model: str = ""  # the model that transcribes audio (export --asr); "" when the server has none
 
+    def __post_init__(self) -> None:
+        if not self.models or not self.models[0].is_default:
+            raise ValueError(f"the default model {contract.TTS_MODEL} comes first: {self.models}")
 
-def server_info(config: dict) -> ServerInfo:
-    """What f5_tts's config says, read with the class the model itself parses it with (not strictly: a
-    server exported by another version may have knobs this gateway does not know)."""
-    params = TtsParameters.from_triton(config.get("parameters", {}), strict=False)
-    return ServerInfo(
-        params.voice_names, params.limits, demo_model=params.demo_model, transcriber_model=params.transcriber_model
+    @property
+    def default(self) -> ModelInfo:
+        return self.models[0]
+
+    @property
+    def limits(self) -> contract.Limits:
+        return self.default.limits
+
+    @property
+    def voices(self) -> tuple[str, ...]:
+        """Every model's registered voices (a name registered for two models, once)."""
+        return tuple(dict.fromkeys(v for m in self.models for v in m.voices))
+
+    def model(self, triton_model: str) -> ModelInfo | None:
+        return next((m for m in self.models if m.triton_model == triton_model), None)
+
+    def owners(self, voice: str) -> list[ModelInfo]:
+        """The models that registered `voice` at export."""
+        return [m for m in self.models if voice in m.voices]
+
+
+def server_info(configs: dict[str, dict]) -> ServerInfo:
+    """The server's models from their configs (Triton name -> config, the default's among them)."""
+    models, transcribers = [], []
+    for name in sorted(configs, key=lambda n: (n != contract.TTS_MODEL, n)):
+        info, transcriber = model_info(name, configs[name])
+        models.append(info)
+        transcribers.append(transcriber)
+    return ServerInfo(tuple(models), next((t for t in transcribers if t), ""))
+
+
+def describe_models(info: ServerInfo) -> str:
+    """For the log: each model with its architecture and voices."""
+    return "; ".join(
+        f"{m.triton_model} ({m.architecture}{', demo' if m.demo_model else ''}; "
+        f"voices: {', '.join(m.voices) or 'none'})"
+        for m in info.models
     )
 
 
@@ -126,9 +195,11 @@ class SpeechServer(Protocol):
 
     async def readiness(self) -> dict[str, str | None]: ...
 
-    async def info(self) -> ServerInfo: ...
+    async def info(self, refresh: bool = False) -> ServerInfo: ...
 
-    def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[Piece]: ...
+    def stream(
+        self, text: str, speaker: Speaker, options: SynthesisOptions, model: str = contract.TTS_MODEL
+    ) -> AsyncIterator[Piece]: ...
 
     async def transcribe(
         self,
@@ -141,10 +212,11 @@ class SpeechServer(Protocol):
 
 
 class Triton:
-    def __init__(self, urls: tuple[str, ...], timeout: float, info_ttl: float) -> None:
+    def __init__(self, urls: tuple[str, ...], timeout: float, info_ttl: float, refresh_interval: float = 1.0) -> None:
         self.urls = urls
         self.timeout = timeout
         self.info_ttl = info_ttl
+        self.refresh_interval = refresh_interval  # info(refresh=True) asks Triton again at most this often
         self._clients: list = []
         self._turn = itertools.count()
         self._info: tuple[float, ServerInfo] | None = None
@@ -182,28 +254,59 @@ class Triton:
         found = await asyncio.gather(*(check(u, c) for u, c in zip(self.urls, self._clients)))
         return dict(zip(self.urls, found))
 
-    async def info(self) -> ServerInfo:
-        """Registered voices and limits from f5_tts's config, cached for a while (they change with a new export)."""
+    async def info(self, refresh: bool = False) -> ServerInfo:
+        """The F5-TTS models on the server (its repository index: every READY model that contract.is_tts_model
+        names), each with its registered voices and limits from its config; cached for `info_ttl` seconds, so
+        that a model loaded later (or a new export) appears without a restart. `refresh`: ask again now unless
+        the cached answer is younger than `refresh_interval` (a request naming a model not known yet)."""
         async with self._info_lock:
-            if self._info and time.monotonic() - self._info[0] < self.info_ttl:
-                return self._info[1]
+            if self._info:
+                age = time.monotonic() - self._info[0]
+                if age < (self.refresh_interval if refresh else self.info_ttl):
+                    return self._info[1]
             failures = []
             for url, c in self._order():
                 try:
-                    config = (await c.get_model_config(contract.TTS_MODEL, as_json=True, client_timeout=10))["config"]
+                    found = await self._discover(c)
                 except Exception as e:
                     failures.append(f"{url}: {_message(e)}")
                     continue
-                self._info = (time.monotonic(), server_info(config))
-                return self._info[1]
+                if self._info is None or found != self._info[1]:
+                    log.info("models on Triton at %s: %s", url, describe_models(found))
+                self._info = (time.monotonic(), found)
+                return found
             raise unavailable(
                 f"Triton is not reachable or serves no {contract.TTS_MODEL} model: " + "; ".join(failures)
             )
 
-    async def stream(self, text: str, speaker: Speaker, options: SynthesisOptions) -> AsyncIterator[Piece]:
-        """The speech's float32 pieces as Triton sends them, each with the captions of the chunks it begins.
-        Raises APIError before the first piece (and after it, should the stream break). Closing the
-        generator early cancels the request on Triton."""
+    async def _discover(self, c) -> ServerInfo:
+        index = await c.get_model_repository_index(as_json=True, client_timeout=10)
+        ready = sorted(
+            m["name"] for m in index.get("models", []) if m.get("state") == "READY" and contract.is_tts_model(m["name"])
+        )
+        if contract.TTS_MODEL not in ready:
+            raise LookupError(
+                f"model {contract.TTS_MODEL} is not ready (F5-TTS models ready: {', '.join(ready) or 'none'})"
+            )
+
+        async def config(name: str) -> dict | None:
+            try:
+                return (await c.get_model_config(name, as_json=True, client_timeout=10))["config"]
+            except Exception as e:
+                if name == contract.TTS_MODEL:
+                    raise
+                log.warning("model %s is left out: its config cannot be read (%s)", name, _message(e))
+                return None  # unloaded meanwhile: the next look finds out
+
+        configs = dict(zip(ready, await asyncio.gather(*(config(n) for n in ready))))
+        return server_info({n: cfg for n, cfg in configs.items() if cfg is not None})
+
+    async def stream(
+        self, text: str, speaker: Speaker, options: SynthesisOptions, model: str = contract.TTS_MODEL
+    ) -> AsyncIterator[Piece]:
+        """The speech's float32 pieces as `model`'s stream model (f5_tts_NAME_stream) sends them, each with
+        the captions of the chunks it begins. Raises APIError before the first piece (and after it, should
+        the stream break). Closing the generator early cancels the request on Triton."""
         failures = []
         for url, c in self._order():
             pieces = stream_synthesize_async(
@@ -216,6 +319,7 @@ class Triton:
                 options=options,
                 timeout=self.timeout,
                 captions=True,
+                model=contract.stream_model_name(model),
             )
             try:
                 try:

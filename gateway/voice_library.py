@@ -1,12 +1,16 @@
 """Uploaded voices, stored on disk and sent to Triton as the reference of each request.
 
-Layout: <voices dir>/<name>/voice.json (transcript, where it came from, and facts) and audio.wav (the
+Layout: <voices dir>/<name>/voice.json (transcript, where it came from, the model it belongs to, and facts)
+and audio.wav (the
 upload's samples as decoded, float32, its own rate and channels: Triton prepares it exactly as it
 would the uploaded file). A voice is written into a private directory and renamed into place, and
 deleted by renaming it away first, so readers (other requests, other gateway processes on the same
 directory) see a voice whole or not at all; of two uploads of one name, exactly one wins. A corrected
 transcript replaces voice.json by a rename too. The server's reference cache keys on the audio's
 content, so a repeated voice is prepared once there.
+
+A voice belongs to one F5-TTS model (voice.json's "model": the model's short name, "default" or NAME of
+`export --name NAME`) or is shared by all of them (no "model": every voice stored before models existed).
 """
 
 from __future__ import annotations
@@ -56,9 +60,11 @@ class StoredVoice:
     sample_rate: int
     created_at: int
     transcript_source: str = GIVEN
+    model: str | None = None  # the short name of the model it belongs to; None: shared by every model
 
-    def describe(self) -> dict:
-        """OpenAI's voice object (id, object, name, created_at, type) and what F5-TTS uses."""
+    def describe(self, model_id: str | None = None) -> dict:
+        """OpenAI's voice object (id, object, name, created_at, type) and what F5-TTS uses; `model_id`: the API's
+        id of the model it belongs to (None: shared)."""
         return {
             "id": self.name,
             "object": "audio.voice",
@@ -71,6 +77,7 @@ class StoredVoice:
             "seconds": round(self.audio.shape[1] / self.sample_rate, 3),
             "sample_rate": self.sample_rate,
             "channels": self.audio.shape[0],
+            "model": model_id,
         }
 
 
@@ -212,6 +219,7 @@ class VoiceLibrary:
             int(rate),
             int(meta["created_at"]),
             meta.get("transcript_source", GIVEN),  # voices stored before transcription existed: given
+            meta.get("model") or None,  # voices stored before models existed: shared
         )
         with self._lock:
             self._cache[name] = (key, voice)
@@ -228,6 +236,7 @@ class VoiceLibrary:
         sample_rate: int,
         source: str,
         transcript_source: str = GIVEN,
+        model: str | None = None,
     ) -> StoredVoice:
         private = self.root / f".new-{uuid.uuid4().hex}"
         private.mkdir()
@@ -242,6 +251,7 @@ class VoiceLibrary:
                         "transcript_source": transcript_source,
                         "created_at": created,
                         "source_file": source,
+                        **({"model": model} if model else {}),
                     },
                     indent=1,
                 )
@@ -263,12 +273,13 @@ class VoiceLibrary:
         finally:
             shutil.rmtree(private, ignore_errors=True)
         log.info(
-            "voice %r added (%.1f s, %d Hz, %d channel(s), transcript %s)",
+            "voice %r added (%.1f s, %d Hz, %d channel(s), transcript %s, %s)",
             name,
             audio.shape[1] / sample_rate,
             sample_rate,
             audio.shape[0],
             transcript_source,
+            f"model {model}" if model else "shared",
         )
         return self.get(name)
 

@@ -168,9 +168,10 @@ def test_openai_sdk_sse_events_carry_the_audio(gateway, server):
 
 
 def test_openai_sdk_lists_and_retrieves_models(gateway):
-    """Ours and OpenAI's ids, which clients such as Open WebUI and Home Assistant hardcode."""
+    """Ours and OpenAI's ids, which clients such as Open WebUI and Home Assistant hardcode (the default model's),
+    then the session's second model (test_gateway_multi_model)."""
     client = sdk(gateway)
-    assert [m.id for m in client.models.list()] == ["f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts"]
+    assert [m.id for m in client.models.list()] == ["f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "f5-tts-fr"]
     assert client.models.retrieve("f5-tts").owned_by == "f5-tts-triton"
     assert client.models.retrieve("tts-1").id == "tts-1"
     with pytest.raises(
@@ -336,7 +337,8 @@ def test_curl_from_the_readme(gateway, server, tmp_path):
             speech_body(model="tts-2"),
             404,
             "model",
-            "the model 'tts-2' does not exist; available: f5-tts, tts-1, tts-1-hd, gpt-4o-mini-tts (GET /v1/models)",
+            "the model 'tts-2' does not exist; available: f5-tts, tts-1, tts-1-hd, gpt-4o-mini-tts, f5-tts-fr (GET "
+            "/v1/models)",
             id="unknown_model",
         ),
         pytest.param(
@@ -578,7 +580,15 @@ def configured(server, tmp_path_factory):
 
 def test_model_id_adds_to_the_default_ids(configured):
     listed = httpx.get(f"{configured.url}/v1/models", headers={"Authorization": f"Bearer {GATEWAY_KEY}"}).json()
-    assert [m["id"] for m in listed["data"]] == ["f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "my-tts"]
+    assert [m["id"] for m in listed["data"]] == [
+        "f5-tts",
+        "tts-1",
+        "tts-1-hd",
+        "gpt-4o-mini-tts",
+        "my-tts",
+        "f5-tts-fr",
+    ]
+    assert {m["id"]: m["alias_of"] for m in listed["data"]}["my-tts"] == "f5-tts"
     assert post(configured, "/v1/audio/speech", json=speech_body(SHORT_TEXT, model="my-tts")).status_code == 200
     assert post(configured, "/v1/audio/speech", json=speech_body(SHORT_TEXT, model="f5-tts")).status_code == 200
 
@@ -597,6 +607,7 @@ def test_a_voice_alias_speaks_as_its_voice_and_is_listed(configured, server):
         "type": "audio_sample",
         "source": "alias",
         "alias_of": "nature",
+        "model": "f5-tts",  # its voice's
     }
     assert by_id[VOICE]["source"] == "registered" and listed["registered"] == "available"
     dangling = post(configured, "/v1/audio/speech", json=speech_body(SHORT_TEXT, voice="echo"))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import io
 import json
 import threading
@@ -26,7 +27,7 @@ from export.repository import REFERENCE_TEXT, REFERENCE_WAV
 from gateway.app import create_app
 from gateway.errors import APIError
 from gateway.settings import Settings
-from gateway.triton import Piece, ServerInfo, Speaker, Transcription, api_error, transcription_error
+from gateway.triton import ModelInfo, Piece, ServerInfo, Speaker, Transcription, api_error, transcription_error
 from gateway.voice_library import META_FILE, VoiceLibrary
 
 pytestmark = pytest.mark.unit
@@ -46,7 +47,9 @@ class FakeTriton:
     Transcriptions answer `heard` (and the language asked for, else `detected`), or raise `transcribe_error`."""
 
     def __init__(self, voices=(VOICE,), pieces: int = 2) -> None:
-        self.server_info = ServerInfo(tuple(voices), contract.LIMITS, transcriber_model=contract.TRANSCRIBER_MODEL)
+        self.server_info = ServerInfo(
+            (ModelInfo(contract.TTS_MODEL, tuple(voices)),), transcriber_model=contract.TRANSCRIBER_MODEL
+        )
         self.heard = HEARD
         self.detected = "en"
         self.transcribe_error: Exception | None = None
@@ -59,6 +62,8 @@ class FakeTriton:
         self.hold = threading.Event()
         self.hold.set()
         self.requests: list[tuple[str, Speaker, SynthesisOptions]] = []
+        self.models: list[str] = []  # the Triton model of each request
+        self.refreshes = 0  # info(refresh=True) calls
         self.events: list[str] = []
 
     async def start(self) -> None:
@@ -70,13 +75,15 @@ class FakeTriton:
     async def readiness(self) -> dict[str, str | None]:
         return dict(self.ready)
 
-    async def info(self) -> ServerInfo:
+    async def info(self, refresh: bool = False) -> ServerInfo:
+        self.refreshes += refresh
         if self.info_error:
             raise self.info_error
         return self.server_info
 
-    async def stream(self, text, speaker, options):
+    async def stream(self, text, speaker, options, model=contract.TTS_MODEL):
         self.requests.append((text, speaker, options))
+        self.models.append(model)
         if self.fail:
             raise self.fail
         for i in range(self.pieces):
@@ -442,12 +449,20 @@ def test_models_are_listed_with_the_servers_limits(client, triton):
         "tts-1-hd",
         "gpt-4o-mini-tts",
     ]
-    triton.server_info = ServerInfo((VOICE,), contract.Limits(max_target_text_bytes=100), demo_model=True)
+    triton.server_info = ServerInfo(
+        (ModelInfo(contract.TTS_MODEL, (VOICE,), contract.Limits(max_target_text_bytes=100), demo_model=True),)
+    )
     assert client.get("/v1/models/tts-1").json() == {
         "id": "tts-1",
         "object": "model",
         "created": 0,
         "owned_by": "f5-tts-triton",
+        "name": "default",
+        "triton_model": "f5_tts",
+        "stream_model": "f5_tts_stream",
+        "default": True,
+        "alias_of": "f5-tts",
+        "architecture": "unknown",
         "demo_model": True,
         "max_input_chars": 4096,
         "max_input_bytes": 100,
@@ -573,7 +588,7 @@ def test_a_voice_stored_before_transcription_existed_reads_as_given(client, tmp_
 
 
 def test_without_a_transcriber_an_upload_without_transcript_says_how_to_get_one(client, triton, tmp_path):
-    triton.server_info = ServerInfo((VOICE,), contract.LIMITS)  # exported without --asr
+    triton.server_info = ServerInfo((ModelInfo(contract.TTS_MODEL, (VOICE,)),))  # exported without --asr
     error = openai_error(_upload_untold(client, "untold"), 400)
     assert (error["param"], error["code"]) == ("transcript", "missing_required_parameter")
     assert error["message"] == (
@@ -797,7 +812,7 @@ def test_bad_transcription_requests_are_refused_in_openais_shape(client, triton)
         error = openai_error(response, status)
         assert error["param"] == param and error["message"].startswith(message), error
     assert triton.transcriptions == []
-    triton.server_info = ServerInfo((VOICE,), contract.LIMITS)  # exported without --asr
+    triton.server_info = ServerInfo((ModelInfo(contract.TTS_MODEL, (VOICE,)),))  # exported without --asr
     error = openai_error(_transcription(client, model="whisper-1"), 404)
     assert (error["param"], error["code"]) == ("model", "model_not_found")
     assert error["message"] == (
@@ -865,3 +880,253 @@ def test_a_captions_request_the_gateway_cannot_answer_is_a_400_naming_the_field(
     error = openai_error(speech(client, **fields), 400)
     assert message in error["message"] and error["param"] == "captions"
     assert triton.requests == []
+
+
+# --- several models ------------------------------------------------------------------------------------------------
+
+FR = ModelInfo(
+    "f5_tts_fr",
+    ("marie",),
+    contract.Limits(max_target_text_bytes=200, max_reference_seconds=10.0),
+    architecture="F5TTS_Base",
+)
+IDS = ["f5-tts", "tts-1", "tts-1-hd", "gpt-4o-mini-tts", "f5-tts-fr"]
+
+
+@pytest.fixture
+def two_models(triton) -> FakeTriton:
+    """The stand-in serving the default model (voice nature) and `fr` (voice marie, limits of its own)."""
+    default = ModelInfo(contract.TTS_MODEL, (VOICE,), architecture="F5TTS_v1_Base")
+    triton.server_info = ServerInfo((default, FR), transcriber_model=contract.TRANSCRIBER_MODEL)
+    return triton
+
+
+def _upload_for(client, name, model=None):
+    fields = {"name": name, "transcript": REFERENCE_TEXT, **({"model": model} if model is not None else {})}
+    return client.post(
+        "/v1/audio/voices", data=fields, files={"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes(), "audio/wav")}
+    )
+
+
+def test_multi_model_ids_are_listed_with_the_model_each_names(client, two_models):
+    listed = client.get("/v1/models").json()
+    assert listed["discovered"] == "available"
+    assert [(m["id"], m["triton_model"], m["alias_of"]) for m in listed["data"]] == [
+        ("f5-tts", "f5_tts", None),
+        ("tts-1", "f5_tts", "f5-tts"),
+        ("tts-1-hd", "f5_tts", "f5-tts"),
+        ("gpt-4o-mini-tts", "f5_tts", "f5-tts"),
+        ("f5-tts-fr", "f5_tts_fr", None),
+    ]
+    fr = listed["data"][-1]
+    assert fr == {
+        "id": "f5-tts-fr",
+        "object": "model",
+        "created": 0,
+        "owned_by": "f5-tts-triton",
+        "name": "fr",
+        "triton_model": "f5_tts_fr",
+        "stream_model": "f5_tts_fr_stream",
+        "default": False,
+        "alias_of": None,
+        "architecture": "F5TTS_Base",
+        "demo_model": False,
+        "max_input_chars": 4096,
+        "max_input_bytes": 200,  # its own limit
+    }
+    assert listed["data"][0]["architecture"] == "F5TTS_v1_Base" and listed["data"][0]["max_input_bytes"] == 16384
+    # the repository's spellings are accepted, and say which id they are an alias of
+    for asked, own in [("fr", "f5-tts-fr"), ("f5_tts_fr", "f5-tts-fr"), ("default", "f5-tts"), ("f5_tts", "f5-tts")]:
+        got = client.get(f"/v1/models/{asked}").json()
+        assert (got["id"], got["alias_of"]) == (asked, own)
+    assert client.get("/v1/models/f5-tts-fr").json() == fr
+
+
+def test_multi_model_speech_is_sent_to_the_model_it_names(client, two_models):
+    for model in ("f5-tts-fr", "fr", "f5_tts_fr", "f5-tts", "tts-1", "default"):
+        assert speech(client, model=model, voice="marie" if "fr" in model else VOICE).status_code == 200, model
+    assert two_models.models == ["f5_tts_fr"] * 3 + ["f5_tts"] * 3
+    assert two_models.requests[0][1] == Speaker(voice="marie")  # fr's registered voice, by name
+
+
+@pytest.mark.parametrize("model", ["f5-tts-de", "de", "f5_tts_de", "tts-2", "f5-tts-", "F5-TTS"])
+def test_multi_model_an_unknown_model_is_openais_404_naming_the_ids(client, two_models, model):
+    error = openai_error(speech(client, model=model, voice=VOICE), 404)
+    assert (error["param"], error["code"]) == ("model", "model_not_found")
+    assert error["message"] == (
+        f"the model {model!r} does not exist; available: {', '.join(IDS)} (GET /v1/models); a model may also be "
+        "named by its short name or its Triton name (fr or f5_tts_fr for f5-tts-fr)"
+    )
+    assert two_models.requests == []
+    # a name that could be a model (f5_tts_NAME) is looked up on Triton again: it may have been loaded since
+    assert two_models.refreshes == (1 if "de" in model else 0)
+    assert openai_error(client.get(f"/v1/models/{model}"), 404)["message"] == error["message"]
+
+
+def test_multi_model_a_model_loaded_later_is_served_at_once(client, two_models):
+    assert openai_error(speech(client, model="f5-tts-de"), 404)["code"] == "model_not_found"
+    de = ModelInfo("f5_tts_de", ("hans",), contract.LIMITS)
+    two_models.server_info = dataclasses.replace(two_models.server_info, models=(*two_models.server_info.models, de))
+    assert speech(client, model="f5-tts-de", voice="hans").status_code == 200
+    assert two_models.models == ["f5_tts_de"] and two_models.refreshes == 1
+
+
+def test_multi_model_voices_belong_to_a_model_or_are_shared(client, two_models, tmp_path):
+    fr_voice = _upload_for(client, "fr-voice", "fr")
+    assert fr_voice.status_code == 201, fr_voice.text
+    assert fr_voice.json()["model"] == "f5-tts-fr"
+    assert _stored(tmp_path, "fr-voice")["model"] == "fr"  # the model's short name, as its export named it
+    shared = _upload_for(client, "shared")
+    assert shared.status_code == 201 and shared.json()["model"] is None
+    assert "model" not in _stored(tmp_path, "shared")  # as every voice stored before models existed
+    assert _upload_for(client, "mine", "f5_tts").json()["model"] == "f5-tts"
+
+    def listed(model=None):
+        query = {} if model is None else {"model": model}
+        return [(v["id"], v["source"], v["model"]) for v in client.get("/v1/audio/voices", params=query).json()["data"]]
+
+    assert listed() == [
+        (VOICE, "registered", "f5-tts"),
+        ("marie", "registered", "f5-tts-fr"),
+        ("fr-voice", "library", "f5-tts-fr"),
+        ("mine", "library", "f5-tts"),
+        ("shared", "library", None),
+    ]
+    assert (
+        listed("f5-tts-fr")
+        == listed("fr")
+        == [
+            ("marie", "registered", "f5-tts-fr"),
+            ("fr-voice", "library", "f5-tts-fr"),
+            ("shared", "library", None),
+        ]
+    )
+    assert listed("tts-1") == [
+        (VOICE, "registered", "f5-tts"),
+        ("mine", "library", "f5-tts"),
+        ("shared", "library", None),
+    ]
+    assert openai_error(client.get("/v1/audio/voices", params={"model": "de"}), 404)["code"] == "model_not_found"
+
+    # each voice with its own model, a shared one with either
+    for model, voice in [
+        ("fr", "fr-voice"),
+        ("fr", "marie"),
+        ("fr", "shared"),
+        ("f5-tts", "shared"),
+        ("f5-tts", "mine"),
+    ]:
+        assert speech(client, model=model, voice=voice).status_code == 200, (model, voice)
+    # another model's voice: a 400 naming the voice's model
+    for model, voice, owner, asked in [
+        ("f5-tts", "fr-voice", "f5-tts-fr", "f5-tts"),
+        ("tts-1", "marie", "f5-tts-fr", "f5-tts"),
+        ("fr", VOICE, "f5-tts", "f5-tts-fr"),
+        ("fr", "mine", "f5-tts", "f5-tts-fr"),
+    ]:
+        error = openai_error(speech(client, model=model, voice=voice), 400)
+        assert (error["param"], error["code"]) == ("voice", "voice_model_mismatch")
+        assert error["message"] == (
+            f"voice {voice!r} belongs to the model {owner}, not to {asked}: speak it with that model, or pick a "
+            f"voice of {asked} or a shared one (GET /v1/audio/voices?model={asked})"
+        )
+    unknown = openai_error(speech(client, model="fr", voice="nobody"), 400)
+    assert unknown["message"] == (
+        "unknown voice 'nobody'; known voices: fr-voice, marie, shared (for f5-tts-fr) (upload one with POST "
+        "/v1/audio/voices)"
+    )
+
+
+def test_multi_model_an_alias_is_listed_with_its_voices_model(make_client, two_models):
+    client = make_client(voice_aliases=(("alloy", VOICE), ("nova", "marie"), ("echo", "missing")))
+    aliases = {v["id"]: v["model"] for v in client.get("/v1/audio/voices").json()["data"] if v["source"] == "alias"}
+    assert aliases == {"alloy": "f5-tts", "nova": "f5-tts-fr", "echo": None}
+    for_fr = [v["id"] for v in client.get("/v1/audio/voices?model=fr").json()["data"]]
+    assert for_fr == ["marie", "nova", "echo"]  # not alloy: nature is the default model's
+    assert speech(client, model="fr", voice="nova").status_code == 200
+    error = openai_error(speech(client, model="fr", voice="alloy"), 400)
+    assert error["message"].startswith(
+        "voice 'nature' (the alias 'alloy' names it: --voice-alias) belongs to the model f5-tts"
+    )
+
+
+def test_multi_model_uploads_meet_their_models_limits(client, two_models, tmp_path):
+    """fr takes references of at most 4 s (its export's); the 5.3 s sample is refused for it, and as a shared
+    voice (a shared voice must suit every model), but taken for the default model."""
+    short = dataclasses.replace(FR, limits=contract.Limits(max_reference_seconds=4.0))
+    two_models.server_info = dataclasses.replace(two_models.server_info, models=(two_models.server_info.default, short))
+    for model in ("fr", None):
+        error = openai_error(_upload_for(client, "long", model), 400)
+        assert error["param"] == "audio_sample" and "5.33 s long" in error["message"] and "4 s" in error["message"]
+    assert not (tmp_path / "voices" / "long").exists()
+    assert _upload_for(client, "long", "f5-tts").status_code == 201
+    unknown = openai_error(_upload_for(client, "other", "de"), 404)
+    assert (unknown["param"], unknown["code"]) == ("model", "model_not_found")
+    taken = openai_error(_upload_for(client, "marie", None), 409)
+    assert taken["message"] == (
+        "voice 'marie' is registered on the server (at export) for the model f5-tts-fr; choose another name"
+    )
+
+
+class FakeGrpc:
+    """tritonclient.grpc.aio's InferenceServerClient, as far as Triton.info asks it: the repository index and
+    the models' configs."""
+
+    def __init__(self) -> None:
+        self.index = {
+            "f5_tts": "READY",
+            "f5_tts_stream": "READY",
+            "vocoder": "READY",
+            "transcriber": "READY",
+            "f5_tts_fr": "READY",
+            "f5_tts_fr_stream": "READY",
+            "f5_tts_de": "UNAVAILABLE",  # not loaded (yet)
+        }
+        self.configs = {
+            "f5_tts": {"voices": "nature", "f5_model_name": "F5TTS_v1_Base", "transcriber_model": "transcriber"},
+            "f5_tts_fr": {"f5_model_name": "F5TTS_Base", "max_target_text_bytes": "200", "some_new_knob": "1"},
+            "f5_tts_de": {"voices": "hans"},
+        }
+        self.asked = 0
+
+    async def get_model_repository_index(self, as_json=False, client_timeout=None):
+        self.asked += 1
+        return {"models": [{"name": n, "version": "1", "state": s} for n, s in self.index.items()]}
+
+    async def get_model_config(self, name, as_json=False, client_timeout=None):
+        params = {k: {"string_value": v} for k, v in self.configs[name].items()}
+        return {"config": {"name": name, "parameters": params}}
+
+
+def test_multi_model_triton_finds_the_models_in_its_repository_index():
+    """Every READY model that contract.is_tts_model names (not streams, vocoders or the transcriber), each
+    with its config's voices, limits and architecture; asked again after info_ttl, or on refresh once
+    refresh_interval has passed; without a ready f5_tts the server is unavailable."""
+    from gateway.triton import Triton
+
+    async def run():
+        grpc = FakeGrpc()
+        triton = Triton((URL,), timeout=10, info_ttl=3600, refresh_interval=3600)
+        triton._clients = [grpc]
+        info = await triton.info()
+        assert [m.triton_model for m in info.models] == ["f5_tts", "f5_tts_fr"]
+        assert info.transcriber_model == "transcriber" and info.voices == ("nature",)
+        fr = info.model("f5_tts_fr")
+        assert (fr.name, fr.stream_model, fr.architecture, fr.voices) == ("fr", "f5_tts_fr_stream", "F5TTS_Base", ())
+        assert fr.limits.max_target_text_bytes == 200 and info.default.limits.max_target_text_bytes == 16384
+        grpc.index["f5_tts_de"] = "READY"  # loaded since
+        assert await triton.info(refresh=True) is info and grpc.asked == 1  # asked a moment ago: not again
+        triton.refresh_interval = 0
+        info = await triton.info(refresh=True)
+        assert [m.triton_model for m in info.models] == ["f5_tts", "f5_tts_de", "f5_tts_fr"] and grpc.asked == 2
+        assert info.owners("hans") == [info.model("f5_tts_de")]
+        triton.info_ttl = 0
+        grpc.index["f5_tts"] = "UNAVAILABLE"
+        with pytest.raises(APIError) as refused:
+            await triton.info()
+        assert refused.value.status == 503 and refused.value.message == (
+            f"Triton is not reachable or serves no f5_tts model: {URL}: model f5_tts is not ready (F5-TTS "
+            "models ready: f5_tts_de, f5_tts_fr)"
+        )
+
+    asyncio.run(run())

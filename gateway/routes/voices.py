@@ -1,21 +1,28 @@
 """/v1/audio/voices: the voices a request may name (registered on the server at export, uploaded to the
 library, or aliases of either), uploads (transcribed by the server's transcriber when sent without a
-transcript), transcript corrections and deletes; and which speaker a request's voice means."""
+transcript), transcript corrections and deletes; and which speaker a request's voice means.
+
+A voice belongs to a model or is shared: a registered voice belongs to the model whose export registered it
+(its config's `voices`), a library voice to the model named at upload (`model`), or to none (shared: usable
+with every model). Speaking with another model's voice is a 400 that names the voice's model."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from fastapi import APIRouter, Request
 
 import contract
+from gateway import model_ids
 from gateway.body import limited
 from gateway.errors import APIError, bad_request
 from gateway.services import Services, ServicesDep
-from gateway.triton import ServerInfo, Speaker
+from gateway.triton import ModelInfo, ServerInfo, Speaker
 from gateway.voice_library import (
     GIVEN,
     TRANSCRIBED,
+    StoredVoice,
     check_name,
     check_transcript,
     check_transcription,
@@ -27,66 +34,126 @@ MAX_PATCH_BODY_BYTES = 64 * 1024  # a transcript is at most 1000 bytes of UTF-8;
 router = APIRouter()
 
 
-async def resolve_speaker(svc: Services, name: str) -> Speaker:
-    """A request's voice: registered (prepared once on the server), else from the library; aliases first."""
+def _model_id(svc: Services, short_name: str | None) -> str | None:
+    """The API's id of the model a voice belongs to (its short name as stored), None for a shared voice."""
+    return None if short_name is None else model_ids.public_id(svc.settings, contract.tts_model_name(short_name))
+
+
+def _describe(svc: Services, stored: StoredVoice) -> dict:
+    return stored.describe(_model_id(svc, stored.model))
+
+
+def _belongs_elsewhere(svc: Services, voice: str, owners: list[str], model: ModelInfo, name: str) -> APIError:
+    """A voice of other models (`owners`: their ids) asked of `model`."""
+    asked = model_ids.public_id(svc.settings, model.triton_model)
+    alias = f" (the alias {name!r} names it: --voice-alias)" if voice != name else ""
+    return bad_request(
+        f"voice {voice!r}{alias} belongs to the model {' and '.join(owners)}, not to {asked}: speak it with "
+        f"{'that model' if len(owners) == 1 else 'one of those'}, or pick a voice of {asked} or a shared one "
+        f"(GET /v1/audio/voices?model={asked})",
+        "voice",
+        "voice_model_mismatch",
+    )
+
+
+async def resolve_speaker(svc: Services, name: str, model: ModelInfo) -> Speaker:
+    """A request's voice, for `model`: registered for it (prepared once on the server), else from the
+    library (the model's own or a shared voice); aliases first."""
     info = await svc.triton.info()
     voice = svc.aliases.get(name, name)
-    if voice in info.voices:
+    if voice in model.voices:
         return Speaker(voice=voice)
     stored = await asyncio.to_thread(svc.library.get, voice)
+    if stored is not None and stored.model is not None and contract.tts_model_name(stored.model) != model.triton_model:
+        raise _belongs_elsewhere(svc, voice, [_model_id(svc, stored.model)], model, name)
     if stored is None:
-        known = sorted(set(info.voices) | set(await asyncio.to_thread(svc.library.names)) | set(svc.aliases))
+        owners = [model_ids.public_id(svc.settings, m.triton_model) for m in info.owners(voice)]
+        if owners:
+            raise _belongs_elsewhere(svc, voice, owners, model, name)
+        listed = await _voices(svc, info, model)
+        known = sorted({v["id"] for v in listed})
         alias = f" (the alias {name!r} names it: --voice-alias)" if voice != name else ""
         raise bad_request(
-            f"unknown voice {voice!r}{alias}; known voices: {', '.join(known) or 'none'} (upload "
-            "one with POST /v1/audio/voices)",
+            f"unknown voice {voice!r}{alias}; known voices: {', '.join(known) or 'none'}"
+            f"{'' if model.is_default else ' (for ' + model_ids.public_id(svc.settings, model.triton_model) + ')'} "
+            "(upload one with POST /v1/audio/voices)",
             "voice",
             "voice_not_found",
         )
     return Speaker(audio=stored.audio, sample_rate=stored.sample_rate, text=stored.transcript)
 
 
-@router.get("/audio/voices")
-async def list_voices(svc: ServicesDep):
-    """Registered voices (Triton's), the library's and the aliases. While Triton cannot be asked, the
-    library and the aliases are still listed, and `registered` says why its voices are missing."""
-    try:
-        registered_names, registered = (await svc.triton.info()).voices, "available"
-    except APIError as e:
-        registered_names, registered = (), f"unknown: {e.message}"
+def _entry(name: str, source: str, model_id: str | None, **extra) -> dict:
+    return {
+        "id": name,
+        "object": "audio.voice",
+        "name": name,
+        "created_at": None,
+        "type": "audio_sample",
+        "source": source,
+        **extra,
+        "model": model_id,
+    }
+
+
+async def _voices(svc: Services, info: ServerInfo | None, model: ModelInfo | str | None) -> list[dict]:
+    """The voice objects: registered (per model, from `info`; none when None), the library's, the aliases.
+    With `model` (its ModelInfo, or its Triton name while Triton cannot be asked), only the voices usable
+    with it: its registered ones, the library's of that model and the shared ones, and the aliases that do
+    not name another model's voice."""
+    only = model.triton_model if isinstance(model, ModelInfo) else model
     listed = [
-        {
-            "id": n,
-            "object": "audio.voice",
-            "name": n,
-            "created_at": None,
-            "type": "audio_sample",
-            "source": "registered",
-        }
-        for n in registered_names
+        _entry(v, "registered", model_ids.public_id(svc.settings, m.triton_model))
+        for m in (info.models if info else ())
+        if only is None or m.triton_model == only
+        for v in m.voices
     ]
-    listed += [v.describe() for v in await asyncio.to_thread(svc.library.all)]
+    library = await asyncio.to_thread(svc.library.all)
     listed += [
-        {
-            "id": a,
-            "object": "audio.voice",
-            "name": a,
-            "created_at": None,
-            "type": "audio_sample",
-            "source": "alias",
-            "alias_of": v,
-        }
-        for a, v in svc.aliases.items()
+        _describe(svc, v)
+        for v in library
+        if only is None or v.model is None or contract.tts_model_name(v.model) == only
     ]
-    return {"object": "list", "data": listed, "registered": registered}
+    usable = {v["id"]: v["model"] for v in listed}
+    every = {v.name: _model_id(svc, v.model) for v in library}
+    if info:
+        every.update({v: model_ids.public_id(svc.settings, m.triton_model) for m in info.models for v in m.voices})
+    listed += [
+        _entry(a, "alias", usable.get(v, every.get(v)), alias_of=v)
+        for a, v in svc.aliases.items()
+        if only is None or v in usable or v not in every
+    ]
+    return listed
 
 
-async def _read_upload(request: Request, max_bytes: int) -> tuple[str, str | None, bytes, str, str | None]:
-    """The multipart form's name, transcript (None when absent), audio bytes, file name and content type."""
+@router.get("/audio/voices")
+async def list_voices(svc: ServicesDep, model: str | None = None):
+    """Registered voices (Triton's, with the model each belongs to), the library's and the aliases; with
+    ?model=ID only those usable with that model. While Triton cannot be asked, the library and the aliases
+    are still listed, and `registered` says why its voices are missing."""
+    try:
+        info, registered = await svc.triton.info(), "available"
+    except APIError as e:
+        info, registered = None, f"unknown: {e.message}"
+    only: ModelInfo | str | None = None
+    if model is not None:
+        if info:
+            only = await model_ids.find(svc, model)
+        else:  # the spelling alone says which model it would be
+            only = model_ids.triton_model(svc.settings, model)
+            if only is None:
+                raise APIError(404, f"the model {model!r} does not exist", param="model", code="model_not_found")
+    return {"object": "list", "data": await _voices(svc, info, only), "registered": registered}
+
+
+async def _read_upload(request: Request, max_bytes: int) -> tuple[str, str | None, str | None, bytes, str, str | None]:
+    """The multipart form's name, transcript and model (None when absent), audio bytes, file name and
+    content type."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise bad_request(
             "send multipart/form-data with the fields 'name', 'audio_sample' (the audio file) and, optionally, "
-            "'transcript' (the words spoken in it; without it the server transcribes the audio)"
+            "'transcript' (the words spoken in it; without it the server transcribes the audio) and 'model' (the "
+            "model the voice belongs to; without it the voice is shared by every model)"
         )
     try:
         form = await request.form(max_files=1, max_fields=8, max_part_size=max_bytes)
@@ -97,18 +164,19 @@ async def _read_upload(request: Request, max_bytes: int) -> tuple[str, str | Non
         for key in ("name", "audio_sample"):
             if key not in fields:
                 raise bad_request(
-                    f"'{key}' is required (multipart fields: name, audio_sample, and optionally transcript)",
+                    f"'{key}' is required (multipart fields: name, audio_sample, and optionally transcript and model)",
                     key,
                     "missing_required_parameter",
                 )
         upload = fields["audio_sample"]
         if isinstance(upload, str):
             raise bad_request("'audio_sample' must be a file part (an audio file), not a text field", "audio_sample")
-        transcript = fields.get("transcript")
-        if not isinstance(fields["name"], str) or not isinstance(transcript, (str, type(None))):
-            raise bad_request("'name' and 'transcript' must be text fields")
+        transcript, model = fields.get("transcript"), fields.get("model")
+        texts = (fields["name"], transcript or "", model or "")
+        if not all(isinstance(v, str) for v in texts):
+            raise bad_request("'name', 'transcript' and 'model' must be text fields")
         data = await upload.read()
-        return fields["name"], transcript, data, upload.filename or "upload", upload.content_type
+        return fields["name"], transcript, model, data, upload.filename or "upload", upload.content_type
     finally:
         await form.close()
 
@@ -117,7 +185,7 @@ async def _read_upload(request: Request, max_bytes: int) -> tuple[str, str | Non
 async def add_voice(request: Request, svc: ServicesDep):
     max_bytes = svc.settings.max_upload_bytes
     request = limited(request, max_bytes, "the upload", "--max-upload-mb", "audio_sample")
-    name, transcript, data, filename, content_type = await _read_upload(request, max_bytes)
+    name, transcript, model, data, filename, content_type = await _read_upload(request, max_bytes)
     name = check_name(name.strip())
     if name in svc.aliases:
         raise APIError(
@@ -127,27 +195,40 @@ async def add_voice(request: Request, svc: ServicesDep):
             code="voice_exists",
         )
     info = await svc.triton.info()
+    owner = await model_ids.find(svc, model.strip()) if model and model.strip() else None
     if name in info.voices:
+        owners = " and ".join(model_ids.public_id(svc.settings, m.triton_model) for m in info.owners(name))
         raise APIError(
             409,
-            f"voice {name!r} is registered on the server (at export); choose another name",
+            f"voice {name!r} is registered on the server (at export) for the model {owners}; choose another name",
             param="name",
             code="voice_exists",
         )
+    # A model's voice meets that model's limits; a shared one every model's.
+    limits = owner.limits if owner else shared_limits(info)
     given = transcript is not None and transcript.strip() != ""
     if given:
-        transcript = check_transcript(transcript, info.limits)
+        transcript = check_transcript(transcript, limits)
     else:
         check_transcriber(info)  # before the audio is decoded: the answer would be the same whatever it is
-    audio, rate = await asyncio.to_thread(decode_upload, data, filename, info.limits, content_type)
+    audio, rate = await asyncio.to_thread(decode_upload, data, filename, limits, content_type)
     if not given:
         # The part f5_tts hears as the reference (clipped at a pause, silence trimmed): the words it must match.
         heard = await svc.triton.transcribe(audio, rate, as_reference=True)
-        transcript = check_transcription(heard.text, info.limits)
+        transcript = check_transcription(heard.text, limits)
     stored = await asyncio.to_thread(
-        svc.library.add, name, transcript, audio, rate, filename, GIVEN if given else TRANSCRIBED
+        svc.library.add, name, transcript, audio, rate, filename, GIVEN if given else TRANSCRIBED, owner and owner.name
     )
-    return stored.describe()
+    return _describe(svc, stored)
+
+
+def shared_limits(info: ServerInfo) -> contract.Limits:
+    """What a shared voice must meet: the strictest of the models' reference limits."""
+    return dataclasses.replace(
+        info.limits,
+        max_reference_seconds=min(m.limits.max_reference_seconds for m in info.models),
+        max_reference_text_bytes=min(m.limits.max_reference_text_bytes for m in info.models),
+    )
 
 
 def check_transcriber(info: ServerInfo) -> None:
@@ -218,7 +299,7 @@ async def update_voice(name: str, request: Request, svc: ServicesDep):
     stored = await asyncio.to_thread(svc.library.set_transcript, name, transcript)
     if stored is None:
         raise _not_in_library(name)
-    return stored.describe()
+    return _describe(svc, stored)
 
 
 @router.delete("/audio/voices/{name}")
