@@ -75,11 +75,20 @@ class _Chunk:
 
 
 @functools.lru_cache(maxsize=4096)
-def _tokens(text: str) -> list[str]:
-    """f5-tts's tokens (pinyin for Chinese): a stream asks for the same chunks again and again."""
+def text_tokens(text: str) -> list[str]:
+    """f5-tts's tokens of a text (infer_batch_process's convert_char_to_pinyin: pinyin for Chinese, one
+    token per other character); cached: a stream asks for the same chunks again and again."""
     from f5_tts.model.utils import convert_char_to_pinyin
 
     return convert_char_to_pinyin([text])[0]
+
+
+def text_ids(tokens: Sequence[list[str]], vocab_char_map: dict[str, int]) -> torch.Tensor:
+    """The DiT's text input for rows of tokens, as CFM.sample makes it (f5-tts's list_str_to_idx):
+    [rows, longest] ids, -1 past a row's end; a token missing from the vocab gets id 0."""
+    from f5_tts.model.utils import list_str_to_idx
+
+    return list_str_to_idx(list(tokens), vocab_char_map)
 
 
 @dataclass(frozen=True)
@@ -286,7 +295,7 @@ class Synthesizer:
         generator.manual_seed(request.seed if request.seed is not None else secrets.randbits(63))
         chunks = []
         for text, fix_duration in zip(texts, durations):
-            tokens = _tokens(ref_text + text)
+            tokens = text_tokens(ref_text + text)
             if fix_duration is not None:
                 duration = int(fix_duration * contract.SAMPLE_RATE / contract.HOP_LENGTH)
             else:
@@ -416,7 +425,7 @@ class Synthesizer:
     ) -> tuple[int, list[torch.Tensor]]:
         """Euler steps on one batch from `step` until the grid ends or a row's request is cancelled:
         the step reached and each chunk's state there."""
-        from f5_tts.model.utils import lens_to_mask, list_str_to_idx
+        from f5_tts.model.utils import lens_to_mask
         from torchdiffeq import odeint
 
         cfm, device = self.cfm, self.device
@@ -426,7 +435,7 @@ class Synthesizer:
         duration = torch.tensor([c.duration for c in rows], device=device)
         cond = pad_sequence([c.cond for c in rows], batch_first=True).to(self.dtype)
         cond = F.pad(cond, (0, 0, 0, shape.frames - cond.shape[1]), value=0.0)
-        text = list_str_to_idx([c.text for c in rows], cfm.vocab_char_map).to(device)
+        text = text_ids([c.text for c in rows], cfm.vocab_char_map).to(device)
         cond_mask = lens_to_mask(lens, length=shape.frames).unsqueeze(-1)
         step_cond = torch.where(cond_mask, cond, torch.zeros_like(cond))
         # As CFM.sample: no mask for a single exact row (f5-tts's unmasked path); the compiled DiT always takes one.

@@ -128,6 +128,86 @@ def f5tts_samples(ref: Reference, text: str, tmp_dir: Path, speed: float = 1.0, 
     return (frames - 1) * contract.HOP_LENGTH
 
 
+def synthesis_request(ref: Reference, text: str, **inputs):
+    """The pipeline's request (parse_request) for speaking `text` with `ref`; `inputs`: optional scalar
+    inputs by their contract names (nfe_step, seed, speed, duration...)."""
+    from pipeline.requests import parse_request
+
+    tensors = {
+        contract.REFERENCE_AUDIO: ref.audio[None],
+        contract.REFERENCE_SAMPLE_RATE: np.array([[ref.sample_rate]]),
+        contract.REFERENCE_TEXT: np.array([[ref.text.encode()]], dtype=object),
+        contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
+    }
+    tensors.update({k: np.array([[v]]) for k, v in inputs.items()})
+    return parse_request(tensors)
+
+
+def f5tts_load(config: Path, checkpoint: Path, vocab: Path, vocoder: Path):
+    """f5-tts's own model and vocoder, as its CLI loads them: `load_model` with the config's DiT arch and
+    the vocab file, `load_vocoder` from a local Vocos directory. (model, vocoder)"""
+    import f5_tts.infer.utils_infer as utils_infer
+    from f5_tts.model import DiT
+
+    from pipeline.f5_model import ModelConfig
+
+    arch = ModelConfig.load(config).arch
+    model = utils_infer.load_model(DiT, arch, str(checkpoint), vocab_file=str(vocab), device="cpu")
+    return model, utils_infer.load_vocoder("vocos", is_local=True, local_path=str(vocoder), device="cpu")
+
+
+def f5tts_inference(model, vocoder, tmp_dir: Path, *, nfe_step: int, seed: int):
+    """f5-tts's own inference with `model` and `vocoder`: infer(reference, text, seed=seed, speed=1.0,
+    duration=None) -> (waveform, chunk count).
+
+    What F5TTS.infer and infer_cli do: `preprocess_ref_audio_text` on the reference file, then
+    `infer_process`'s chunking and `infer_batch_process` fed the decoded audio (infer_process itself calls
+    torchaudio.load, which needs FFmpeg here), after `seed_everything(seed)`. f5-tts runs the chunks of a
+    long text in a thread pool, drawing noise from the global RNG in whatever order the threads reach it;
+    here that pool is sequential, so the draws are in chunk order, the order the server defines for a seed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+    from unittest import mock
+
+    import f5_tts.infer.utils_infer as utils_infer
+    import torch
+    from f5_tts.model.utils import seed_everything
+
+    default_seed = seed
+
+    def infer(ref: Reference, text: str, seed: int = default_seed, speed: float = 1.0, duration: float | None = None):
+        audio, sample_rate, ref_text = f5tts_preprocessed(ref, tmp_dir)
+        audio = torch.from_numpy(audio)
+        # infer_process's chunking, on the decoded audio
+        max_chars = int(
+            len(ref_text.encode("utf-8"))
+            / (audio.shape[-1] / sample_rate)
+            * (22 - audio.shape[-1] / sample_rate)
+            * speed
+        )
+        batches = utils_infer.chunk_text(text, max_chars=max_chars)
+        seed_everything(seed)
+        with mock.patch.object(utils_infer, "ThreadPoolExecutor", lambda: ThreadPoolExecutor(max_workers=1)):
+            wave, rate, _ = next(
+                utils_infer.infer_batch_process(
+                    (audio, sample_rate),
+                    ref_text,
+                    batches,
+                    model,
+                    vocoder,
+                    nfe_step=nfe_step,
+                    speed=speed,
+                    fix_duration=duration,
+                    device="cpu",
+                    progress=None,
+                )
+            )
+        assert rate == contract.SAMPLE_RATE
+        return np.asarray(wave, dtype=np.float32), len(batches)
+
+    return infer
+
+
 def export_tiny(tiny: TinySources, output: Path, *extra: str, checkpoint: Path | None = None) -> Path:
     return export_model(
         request_from_argv(

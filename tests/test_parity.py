@@ -6,14 +6,12 @@ audio (infer_process itself calls torchaudio.load, which needs FFmpeg here), aft
 `seed_everything(seed)`, with the model loaded by f5-tts's `load_model` and the vocoder by
 `load_vocoder`.
 f5-tts runs the chunks of a long text in a thread pool, drawing noise from the global RNG in
-whatever order the threads reach it; the test makes that pool sequential so the draws are
-in chunk order, which is the order the server defines for a seed.
+whatever order the threads reach it; conftest's f5tts_inference makes that pool sequential so the
+draws are in chunk order, which is the order the server defines for a seed.
 Tolerance: max |diff| <= 1e-3 x peak (-60 dB): the ONNX vocoder and thread counts differ.
 """
 
 from __future__ import annotations
-
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -25,14 +23,16 @@ from conftest import (
     Reference,
     as_pcm16,
     assert_same_audio,
+    f5tts_inference,
+    f5tts_load,
     f5tts_preprocessed,
     f5tts_samples,
     speak,
+    synthesis_request,
 )
 
 import contract
-from pipeline.f5_model import ModelConfig, default_vocab_file
-from pipeline.requests import parse_request
+from pipeline.f5_model import default_vocab_file
 from pipeline.synthesizer import Synthesizer
 from pipeline.vocoder import OnnxVocoder
 
@@ -41,56 +41,10 @@ NFE = 8
 
 
 @pytest.fixture(scope="module")
-def f5tts_infer(tiny, monkeypatch_module, tmp_path_factory):
-    """f5-tts's own inference on the tiny checkpoint: (reference, text, **options) -> waveform."""
-    import f5_tts.infer.utils_infer as utils_infer
-    from f5_tts.model import DiT
-    from f5_tts.model.utils import seed_everything
-
-    monkeypatch_module.setattr(utils_infer, "ThreadPoolExecutor", lambda: ThreadPoolExecutor(max_workers=1))
-    arch = ModelConfig.load(tiny.config).arch
-    model = utils_infer.load_model(DiT, arch, str(tiny.checkpoint), vocab_file=str(default_vocab_file()), device="cpu")
-    vocoder = utils_infer.load_vocoder("vocos", is_local=True, local_path=str(tiny.vocoder), device="cpu")
-
-    tmp = tmp_path_factory.mktemp("f5tts_refs")
-
-    def infer(ref: Reference, text: str, seed: int = SEED, speed: float = 1.0, duration: float | None = None):
-        audio, sample_rate, ref_text = f5tts_preprocessed(ref, tmp)
-        audio = torch.from_numpy(audio)
-        # infer_process's chunking, on the decoded audio
-        max_chars = int(
-            len(ref_text.encode("utf-8"))
-            / (audio.shape[-1] / sample_rate)
-            * (22 - audio.shape[-1] / sample_rate)
-            * speed
-        )
-        batches = utils_infer.chunk_text(text, max_chars=max_chars)
-        seed_everything(seed)
-        wave, rate, _ = next(
-            utils_infer.infer_batch_process(
-                (audio, sample_rate),
-                ref_text,
-                batches,
-                model,
-                vocoder,
-                nfe_step=NFE,
-                speed=speed,
-                fix_duration=duration,
-                device="cpu",
-                progress=None,
-            )
-        )
-        assert rate == contract.SAMPLE_RATE
-        return np.asarray(wave, dtype=np.float32), len(batches)
-
-    return infer
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
+def f5tts_infer(tiny, tmp_path_factory):
+    """f5-tts's own inference on the tiny checkpoint: (reference, text, **options) -> (waveform, chunks)."""
+    model, vocoder = f5tts_load(tiny.config, tiny.checkpoint, default_vocab_file(), tiny.vocoder)
+    return f5tts_inference(model, vocoder, tmp_path_factory.mktemp("f5tts_refs"), nfe_step=NFE, seed=SEED)
 
 
 @pytest.fixture(scope="module")
@@ -125,15 +79,7 @@ def test_output_length_follows_duration(synthesizer, reference, tmp_path):
 
 
 def _request(ref: Reference, text: str, **options):
-    tensors = {
-        contract.REFERENCE_AUDIO: ref.audio[None],
-        contract.REFERENCE_SAMPLE_RATE: np.array([[ref.sample_rate]]),
-        contract.REFERENCE_TEXT: np.array([[ref.text.encode()]], dtype=object),
-        contract.TARGET_TEXT: np.array([[text.encode()]], dtype=object),
-        contract.NFE_STEP: np.array([[NFE]]),
-    }
-    tensors.update({k: np.array([[v]]) for k, v in options.items()})
-    return parse_request(tensors)
+    return synthesis_request(ref, text, nfe_step=NFE, **options)
 
 
 def _stereo_16k(ref: Reference) -> Reference:
