@@ -27,6 +27,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import re
+import string
 import threading
 import time
 import urllib.request
@@ -61,6 +62,25 @@ LONG_TEXT = (
 )
 
 
+# The second model of tiny_repo (export --name fr): the v0 architecture (F5TTS_Base: text_mask_padding
+# off, pe_attn_head 1) with a vocab of its own, as most community checkpoints are.
+FR_MODEL = "fr"
+# The characters of a French corpus: letters with their accented forms and ligatures, digits, and the
+# punctuation of French typography (guillemets, the typographic apostrophe, dashes, the ellipsis).
+FRENCH_CHARS = " " + string.ascii_letters + string.digits + "àâäæçéèêëîïôöœùûüÿÀÂÄÆÇÉÈÊËÎÏÔÖŒÙÛÜŸ" + "!\"'(),-.:?«»…–—’"
+FRENCH_TEXT = "Ça va ? « Très bien », répond l'élève : déjà 3 œuvres lues… Où est-il allé ? Là-bas — près du château !"
+
+
+def write_vocab(path: Path, chars: str, newline: str = "\n", final_newline: bool = True) -> Path:
+    """A "custom" vocab as f5-tts's prepare_csv_wavs writes a new language's: its characters, sorted
+    (the space sorts first, as id 0 must be), one per line."""
+    tokens = sorted(set(chars))
+    assert tokens[0] == " "
+    text = newline.join(tokens) + (newline if final_newline else "")
+    path.write_bytes(text.encode("utf-8"))
+    return path
+
+
 @dataclass(frozen=True)
 class Reference:
     audio: np.ndarray  # [channels, samples]
@@ -74,6 +94,9 @@ class TinySources:
     checkpoint: Path
     checkpoint_pt: Path
     vocoder: Path
+    v0_config: Path  # the F5TTS_Base layout, scaled down
+    v0_checkpoint: Path  # a v0 release's .pt (ema_model_state_dict), trained on french_vocab
+    french_vocab: Path
 
 
 @pytest.fixture(scope="session")
@@ -86,11 +109,16 @@ def reference() -> Reference:
 def tiny(tmp_path_factory) -> TinySources:
     d = tmp_path_factory.mktemp("tiny_sources")
     config = write_tiny_model_config(d / "F5TTS_v1_Base_tiny.yaml")
+    v0_config = write_tiny_model_config(d / "F5TTS_Base_tiny.yaml", base="F5TTS_Base")
+    french_vocab = write_vocab(d / "vocab_fr.txt", FRENCH_CHARS)
     return TinySources(
         config,
         write_random_checkpoint(config, d / "model_tiny.safetensors", fmt="safetensors"),
         write_random_checkpoint(config, d / "model_tiny.pt", fmt="pt"),
         write_tiny_vocos(d / "vocos"),
+        v0_config,
+        write_random_checkpoint(v0_config, d / "model_fr.pt", fmt="pt", seed=7, vocab_file=french_vocab),
+        french_vocab,
     )
 
 
@@ -265,15 +293,30 @@ def tiny_repo(tiny, tiny_whisper, tmp_path_factory) -> Path:
     # Batched DiT calls (the GPU default) so that the tests exercise the padded, masked path.
     # The export's default queue delay: the batching tests send right behind a long request
     # (behind_a_long_request), so they queue and are batched whatever the delay.
-    return export_tiny(
+    # A second model beside the default one, as a team with two languages serves them: FR_MODEL.
+    batch_chunks = str(TtsParameters.for_device("gpu").max_batch_chunks)
+    repo = export_tiny(
         tiny,
         tmp_path_factory.mktemp("repo") / "model_repository",
         "--max-batch-chunks",
-        str(TtsParameters.for_device("gpu").max_batch_chunks),
+        batch_chunks,
         "--voice",
         f"{VOICE}={REFERENCE_WAV}:{REFERENCE_TEXT}",
         "--asr",
         str(tiny_whisper),
+    )
+    return export_tiny(
+        tiny,
+        repo,
+        "--name",
+        FR_MODEL,
+        "--model-config",
+        str(tiny.v0_config),
+        "--vocab",
+        str(tiny.french_vocab),
+        "--max-batch-chunks",
+        batch_chunks,
+        checkpoint=tiny.v0_checkpoint,
     )
 
 
@@ -421,7 +464,13 @@ def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):
 
 
 def speak(
-    server: TritonServer, reference: Reference, text: str = SHORT_TEXT, protocol: str = "grpc", client=None, **options
+    server: TritonServer,
+    reference: Reference,
+    text: str = SHORT_TEXT,
+    protocol: str = "grpc",
+    client=None,
+    model: str = contract.TTS_MODEL,
+    **options,
 ) -> np.ndarray:
     url = server.grpc_url if protocol == "grpc" else server.http_url
     options.setdefault("nfe_step", 8)
@@ -435,6 +484,7 @@ def speak(
         options=SynthesisOptions(**options),
         timeout=120,
         client=client,
+        model=model,
     )
     assert rate == contract.SAMPLE_RATE
     return waveform

@@ -18,12 +18,20 @@ peak, -60 dB).
 
 from __future__ import annotations
 
-import string
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import Reference, assert_same_audio, f5tts_inference, f5tts_load, synthesis_request
+from conftest import (
+    FRENCH_CHARS,
+    FRENCH_TEXT,
+    Reference,
+    assert_same_audio,
+    f5tts_inference,
+    f5tts_load,
+    synthesis_request,
+    write_vocab,
+)
 from omegaconf import OmegaConf
 
 import contract
@@ -38,10 +46,6 @@ SEED = 4321
 NFE = 8
 BASES = ["F5TTS_v1_Base", "F5TTS_Base", "F5TTS_Small"]
 
-# The characters of a French corpus: letters with their accented forms and ligatures, digits, and the
-# punctuation of French typography (guillemets, the typographic apostrophe, dashes, the ellipsis).
-FRENCH_CHARS = " " + string.ascii_letters + string.digits + "àâäæçéèêëîïôöœùûüÿÀÂÄÆÇÉÈÊËÎÏÔÖŒÙÛÜŸ" + "!\"'(),-.:?«»…–—’"
-FRENCH_TEXT = "Ça va ? « Très bien », répond l'élève : déjà 3 œuvres lues… Où est-il allé ? Là-bas — près du château !"
 # Long enough for f5-tts's chunk_text to split it into several chunks with the shipped reference.
 FRENCH_LONG_TEXT = (
     "Certains m'appellent la nature, d'autres m'appellent mère nature. J'ai été une spectatrice silencieuse, "
@@ -52,16 +56,6 @@ FRENCH_LONG_TEXT = (
 )
 # Characters no French vocab lists: f5-tts's list_str_to_idx gives them id 0 (the space's), and so must we.
 OUT_OF_VOCAB = "Ça coûte 5 € ; straße, 你好 🙂 “cité” ‘x’ ñ"
-
-
-def write_vocab(path: Path, chars: str, newline: str = "\n", final_newline: bool = True) -> Path:
-    """A "custom" vocab as f5-tts's prepare_csv_wavs writes a new language's: its characters, sorted
-    (the space sorts first, as id 0 must be), one per line."""
-    tokens = sorted(set(chars))
-    assert tokens[0] == " "
-    text = newline.join(tokens) + (newline if final_newline else "")
-    path.write_bytes(text.encode("utf-8"))
-    return path
 
 
 @pytest.fixture(scope="module")
