@@ -6,7 +6,8 @@ after the end or Stop, the server-sent events read whole however the network spl
 downloads it in each format (the files' own bytes are checked); counts characters and bytes against
 the gateway's limits; uploads a voice, clears the form, and deletes a voice only once confirmed;
 uploads one without its transcript, shows the server's transcription and saves a correction of it;
-fits a 390 px phone and a desktop without sideways scrolling; warns when the server runs the demo model.
+fits a 390 px phone and a desktop without sideways scrolling; warns when the server runs the demo model;
+offers the server's models (the session's repository has two) and each one's voices.
 Screenshots at both widths are kept in one temporary directory (its path is printed)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import GATEWAY_KEY, VOICE, Gateway, _say
+from conftest import FR_MODEL, FRENCH_TEXT, GATEWAY_KEY, VOICE, Gateway, _say
 
 from export.__main__ import request_from_argv
 from export.api import export_model
@@ -206,7 +207,7 @@ def test_the_playground_speaks_with_a_registered_voice(browser, gateway, tiny_re
         > 0
     )
     # The session's repository is not the demo model, and the page says nothing about one.
-    assert json.loads((tiny_repo / "manifest.json").read_text())["demo_model"] is False
+    assert json.loads((tiny_repo / "manifest.json").read_text())["models"]["f5_tts"]["demo_model"] is False
     assert _model(gateway)["demo_model"] is False
     assert not browser.find_element(By.ID, "demo-notice").is_displayed()
     assert browser.execute_script("return window.playground.demoModel") is False
@@ -615,7 +616,7 @@ def test_the_playground_warns_when_the_server_runs_the_demo_model(
     from selenium.webdriver.common.by import By
 
     repo = export_model(request_from_argv(["--demo-tiny", "--output", str(tmp_path / "demo")])).repository
-    assert json.loads((repo / "manifest.json").read_text())["demo_model"] is True
+    assert json.loads((repo / "manifest.json").read_text())["models"]["f5_tts"]["demo_model"] is True
     srv = start_server(repo, host="127.0.0.1")
     gw = Gateway([srv.grpc_url], tmp_path / "voices", tmp_path / "gateway.log", api_key=None)
     try:
@@ -628,6 +629,10 @@ def test_the_playground_warns_when_the_server_runs_the_demo_model(
         _wait(browser, "!document.getElementById('demo-notice').hidden")
         assert notice.is_displayed() and notice.text.startswith("DEMO MODEL: this server runs the demo model")
         assert "noise, not speech" in notice.text
+        # one model: no model picker
+        assert browser.execute_script("return window.playground.models") == ["f5-tts"]
+        assert not browser.find_element(By.ID, "model-field").is_displayed()
+        assert not browser.find_element(By.ID, "new-model-field").is_displayed()
         for name, (width, height, mobile) in (("desktop", DESKTOP), ("phone", PHONE)):
             _viewport(browser, width, height, mobile)
             _assert_fits(browser, f"demo, {name}")
@@ -635,3 +640,58 @@ def test_the_playground_warns_when_the_server_runs_the_demo_model(
         browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     finally:
         gw.stop()
+
+
+def test_the_playground_picks_a_model_and_offers_its_voices(browser, gateway, screenshots):
+    """The session's server has two models: the picker lists their ids (not tts-1 and the other aliases), the
+    default selected; the voices are the picked model's own and the shared ones; Speak sends the model picked;
+    the upload form offers a voice for one model or for every one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    fr_id, name = f"f5-tts-{FR_MODEL}", "fr-in-browser"
+    headers = {"Authorization": f"Bearer {GATEWAY_KEY}"}
+    uploaded = httpx.post(
+        f"{gateway.url}/v1/audio/voices",
+        headers=headers,
+        data={"name": name, "transcript": REFERENCE_TEXT, "model": FR_MODEL},
+        files={"audio_sample": ("ref.wav", REFERENCE_WAV.read_bytes(), "audio/wav")},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+
+    def voices() -> list[str]:
+        return [o.get_attribute("value") for o in Select(browser.find_element(By.ID, "voice")).options]
+
+    try:
+        _open(browser, gateway)
+        assert browser.find_element(By.ID, "model-field").is_displayed()
+        picker = Select(browser.find_element(By.ID, "model"))
+        assert [(o.get_attribute("value"), o.text) for o in picker.options] == [
+            ("f5-tts", "f5-tts (F5TTS_v1_Base_tiny)"),
+            (fr_id, f"{fr_id} (F5TTS_Base_tiny)"),
+        ]
+        assert picker.first_selected_option.get_attribute("value") == "f5-tts"
+        assert VOICE in voices() and name not in voices()
+        new_model = Select(browser.find_element(By.ID, "new-model"))
+        assert [o.get_attribute("value") for o in new_model.options] == ["", "f5-tts", fr_id]
+        assert new_model.first_selected_option.text == "every model (a shared voice)"
+
+        picker.select_by_value(fr_id)
+        _wait(browser, f"[...document.querySelectorAll('#voice option')].some((o) => o.value === '{name}')")
+        assert VOICE not in voices()  # the default model's registered voice
+        Select(browser.find_element(By.ID, "voice")).select_by_value(name)
+        text = browser.find_element(By.ID, "text")
+        text.clear()
+        text.send_keys(FRENCH_TEXT)
+        browser.find_element(By.ID, "nfe").send_keys("8")
+        state, _ = _speak(browser)
+        assert state["done"] and state["playedSeconds"] > 0
+        _shot(browser, screenshots, "model-picked-desktop")
+        # the gateway's line for the answer: the voice, and the model it was sent to
+        assert f"voice {name}, pcm (sse)" in gateway.log_text() and "(f5_tts_fr)" in gateway.log_text()
+
+        picker.select_by_value("f5-tts")
+        _wait(browser, f"[...document.querySelectorAll('#voice option')].some((o) => o.value === '{VOICE}')")
+        assert name not in voices()
+    finally:
+        assert httpx.delete(f"{gateway.url}/v1/audio/voices/{name}", headers=headers).status_code == 200

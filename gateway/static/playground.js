@@ -6,7 +6,7 @@
 // No build step, no dependencies.
 
 const RATE = 24000;
-const MODEL = "f5-tts";
+const MODEL = "f5-tts"; // the default model's id, until GET /v1/models says which models there are
 const KEY_STORAGE = "f5-gateway-key";
 const EXTENSIONS = { wav: "wav", mp3: "mp3", flac: "flac", opus: "opus", aac: "aac", pcm: "pcm" };
 const $ = (id) => document.getElementById(id);
@@ -15,12 +15,13 @@ const utf8 = new TextEncoder();
 // What happened during the last Speak and Download, and what the gateway said about its model: for
 // people (on the page) and for the browser test.
 const state = { running: false, done: false, error: null, firstAudioMs: null, receivedSeconds: 0, playedSeconds: 0,
-                seed: null, download: null, limits: null, demoModel: null };
+                seed: null, download: null, limits: null, demoModel: null, models: [] };
 window.playground = state;
 let current = null; // {controller, ctx} of the Speak in progress
 let last = null; // {body, pieces, samples} of the last finished Speak: what Download saves
 let downloadUrl = null; // revoked when the next download replaces it (at once could cancel the save)
 let voices = new Map(); // id -> the voice as GET /v1/audio/voices lists it (a library voice's transcript)
+let models = new Map(); // id -> the model as GET /v1/models lists it (its own id, not its aliases)
 
 function authHeaders(extra = {}) {
   const key = $("api-key").value.trim();
@@ -69,8 +70,14 @@ function showMetrics() {
   $("played").textContent = `${state.playedSeconds.toFixed(2)} s`;
 }
 
+// The model picked: its id, as a request's `model`.
+function modelId() {
+  return $("model").value || MODEL;
+}
+
+// The voices usable with the model picked: its own and the shared ones.
 async function loadVoices(select) {
-  const response = await api("/v1/audio/voices");
+  const response = await api(`/v1/audio/voices?model=${encodeURIComponent(modelId())}`);
   if (response.status === 401) {
     $("voice").replaceChildren();
     showVoiceDetail();
@@ -91,7 +98,7 @@ async function loadVoices(select) {
     option.dataset.source = v.source;
     return option;
   }));
-  if (select) picker.value = select;
+  if (select && voices.has(select)) picker.value = select;
   showVoiceDetail();
   if (listing.registered && listing.registered !== "available") {
     say("voice-status", `The server's registered voices are missing: ${listing.registered}`, true);
@@ -130,17 +137,41 @@ async function saveTranscript() {
   say("voice-status", `Transcript of '${name}' saved.`);
 }
 
-// The limits and the demo flag come from the gateway (GET /v1/models/{id}), never from this page.
-async function loadModel() {
-  const response = await api(`/v1/models/${MODEL}`);
+// The models, their limits and demo flags come from the gateway (GET /v1/models), never from this page: a
+// picker of the models' own ids (not their aliases, such as tts-1), the default one first and selected, shown
+// only when there are several.
+async function loadModels() {
+  const response = await api("/v1/models");
   if (!response.ok) return; // a 401 asks for the key; the voice list says why otherwise
-  const model = await response.json();
+  const listing = await response.json();
+  const own = listing.data.filter((m) => m.alias_of === null);
+  models = new Map(own.map((m) => [m.id, m]));
+  state.models = own.map((m) => m.id);
+  const picked = $("model").value;
+  const label = (m) => (m.architecture ? `${m.id} (${m.architecture})` : m.id);
+  $("model").replaceChildren(...own.map((m) => new Option(label(m), m.id)));
+  $("model").value = models.has(picked) ? picked : (own.find((m) => m.default) ?? own[0])?.id ?? "";
+  $("new-model").replaceChildren(new Option("every model (a shared voice)", ""),
+                                 ...own.map((m) => new Option(`${m.id} only`, m.id)));
+  $("model-field").hidden = $("new-model-field").hidden = own.length < 2;
+  showModel();
+}
+
+// The picked model's limits and demo flag.
+function showModel() {
+  const model = models.get(modelId());
+  if (!model) return;
   if (Number.isInteger(model.max_input_chars) && Number.isInteger(model.max_input_bytes)) {
     state.limits = { chars: model.max_input_chars, bytes: model.max_input_bytes };
   }
   state.demoModel = model.demo_model === true;
   $("demo-notice").hidden = !state.demoModel;
   countText();
+}
+
+async function pickModel() {
+  showModel();
+  await loadVoices($("voice").value); // the voice kept when the new model has it too
 }
 
 function tooLong() {
@@ -263,7 +294,7 @@ function stop() {
 }
 
 function speechBody() {
-  const body = { model: MODEL, input: $("text").value, voice: $("voice").value, response_format: "pcm",
+  const body = { model: modelId(), input: $("text").value, voice: $("voice").value, response_format: "pcm",
                  speed: Number($("speed").value || 1) };
   // A seed always: drawn here when none is given (or -1, "random"), so that Download can ask for the
   // same speech again in another format.
@@ -427,6 +458,7 @@ async function upload() {
   form.append("name", name);
   form.append("audio_sample", file);
   if (transcript) form.append("transcript", transcript);
+  if ($("new-model").value) form.append("model", $("new-model").value); // else shared by every model
   say("voice-status", transcript ? "Uploading…" : "Uploading and transcribing…");
   const response = await api("/v1/audio/voices", { method: "POST", body: form });
   if (!response.ok) {
@@ -465,7 +497,7 @@ function guarded(statusId, action) {
 $("api-key").value = localStorage.getItem(KEY_STORAGE) || "";
 $("api-key").addEventListener("change", () => {
   localStorage.setItem(KEY_STORAGE, $("api-key").value.trim());
-  guarded("voice-status", () => Promise.all([loadVoices(), loadModel()]))();
+  guarded("voice-status", () => loadModels().then(() => loadVoices()))();
 });
 $("text").addEventListener("input", countText);
 $("speak").addEventListener("click", speak);
@@ -473,6 +505,7 @@ $("stop").addEventListener("click", () => { stop(); });
 $("download").addEventListener("click", guarded("download-status", download));
 $("upload").addEventListener("click", guarded("voice-status", upload));
 $("voice").addEventListener("change", showVoiceDetail);
+$("model").addEventListener("change", guarded("voice-status", pickModel));
 $("save-transcript").addEventListener("click", guarded("voice-status", saveTranscript));
 $("voice-transcript").addEventListener("keydown", (e) => {
   if (e.key !== "Enter") return;
@@ -481,6 +514,6 @@ $("voice-transcript").addEventListener("keydown", (e) => {
 });
 $("delete").addEventListener("click", guarded("voice-status", deleteVoice));
 countText();
-guarded("voice-status", () => Promise.all([loadVoices(), loadModel()]))().then(() => {
+guarded("voice-status", () => loadModels().then(() => loadVoices()))().then(() => {
   window.playgroundReady = true;
 });
