@@ -11,6 +11,9 @@ Job input (JSON object), task "synthesize" (the default):
                      (see the f5_tts model contract; null or absent leaves the server's default)
   captions           "srt", "vtt" or "json": the captions of the audio too (each text chunk's exact
                      times, its words' estimated ones; contract/captions.py)
+  model              the F5-TTS model that speaks, when the repository holds several (export --name
+                     NAME): its short name (NAME, or "default") or its Triton name (f5_tts_NAME);
+                     absent: the default model, f5_tts. An unknown one is an error listing the models
 Output: {"audio_base64": 16-bit PCM WAV, "sample_rate", "duration_seconds", "timings_ms"}, and with
 captions {"captions": the file's text, "captions_format"}.
 
@@ -32,6 +35,7 @@ import base64
 import binascii
 import dataclasses
 import io
+import re
 import time
 from dataclasses import dataclass
 
@@ -48,6 +52,8 @@ TASK_KEY = "task"
 SYNTHESIZE, TRANSCRIBE = "synthesize", "transcribe"  # the tasks; a job without "task" synthesizes
 TEXT_KEYS = ("text", "reference_audio", "reference_text", "voice")
 CAPTIONS_KEY = "captions"
+MODEL_KEY = "model"  # which F5-TTS model of the repository speaks (export --name); absent: the default one
+MODELS_REFRESH_SECONDS = 1.0  # a job naming a model not seen yet asks Triton's index again, at most this often
 # A transcription job's keys: its audio under the transcriber's own input names.
 TRANSCRIBE_KEYS = (contract.REFERENCE_AUDIO, contract.LANGUAGE, contract.AS_REFERENCE)
 # The sampling options are SynthesisOptions' fields (but the streaming-only one); their JSON types
@@ -67,6 +73,7 @@ class Job:
     voice: str | None
     options: SynthesisOptions
     captions: str | None = None  # the captions file format asked for
+    model: str = contract.TTS_MODEL  # the Triton model: f5_tts, f5_tts_NAME
 
 
 @dataclass(frozen=True)
@@ -103,7 +110,9 @@ def parse_job(job_input) -> Job | TranscriptionJob:
         task = SYNTHESIZE
     if string(TASK_KEY, task) not in (SYNTHESIZE, TRANSCRIBE):
         raise JobInputError(f"'{TASK_KEY}' is {task!r}; allowed: {SYNTHESIZE} (the default), {TRANSCRIBE}")
-    allowed = (TASK_KEY,) + (TRANSCRIBE_KEYS if task == TRANSCRIBE else TEXT_KEYS + OPTION_KEYS + (CAPTIONS_KEY,))
+    allowed = (TASK_KEY,) + (
+        TRANSCRIBE_KEYS if task == TRANSCRIBE else TEXT_KEYS + OPTION_KEYS + (CAPTIONS_KEY, MODEL_KEY)
+    )
     unknown = sorted(set(job_input) - set(allowed))
     if unknown:
         what = f" for the task '{task}'" if task == TRANSCRIBE else ""
@@ -142,7 +151,23 @@ def _synthesis_job(given: dict) -> Job:
     options = SynthesisOptions(**{k: sampling_option(k, given[k], finite=False) for k in OPTION_KEYS if k in given})
     audio, rate = decode_audio(given["reference_audio"]) if "reference_audio" in given else (None, None)
     captions = caption_format(CAPTIONS_KEY, given[CAPTIONS_KEY]) if CAPTIONS_KEY in given else None
-    return Job(given["text"], audio, rate, given.get("reference_text"), given.get("voice"), options, captions)
+    model = tts_model(given[MODEL_KEY]) if MODEL_KEY in given else contract.TTS_MODEL
+    return Job(given["text"], audio, rate, given.get("reference_text"), given.get("voice"), options, captions, model)
+
+
+def tts_model(value) -> str:
+    """The job's `model` (a short name or a Triton name) as the Triton model that serves it."""
+    name = contract.tts_model_name(string(MODEL_KEY, value).strip())
+    short = contract.model_short_name(name)
+    if short != contract.DEFAULT_MODEL_NAME and not (
+        contract.is_tts_model(name) and re.fullmatch(contract.MODEL_NAME_PATTERN, short)
+    ):
+        raise JobInputError(
+            f"'{MODEL_KEY}' is {value!r}: give a model's short name (NAME of `export --name NAME`, or "
+            f"'{contract.DEFAULT_MODEL_NAME}') or its Triton name ({contract.TTS_MODEL}_NAME); absent: the default "
+            "model"
+        )
+    return name
 
 
 def encode_wav(waveform: np.ndarray, sample_rate: int) -> str:
@@ -160,6 +185,7 @@ class Handler:
         # gRPC asyncio channels belong to the event loop that created them; the SDK runs one loop
         # while serving, but its local test modes start their own.
         self._clients: dict[asyncio.AbstractEventLoop, object] = {}
+        self._models: tuple[float, tuple[str, ...]] | None = None  # (when asked, the F5-TTS models ready)
 
     def _client(self):
         import tritonclient.grpc.aio as aio
@@ -179,12 +205,48 @@ class Handler:
         try:
             if isinstance(parsed, TranscriptionJob):
                 return await self._transcribe(parsed, started)
+            if parsed.model != contract.TTS_MODEL and (unknown := await self._unknown_model(parsed.model)):
+                return {"error": unknown}
             return await self._synthesize(parsed, started)
         except SynthesisError as e:
             if e.invalid_argument:  # the request's fault: the message says why
                 return {"error": str(e)}
             what = "transcription" if isinstance(parsed, TranscriptionJob) else "synthesis"
             return {"error": f"{what} failed ({e.status or 'no status'}): {e}"}
+
+    async def models(self, refresh: bool = False) -> tuple[str, ...]:
+        """The F5-TTS models the server has ready (its repository index), as Triton names; asked once, and again
+        on `refresh` unless asked within MODELS_REFRESH_SECONDS."""
+        now = time.monotonic()
+        if self._models and (not refresh or now - self._models[0] < MODELS_REFRESH_SECONDS):
+            return self._models[1]
+        index = await self._client().get_model_repository_index(as_json=True, client_timeout=10)
+        ready = tuple(
+            sorted(
+                m["name"]
+                for m in index.get("models", [])
+                if m.get("state") == "READY" and contract.is_tts_model(m["name"])
+            )
+        )
+        self._models = (now, ready)
+        return ready
+
+    async def _unknown_model(self, model: str) -> str | None:
+        """Why the job cannot be sent to `model`, listing the models there are; None when it can (or when the
+        index cannot be read: the synthesis then fails with Triton's own words)."""
+        try:
+            ready = await self.models()
+            if model not in ready:
+                ready = await self.models(refresh=True)  # loaded since the last look?
+        except Exception:  # tritonclient's InferenceServerException, gRPC's own
+            return None
+        if model in ready:
+            return None
+        listed = ", ".join(f"{contract.model_short_name(m)} ({m})" for m in ready) or "none"
+        return (
+            f"unknown model '{contract.model_short_name(model)}' ({model}): this server's models are {listed}; "
+            f"give '{MODEL_KEY}' as one of their names, or leave it out for the default model"
+        )
 
     async def _transcribe(self, parsed: TranscriptionJob, started: float) -> dict:
         decoded = time.perf_counter()
@@ -217,6 +279,7 @@ class Handler:
             client=self._client(),
             options=parsed.options,
             captions=True,
+            model=parsed.model,
         )
         synthesized = time.perf_counter()
         audio = encode_wav(waveform, rate)

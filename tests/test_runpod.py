@@ -22,14 +22,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import VOICE, _say, assert_same_audio, behind_a_long_request, calls_shared_a_batch, wait_until_answering
+from conftest import (
+    FR_MODEL,
+    FRENCH_TEXT,
+    VOICE,
+    _say,
+    assert_same_audio,
+    behind_a_long_request,
+    calls_shared_a_batch,
+    wait_until_answering,
+)
 
 import contract
 from export.repository import REFERENCE_WAV
 from launcher import TritonServer
 from launcher.server import free_port
 from pipeline.reference import prepare_reference
-from runpod_worker.handler import decode_audio
+from runpod_worker.handler import decode_audio, encode_wav
 
 ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 180  # seconds; a bound for a hung start, not a measurement
@@ -137,7 +146,7 @@ def test_test_input_exports_the_volume_once_and_returns_a_wav(tiny, tmp_path):
     try:
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert f"exported {volume / 'checkpoints' / 'model_1250000.safetensors'} into {repo}" in proc.stdout
-        assert json.loads((repo / "manifest.json").read_text())["sources"]["checkpoint"]["sha256"]
+        assert json.loads((repo / "manifest.json").read_text())["models"]["f5_tts"]["sources"]["checkpoint"]["sha256"]
         assert sorted(p.name for p in volume.iterdir()) == ["checkpoints", "model_repository"]  # no leftovers
         line = re.search(r"Job result: (.*)$", proc.stdout, re.M).group(1)
         output = ast.literal_eval(line)["output"]
@@ -256,7 +265,7 @@ def test_concurrent_jobs_share_triton_batches(api_worker):
         (
             {"speaker": "x"},
             "unknown input key(s) 'speaker'; allowed: task, text, reference_audio, reference_text, voice, "
-            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration, measure_words, captions",
+            "nfe_step, cfg_strength, sway_sampling_coef, speed, seed, duration, measure_words, captions, model",
         ),
         ({"captions": "ass"}, "'captions' is 'ass'; allowed: 'srt', 'vtt', 'json'"),
         ({"nfe_step": "16"}, "'nfe_step' must be an integer, got string '16'"),
@@ -352,6 +361,56 @@ def test_a_job_without_reference_text_speaks_as_with_what_the_transcribe_task_he
     ]:
         refused = api_worker.runsync({"task": "transcribe", "reference_audio": job["reference_audio"], **change})
         assert refused["status"] == "FAILED" and message in refused["error"], (change, refused)
+
+
+def test_multi_model_a_job_is_spoken_by_the_model_it_names(api_worker):
+    """tiny_repo holds the default model and FR_MODEL (f5_tts_fr): `model` picks it, by its short or Triton
+    name, and the job's audio is f5_tts_fr's own answer to the same request; without `model`, the default's."""
+    from client import SynthesisOptions, synthesize
+
+    job = _reference_job(text=FRENCH_TEXT)
+    runs = {name: api_worker.runsync({**job, "model": name}) for name in (FR_MODEL, "f5_tts_fr", "default")}
+    runs[None] = api_worker.runsync(job)
+    assert [r["status"] for r in runs.values()] == ["COMPLETED"] * 4, runs
+    waves = {name: _decode(r["output"]) for name, r in runs.items()}
+    np.testing.assert_array_equal(waves[FR_MODEL], waves["f5_tts_fr"])
+    np.testing.assert_array_equal(waves["default"], waves[None])
+    assert waves[FR_MODEL].shape != waves[None].shape or not np.array_equal(waves[FR_MODEL], waves[None])
+    audio, rate = decode_audio(job["reference_audio"])
+    direct, _ = synthesize(
+        FRENCH_TEXT,
+        audio,
+        rate,
+        job["reference_text"],
+        url=api_worker.triton.grpc_url,
+        model="f5_tts_fr",
+        options=SynthesisOptions(nfe_step=4, seed=7),
+        timeout=120,
+    )
+    want = _decode(
+        {"audio_base64": encode_wav(direct, rate), "sample_rate": rate, "duration_seconds": direct.size / rate}
+    )
+    np.testing.assert_array_equal(waves[FR_MODEL], want)
+
+
+@pytest.mark.parametrize(
+    "model,message",
+    [
+        (
+            "de",
+            "unknown model 'de' (f5_tts_de): this server's models are default (f5_tts), fr (f5_tts_fr); give "
+            "'model' as one of their names, or leave it out for the default model",
+        ),
+        ("f5_tts_de", "unknown model 'de' (f5_tts_de): this server's models are default (f5_tts), fr (f5_tts_fr)"),
+        ("F R", "'model' is 'F R': give a model's short name (NAME of `export --name NAME`, or 'default')"),
+        ("f5_tts_fr_stream", "'model' is 'f5_tts_fr_stream': give a model's short name"),
+        (7, "'model' must be a string, got integer"),
+    ],
+)
+def test_multi_model_a_job_naming_an_unknown_model_lists_the_models(api_worker, model, message):
+    result = api_worker.runsync(_reference_job(model=model))
+    assert result["status"] == "FAILED" and "output" not in result, result
+    assert message in result["error"], result["error"]
 
 
 def test_worker_still_serves_after_bad_jobs(api_worker):
