@@ -6,6 +6,8 @@
   python -m client --voice nature --text-file story.txt --stream --output story.wav   (WAV grows as it plays)
   python -m client --voice nature --text "Hello." --stream --output - | aplay -f S16_LE -r 24000 -c 1
   python -m client --list-voices
+  python -m client --list-models                       (the server's F5-TTS models: --model NAME picks one)
+  python -m client --model fr --reference-audio ref_fr.wav --text "Bonjour." --output out.wav
   python -m client bench --concurrency 1,2,4,8        (see python -m client bench --help)
   python -m client transcribe ref.wav [--language en] [--json]   (see python -m client transcribe --help)
 """
@@ -25,7 +27,16 @@ from pathlib import Path
 
 import contract
 from client import captions
-from client.api import SynthesisError, list_voices, stream_synthesize, synthesize, transcribe
+from client.api import (
+    ServedModel,
+    SynthesisError,
+    list_models,
+    list_voices,
+    stream_synthesize,
+    synthesize,
+    transcribe,
+    tts_model,
+)
 from client.audio import ProgressiveWav, load_audio, pcm16, write_wav_atomic
 from client.connection import resolve_endpoint
 from client.request import SynthesisOptions, build_inputs, http_json_body
@@ -69,7 +80,11 @@ def parse_args(argv):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--model", help=f"model to call (default: {contract.TTS_MODEL}, or {contract.STREAM_MODEL} with --stream)"
+        "--model",
+        default=contract.DEFAULT_MODEL_NAME,
+        help="which of the server's F5-TTS models speaks: its short name (default, fr...; see --list-models) or "
+        "its Triton name (f5_tts_fr); with --stream its stream model (f5_tts_fr_stream) answers (default: "
+        "%(default)s, served as f5_tts)",
     )
     r = p.add_argument_group("speaker: a reference recording, or a voice registered on the server")
     r.add_argument("--reference-audio", type=Path, help="WAV/FLAC/OGG, any rate, any channels")
@@ -79,7 +94,14 @@ def parse_args(argv):
         f"which needs a '{contract.TRANSCRIBER_MODEL}' model in its repository (python -m export ... --asr)",
     )
     r.add_argument("--voice", help="name of a registered voice (see --list-voices)")
-    p.add_argument("--list-voices", action="store_true", help="print the server's registered voices and exit")
+    p.add_argument(
+        "--list-voices", action="store_true", help="print the voices registered for --model on the server and exit"
+    )
+    p.add_argument(
+        "--list-models",
+        action="store_true",
+        help="print the server's F5-TTS models (name, Triton models, architecture, voices, ready) and exit",
+    )
     text = p.add_mutually_exclusive_group()
     text.add_argument("--text", help="text to speak")
     text.add_argument("--text-file", type=Path, help="UTF-8 file with the text to speak")
@@ -128,7 +150,9 @@ def parse_args(argv):
         help="write the HTTP JSON request body to FILE (for curl) and exit without calling the server",
     )
     args = p.parse_args(argv)
-    if not args.list_voices:
+    if args.list_models and args.list_voices:
+        p.error("--list-models and --list-voices each list one thing; give one of them")
+    if not args.list_voices and not args.list_models:
         if args.text is None and args.text_file is None:
             p.error("one of --text or --text-file is required")
         if args.voice is None and args.reference_audio is None:
@@ -322,8 +346,11 @@ def _run(args) -> int:
     # With raw PCM on stdout, everything said to the user goes to stderr.
     say = (lambda line: print(line, file=sys.stderr)) if args.output == "-" else print
     try:
+        if args.list_models:
+            print(models_table(list_models(url, protocol, headers=headers, **connection)))
+            return 0
         if args.list_voices:
-            voices = list_voices(url, protocol, headers=headers, **connection)
+            voices = list_voices(url, protocol, model=args.model, headers=headers, **connection)
             print("\n".join(voices) if voices else "(no registered voices)")
             return 0
         text = args.text if args.text is not None else args.text_file.read_text(encoding="utf-8")
@@ -341,7 +368,7 @@ def _run(args) -> int:
         if args.write_request_json:
             body = http_json_body(build_inputs(audio, sample_rate, args.reference_text, text, options, args.voice))
             Path(args.write_request_json).write_text(json.dumps(body, separators=(",", ":")))
-            model = args.model or contract.TTS_MODEL
+            model = tts_model(args.model)
             print(f"wrote {args.write_request_json}: POST it to http://HOST:8000/v2/models/{model}/infer")
             return 0
         reference = (audio, sample_rate, args.reference_text)
@@ -357,7 +384,7 @@ def _run(args) -> int:
                 voice=args.voice,
                 url=url,
                 protocol=protocol,
-                model=args.model or contract.TTS_MODEL,
+                model=args.model,
                 options=options,
                 timeout=args.timeout,
                 headers=headers,
@@ -391,6 +418,31 @@ def _run(args) -> int:
     return 0
 
 
+MODELS_HEADER = ("name", "Triton model", "stream model", "architecture", "voices", "ready")
+
+
+def models_table(models: list[ServedModel]) -> str:
+    """--list-models: one row per F5-TTS model, columns aligned; `ready` is yes, or the states that are not."""
+    rows = [MODELS_HEADER]
+    for m in models:
+        not_ready = [f"{n} {state}" for n, state in ((m.triton_model, m.state), (m.stream_model, m.stream_state)) if n]
+        not_ready = [s for s in not_ready if not s.endswith(" READY")]
+        rows.append(
+            (
+                m.name,
+                m.triton_model,
+                m.stream_model or "-",
+                m.architecture + (" (demo: noise)" if m.demo_model else ""),
+                ",".join(m.voices) or "-",
+                "yes" if m.ready else "no: " + ", ".join(not_ready),
+            )
+        )
+    if len(rows) == 1:
+        return "(no F5-TTS models)"
+    widths = [max(len(r[i]) for r in rows) for i in range(len(MODELS_HEADER) - 1)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1] for r in rows)
+
+
 def _stream(args, text, reference, url, protocol, options, headers, connection, cues) -> tuple[int, float | None]:
     """Write each piece as it arrives (its cues appended to `cues`); returns (samples written, seconds to
     the first piece).
@@ -403,7 +455,7 @@ def _stream(args, text, reference, url, protocol, options, headers, connection, 
         voice=args.voice,
         url=url,
         protocol=protocol,
-        model=args.model or contract.STREAM_MODEL,
+        model=args.model,
         options=options,
         timeout=args.timeout,
         headers=headers,

@@ -4,14 +4,20 @@ synthesize(): the whole waveform at once. stream_synthesize(): an iterator over 
 it as the server finishes each text chunk (gRPC stream or HTTP server-sent events). A reference
 sent without its transcript is transcribed by the server (a repository exported with --asr).
 transcribe(): the server's transcriber model (Whisper) on any audio.
+
+A repository may serve several F5-TTS models (`python -m export --name fr` adds f5_tts_fr and its
+stream f5_tts_fr_stream beside the default f5_tts): `model=` takes a model's short name ("fr",
+"default") or a Triton name (f5_tts_fr, f5_tts_fr_stream); list_models() says which the server has.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import queue
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Iterator, Mapping, NamedTuple
 
@@ -42,10 +48,14 @@ from contract.errors import GRPC_DEADLINE_EXCEEDED
 
 __all__ = [
     "SynthesisError",
+    "UnknownModelError",
     "SynthesisOptions",
+    "ServedModel",
     "synthesize",
     "synthesize_async",
     "stream_synthesize",
+    "stream_synthesize_async",
+    "list_models",
     "list_voices",
     "transcribe",
     "transcribe_async",
@@ -67,6 +77,108 @@ class SynthesisError(RuntimeError):
     def invalid_argument(self) -> bool:
         """The server refused the request itself (gRPC INVALID_ARGUMENT, HTTP 400): the message says why."""
         return self.status in INVALID_ARGUMENT_STATUSES
+
+
+class UnknownModelError(SynthesisError):
+    """The server has no model of the name asked for. `model`: that name, as given; `available`: the short
+    names of the F5-TTS models the server has (default first), or None when they could not be listed.
+    `status` stays Triton's (gRPC NOT_FOUND, HTTP 404; None on a gRPC stream)."""
+
+    def __init__(self, message: str, status: str | None, model: str, available: list[str] | None) -> None:
+        super().__init__(message, status)
+        self.model = model
+        self.available = available
+
+
+# --- model names --------------------------------------------------------------------------------
+
+
+def tts_model(model: str | None = None) -> str:
+    """The Triton model that answers a whole request for `model`: a short name ("fr"; None, "" or "default":
+    the default model), a Triton name (f5_tts_fr) or its stream's (f5_tts_fr_stream: its unary model)."""
+    if model and model.endswith(contract.STREAM_SUFFIX):
+        model = model.removesuffix(contract.STREAM_SUFFIX)
+    return contract.tts_model_name(model)
+
+
+def stream_model(model: str | None = None) -> str:
+    """The decoupled Triton model that streams `model` (named as for tts_model): fr -> f5_tts_fr_stream;
+    f5_tts_stream and f5_tts_fr_stream are returned as they are."""
+    return contract.stream_model_name(tts_model(model))
+
+
+def index_entries(index) -> list[dict]:
+    """Triton's repository index as a list of {"name", "state", ...} (gRPC's JSON wraps it in "models")."""
+    return list(index.get("models", [])) if isinstance(index, dict) else list(index)
+
+
+def model_names(entries: list[dict]) -> list[str]:
+    """The short names of the F5-TTS models of a repository index, the default first."""
+    names = {contract.model_short_name(e["name"]) for e in entries if contract.is_tts_model(e.get("name", ""))}
+    return sorted(names, key=lambda n: (n != contract.DEFAULT_MODEL_NAME, n))
+
+
+def _is_unknown_model(e: SynthesisError, triton_model: str) -> bool:
+    """Triton's "Request for unknown model: 'f5_tts_xx' is not found" about `triton_model` (or, for a
+    stream, the model it streams): not another model's (a transcriber the request needed)."""
+    text = str(e)
+    return "unknown model" in text.lower() and any(f"'{m}'" in text for m in {triton_model, tts_model(triton_model)})
+
+
+def _unknown_model(
+    e: SynthesisError, asked: str | None, triton_model: str, available: list[str] | None, url: str | None
+) -> UnknownModelError:
+    """Triton's "unknown model" said as which models the server has, and where to see them."""
+    asked = asked or contract.DEFAULT_MODEL_NAME
+    where = f"the server at {url}" if url else "the server"
+    short = contract.model_short_name(tts_model(triton_model))
+    if available is None:
+        message = f"unknown model {asked!r}: {where} has no {triton_model} (python -m client --list-models)"
+    elif short in available:  # the model is there, this one of its Triton models is not (its stream)
+        message = f"model {asked!r} has no {triton_model} on {where} (python -m client --list-models)"
+    elif available:
+        message = f"unknown model {asked!r}: {where} has {', '.join(available)} (python -m client --list-models)"
+    else:
+        message = f"unknown model {asked!r}: {where} serves no F5-TTS model (python -m client --list-models)"
+    return UnknownModelError(message, e.status, asked, available)
+
+
+def _served_names(endpoint: Endpoint, headers, client_kwargs, client=None) -> list[str] | None:
+    """The short names of the server's F5-TTS models; None when the server cannot say."""
+    own = client is None
+    try:
+        if own:
+            client = make_client(endpoint.url, **client_kwargs)
+        if endpoint.protocol == "grpc":
+            index = client.get_model_repository_index(headers=dict(headers or {}), as_json=True)
+        else:
+            index = client.get_model_repository_index(headers=dict(headers or {}))
+        return model_names(index_entries(index))
+    except Exception:
+        return None
+    finally:
+        if own and client is not None:
+            client.close()
+
+
+def _named(e: SynthesisError, asked, triton_model, endpoint: Endpoint, headers, client_kwargs, client=None):
+    """`e`, or the UnknownModelError it means (which asks the server for its models)."""
+    if isinstance(e, UnknownModelError) or not _is_unknown_model(e, triton_model):
+        return e
+    available = _served_names(endpoint, headers, client_kwargs, client)
+    return _unknown_model(e, asked, triton_model, available, endpoint.url)
+
+
+async def _named_async(e: SynthesisError, asked, triton_model, client, headers):
+    """_named over an asyncio gRPC client."""
+    if isinstance(e, UnknownModelError) or not _is_unknown_model(e, triton_model):
+        return e
+    try:
+        index = await client.get_model_repository_index(headers=dict(headers or {}), as_json=True)
+        available = model_names(index_entries(index))
+    except Exception:
+        available = None
+    return _unknown_model(e, asked, triton_model, available, None)
 
 
 def _error(
@@ -130,7 +242,7 @@ def synthesize(
     voice: str | None = None,
     url: str | None = None,
     protocol: str | None = None,
-    model: str = contract.TTS_MODEL,
+    model: str | None = None,
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
@@ -146,13 +258,19 @@ def synthesize(
 
     `url`: host:port or http:// https:// grpc:// grpcs:// host:port (the scheme sets the protocol
     and TLS); default localhost:8001 for gRPC, localhost:8000 for HTTP. `protocol`: grpc (the
-    default without a scheme) or http.
+    default without a scheme) or http. `model`: which of the server's F5-TTS models speaks: its short
+    name ("fr"; None or "default": the default model) or its Triton name (f5_tts_fr); one the server
+    does not have raises UnknownModelError naming those it has.
     """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     endpoint = _endpoint(url, protocol, client_kwargs)
     read = _captioned_result if captions else _result
-    answer = _unary(tensors, model, None, read, endpoint, timeout, headers, client, client_kwargs)
-    log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, model, len(answer[0]), answer[1])
+    triton_model = tts_model(model)
+    try:
+        answer = _unary(tensors, triton_model, None, read, endpoint, timeout, headers, client, client_kwargs)
+    except SynthesisError as e:
+        raise _named(e, model, triton_model, endpoint, headers, client_kwargs, client) from None
+    log.debug("%s %s response: waveform [%d] at %d Hz", endpoint.url, triton_model, len(answer[0]), answer[1])
     return answer
 
 
@@ -210,19 +328,22 @@ async def synthesize_async(
     *,
     client,
     voice: str | None = None,
-    model: str = contract.TTS_MODEL,
+    model: str | None = None,
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
     captions: bool = False,
 ) -> tuple[np.ndarray, int] | tuple[np.ndarray, int, list[Cue]]:
-    """asyncio gRPC variant; `client` is a tritonclient.grpc.aio.InferenceServerClient. `captions` as for
-    synthesize()."""
+    """asyncio gRPC variant; `client` is a tritonclient.grpc.aio.InferenceServerClient. `model` and
+    `captions` as for synthesize()."""
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
+    triton_model = tts_model(model)
     try:
-        result = await client.infer(model, grpc_inputs(tensors), headers=dict(headers or {}), client_timeout=timeout)
+        result = await client.infer(
+            triton_model, grpc_inputs(tensors), headers=dict(headers or {}), client_timeout=timeout
+        )
     except Exception as e:
-        raise _error(e, None, timeout) from None
+        raise await _named_async(_error(e, None, timeout), model, triton_model, client, headers) from None
     return _captioned_result(result) if captions else _result(result)
 
 
@@ -234,14 +355,14 @@ async def stream_synthesize_async(
     *,
     client,
     voice: str | None = None,
-    model: str = contract.STREAM_MODEL,
+    model: str | None = None,
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
     captions: bool = False,
 ) -> AsyncIterator[np.ndarray] | AsyncIterator[tuple[np.ndarray, list[Cue]]]:
     """asyncio gRPC variant of stream_synthesize; `client` is a tritonclient.grpc.aio.InferenceServerClient.
-    With `captions=True` it yields (piece, cues), as stream_synthesize does.
+    With `captions=True` it yields (piece, cues), as stream_synthesize does; `model` as there.
 
     Closing the generator before its end (`aclose()`, or cancelling the task that iterates it)
     cancels the request on the server. A connection failure raises SynthesisError with status
@@ -252,20 +373,23 @@ async def stream_synthesize_async(
     from tritonclient.grpc._utils import get_error_grpc
 
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
+    triton_model = stream_model(model)
 
     async def requests():
         yield {
-            "model_name": model,
+            "model_name": triton_model,
             "inputs": grpc_inputs(tensors),
             "parameters": {"triton_enable_empty_final_response": True},
         }
 
     responses = client.stream_infer(requests(), stream_timeout=timeout, headers=dict(headers or {}))
-    finished = False
+    finished = ended = False
     try:
         async for result, error in responses:
+            if finished:  # past the final response: nothing more is sent, the call is about to end
+                continue
             if error is not None:
-                raise _error(error, None, timeout)
+                raise await _named_async(_error(error, None, timeout), model, triton_model, client, headers)
             params = result.get_response().parameters
             finished = "triton_final_response" in params and params["triton_final_response"].bool_param
             wave = result.as_numpy(contract.WAVEFORM)
@@ -276,14 +400,35 @@ async def stream_synthesize_async(
                     yield wave, cues
             elif wave.size:
                 yield wave
-            if finished:
-                return
-        raise SynthesisError("the stream ended before its final response")
+        ended = True
+        if not finished:
+            raise SynthesisError("the stream ended before its final response")
     except grpc.RpcError as e:
         raise _error(get_error_grpc(e), None, timeout) from None
     finally:
         if not finished:
             responses.cancel()  # synchronous: safe inside a cancelled task
+        elif not ended:  # closed at its last piece
+            await _read_to_the_end(responses)
+
+
+async def _read_to_the_end(responses, wait_s: float = 10.0) -> None:
+    """Read a finished stream's call to its end, which the server sends once its final response is out (our
+    request stream has ended). A call left open is cancelled when its channel closes, after the request
+    completed, and tritonserver 2.51 then keeps the stream model referenced: it never unloads, and the
+    server's stop runs into its exit timeout. (The sync client's stop_stream reads to the end too.)"""
+
+    async def drain():
+        async for _ in responses:
+            pass
+
+    try:
+        await asyncio.wait_for(drain(), wait_s)
+    except asyncio.CancelledError:
+        responses.cancel()
+        raise
+    except Exception:  # a server that does not end the call: the audio is whole, the call is given up
+        responses.cancel()
 
 
 def stream_synthesize(
@@ -295,7 +440,7 @@ def stream_synthesize(
     voice: str | None = None,
     url: str | None = None,
     protocol: str | None = None,
-    model: str = contract.STREAM_MODEL,
+    model: str | None = None,
     options: SynthesisOptions = SynthesisOptions(),
     timeout: float | None = None,
     headers: Mapping[str, str] | None = None,
@@ -314,14 +459,16 @@ def stream_synthesize(
     samples, channel after channel, with the channel count beside them, so the server prepares
     it exactly as it prepares a gRPC request. Errors raise SynthesisError with the server's
     message; its `status` is the HTTP code when the server refuses the request before
-    streaming, else None (Triton's gRPC stream carries no code).
+    streaming, else None (Triton's gRPC stream carries no code). `model`: as for synthesize() (the
+    stream of "fr" is f5_tts_fr_stream); a stream model's Triton name (f5_tts_fr_stream) works too.
     """
     tensors = build_inputs(reference_audio, reference_sample_rate, reference_text, text, options, voice)
     endpoint = _endpoint(url, protocol, client_kwargs)
+    asked = (model, stream_model(model))
     if endpoint.protocol == "grpc":
-        pieces = _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
+        pieces = _grpc_stream(tensors, endpoint, asked, timeout, headers, client_kwargs)
     else:
-        pieces = _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs)
+        pieces = _http_stream(tensors, endpoint, asked, timeout, headers, client_kwargs)
     return pieces if captions else _audio_only(pieces)
 
 
@@ -334,7 +481,9 @@ def _audio_only(pieces: Iterator[tuple[np.ndarray, list[Cue]]]) -> Iterator[np.n
         pieces.close()  # now, not when collected: closing early cancels the request on the server
 
 
-def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[tuple[np.ndarray, list[Cue]]]:
+def _grpc_stream(tensors, endpoint, asked, timeout, headers, client_kwargs) -> Iterator[tuple[np.ndarray, list[Cue]]]:
+    """`asked`: (the model as the caller named it, the stream model's Triton name)."""
+    named, model = asked
     try:
         client = make_client(endpoint.url, **client_kwargs)
     except ValueError as e:
@@ -358,7 +507,8 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
                         GRPC_DEADLINE_EXCEEDED,
                     ) from None
                 if error is not None:
-                    raise _error(error, endpoint, timeout, connected=True)
+                    failure = _error(error, endpoint, timeout, connected=True)
+                    raise _named(failure, named, model, endpoint, headers, client_kwargs, client)
                 params = result.get_response().parameters
                 finished = "triton_final_response" in params and params["triton_final_response"].bool_param
                 wave = result.as_numpy(contract.WAVEFORM)
@@ -374,10 +524,12 @@ def _grpc_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
             client.close()
 
 
-def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> Iterator[tuple[np.ndarray, list[Cue]]]:
+def _http_stream(tensors, endpoint, asked, timeout, headers, client_kwargs) -> Iterator[tuple[np.ndarray, list[Cue]]]:
+    """`asked`: (the model as the caller named it, the stream model's Triton name)."""
     import urllib.error
     import urllib.request
 
+    named, model = asked
     scheme = "https" if endpoint.ssl else "http"
     context = None
     if endpoint.ssl:
@@ -402,7 +554,7 @@ def _http_stream(tensors, endpoint, model, timeout, headers, client_kwargs) -> I
         except urllib.error.HTTPError as e:
             with e:  # an unclosed HTTPError keeps its connection open, and a stopping server waits for it
                 message = _sse_error(e.read()) or f"HTTP {e.code} {e.reason}"
-            raise SynthesisError(message, str(e.code)) from None
+            raise _named(SynthesisError(message, str(e.code)), named, model, endpoint, headers, client_kwargs) from None
         except urllib.error.URLError as e:
             raise e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason)) from None
     with response, _reported(endpoint, timeout, connected=True):  # connection lost mid-stream, a timeout
@@ -439,25 +591,117 @@ def list_voices(
     url: str | None = None,
     protocol: str | None = None,
     *,
-    model: str = contract.TTS_MODEL,
+    model: str | None = None,
     headers: Mapping[str, str] | None = None,
     **client_kwargs,
 ) -> list[str]:
-    """Names of the voices registered on the server (the f5_tts model config parameter)."""
+    """Names of the voices registered on the server for `model` (named as for synthesize(); its config
+    parameter `voices`)."""
+    endpoint = _endpoint(url, protocol, client_kwargs)
+    triton_model = tts_model(model)
+    try:
+        client = make_client(endpoint.url, **client_kwargs)
+    except ValueError as e:
+        raise SynthesisError(str(e)) from None
+    try:
+        try:
+            config = _config(client, endpoint, triton_model, headers)
+        except Exception as e:
+            raise _named(_error(e, endpoint), model, triton_model, endpoint, headers, client_kwargs, client) from None
+        return list(_parameters(config)[1])
+    finally:
+        client.close()
+
+
+def _config(client, endpoint: Endpoint, triton_model: str, headers) -> dict:
+    """A model's config as a dict (gRPC's JSON and HTTP's answer have the same fields)."""
+    if endpoint.protocol == "grpc":
+        return client.get_model_config(triton_model, headers=dict(headers or {}), as_json=True)["config"]
+    return client.get_model_config(triton_model, headers=dict(headers or {}))
+
+
+def _parameters(config: dict) -> tuple[str, tuple[str, ...], bool]:
+    """(architecture, voices, demo model) from an F5-TTS model's config parameters. Read one by one, not
+    with contract.parameters.TtsParameters: a server exported by another version may have other knobs."""
+
+    def value(name: str, default: str = "") -> str:
+        return config.get("parameters", {}).get(name, {}).get("string_value", default)
+
+    return (
+        value("f5_model_name") or "unknown",
+        contract.parse_voice_list(value(contract.VOICES_PARAMETER)),
+        value("demo_model").lower() == "true",
+    )
+
+
+READY = "READY"  # Triton's repository-index state of a loaded model
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One F5-TTS model of the server, as list_models() finds it."""
+
+    name: str  # the short name that `model=` and --model take: "default", or NAME (export --name NAME)
+    triton_model: str  # the unary model: f5_tts, f5_tts_NAME
+    stream_model: str | None  # the streaming one: f5_tts_stream, f5_tts_NAME_stream; None when not served
+    state: str  # Triton's state of triton_model: READY, LOADING, UNAVAILABLE, ...
+    stream_state: str | None  # of stream_model
+    architecture: str  # f5-tts's config name of the checkpoint (F5TTS_v1_Base, F5TTS_Base...); "unknown"
+    voices: tuple[str, ...]  # registered at export, for this model
+    demo_model: bool  # exported with --demo-tiny: random weights, noise
+
+    @property
+    def ready(self) -> bool:
+        """Both the unary model and its stream answer requests."""
+        return self.state == READY and self.stream_state in (None, READY)
+
+
+def list_models(
+    url: str | None = None,
+    protocol: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **client_kwargs,
+) -> list[ServedModel]:
+    """The server's F5-TTS models (the default first, then by name), from Triton's repository index and each
+    model's config; its streams, vocoders and transcriber are not listed on their own. A model that is not
+    loaded is listed with its state, and with architecture "unknown" and no voices when its config cannot
+    be read. `url`, `protocol` and the connection options as for synthesize()."""
     endpoint = _endpoint(url, protocol, client_kwargs)
     try:
         client = make_client(endpoint.url, **client_kwargs)
     except ValueError as e:
         raise SynthesisError(str(e)) from None
     try:
-        if endpoint.protocol == "grpc":
-            config = client.get_model_config(model, headers=dict(headers or {}), as_json=True)["config"]
-        else:
-            config = client.get_model_config(model, headers=dict(headers or {}))
-        value = config.get("parameters", {}).get(contract.VOICES_PARAMETER, {}).get("string_value", "")
-        return list(contract.parse_voice_list(value))
-    except Exception as e:
-        raise _error(e, endpoint) from None
+        try:
+            if endpoint.protocol == "grpc":
+                index = client.get_model_repository_index(headers=dict(headers or {}), as_json=True)
+            else:
+                index = client.get_model_repository_index(headers=dict(headers or {}))
+        except Exception as e:
+            raise _error(e, endpoint) from None
+        states = {e["name"]: e.get("state") or "UNKNOWN" for e in index_entries(index) if "name" in e}
+        models = []
+        for name in model_names([{"name": n} for n in states]):
+            triton_model = contract.tts_model_name(name)
+            stream = contract.stream_model_name(triton_model)
+            try:
+                architecture, voices, demo = _parameters(_config(client, endpoint, triton_model, headers))
+            except Exception:  # not loaded (its state says so)
+                architecture, voices, demo = "unknown", (), False
+            models.append(
+                ServedModel(
+                    name,
+                    triton_model,
+                    stream if stream in states else None,
+                    states[triton_model],
+                    states.get(stream),
+                    architecture,
+                    voices,
+                    demo,
+                )
+            )
+        return models
     finally:
         client.close()
 

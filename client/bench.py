@@ -14,6 +14,9 @@ Writes a JSON report and PNG plots (latency CDF; RTF and throughput vs concurren
 --streaming compares, for one long paragraph, time to first audio over the streaming model
 with total latency of the whole-text model (p50/p95 each, and their ratio), both at the same
 concurrency.
+
+--model NAME benchmarks one of the server's F5-TTS models (python -m client --list-models): its
+short name (fr) or Triton name (f5_tts_fr); --streaming then uses its stream model (f5_tts_fr_stream).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import contract
-from client.api import SynthesisError, synthesize_async
+from client.api import SynthesisError, index_entries, model_names, stream_model, synthesize_async, tts_model
 from client.audio import load_audio
 from client.connection import resolve_endpoint
 from client.request import SynthesisOptions, build_inputs, grpc_inputs
@@ -217,6 +220,27 @@ async def _run_level(
     }
 
 
+async def _check_models(client, url: str, model: str, triton_models: list[str]) -> None:
+    """SystemExit (one line, status 1) unless each of `triton_models` (those of `model`, as asked for) is
+    ready: an unknown model is said with the models the server has."""
+    from tritonclient.utils import InferenceServerException
+
+    for triton_model in triton_models:
+        try:
+            ready = await client.is_model_ready(triton_model)
+            if ready:
+                continue
+            index = index_entries(await client.get_model_repository_index(as_json=True))
+        except InferenceServerException as e:
+            raise SystemExit(f"bench: cannot reach the server at {url}: {e.message()}") from None
+        if triton_model not in {e.get("name") for e in index}:
+            has = ", ".join(model_names(index)) or "no F5-TTS model"
+            raise SystemExit(
+                f"bench: unknown model {model!r}: the server at {url} has {has} (python -m client --list-models)"
+            )
+        raise SystemExit(f"bench: model {triton_model!r} is not ready at {url}")
+
+
 def _aio_client(url: str):
     """An asyncio gRPC client for host:port, grpc:// or grpcs:// (TLS with the system's CAs)."""
     import tritonclient.grpc.aio as aio
@@ -232,20 +256,15 @@ async def run_bench(
     requests: int,
     warmup: int,
     options: SynthesisOptions,
-    model: str = contract.TTS_MODEL,
+    model: str = contract.DEFAULT_MODEL_NAME,
     timeout: float = 600.0,
     show_progress: bool = True,
 ) -> dict:
-    from tritonclient.utils import InferenceServerException
-
+    """`model`: a short name (fr) or a Triton name (f5_tts_fr); the report names its Triton model."""
+    asked, model = model, tts_model(model)
     client = _aio_client(url)
     try:
-        try:
-            ready = await client.is_model_ready(model)
-        except InferenceServerException as e:
-            raise SystemExit(f"bench: cannot reach the server at {url}: {e.message()}") from None
-        if not ready:
-            raise SystemExit(f"bench: model {model!r} is not ready at {url}")
+        await _check_models(client, url, asked, [model])
         levels = []
         for c in concurrencies:
             start = await _stats(client, model)
@@ -261,6 +280,7 @@ async def run_bench(
         return {
             "url": url,
             "model": model,
+            "model_name": contract.model_short_name(model),
             "options": {k: v for k, v in vars(options).items() if v is not None},
             "requests_per_level": requests,
             "warmup_per_level": warmup,
@@ -270,12 +290,15 @@ async def run_bench(
         await client.close()
 
 
-async def _stream_once(client, item: Item, options: SynthesisOptions, timeout: float) -> tuple[float, float, float]:
-    """One request to the streaming model: (seconds to the first audio, total seconds, audio seconds)."""
+async def _stream_once(
+    client, item: Item, options: SynthesisOptions, timeout: float, model: str = contract.STREAM_MODEL
+) -> tuple[float, float, float]:
+    """One request to the streaming model (its Triton name): (seconds to the first audio, total seconds, audio
+    seconds)."""
     inputs = grpc_inputs(build_inputs(item.audio, item.sample_rate, item.reference_text, item.text, options))
 
     async def one_request():
-        yield {"model_name": contract.STREAM_MODEL, "inputs": inputs}
+        yield {"model_name": model, "inputs": inputs}
 
     started = time.perf_counter()
     first, samples = None, 0
@@ -300,8 +323,11 @@ async def run_streaming_bench(
     warmup: int,
     options: SynthesisOptions,
     timeout: float = 600.0,
+    model: str = contract.DEFAULT_MODEL_NAME,
 ) -> dict:
-    """Time to first audio (streaming) next to total latency (whole text), per concurrency."""
+    """Time to first audio (streaming) next to total latency (whole text), per concurrency, for `model` (a
+    short or Triton name): its stream model against itself."""
+    asked, whole_model, streaming_model = model, tts_model(model), stream_model(model)
     client = _aio_client(url)
 
     async def sweep(call, n: int, concurrency: int) -> list:
@@ -325,6 +351,7 @@ async def run_streaming_bench(
                 item.sample_rate,
                 item.reference_text,
                 client=client,
+                model=whole_model,
                 options=options,
                 timeout=timeout,
             )
@@ -333,12 +360,13 @@ async def run_streaming_bench(
         return call
 
     def streamed():
-        return lambda: _stream_once(client, item, options, timeout)
+        return lambda: _stream_once(client, item, options, timeout, streaming_model)
 
     def pct(values):
         return {f"p{p}": float(np.percentile(values, p)) for p in (50, 95)}
 
     try:
+        await _check_models(client, url, asked, [whole_model, streaming_model])
         levels = []
         for c in concurrencies:
             await sweep(whole(), warmup, c)
@@ -360,6 +388,8 @@ async def run_streaming_bench(
             levels.append(level)
         return {
             "url": url,
+            "model": whole_model,
+            "stream_model": streaming_model,
             "text_bytes": len(item.text.encode("utf-8")),
             "options": {k: v for k, v in vars(options).items() if v is not None},
             "levels": levels,
@@ -460,7 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         default="localhost:8001",
         help="gRPC address: host:port, grpc://host:port or grpcs://host:port (TLS) (default: %(default)s)",
     )
-    p.add_argument("--model", default=contract.TTS_MODEL)
+    p.add_argument(
+        "--model",
+        default=contract.DEFAULT_MODEL_NAME,
+        help="which of the server's F5-TTS models: its short name (fr) or Triton name (f5_tts_fr); see "
+        "python -m client --list-models (default: %(default)s)",
+    )
     p.add_argument("--manifest", type=Path, help="JSONL requests (default: f5-tts's shipped example)")
     p.add_argument("--concurrency", default="1,2,4,8", help="comma-separated sweep (default: %(default)s)")
     p.add_argument("--requests", type=int, default=16, help="timed requests per level (default: %(default)s)")
@@ -473,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--streaming",
         action="store_true",
-        help=f"time to first audio ({contract.STREAM_MODEL}) vs whole-text latency for a long paragraph",
+        help=f"time to first audio ({contract.STREAM_MODEL}, or --model's stream) vs whole-text latency for a long "
+        "paragraph",
     )
     p.add_argument(
         "--first-chunk-chars",
@@ -505,7 +541,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         options = SynthesisOptions(nfe_step=args.nfe_step, seed=args.seed, first_chunk_chars=args.first_chunk_chars)
         report = asyncio.run(
-            run_streaming_bench(args.url, item, concurrencies, args.requests, args.warmup, options, args.timeout)
+            run_streaming_bench(
+                args.url, item, concurrencies, args.requests, args.warmup, options, args.timeout, args.model
+            )
         )
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / "streaming.json").write_text(json.dumps(report, indent=2) + "\n")
