@@ -67,6 +67,15 @@ def model_name_problem(name: str) -> str | None:
     return None
 
 
+def parse_model_name(asked: str | None) -> str | None:
+    """The Triton model a request's `model` names (its short name, "default", or its Triton name), or None
+    when no model can have that name: the rule `export --name` applies, so a typo is told from a model
+    the server lacks without asking it."""
+    name = tts_model_name((asked or "").strip())
+    short = model_short_name(name)
+    return name if short == DEFAULT_MODEL_NAME or model_name_problem(short) is None else None
+
+
 def vocoder_model_name(name: str | None = None) -> str:
     """A model's own vocoder, when its Vocos is not the repository's first one."""
     tts = tts_model_name(name)

@@ -9,7 +9,6 @@ may also be named as the repository names it: its short name (NAME, or "default"
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import contract
@@ -42,13 +41,7 @@ def triton_model(settings: Settings, asked: str) -> str | None:
         return contract.TTS_MODEL
     if asked.startswith(NAMED_PREFIX):
         asked = asked[len(NAMED_PREFIX) :]
-    name = contract.tts_model_name(asked) if asked else ""
-    short = contract.model_short_name(name)
-    if short == contract.DEFAULT_MODEL_NAME or (
-        contract.is_tts_model(name) and re.fullmatch(contract.MODEL_NAME_PATTERN, short)
-    ):
-        return name
-    return None
+    return contract.parse_model_name(asked) if asked else None
 
 
 def listed(settings: Settings, info: ServerInfo) -> list[ModelId]:

@@ -35,7 +35,6 @@ import base64
 import binascii
 import dataclasses
 import io
-import re
 import time
 from dataclasses import dataclass
 
@@ -157,11 +156,8 @@ def _synthesis_job(given: dict) -> Job:
 
 def tts_model(value) -> str:
     """The job's `model` (a short name or a Triton name) as the Triton model that serves it."""
-    name = contract.tts_model_name(string(MODEL_KEY, value).strip())
-    short = contract.model_short_name(name)
-    if short != contract.DEFAULT_MODEL_NAME and not (
-        contract.is_tts_model(name) and re.fullmatch(contract.MODEL_NAME_PATTERN, short)
-    ):
+    name = contract.parse_model_name(string(MODEL_KEY, value))
+    if name is None:
         raise JobInputError(
             f"'{MODEL_KEY}' is {value!r}: give a model's short name (NAME of `export --name NAME`, or "
             f"'{contract.DEFAULT_MODEL_NAME}') or its Triton name ({contract.TTS_MODEL}_NAME); absent: the default "

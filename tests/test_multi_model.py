@@ -217,3 +217,24 @@ def test_multi_model_preflight_checks_every_model(tiny_repo, tmp_path):
     (broken / FR / "1" / contract.TTS_WEIGHTS_FILE).unlink()
     with pytest.raises(RepositoryError, match=f"{FR}/1/{contract.TTS_WEIGHTS_FILE} is missing; re-export"):
         check_repository(broken, None)
+
+
+@pytest.mark.parametrize(
+    "asked,model",
+    [
+        (None, "f5_tts"),
+        ("default", "f5_tts"),
+        ("f5_tts", "f5_tts"),
+        (" fr ", "f5_tts_fr"),
+        ("f5_tts_fr", "f5_tts_fr"),
+        ("Fr", None),  # what export --name refuses names no model
+        ("tts-2", None),
+        ("fr_stream", None),
+        ("f5_tts_fr_stream", None),
+        ("f5_tts_f5_tts", None),
+    ],
+)
+def test_multi_model_a_requested_name_means_the_model_export_named(asked, model):
+    assert contract.parse_model_name(asked) == model
+    if model and model != contract.TTS_MODEL:
+        assert contract.model_name_problem(contract.model_short_name(model)) is None
