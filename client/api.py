@@ -96,9 +96,11 @@ class UnknownModelError(SynthesisError):
 def tts_model(model: str | None = None) -> str:
     """The Triton model that answers a whole request for `model`: a short name ("fr"; None, "" or "default":
     the default model), a Triton name (f5_tts_fr) or its stream's (f5_tts_fr_stream: its unary model)."""
-    if model and model.endswith(contract.STREAM_SUFFIX):
+    model = (model or "").strip()
+    if model.endswith(contract.STREAM_SUFFIX):
         model = model.removesuffix(contract.STREAM_SUFFIX)
-    return contract.tts_model_name(model)
+    # a name no model can have goes to Triton as it is, which answers that it has no such model
+    return contract.parse_model_name(model) or contract.tts_model_name(model)
 
 
 def stream_model(model: str | None = None) -> str:

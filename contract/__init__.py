@@ -59,10 +59,10 @@ def model_name_problem(name: str) -> str | None:
 
     if not re.fullmatch(MODEL_NAME_PATTERN, name):
         return f"model name {name!r} must match {MODEL_NAME_PATTERN} (lower-case letters, digits, _; at most 32)"
-    if name == DEFAULT_MODEL_NAME or name.startswith(TTS_MODEL) or name.endswith(STREAM_SUFFIX):
+    if name == DEFAULT_MODEL_NAME or name.startswith(TTS_MODEL) or tts_model_name(name).endswith(STREAM_SUFFIX):
         return (
-            f"model name {name!r} is reserved: {DEFAULT_MODEL_NAME!r}, names starting {TTS_MODEL!r} and names "
-            f"ending {STREAM_SUFFIX!r} are the repository's own (use e.g. a language code: fr, de, ja)"
+            f"model name {name!r} is reserved: {DEFAULT_MODEL_NAME!r}, 'stream', names starting {TTS_MODEL!r} and "
+            f"names ending {STREAM_SUFFIX!r} are the repository's own (use e.g. a language code: fr, de, ja)"
         )
     return None
 

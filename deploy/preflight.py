@@ -153,6 +153,9 @@ def check_repository(repo: Path, gpu: str | None) -> dict:
         found[model] = {"kinds": sorted(kinds), "parameters": {k: v.string_value for k, v in cfg.parameters.items()}}
     for model in tts_models(found):
         parameters = found[model]["parameters"]
+        onnx = (repo / model / parameters.get("vocoder_file", "")).resolve()
+        if parameters.get("vocoder_runtime", "onnx") == "onnx" and not onnx.is_file():
+            raise RepositoryError(f"{onnx} is missing ({model} vocodes with it); re-export the repository")
         if parameters.get("vocoder_runtime") == "torch":  # PyTorch Vocos beside the ONNX
             for name in (contract.VOCOS_CONFIG_FILE, contract.VOCOS_WEIGHTS_FILE):
                 path = (repo / model / parameters.get("torch_vocoder_dir", "") / name).resolve()

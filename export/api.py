@@ -12,12 +12,11 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import contract
 from export import model_config as mc
 from export.asr import resolve_asr
 from export.errors import ExportError
 from export.hub import fetch_uri
-from export.repository import ExportSources, check_output, export_repository, read_manifest
+from export.repository import ExportSources, check_addition, check_output, export_repository
 from export.vocoder import resolve_vocoder
 
 # Where f5-tts's own CLI fetches each released model (f5_tts/infer/infer_cli.py).
@@ -74,19 +73,20 @@ def export_model(request: ExportRequest) -> Exported:
     )
     try:
         # before the work, which a bad output would waste
+        has_transcriber = bool(request.asr)
         if request.name is None:
             check_output(request.output, request.force)
         else:
-            problem = contract.model_name_problem(request.name)
-            if problem:
-                raise ExportError(f"--name: {problem}")
-            read_manifest(request.output)
+            addition = check_addition(
+                request.output, request.name, force=request.force, adds_transcriber=bool(request.asr)
+            )
+            has_transcriber = has_transcriber or addition.has_transcriber  # the repository's serves it too
         serving.check()
         voices = tuple(parse_voice_spec(spec) for spec in request.voices)
         for name, path, _ in voices:
             if not path.is_file():
                 raise ExportError(f"--voice {name}: audio file {path} does not exist")
-        check_transcripts(voices, has_transcriber=bool(request.asr))
+        check_transcripts(voices, has_transcriber=has_transcriber)
         vocab = request.vocab or default_vocab_file()
         with tempfile.TemporaryDirectory(prefix="f5-export-") as tmp:
             if request.demo_tiny:

@@ -251,6 +251,39 @@ def read_manifest(repository: Path) -> dict:
     return manifest
 
 
+@dataclass(frozen=True)
+class Addition:
+    """What adding model `name` to the repository at `output` finds there (check_addition)."""
+
+    manifest: dict
+    has_transcriber: bool
+
+
+def check_addition(output: Path, name: str, *, force: bool, adds_transcriber: bool, locked: bool = False) -> Addition:
+    """Refuse, before any work or download, an addition the repository cannot take: a bad or taken name
+    (without --force), a second transcriber, a repository that is not one or cannot be written."""
+    output = Path(output).resolve()
+    problem = contract.model_name_problem(name)
+    if problem:
+        raise ExportError(f"--name: {problem}")
+    manifest = read_manifest(output)
+    tts_name = contract.tts_model_name(name)
+    if tts_name in manifest["models"] and not force:
+        raise ExportError(
+            f"{output} already has model {name!r} ({tts_name}); pass --force to replace that model (and only it)"
+        )
+    has_transcriber = (output / contract.TRANSCRIBER_MODEL / contract.MODEL_CONFIG_FILE).is_file()
+    if has_transcriber and adds_transcriber:
+        raise ExportError(
+            f"{output} already has a transcriber, which model {name!r} uses: drop --asr (or --no-asr for none)"
+        )
+    _probe(output.parent, output)  # the staging directory goes beside the repository
+    _probe(output, output)  # and the new model's directories into it
+    if not locked:  # another addition under way: refused now, not after the checkpoint is read
+        os.close(_lock(output))
+    return Addition(manifest, has_transcriber)
+
+
 def directory_hashes(root: Path, directory: str) -> dict[str, str]:
     """sha256 of every file under root/directory, by path relative to root: what proves that adding a
     model left the others as they were."""
@@ -287,20 +320,14 @@ def export_repository(
     output = Path(output).resolve()
     tts_name = contract.tts_model_name(name)
     stream_name = contract.stream_model_name(tts_name)
+    lock = None
     if name is not None:
-        problem = contract.model_name_problem(name)
-        if problem:
-            raise ExportError(problem)
-        existing = read_manifest(output)
-        if tts_name in existing["models"] and not force:
-            raise ExportError(
-                f"{output} already has model {name!r} ({tts_name}); pass --force to replace that model (and only it)"
-            )
-        has_transcriber = (output / contract.TRANSCRIBER_MODEL / contract.MODEL_CONFIG_FILE).is_file()
-        if has_transcriber and sources.asr_files is not None:
-            raise ExportError(
-                f"{output} already has a transcriber, which model {name!r} uses: drop --asr (or --no-asr for none)"
-            )
+        if output.is_dir():
+            lock = _lock(output)  # held to the end of this addition, and the manifest read under it
+        addition = check_addition(
+            output, name, force=force, adds_transcriber=sources.asr_files is not None, locked=lock is not None
+        )
+        existing, has_transcriber = addition.manifest, addition.has_transcriber
         staging = _staging_beside(output)
     else:
         existing, has_transcriber = None, False
@@ -317,11 +344,10 @@ def export_repository(
     asr_check: dict = {}
     new_dirs = [tts_name, stream_name]
     try:
-        # The vocoder: the repository's own when this model's Vocos is the same (not copied twice).
-        if existing is not None and _same_vocos(
-            sources.vocoder_dir, output / contract.VOCODER_MODEL / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR
-        ):
-            vocoder_name, export_vocoder = contract.VOCODER_MODEL, False
+        # The vocoder: one of the repository's when this model's Vocos is the same (not copied twice).
+        shared = _vocoder_with_the_same_vocos(output, existing, sources.vocoder_dir, replacing=tts_name)
+        if shared is not None:
+            vocoder_name, export_vocoder = shared, False
         else:
             vocoder_name, export_vocoder = contract.vocoder_model_name(name), True
             new_dirs.append(vocoder_name)
@@ -464,10 +490,18 @@ def export_repository(
                 },
                 "options": {**options.manifest(), "use_ema": sources.use_ema},
                 "gpu_memory": cost.manifest(),
+                "versions": _versions(),
                 "files": {**directory_hashes(staging, tts_name), **directory_hashes(staging, stream_name)},
             }
             manifest = existing or {"versions": _versions(), "models": {}, "vocoders": {}}
+            replaced = manifest["models"].get(tts_name, {}).get("vocoder_model")
             manifest["models"][tts_name] = entry
+            # a replaced model's own vocoder goes with it, unless another model still vocodes with it
+            orphan = replaced not in (None, contract.VOCODER_MODEL, vocoder_name) and all(
+                m.get("vocoder_model") != replaced for m in manifest["models"].values()
+            )
+            if orphan:
+                manifest["vocoders"].pop(replaced, None)
             if vocoder_entry is not None:
                 manifest["vocoders"][vocoder_name] = vocoder_entry
             if adds_transcriber:
@@ -491,18 +525,72 @@ def export_repository(
                 shutil.rmtree(output)
             staging.rename(output)
         else:
-            _move_in(staging, output, new_dirs)
+            _move_in(staging, output, new_dirs, removed=[replaced] if orphan else [])
         return manifest
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
 
 
-def _move_in(staging: Path, output: Path, directories: list[str]) -> None:
-    """An added model's directories into the repository (a replaced model's old ones out first), then the
-    manifest, replaced in one rename: a reader never sees a half-written one."""
-    for directory in directories:
-        target = output / directory
-        if target.exists():
-            shutil.rmtree(target)
-        (staging / directory).rename(target)
-    (staging / contract.MANIFEST_FILE).replace(output / contract.MANIFEST_FILE)
+def _move_in(staging: Path, output: Path, directories: list[str], removed: list[str] = ()) -> None:
+    """An added model's directories into the repository, then its manifest in one rename.
+
+    What the model needs goes in before the model itself (vocoder and transcriber, then the stream model,
+    then f5_tts_NAME), so that a server started meanwhile never finds the model without them. A replaced
+    model's directories (and a vocoder only it used, `removed`) are first renamed aside, and put back if
+    a rename fails; they are deleted once the new manifest is in place."""
+    order = sorted(directories, key=lambda d: (contract.is_tts_model(d), d.endswith(contract.STREAM_SUFFIX)))
+    aside = staging / ".replaced"
+    aside.mkdir()
+    moved: list[str] = []
+    set_aside: list[str] = []
+    try:
+        for directory in [*order, *removed]:
+            if (output / directory).exists():
+                (output / directory).rename(aside / directory)
+                set_aside.append(directory)
+            if directory in directories:
+                (staging / directory).rename(output / directory)
+                moved.append(directory)
+        (staging / contract.MANIFEST_FILE).replace(output / contract.MANIFEST_FILE)
+    except OSError:
+        for directory in reversed(moved):
+            (output / directory).rename(staging / directory)
+        for directory in set_aside:
+            (aside / directory).rename(output / directory)
+        raise
+
+
+def _vocoder_with_the_same_vocos(output: Path, manifest: dict | None, vocos_dir: Path, replacing: str) -> str | None:
+    """The repository's vocoder model whose Vocos files are `vocos_dir`'s, if any. None: the model gets its
+    own, vocoder_NAME, which must then be no other model's."""
+    if manifest is None:
+        return None
+    for vocoder in manifest["vocoders"]:
+        if _same_vocos(vocos_dir, output / vocoder / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR):
+            return vocoder
+    own = contract.vocoder_model_name(contract.model_short_name(replacing))
+    users = sorted(n for n, m in manifest["models"].items() if n != replacing and m.get("vocoder_model") == own)
+    if users:
+        raise ExportError(
+            f"{own} vocodes {', '.join(users)} too; replacing it with another Vocos would change them: "
+            "add this checkpoint under another --name"
+        )
+    return None
+
+
+def _lock(output: Path) -> int:
+    """An exclusive lock on the repository directory for one addition (flock: released when the export
+    ends, however it ends), so that two additions never write one manifest each."""
+    import fcntl
+
+    fd = os.open(output, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ExportError(
+            f"another export is adding a model to {output} right now; wait for it to finish, then run this one"
+        ) from None
+    return fd

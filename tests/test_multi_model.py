@@ -29,7 +29,7 @@ import contract
 from client import SynthesisError, SynthesisOptions, stream_synthesize, synthesize
 from export.__main__ import main as export_main
 from export.demo import write_random_checkpoint, write_tiny_vocos
-from export.repository import sha256
+from export.repository import REFERENCE_WAV, sha256
 from pipeline.f5_model import default_vocab_file
 
 SEED, NFE = 1234, 8
@@ -166,10 +166,115 @@ def test_multi_model_adding_a_model_never_changes_the_existing_ones(tmp_path, ti
     assert manifest["models"]["f5_tts_fr"]["sources"]["checkpoint"]["sha256"] == sha256(other)
 
 
+@pytest.mark.slow  # six exports
+def test_multi_model_vocoders_are_shared_by_every_model_of_the_same_vocos(tmp_path, tiny, capsys):
+    repo = export_tiny(tiny, tmp_path / "repo")
+    other_vocos = write_tiny_vocos(tmp_path / "other_vocos", seed=9)
+
+    def add(name, vocoder, *extra):
+        argv = ["--name", name, "--ckpt", str(tiny.checkpoint), "--model-config", str(tiny.config)]
+        return export_main([*argv, "--vocoder", str(vocoder), "--output", str(repo), *extra])
+
+    def vocoders():
+        manifest = json.loads((repo / contract.MANIFEST_FILE).read_text())
+        used = {name: m["vocoder_model"] for name, m in manifest["models"].items()}
+        return used, sorted(manifest["vocoders"]), sorted(p.name for p in repo.glob("vocoder*"))
+
+    assert add("de", other_vocos) == 0 and add("it", other_vocos) == 0  # the second shares the first's
+    used, listed, on_disk = vocoders()
+    assert (used["f5_tts_de"], used["f5_tts_it"]) == ("vocoder_de", "vocoder_de")
+    assert listed == on_disk == ["vocoder", "vocoder_de"]
+    # de's vocoder is it's too: replacing de with a third Vocos would change it; refused
+    capsys.readouterr()
+    assert add("de", write_tiny_vocos(tmp_path / "third_vocos", seed=13), "--force") == 2
+    assert "vocoder_de vocodes f5_tts_it too" in capsys.readouterr().err
+    assert add("de", tiny.vocoder, "--force") == 0  # de now vocodes with `vocoder`; it keeps vocoder_de
+    used, listed, on_disk = vocoders()
+    assert (used["f5_tts_de"], used["f5_tts_it"]) == ("vocoder", "vocoder_de") and on_disk == ["vocoder", "vocoder_de"]
+    assert add("it", tiny.vocoder, "--force") == 0  # the last user of vocoder_de: it goes with it
+    used, listed, on_disk = vocoders()
+    assert set(used.values()) == {"vocoder"} and listed == on_disk == ["vocoder"]
+
+
+@pytest.mark.slow  # two exports with a transcriber
+def test_multi_model_an_added_models_voices_are_transcribed_by_the_repositorys_transcriber(
+    tmp_path, tiny, tiny_whisper
+):
+    voice = f"heard={REFERENCE_WAV}"  # no transcript: the transcriber writes it
+    repo = export_tiny(tiny, tmp_path / "repo", "--asr", str(tiny_whisper), "--voice", voice)
+    assert (
+        export_main(
+            [
+                "--name",
+                "fr",
+                "--ckpt",
+                str(tiny.checkpoint),
+                "--model-config",
+                str(tiny.config),
+                "--vocoder",
+                str(tiny.vocoder),
+                "--output",
+                str(repo),
+                "--voice",
+                voice,
+            ]
+        )
+        == 0
+    )
+    manifest = json.loads((repo / contract.MANIFEST_FILE).read_text())
+    default, fr = (manifest["models"][m]["voices"]["heard"] for m in ("f5_tts", "f5_tts_fr"))
+    assert fr["transcribed"] is True and fr["text"] == default["text"]  # one Whisper, one audio, one transcript
+
+
+def test_multi_model_one_addition_at_a_time(tiny_repo, tmp_path, tiny, capsys):
+    import fcntl
+    import os
+
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_repo, repo)
+    held = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # an addition under way
+        rc = export_main(["--name", "de", "--ckpt", str(tiny.checkpoint), "--output", str(repo)])
+    finally:
+        os.close(held)
+    assert rc == 2 and "another export is adding a model to" in capsys.readouterr().err
+    assert not (repo / "f5_tts_de").exists()
+
+
+def test_multi_model_a_failed_move_puts_the_repository_back(tmp_path, monkeypatch):
+    """A rename failing halfway through an addition (here: the model itself, after its vocoder) leaves the
+    repository as it was: the replaced model back in place, nothing new, the old manifest."""
+    from pathlib import Path
+
+    from export.repository import _move_in
+
+    repo, staging = tmp_path / "repo", tmp_path / "staging"
+    for root, tag in ((repo, "old"), (staging, "new")):
+        for directory in ("f5_tts_fr", "f5_tts_fr_stream", "vocoder_fr"):
+            (root / directory).mkdir(parents=True)
+            (root / directory / "file").write_text(tag)
+        (root / contract.MANIFEST_FILE).write_text(tag)
+    before = _files(repo) | {contract.MANIFEST_FILE: (repo / contract.MANIFEST_FILE).read_text()}
+    rename = Path.rename
+
+    def failing(self, target):
+        if self == staging / "f5_tts_fr":
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="No space left"):
+        _move_in(staging, repo, ["f5_tts_fr", "f5_tts_fr_stream", "vocoder_fr"])
+    monkeypatch.undo()
+    assert _files(repo) | {contract.MANIFEST_FILE: (repo / contract.MANIFEST_FILE).read_text()} == before
+
+
 @pytest.mark.parametrize(
     "name,why",
     [
         ("default", "is reserved"),
+        ("stream", "is reserved"),  # f5_tts_stream is the default model's stream
         ("f5_tts_x", "is reserved"),
         ("fr_stream", "is reserved"),
         ("Fr", "must match"),
@@ -231,6 +336,8 @@ def test_multi_model_preflight_checks_every_model(tiny_repo, tmp_path):
         ("tts-2", None),
         ("fr_stream", None),
         ("f5_tts_fr_stream", None),
+        ("f5_tts_stream", None),
+        ("stream", None),
         ("f5_tts_f5_tts", None),
     ],
 )
