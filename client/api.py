@@ -116,8 +116,7 @@ def index_entries(index) -> list[dict]:
 
 def model_names(entries: list[dict]) -> list[str]:
     """The short names of the F5-TTS models of a repository index, the default first."""
-    names = {contract.model_short_name(e["name"]) for e in entries if contract.is_tts_model(e.get("name", ""))}
-    return sorted(names, key=lambda n: (n != contract.DEFAULT_MODEL_NAME, n))
+    return [contract.model_short_name(n) for n in contract.tts_models_in_index(entries, ready_only=False)]
 
 
 def _is_unknown_model(e: SynthesisError, triton_model: str) -> bool:

@@ -76,6 +76,18 @@ def parse_model_name(asked: str | None) -> str | None:
     return name if short == DEFAULT_MODEL_NAME or model_name_problem(short) is None else None
 
 
+def tts_models_in_index(index, *, ready_only: bool = True) -> list[str]:
+    """The F5-TTS models (Triton names, the default first) of Triton's repository index: a list of
+    {"name", "state"} or gRPC's JSON {"models": [...]}. `ready_only`: those Triton serves now, their stream
+    model ready too (speech streams through it)."""
+    entries = index.get("models", []) if isinstance(index, dict) else list(index)
+    ready = {e.get("name") for e in entries if e.get("state") == "READY"}
+    names = {e.get("name", "") for e in entries if is_tts_model(e.get("name", ""))}
+    if ready_only:
+        names = {n for n in names if n in ready and stream_model_name(n) in ready}
+    return sorted(names, key=lambda n: (n != TTS_MODEL, n))
+
+
 def vocoder_model_name(name: str | None = None) -> str:
     """A model's own vocoder, when its Vocos is not the repository's first one."""
     tts = tts_model_name(name)

@@ -281,9 +281,7 @@ class Triton:
 
     async def _discover(self, c) -> ServerInfo:
         index = await c.get_model_repository_index(as_json=True, client_timeout=10)
-        loaded = {m["name"] for m in index.get("models", []) if m.get("state") == "READY"}
-        # speech goes through a model's stream model: a model is served when both are ready
-        ready = sorted(m for m in loaded if contract.is_tts_model(m) and contract.stream_model_name(m) in loaded)
+        ready = contract.tts_models_in_index(index)  # with their stream models, which speech goes through
         if contract.TTS_MODEL not in ready:
             raise LookupError(
                 f"model {contract.TTS_MODEL} is not ready (F5-TTS models ready: {', '.join(ready) or 'none'})"

@@ -217,13 +217,7 @@ class Handler:
         if self._models and (not refresh or now - self._models[0] < MODELS_REFRESH_SECONDS):
             return self._models[1]
         index = await self._client().get_model_repository_index(as_json=True, client_timeout=10)
-        ready = tuple(
-            sorted(
-                m["name"]
-                for m in index.get("models", [])
-                if m.get("state") == "READY" and contract.is_tts_model(m["name"])
-            )
-        )
+        ready = tuple(contract.tts_models_in_index(index))
         self._models = (now, ready)
         return ready
 

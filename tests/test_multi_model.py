@@ -345,3 +345,29 @@ def test_multi_model_a_requested_name_means_the_model_export_named(asked, model)
     assert contract.parse_model_name(asked) == model
     if model and model != contract.TTS_MODEL:
         assert contract.model_name_problem(contract.model_short_name(model)) is None
+
+
+def test_multi_model_the_models_of_a_repository_index():
+    index = {
+        "models": [
+            {"name": name, "state": state}
+            for name, state in [
+                ("f5_tts_fr", "READY"),
+                ("f5_tts_fr_stream", "READY"),
+                ("f5_tts", "READY"),
+                ("f5_tts_stream", "READY"),
+                ("f5_tts_de", "READY"),  # its stream model failed to load: speech cannot reach it
+                ("f5_tts_de_stream", "UNAVAILABLE"),
+                ("f5_tts_it", "UNAVAILABLE"),
+                ("vocoder", "READY"),
+                ("transcriber", "READY"),
+            ]
+        ]
+    }
+    assert contract.tts_models_in_index(index) == ["f5_tts", "f5_tts_fr"]
+    assert contract.tts_models_in_index(index["models"], ready_only=False) == [
+        "f5_tts",
+        "f5_tts_de",
+        "f5_tts_fr",
+        "f5_tts_it",
+    ]
