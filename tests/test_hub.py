@@ -177,7 +177,7 @@ def test_demo_falls_back_to_the_demo_model_only_when_the_hub_is_unreachable(tmp_
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "is not in the Hugging Face cache" in proc.stdout and "Falling back to the demo model" in proc.stdout
     assert "produces noise, not speech" in proc.stdout.splitlines()[-1]
-    assert json.loads((tmp_path / "repo" / "manifest.json").read_text())["demo_model"] is True
+    assert json.loads((tmp_path / "repo" / "manifest.json").read_text())["models"]["f5_tts"]["demo_model"] is True
     progress = _chunk_progress(proc.stdout)
     total = int(re.search(r"^demo: synthesizing (\d+) text chunk\(s\) at NFE 2$", proc.stdout, re.M).group(1))
     assert total >= 3 and [(k, n) for k, n, _, _ in progress] == [(k, total) for k in range(1, total + 1)]
