@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, speak, wait_for
+from conftest import LONG_TEXT, SHORT_TEXT, assert_same_audio, metric_value, speak, wait_for
 from test_parity import NFE, _request  # f5_tts requests at the parity tests' NFE
 
 import contract
@@ -132,15 +132,6 @@ def _f5_stats(server) -> dict:
         client.close()
 
 
-def _metric(server, name: str) -> float:
-    import urllib.request
-
-    with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(server.metrics_url, timeout=10) as r:
-        text = r.read().decode()
-    found = re.search(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
-    return float(found.group(1)) if found else 0.0
-
-
 def _stats_once_recorded(server, since: dict, answered: int) -> dict:
     """f5_tts's statistics once they hold `answered` more answered requests than `since`: the Python
     backend records a request just after answering it, so a read right after an answer can miss it."""
@@ -183,7 +174,7 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
     sf.write(ref_wav, reference.audio[0], reference.sample_rate)
     text = tmp_path / "long.txt"
     text.write_text(" ".join([LONG_TEXT] * 4))
-    cancelled_before = _metric(server, contract.CANCELLED_METRIC)
+    cancelled_before = metric_value(server, contract.CANCELLED_METRIC)
     cli = subprocess.run(
         [
             sys.executable,
@@ -215,7 +206,7 @@ def test_abandoned_request_stops_and_the_next_one_does_not_wait(server, referenc
     short()  # right behind the abandoned request
 
     wait_for(
-        lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
+        lambda: metric_value(server, contract.CANCELLED_METRIC) > cancelled_before,
         f"{contract.CANCELLED_METRIC} to count the abandoned request",
     )
     after = _stats_once_recorded(server, lone, 2)
@@ -262,7 +253,7 @@ def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server,
         },
     }
     stopped_before = server.log_text().count("cancelled by its client")
-    cancelled_before = _metric(server, contract.CANCELLED_METRIC)
+    cancelled_before = metric_value(server, contract.CANCELLED_METRIC)
 
     async def platform_stops_the_job():
         handler = Handler(server.grpc_url)
@@ -278,7 +269,7 @@ def test_a_runpod_job_stopped_by_the_platform_cancels_its_triton_request(server,
 
     asyncio.run(platform_stops_the_job())
     wait_for(
-        lambda: _metric(server, contract.CANCELLED_METRIC) > cancelled_before,
+        lambda: metric_value(server, contract.CANCELLED_METRIC) > cancelled_before,
         f"{contract.CANCELLED_METRIC} to count the stopped job",
     )
     stopped = re.findall(r"cancelled by its client: stopped after (\d+) of (\d+) ODE steps", server.log_text())

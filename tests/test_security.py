@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import SHORT_TEXT
+from conftest import FR_MODEL, SHORT_TEXT
 from tritonclient.utils import InferenceServerException
 
 import contract
@@ -274,6 +274,8 @@ def test_admin_key_over_grpc(secure_server, certs):
             contract.STREAM_MODEL,
             contract.VOCODER_MODEL,
             contract.TRANSCRIBER_MODEL,  # the tiny repository is exported with --asr
+            contract.tts_model_name(FR_MODEL),  # and holds a second model
+            contract.stream_model_name(contract.tts_model_name(FR_MODEL)),
         }
         assert c.is_model_ready(contract.TTS_MODEL)
     finally:
