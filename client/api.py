@@ -45,6 +45,7 @@ from client.request import (
 from contract.captions import Cue
 from contract.captions import loads as loads_cues
 from contract.errors import GRPC_DEADLINE_EXCEEDED
+from contract.parameters import TtsParameters
 
 __all__ = [
     "SynthesisError",
@@ -609,7 +610,10 @@ def list_voices(
             config = _config(client, endpoint, triton_model, headers)
         except Exception as e:
             raise _named(_error(e, endpoint), model, triton_model, endpoint, headers, client_kwargs, client) from None
-        return list(_parameters(config)[1])
+        try:
+            return list(_parameters(config).voice_names)
+        except ValueError as e:
+            raise SynthesisError(f"{triton_model}'s config: {e}") from None
     finally:
         client.close()
 
@@ -621,18 +625,10 @@ def _config(client, endpoint: Endpoint, triton_model: str, headers) -> dict:
     return client.get_model_config(triton_model, headers=dict(headers or {}))
 
 
-def _parameters(config: dict) -> tuple[str, tuple[str, ...], bool]:
-    """(architecture, voices, demo model) from an F5-TTS model's config parameters. Read one by one, not
-    with contract.parameters.TtsParameters: a server exported by another version may have other knobs."""
-
-    def value(name: str, default: str = "") -> str:
-        return config.get("parameters", {}).get(name, {}).get("string_value", default)
-
-    return (
-        value("f5_model_name") or "unknown",
-        contract.parse_voice_list(value(contract.VOICES_PARAMETER)),
-        value("demo_model").lower() == "true",
-    )
+def _parameters(config: dict) -> TtsParameters:
+    """An F5-TTS model's parameters from its config, as the model reads them; a server exported by another
+    version may have other knobs, which are ignored."""
+    return TtsParameters.from_triton(config.get("parameters", {}), strict=False)
 
 
 READY = "READY"  # Triton's repository-index state of a loaded model
@@ -687,7 +683,8 @@ def list_models(
             triton_model = contract.tts_model_name(name)
             stream = contract.stream_model_name(triton_model)
             try:
-                architecture, voices, demo = _parameters(_config(client, endpoint, triton_model, headers))
+                parameters = _parameters(_config(client, endpoint, triton_model, headers))
+                architecture, voices, demo = parameters.f5_model_name, parameters.voice_names, parameters.demo_model
             except Exception:  # not loaded (its state says so)
                 architecture, voices, demo = "unknown", (), False
             models.append(

@@ -28,6 +28,8 @@ import concurrent.futures
 import os
 import re
 import string
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -450,6 +452,23 @@ def metric_value(srv: TritonServer, name: str) -> float:
     with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(srv.metrics_url, timeout=10) as r:
         text = r.read().decode()
     return sum(float(m) for m in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+ROOT = Path(__file__).resolve().parent.parent
+PERF_ANALYZER = Path(sys.executable).parent / "perf_analyzer"  # the binary tritonclient's wheel installs
+
+
+def run_sh(protocol: str, url: str, concurrencies: str, timeout: float = 600, **env: str):
+    """perf_analyzer_configs/run.sh against `url` with the environment's perf_analyzer; `env` adds settings
+    (MODEL, REQUEST_COUNT, OUT, INPUT_DATA, ... or another PERF_ANALYZER). The finished process."""
+    return subprocess.run(
+        [str(ROOT / "perf_analyzer_configs" / "run.sh"), protocol, url, concurrencies],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PERF_ANALYZER": str(PERF_ANALYZER), **env},
+        cwd=ROOT,
+    )
 
 
 def wait_for(condition, what: str, timeout: float = 120.0, every: float = 0.05):

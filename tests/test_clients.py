@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import LONG_TEXT, SHORT_TEXT, VOICE, wait_for
+from conftest import LONG_TEXT, SHORT_TEXT, VOICE, run_sh, wait_for
 
 import contract
 from client import SynthesisError, SynthesisOptions, synthesize, synthesize_async
@@ -317,17 +317,7 @@ def test_committed_perf_analyzer_data_is_what_the_generator_writes(tmp_path):
 def test_perf_analyzer_measures_the_server(server, tmp_path, protocol):
     url = server.grpc_url if protocol == "grpc" else server.http_url
     csv = tmp_path / f"{protocol}.csv"
-    env = dict(
-        os.environ, REQUEST_COUNT="4", OUT=str(csv), PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer")
-    )
-    proc = subprocess.run(
-        [str(ROOT / "perf_analyzer_configs" / "run.sh"), protocol, url, "1 2"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = run_sh(protocol, url, "1 2", REQUEST_COUNT="4", OUT=str(csv))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert "error" not in out.lower() and "failed" not in out.lower(), out

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from conftest import FR_MODEL, FRENCH_TEXT, VOICE, assert_same_audio, model_stats, wait_for
+from conftest import FR_MODEL, FRENCH_TEXT, VOICE, assert_same_audio, model_stats, run_sh, wait_for
 
 import contract
 from client import (
@@ -130,13 +129,15 @@ def _fake_perf_analyzer(tmp_path: Path) -> Path:
 
 
 def _run_sh_args(tmp_path: Path, fake: Path, **env) -> list[str]:
-    proc = subprocess.run(
-        [str(ROOT / "perf_analyzer_configs" / "run.sh"), "grpc", "localhost:1", "1"],
-        capture_output=True,
-        text=True,
+    proc = run_sh(
+        "grpc",
+        "localhost:1",
+        "1",
         timeout=60,
-        env=dict(os.environ, PERF_ANALYZER=str(fake), OUT=str(tmp_path / "pa.csv"), PYTHON=sys.executable, **env),
-        cwd=ROOT,
+        PERF_ANALYZER=str(fake),
+        OUT=str(tmp_path / "pa.csv"),
+        PYTHON=sys.executable,
+        **env,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((tmp_path / "args.json").read_text())
@@ -424,22 +425,7 @@ def test_multi_model_perf_analyzer_measures_the_named_model(server, tmp_path, re
     assert gen.returncode == 0, gen.stderr
     before = _requests_answered(server, FR_TRITON)
     csv = tmp_path / "fr.csv"
-    env = dict(
-        os.environ,
-        MODEL=FR_MODEL,
-        REQUEST_COUNT="2",
-        OUT=str(csv),
-        INPUT_DATA=str(data),
-        PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer"),
-    )
-    proc = subprocess.run(
-        [str(ROOT / "perf_analyzer_configs" / "run.sh"), "grpc", server.grpc_url, "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = run_sh("grpc", server.grpc_url, "1", MODEL=FR_MODEL, REQUEST_COUNT="2", OUT=str(csv), INPUT_DATA=str(data))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "error" not in out.lower(), out
     assert f"run.sh: model {FR_TRITON} at {server.grpc_url}" in out

@@ -24,6 +24,7 @@ from conftest import (
     calls_shared_a_batch,
     metric_value,
     model_stats,
+    run_sh,
     wait_for,
 )
 
@@ -410,7 +411,6 @@ def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_tim
     """perf_analyzer 2.51 says "using the first response for measuring latency" for a decoupled model,
     but its latency runs to the last response; run.sh reads the first from its profile export."""
     import math
-    import os
     import re
 
     data = tmp_path / "long.json"
@@ -441,22 +441,9 @@ def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_tim
 
     csv = tmp_path / "stream.csv"
     env = dict(
-        os.environ,
-        REQUEST_COUNT="3",
-        OUT=str(csv),
-        MODEL=contract.STREAM_MODEL,
-        INPUT_DATA=str(data),
-        PERF_ANALYZER=str(Path(sys.executable).parent / "perf_analyzer"),
-        PYTHON=sys.executable,
+        REQUEST_COUNT="3", OUT=str(csv), MODEL=contract.STREAM_MODEL, INPUT_DATA=str(data), PYTHON=sys.executable
     )
-    proc = subprocess.run(
-        [str(ROOT / "perf_analyzer_configs" / "run.sh"), "grpc", server.grpc_url, "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=ROOT,
-    )
+    proc = run_sh("grpc", server.grpc_url, "1", **env)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "error" not in out.lower(), out
     assert re.findall(r"Request count: (\d+)", out) == ["3"]
@@ -482,14 +469,7 @@ def test_perf_analyzer_streaming_latency_is_the_whole_stream_and_run_sh_adds_tim
     assert first_p50 * 2.5 < last_p50 and first_p50 < whole, (
         f"first-audio p50 {first_p50:.2f} s, last {last_p50:.2f} s; ours: first {first:.2f}, whole {whole:.2f}"
     )
-    refused = subprocess.run(
-        [str(ROOT / "perf_analyzer_configs" / "run.sh"), "http", server.http_url, "1"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        cwd=ROOT,
-    )
+    refused = run_sh("http", server.http_url, "1", timeout=60, **env)
     assert refused.returncode == 2 and "streams over gRPC only" in refused.stderr
 
 
