@@ -295,10 +295,6 @@ def directory_hashes(root: Path, directory: str) -> dict[str, str]:
     }
 
 
-def _same_vocos(a: Path, b: Path) -> bool:
-    return all(sha256(a / name) == sha256(b / name) for name in (voc.CONFIG_FILE, voc.WEIGHTS_FILE))
-
-
 def _vocos_files(directory: Path) -> dict[str, str]:
     return {name: sha256(directory / name) for name in (voc.CONFIG_FILE, voc.WEIGHTS_FILE)}
 
@@ -345,7 +341,8 @@ def export_repository(
     new_dirs = [tts_name, stream_name]
     try:
         # The vocoder: one of the repository's when this model's Vocos is the same (not copied twice).
-        shared = _vocoder_with_the_same_vocos(output, existing, sources.vocoder_dir, replacing=tts_name)
+        vocos_files = _vocos_files(sources.vocoder_dir)
+        shared = _vocoder_with_the_same_vocos(existing, vocos_files, replacing=tts_name)
         if shared is not None:
             vocoder_name, export_vocoder = shared, False
         else:
@@ -444,7 +441,7 @@ def export_repository(
                     shutil.copyfile(sources.vocoder_dir / file, voc_dir / contract.TORCH_VOCOS_DIR / file)
             vocoder_entry = {
                 "source": sources.vocoder_source,
-                "files": _vocos_files(sources.vocoder_dir),
+                "files": vocos_files,
                 "onnx_sha256": sha256(voc_dir / contract.VOCODER_ONNX_FILE),
                 "onnx_max_abs_error": error,
             }
@@ -562,13 +559,13 @@ def _move_in(staging: Path, output: Path, directories: list[str], removed: list[
         raise
 
 
-def _vocoder_with_the_same_vocos(output: Path, manifest: dict | None, vocos_dir: Path, replacing: str) -> str | None:
-    """The repository's vocoder model whose Vocos files are `vocos_dir`'s, if any. None: the model gets its
-    own, vocoder_NAME, which must then be no other model's."""
+def _vocoder_with_the_same_vocos(manifest: dict | None, vocos_files: dict[str, str], replacing: str) -> str | None:
+    """The repository's vocoder model whose Vocos files (sha256, as its manifest entry records them) are
+    `vocos_files`, if any. None: the model gets its own, vocoder_NAME, which must then be no other model's."""
     if manifest is None:
         return None
-    for vocoder in manifest["vocoders"]:
-        if _same_vocos(vocos_dir, output / vocoder / contract.MODEL_VERSION / contract.TORCH_VOCOS_DIR):
+    for vocoder, entry in manifest["vocoders"].items():
+        if entry.get("files") == vocos_files:
             return vocoder
     own = contract.vocoder_model_name(contract.model_short_name(replacing))
     users = sorted(n for n, m in manifest["models"].items() if n != replacing and m.get("vocoder_model") == own)
